@@ -1,0 +1,38 @@
+"""`pss` command line: parse arguments, build objects, call library functions.
+
+Each sub-command lives in `pss.commands.<name>` and exposes `add_parser(subparsers)`, which
+registers its arguments and sets `func` (a callable taking the parsed namespace, returning an exit
+code). This module only dispatches and turns `PssError` into a one-line message.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from pss.errors import PssError
+
+# Sub-command modules, in the order `pss --help` lists them.
+COMMANDS = ["schedule", "bench"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pss", description="Patch Sampling Schedule for ViT training.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"pss.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PssError as e:
+        print(f"pss {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pss {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,129 @@
+"""Token selection: which patch tokens go through the transformer at a given keep ratio.
+
+One plain function does the work (`select_tokens`); `PatchSampler` is the thin `nn.Module` that
+stands where timm's `patch_drop` stage stands, after the position embedding and before the blocks.
+
+Conventions (shared with timm's `PatchDropoutWithIndices`):
+  * tokens are (B, N, C) with `num_prefix_tokens` prefix tokens (CLS, registers) first;
+  * keep indices are (B, K) indices into the *patch* tokens (0 .. N - prefix - 1), sorted ascending;
+  * prefix tokens are never dropped and come first in the output;
+  * keep_ratio == 1.0 returns the input itself and `None` for the indices ("all kept").
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pss.errors import ConfigError
+
+METHODS = ("magnitude", "random", "l2", "grid")
+
+
+def num_kept(num_patches: int, keep_ratio: float) -> int:
+    """K = max(1, round(rho * num_patches)); Python's round (banker's) is avoided for stability."""
+    check_keep_ratio(keep_ratio)
+    return max(1, min(num_patches, int(math.floor(keep_ratio * num_patches + 0.5))))
+
+
+def check_keep_ratio(keep_ratio: float) -> None:
+    if not (isinstance(keep_ratio, (int, float)) and 0.0 < keep_ratio <= 1.0):
+        raise ConfigError(f"keep ratio must be in (0, 1], got {keep_ratio!r}")
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def token_scores(patches: torch.Tensor, method: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Importance score per patch token, (B, N, C) -> (B, N); higher is kept first."""
+    if method == "magnitude":
+        return patches.detach().abs().sum(dim=-1)  # L1 norm, as in the paper
+    if method == "l2":
+        return patches.detach().float().pow(2).sum(dim=-1)
+    if method == "random":
+        b, n = patches.shape[:2]
+        return torch.rand(b, n, device=patches.device, generator=generator)
+    raise ConfigError(f"selection method {method!r} has no scores")
+
+
+def select_indices(
+    patches: torch.Tensor,
+    keep_ratio: float,
+    method: str = "magnitude",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Indices (B, K) of the patch tokens to keep, sorted ascending. `patches` is (B, N, C)."""
+    check_method(method)
+    b, n = patches.shape[:2]
+    k = num_kept(n, keep_ratio)
+    if method == "grid":
+        # Evenly spaced in raster order: the same spatially spread set for every image.
+        idx = torch.linspace(0, n - 1, k, device=patches.device).round().long()
+        return idx.unsqueeze(0).expand(b, k)
+    scores = token_scores(patches, method, generator)
+    idx = scores.topk(k, dim=1, sorted=False).indices  # (B, K)
+    return idx.sort(dim=1).values
+
+
+def gather_tokens(tokens: torch.Tensor, keep_idx: torch.Tensor) -> torch.Tensor:
+    """tokens (B, N, C), keep_idx (B, K) -> (B, K, C)."""
+    return tokens.gather(1, keep_idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def select_tokens(
+    tokens: torch.Tensor,
+    keep_ratio: float,
+    num_prefix_tokens: int = 1,
+    method: str = "magnitude",
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Keep a fraction of the patch tokens of `tokens` (B, P + N, C).
+
+    Returns (kept (B, P + K, C), keep_idx (B, K) patch indices, or None when everything is kept).
+    """
+    check_keep_ratio(keep_ratio)
+    check_method(method)
+    if keep_ratio >= 1.0:
+        return tokens, None
+    prefix, patches = tokens[:, :num_prefix_tokens], tokens[:, num_prefix_tokens:]
+    keep_idx = select_indices(patches, keep_ratio, method, generator)
+    return torch.cat([prefix, gather_tokens(patches, keep_idx)], dim=1), keep_idx
+
+
+class PatchSampler(nn.Module):
+    """Drop-in for timm's `patch_drop` stage, driven by a keep ratio instead of a drop probability.
+
+    The keep ratio and method are plain attributes, set through `pss.set_keep_ratio(model, ...)`,
+    and apply in train and eval mode alike (eval with rho < 1 is dynamic inference).
+    `return_indices=True` gives the `(x, keep_idx)` pair that timm's EVA expects from its
+    `patch_drop`. With `record=True` the last keep indices are kept in `last_keep_idx` for analysis.
+    """
+
+    def __init__(
+        self,
+        num_prefix_tokens: int = 1,
+        keep_ratio: float = 1.0,
+        method: str = "magnitude",
+        return_indices: bool = False,
+    ) -> None:
+        super().__init__()
+        check_keep_ratio(keep_ratio)
+        check_method(method)
+        self.num_prefix_tokens = num_prefix_tokens
+        self.keep_ratio = float(keep_ratio)
+        self.method = method
+        self.return_indices = return_indices
+        self.record = False
+        self.last_keep_idx: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor):
+        x, keep_idx = select_tokens(x, self.keep_ratio, self.num_prefix_tokens, self.method)
+        if self.record:
+            self.last_keep_idx = keep_idx
+        return (x, keep_idx) if self.return_indices else x
+
+    def extra_repr(self) -> str:
+        return f"keep_ratio={self.keep_ratio}, method={self.method!r}, num_prefix_tokens={self.num_prefix_tokens}"
