@@ -1,0 +1,32 @@
+"""PSS models: our ViT (registered with timm) and the adapter for existing timm ViTs."""
+from __future__ import annotations
+
+import difflib
+
+import timm
+from torch import nn
+
+from pss.errors import ConfigError
+from pss.models.adapter import attach
+from pss.models.vit import ARCHS, PssVisionTransformer
+
+__all__ = ["ARCHS", "PssVisionTransformer", "attach", "build_model"]
+
+
+def build_model(name: str, num_classes: int, img_size: int | None = None, **kwargs) -> nn.Module:
+    """Build a PSS model by name: ours (`pss_vit_*`) or any timm ViT / EVA (attached).
+
+    `kwargs` go to `timm.create_model` (depth, embed_dim, drop_path_rate, pos_embed, ...).
+    Never downloads anything unless `pretrained=True` is passed explicitly.
+    """
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, ARCHS.keys() | set(timm.list_models("*vit*")), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See `timm.list_models('*vit*')`."
+        raise ConfigError(f"unknown model name {name!r}.{hint}")
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    try:
+        model = timm.create_model(name, num_classes=num_classes, **kwargs)
+    except TypeError as e:  # an option the architecture does not take
+        raise ConfigError(f"model {name!r} does not accept these options: {e}") from e
+    return attach(model)

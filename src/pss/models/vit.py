@@ -1,0 +1,370 @@
+"""The PSS Vision Transformer: a timm-style ViT whose patch-drop stage is a keep-ratio PatchSampler.
+
+forward_features reads straight through, as in timm:
+
+    patch_embed -> _pos_embed -> patch_drop (select) -> norm_pre -> blocks -> norm
+
+Position information survives token dropping in one of three ways (`pos_embed=`):
+  * "learned":  absolute embedding added *before* selection, so kept tokens carry their position;
+  * "rel_bias": a per-layer relative position bias table (BEiT / the PSS paper); the (query, key)
+                relative-position index is gathered for the kept indices, so each kept pair gets
+                exactly the bias it would have had in the full sequence;
+  * "rope":     2D rotary embedding (timm's RotaryEmbeddingCat) gathered for the kept indices;
+                needs no attention mask, so SDPA can use flash attention.
+Parameter names follow timm's VisionTransformer (and BEiT's for the bias tables), so timm and
+BEiT-style checkpoints map onto it, and timm's optimizer factory / layer decay work unchanged.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed, trunc_normal_
+from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, apply_rot_embed_cat
+from torch import nn
+
+from pss.errors import ConfigError
+from pss.select import PatchSampler
+
+PosEmbed = Literal["learned", "rel_bias", "rope"]
+POS_EMBEDS = ("learned", "rel_bias", "rope")
+
+
+def relative_position_index(grid: tuple[int, int], num_prefix_tokens: int) -> torch.Tensor:
+    """(P + N, P + N) index into a relative-bias table of (2H-1)(2W-1) + 3 rows (BEiT layout).
+
+    Patch pairs index by their 2D offset; the last three rows are shared by all prefix tokens:
+    prefix->patch, patch->prefix, prefix->prefix.
+    """
+    gh, gw = grid
+    coords = torch.stack(torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")).flatten(1)  # (2, N)
+    rel = coords[:, :, None] - coords[:, None, :]  # (2, N, N), offsets in [-(g-1), g-1]
+    rel = rel.permute(1, 2, 0) + torch.tensor([gh - 1, gw - 1])
+    patch_index = rel[..., 0] * (2 * gw - 1) + rel[..., 1]  # (N, N)
+    n_rel = (2 * gh - 1) * (2 * gw - 1)
+    p, n = num_prefix_tokens, gh * gw
+    index = torch.empty(p + n, p + n, dtype=torch.long)
+    index[p:, p:] = patch_index
+    index[:p, p:] = n_rel  # prefix query -> patch key
+    index[p:, :p] = n_rel + 1  # patch query -> prefix key
+    index[:p, :p] = n_rel + 2  # prefix -> prefix
+    return index
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through F.scaled_dot_product_attention, with optional per-layer
+    relative position bias (gathered by a shared index) and rotary embedding."""
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_heads: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        rel_bias_rows: int = 0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ConfigError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        # BEiT's parameter name, so BEiT-style checkpoints map onto it.
+        self.relative_position_bias_table = (
+            nn.Parameter(torch.zeros(rel_bias_rows, num_heads)) if rel_bias_rows else None
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rel_index: torch.Tensor | None = None,
+        rope: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        if rope is not None:  # rope: (N, 2d) or (B, 1, N, 2d); identity rows for prefix tokens
+            q, k = apply_rot_embed_cat(q, rope), apply_rot_embed_cat(k, rope)
+        bias = None
+        if self.relative_position_bias_table is not None:
+            # rel_index: (N, N) or (B, N, N) -> bias (1|B, h, N, N)
+            bias = self.relative_position_bias_table[rel_index]
+            bias = (bias.permute(2, 0, 1).unsqueeze(0) if bias.ndim == 3 else bias.permute(0, 3, 1, 2)).to(q.dtype)
+        if attn_mask is not None:
+            bias = attn_mask.to(q.dtype) if bias is None else bias + attn_mask.to(q.dtype)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(rearrange(x, "b h n d -> b n (h d)")))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (timm's layout and names: norm1, attn, ls1, norm2, mlp, ls2)."""
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        init_values: float | None = None,
+        rel_bias_rows: int = 0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(
+            dim, num_heads=num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, rel_bias_rows=rel_bias_rows
+        )
+        self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
+        self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, rel_index=None, rope=None, attn_mask=None) -> torch.Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), rel_index, rope, attn_mask)))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+class PssVisionTransformer(nn.Module):
+    """Vision Transformer trained and run with a fraction of its patch tokens.
+
+    The keep ratio and selection method live in `self.patch_drop` (a PatchSampler) and are set with
+    `pss.set_keep_ratio(model, rho, method)`; rho = 1.0 is exactly the unmodified model.
+    """
+
+    def __init__(
+        self,
+        *,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: Literal["token", "avg"] = "token",
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        class_token: bool = True,
+        reg_tokens: int = 0,
+        pos_embed: PosEmbed = "rel_bias",
+        init_values: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        keep_ratio: float = 1.0,
+        select: str = "magnitude",
+    ) -> None:
+        super().__init__()
+        if pos_embed not in POS_EMBEDS:
+            raise ConfigError(f"unknown pos_embed {pos_embed!r}; choose one of {', '.join(POS_EMBEDS)}")
+        if global_pool not in ("token", "avg"):
+            raise ConfigError(f"unknown global_pool {global_pool!r}; choose 'token' or 'avg'")
+        if global_pool == "token" and not class_token:
+            raise ConfigError("global_pool='token' needs class_token=True; use global_pool='avg' without a class token")
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.num_features = self.embed_dim = embed_dim
+        self.num_prefix_tokens = int(class_token) + reg_tokens
+        self.pos_embed_type = pos_embed
+
+        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+        grid = self.patch_embed.grid_size
+        num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
+        # timm layout: the learned embedding covers prefix + patch tokens.
+        self.pos_embed = (
+            nn.Parameter(torch.zeros(1, self.num_prefix_tokens + num_patches, embed_dim)) if pos_embed == "learned" else None
+        )
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.patch_drop = PatchSampler(self.num_prefix_tokens, keep_ratio, select, return_indices=True)
+
+        rel_rows = 0
+        if pos_embed == "rel_bias":
+            rel_rows = (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
+            self.register_buffer(
+                "relative_position_index", relative_position_index(grid, self.num_prefix_tokens), persistent=False
+            )
+        else:
+            self.relative_position_index = None
+        if pos_embed == "rope":
+            head_dim = embed_dim // num_heads
+            if head_dim % 4:
+                raise ConfigError(f"rope needs head_dim divisible by 4, got {head_dim} (embed_dim/num_heads)")
+            rope = RotaryEmbeddingCat(head_dim, in_pixels=False, feat_shape=list(grid), ref_feat_shape=list(grid))
+            emb = rope.get_embed()  # (N, 2 * head_dim): [sin | cos]
+            # Prefix tokens get the identity rotation (sin = 0, cos = 1), so one gather covers all tokens.
+            ident = torch.cat([torch.zeros(self.num_prefix_tokens, head_dim), torch.ones(self.num_prefix_tokens, head_dim)], 1)
+            self.register_buffer("rope_embed", torch.cat([ident, emb], 0), persistent=False)
+        else:
+            self.rope_embed = None
+        self.register_buffer("prefix_index", torch.arange(self.num_prefix_tokens), persistent=False)
+
+        self.norm_pre = nn.Identity()
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth decay rule
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                drop=drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=dpr[i],
+                init_values=init_values,
+                rel_bias_rows=rel_rows,
+            )
+            for i in range(depth)
+        )
+        use_fc_norm = global_pool == "avg"  # as timm: norm after pooling when averaging
+        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=1e-6)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6) if use_fc_norm else nn.Identity()
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for p in (self.pos_embed, self.cls_token, self.reg_token):
+            if p is not None:
+                trunc_normal_(p, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # timm integration -------------------------------------------------------------------------
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        skip = {"pos_embed", "cls_token", "reg_token"}
+        skip |= {n for n, _ in self.named_parameters() if n.endswith("relative_position_bias_table")}
+        return skip
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(stem=r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    # forward ----------------------------------------------------------------------------------
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepend prefix tokens; add the learned absolute embedding (before selection)."""
+        prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        x = torch.cat(prefix + [x], dim=1) if prefix else x
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        return self.pos_drop(x)
+
+    def _kept_positions(self, keep_idx: torch.Tensor | None):
+        """Relative-bias index and rotary embedding for the kept sequence (prefix + kept patches)."""
+        if keep_idx is None:  # all kept: the full, batch-independent tables
+            return self.relative_position_index, self.rope_embed
+        p = self.num_prefix_tokens
+        seq_idx = torch.cat([self.prefix_index.expand(keep_idx.shape[0], -1), keep_idx + p], dim=1)  # (B, L)
+        rel_index = rope = None
+        if self.relative_position_index is not None:
+            rel_index = self.relative_position_index[seq_idx[:, :, None], seq_idx[:, None, :]]  # (B, L, L)
+        if self.rope_embed is not None:
+            rope = self.rope_embed[seq_idx].unsqueeze(1)  # (B, 1, L, 2d), broadcast over heads
+        return rel_index, rope
+
+    def forward_features_with_indices(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 3, H, W) -> (tokens (B, P + K, C), keep_idx (B, K) or None when all patches are kept)."""
+        x = self.patch_embed(x)
+        x = self._pos_embed(x)
+        x, keep_idx = self.patch_drop(x)
+        rel_index, rope = self._kept_positions(keep_idx)
+        x = self.norm_pre(x)
+        for blk in self.blocks:
+            x = blk(x, rel_index, rope)
+        return self.norm(x), keep_idx
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features_with_indices(x)[0]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x[:, self.num_prefix_tokens :].mean(dim=1) if self.global_pool == "avg" else x[:, 0]
+        x = self.head_drop(self.fc_norm(x))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# Registration with timm ---------------------------------------------------------------------------
+# `timm.create_model("pss_vit_small_patch16_224", pos_embed="rope", num_classes=10)` after `import pss`.
+# No pretrained weights are published for these architectures: start from scratch or from a
+# checkpoint with `pss train --init` (timm / MAE / SimMIM / BEiT weights map onto the names).
+
+def _cfg(img_size: int, **kw) -> dict:
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    return dict(
+        url="", num_classes=1000, input_size=(3, img_size, img_size), pool_size=None, crop_pct=0.9 if img_size > 64 else 1.0,
+        interpolation="bicubic", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+        first_conv="patch_embed.proj", classifier="head", **kw,
+    )
+
+
+ARCHS: dict[str, dict] = {
+    "pss_vit_tiny_patch16_224": dict(img_size=224, patch_size=16, embed_dim=192, depth=12, num_heads=3),
+    "pss_vit_small_patch16_224": dict(img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6),
+    "pss_vit_base_patch16_224": dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    # CIFAR-scale: 32 px inputs, 4 px patches -> an 8 x 8 grid of 64 patches.
+    "pss_vit_tiny_patch4_32": dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3),
+    "pss_vit_small_patch4_32": dict(img_size=32, patch_size=4, embed_dim=384, depth=12, num_heads=6),
+}
+
+from timm.models import generate_default_cfgs, register_model  # noqa: E402
+
+default_cfgs = generate_default_cfgs({name: _cfg(a["img_size"]) for name, a in ARCHS.items()})
+
+
+def _create(name: str, pretrained: bool = False, **kwargs) -> PssVisionTransformer:
+    if pretrained:
+        raise ConfigError(
+            f"{name} has no published pretrained weights; train from scratch or load weights with `pss train --init CKPT`"
+        )
+    for k in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(k, None)
+    return PssVisionTransformer(**{**ARCHS[name], **kwargs})
+
+
+@register_model
+def pss_vit_tiny_patch16_224(pretrained: bool = False, **kwargs) -> PssVisionTransformer:
+    return _create("pss_vit_tiny_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def pss_vit_small_patch16_224(pretrained: bool = False, **kwargs) -> PssVisionTransformer:
+    return _create("pss_vit_small_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def pss_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> PssVisionTransformer:
+    return _create("pss_vit_base_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def pss_vit_tiny_patch4_32(pretrained: bool = False, **kwargs) -> PssVisionTransformer:
+    return _create("pss_vit_tiny_patch4_32", pretrained, **kwargs)
+
+
+@register_model
+def pss_vit_small_patch4_32(pretrained: bool = False, **kwargs) -> PssVisionTransformer:
+    return _create("pss_vit_small_patch4_32", pretrained, **kwargs)

@@ -1,0 +1,100 @@
+"""Token selection: exhaustive checks of counts, invariants and each method's choice."""
+import pytest
+import torch
+
+from pss.errors import ConfigError
+from pss.select import METHODS, PatchSampler, num_kept, select_indices, select_tokens
+
+
+@pytest.mark.parametrize("n,rho,k", [(196, 1.0, 196), (196, 0.2, 39), (196, 0.4, 78), (196, 0.6, 118),
+                                     (196, 0.8, 157), (64, 0.5, 32), (64, 0.01, 1), (4, 0.125, 1), (10, 0.25, 3)])
+def test_num_kept(n, rho, k):
+    assert num_kept(n, rho) == k
+
+
+@pytest.mark.parametrize("rho", [0.0, -0.1, 1.01, float("nan")])
+def test_impossible_keep_ratio(rho):
+    with pytest.raises(ConfigError, match="keep ratio must be in"):
+        select_tokens(torch.randn(2, 5, 4), rho)
+
+
+def test_unknown_method():
+    with pytest.raises(ConfigError, match="unknown selection method 'l3'"):
+        select_tokens(torch.randn(2, 5, 4), 0.5, method="l3")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("prefix", [0, 1, 5])
+def test_shapes_prefix_kept_and_sorted(method, prefix):
+    x = torch.randn(3, prefix + 16, 8)
+    kept, idx = select_tokens(x, 0.5, prefix, method)
+    assert kept.shape == (3, prefix + 8, 8) and idx.shape == (3, 8)
+    assert torch.equal(kept[:, :prefix], x[:, :prefix])  # prefix tokens first, untouched
+    assert torch.equal(kept[:, prefix:], torch.stack([x[b, prefix + idx[b]] for b in range(3)]))
+    assert (idx.diff(dim=1) > 0).all()  # sorted, no repeats
+    assert idx.min() >= 0 and idx.max() < 16
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_full_keep_returns_input(method):
+    x = torch.randn(2, 9, 4)
+    kept, idx = select_tokens(x, 1.0, 1, method)
+    assert kept is x and idx is None
+
+
+def test_magnitude_is_top_k_l1():
+    x = torch.randn(4, 1 + 20, 6)
+    _, idx = select_tokens(x, 0.3, 1, "magnitude")
+    l1 = x[:, 1:].abs().sum(-1)
+    expect = l1.topk(6, dim=1).indices.sort(dim=1).values
+    assert torch.equal(idx, expect)
+    # a token with a large L2 but small L1 norm: L1 and L2 disagree, each method keeps its own choice
+    y = torch.zeros(1, 2, 4)
+    y[0, 0] = torch.tensor([3.0, 0, 0, 0])  # L1 3, L2 9
+    y[0, 1] = torch.tensor([1.0, 1, 1, 1])  # L1 4, L2 4
+    assert select_indices(y, 0.5, "magnitude").item() == 1
+    assert select_indices(y, 0.5, "l2").item() == 0
+
+
+def test_random_is_seeded_and_uniform():
+    x = torch.randn(2000, 1 + 10, 4)
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    _, a = select_tokens(x, 0.3, 1, "random", generator=g1)
+    _, b = select_tokens(x, 0.3, 1, "random", generator=g2)
+    assert torch.equal(a, b)
+    # each of the 10 patches is kept with probability 0.3: counts within 5 sigma of 600
+    counts = torch.bincount(a.flatten(), minlength=10).float()
+    assert ((counts - 600).abs() < 5 * (2000 * 0.3 * 0.7) ** 0.5).all(), counts
+    # independent of content: magnitude would always pick the same ones here
+    _, c = select_tokens(x, 0.3, 1, "random", generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(a, c)
+
+
+def test_grid_spreads_evenly():
+    _, idx = select_tokens(torch.randn(2, 1 + 64, 4), 0.25, 1, "grid")
+    assert idx.shape == (2, 16) and torch.equal(idx[0], idx[1])
+    gaps = idx[0].diff()
+    assert gaps.min() >= 4 and gaps.max() <= 5
+
+
+def test_gradients_flow_to_kept_tokens_only():
+    x = torch.randn(2, 1 + 8, 4, requires_grad=True)
+    kept, idx = select_tokens(x, 0.5, 1, "magnitude")
+    kept.sum().backward()
+    g = x.grad.abs().sum(-1)
+    assert (g[:, 0] > 0).all()
+    mask = torch.zeros(2, 8, dtype=torch.bool).scatter_(1, idx, True)
+    assert (g[:, 1:][mask] > 0).all() and (g[:, 1:][~mask] == 0).all()
+
+
+def test_sampler_module_modes():
+    s = PatchSampler(num_prefix_tokens=1, keep_ratio=0.5)
+    x = torch.randn(2, 9, 4)
+    assert s(x).shape == (2, 5, 4)
+    s.eval()  # eval with rho < 1 is dynamic inference: still drops
+    assert s(x).shape == (2, 5, 4)
+    s.return_indices = True
+    out, idx = s(x)
+    assert idx.shape == (2, 4)
+    with pytest.raises(ConfigError):
+        PatchSampler(keep_ratio=1.5)
