@@ -1,0 +1,92 @@
+"""FLOP counting at a keep ratio with `torch.utils.flop_counter.FlopCounterMode`.
+
+FlopCounterMode counts the matrix products (linear, conv, bmm, attention); elementwise ops,
+norms and softmax are not counted, as in the paper and most ViT FLOP tables. One multiply-add
+counts as 2 FLOPs.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from pss.control import keep_ratio as _keep_ratio
+from pss.control import samplers
+
+
+def count_flops(
+    model: nn.Module,
+    x: torch.Tensor,
+    keep_ratio: float = 1.0,
+    backward: bool = False,
+    method: str | None = None,
+) -> int:
+    """FLOPs of one forward (or forward + backward, a training step) of `model` on the batch `x`.
+
+    The total is for the whole batch; divide by `x.shape[0]` for FLOPs per image (or use
+    `flops_per_image`). The model's train/eval mode is left as it is; gradients are computed with
+    `torch.autograd.grad`, so no `.grad` is touched. Models without a PatchSampler (plain timm
+    ViTs) can only be counted at keep_ratio 1.0.
+    """
+    has_sampler = bool(samplers(model))
+    if not has_sampler and keep_ratio != 1.0:
+        raise TypeError(f"{type(model).__name__} has no PatchSampler: build it with pss or call pss.attach(model)")
+    counter = FlopCounterMode(display=False)
+    with torch.set_grad_enabled(backward):
+        with _keep_ratio(model, keep_ratio, method) if has_sampler else contextlib.nullcontext():
+            with counter:
+                out = model(x)
+                if backward:
+                    params = [p for p in model.parameters() if p.requires_grad]
+                    # sum of logits as a stand-in loss: its own cost is not a matmul, so not counted
+                    torch.autograd.grad(out.float().sum(), params, allow_unused=True)
+    return int(counter.get_total_flops())
+
+
+def flops_per_image(
+    model: nn.Module,
+    keep_ratio: float = 1.0,
+    backward: bool = False,
+    method: str | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    in_chans: int | None = None,
+) -> int:
+    """FLOPs for one image at `keep_ratio`, input size taken from the model's patch embedding."""
+    x = example_input(model, batch_size=1, img_size=img_size, in_chans=in_chans)
+    return count_flops(model, x, keep_ratio, backward=backward, method=method)
+
+
+def model_input_size(model: nn.Module) -> tuple[int, int, int]:
+    """(channels, height, width) the model expects, from timm's `patch_embed` (or `pretrained_cfg`)."""
+    pe = getattr(model, "patch_embed", None)
+    img_size = getattr(pe, "img_size", None)
+    in_chans = getattr(getattr(pe, "proj", None), "in_channels", None)
+    if img_size is None:
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        if "input_size" not in cfg:
+            raise TypeError(f"cannot tell the input size of {type(model).__name__}; pass img_size")
+        return tuple(cfg["input_size"])  # type: ignore[return-value]
+    h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+    return int(in_chans or 3), int(h), int(w)
+
+
+def example_input(
+    model: nn.Module,
+    batch_size: int = 1,
+    img_size: int | tuple[int, int] | None = None,
+    in_chans: int | None = None,
+) -> torch.Tensor:
+    """A random (B, C, H, W) batch on the model's device and dtype, for counting and timing.
+
+    Random normal values give every token a distinct magnitude, so magnitude selection does the
+    same work as on real images.
+    """
+    c, h, w = model_input_size(model)
+    if img_size is not None:
+        h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+    c = in_chans or c
+    p = next(model.parameters())
+    return torch.randn(batch_size, c, h, w, device=p.device, dtype=p.dtype)
+

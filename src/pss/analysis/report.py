@@ -1,0 +1,378 @@
+"""Run reports: compare training runs from their logs alone (no model, no data, no GPU needed).
+
+A run folder holds `train_log.jsonl`, `val_log.jsonl`, `summary.json` and `config.yaml`
+(see docs/DESIGN.md). `write_report` turns one or more of them into
+
+  * `report.md` / `report.json`: per run, training time, time relative to the first run, best and
+    final top-1, difference to the first run, mean keep ratio, images/s;
+  * `accuracy_vs_time.png`: validation top-1 against training wall-clock time (the paper's
+    "faster training" figure);
+  * `epoch_step_time.png`: step time per iteration over one epoch, and the mean step time per keep
+    ratio (the paper's "single epoch training time" figure);
+  * `train_loss.png`: training loss against step.
+
+The first run given is the reference (typically the baseline without PSS).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from matplotlib.figure import Figure
+
+from pss.errors import DataError
+
+DPI = 100
+FIGSIZE = (8.0, 5.0)  # inches; at DPI this is 800 x 500 pixels
+
+
+@dataclass
+class Run:
+    """The logs of one training run, as read from its folder."""
+
+    name: str
+    path: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    train_log: list[dict[str, Any]] = field(default_factory=list)
+    val_log: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def train_time_s(self) -> float | None:
+        """Wall-clock training time: from summary.json, else the last evaluation's elapsed time."""
+        if self.summary.get("train_time_s") is not None:
+            return float(self.summary["train_time_s"])
+        if self.val_log and self.val_log[-1].get("elapsed_s") is not None:
+            return float(self.val_log[-1]["elapsed_s"])
+        if self.train_log:
+            return sum(float(r.get("step_time_s", 0.0)) + float(r.get("data_time_s", 0.0)) for r in self.train_log)
+        return None
+
+    @property
+    def best_acc1(self) -> float | None:
+        if self.summary.get("best_acc1") is not None:
+            return float(self.summary["best_acc1"])
+        accs = [float(r["acc1"]) for r in self.val_log if r.get("acc1") is not None]
+        return max(accs) if accs else None
+
+    @property
+    def final_acc1(self) -> float | None:
+        if self.summary.get("final_acc1") is not None:
+            return float(self.summary["final_acc1"])
+        accs = [float(r["acc1"]) for r in self.val_log if r.get("acc1") is not None]
+        return accs[-1] if accs else None
+
+    @property
+    def mean_keep_ratio(self) -> float | None:
+        if self.summary.get("mean_keep_ratio") is not None:
+            return float(self.summary["mean_keep_ratio"])
+        rhos = [float(r["keep_ratio"]) for r in self.train_log if r.get("keep_ratio") is not None]
+        return statistics.fmean(rhos) if rhos else None
+
+    @property
+    def images_per_s(self) -> float | None:
+        v = self.summary.get("images_per_s")
+        return float(v) if v is not None else None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines log; a torn last line (run killed while writing) is skipped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _dedupe_by_step(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the last record per step (a resumed run may repeat steps), in step order."""
+    if not rows or "step" not in rows[0]:
+        return rows
+    by_step = {r["step"]: r for r in rows if "step" in r}
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def load_run(path: str | Path, name: str | None = None) -> Run:
+    """Read a run folder. Raises DataError when it holds neither a train log nor a summary."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"run folder {str(path)!r} does not exist")
+    train_log = _dedupe_by_step(_read_jsonl(path / "train_log.jsonl"))
+    val_log = _dedupe_by_step(_read_jsonl(path / "val_log.jsonl"))
+    summary_path = path / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if not train_log and not val_log and not summary:
+        raise DataError(
+            f"{str(path)!r} is not a training run: no train_log.jsonl, val_log.jsonl or summary.json in it"
+        )
+    config_path = path / "config.yaml"
+    config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
+    return Run(name or path.resolve().name, path, config, summary, train_log, val_log)
+
+
+def load_runs(paths: list[str | Path], names: list[str] | None = None) -> list[Run]:
+    """Read several run folders; names default to the folder names (made unique)."""
+    if names is not None and len(names) != len(paths):
+        raise DataError(f"got {len(names)} names for {len(paths)} runs")
+    runs = [load_run(p, names[i] if names else None) for i, p in enumerate(paths)]
+    seen: dict[str, int] = defaultdict(int)
+    for r in runs:
+        seen[r.name] += 1
+        if seen[r.name] > 1:
+            r.name = f"{r.name} ({seen[r.name]})"
+    return runs
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def summary_table(runs: list[Run]) -> list[dict[str, Any]]:
+    """One row per run; relative columns are against the first run."""
+    ref = runs[0]
+    rows = []
+    for r in runs:
+        t, t0 = r.train_time_s, ref.train_time_s
+        best, best0 = r.best_acc1, ref.best_acc1
+        rows.append(
+            {
+                "run": r.name,
+                "path": str(r.path),
+                "train_time_s": t,
+                "time_vs_first": t / t0 if t is not None and t0 else None,
+                "speedup_vs_first": t0 / t if t and t0 is not None else None,
+                "best_acc1": best,
+                "final_acc1": r.final_acc1,
+                "best_acc1_diff": best - best0 if best is not None and best0 is not None else None,
+                "mean_keep_ratio": r.mean_keep_ratio,
+                "images_per_s": r.images_per_s,
+                "epochs": r.summary.get("epochs"),
+                "steps": r.summary.get("steps", len(r.train_log) or None),
+                "device": r.summary.get("device"),
+            }
+        )
+    return rows
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _fmt(v: Any, spec: str, suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{suffix}"
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    """The comparison table as Markdown (times human-readable, accuracies in the logs' units)."""
+    header = ["run", "train time", "time vs first", "speed-up", "best top-1", "final top-1",
+              "top-1 diff", "mean rho", "images/s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for row in rows:
+        cells = [
+            row["run"],
+            format_duration(row["train_time_s"]),
+            _fmt(row["time_vs_first"], ".2f", "x"),
+            _fmt(row["speedup_vs_first"], ".2f", "x"),
+            _fmt(row["best_acc1"], ".2f"),
+            _fmt(row["final_acc1"], ".2f"),
+            _fmt(row["best_acc1_diff"], "+.2f"),
+            _fmt(row["mean_keep_ratio"], ".3f"),
+            _fmt(row["images_per_s"], ".1f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _time_unit(max_seconds: float) -> tuple[float, str]:
+    """Divisor and unit name so that short runs do not all sit at 0.00 hours."""
+    if max_seconds >= 2 * 3600:
+        return 3600.0, "hours"
+    if max_seconds >= 120:
+        return 60.0, "minutes"
+    return 1.0, "seconds"
+
+
+def _new_figure(ncols: int = 1) -> tuple[Figure, Any]:
+    width = FIGSIZE[0] if ncols == 1 else 6.0 * ncols
+    fig = Figure(figsize=(width, FIGSIZE[1]), dpi=DPI, layout="constrained")
+    return fig, fig.subplots(1, ncols)
+
+
+def plot_accuracy_vs_time(runs: list[Run], path: str | Path) -> Path:
+    """Validation top-1 against training wall-clock time, one line per run."""
+    fig, ax = _new_figure()
+    elapsed = [float(v["elapsed_s"]) for r in runs for v in r.val_log if v.get("elapsed_s") is not None]
+    div, unit = _time_unit(max(elapsed, default=0.0))
+    for r in runs:
+        pts = [(float(v["elapsed_s"]) / div, float(v["acc1"])) for v in r.val_log
+               if v.get("elapsed_s") is not None and v.get("acc1") is not None]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="o", markersize=3, label=r.name)
+    ax.set_title("Validation accuracy vs training time")
+    ax.set_xlabel(f"training wall-clock time ({unit})")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(title="run")
+    fig.savefig(path)
+    return Path(path)
+
+
+def pick_epoch(run: Run) -> int | None:
+    """The epoch shown in the step-time plot: the last one logged in full (the first has warm-up costs)."""
+    counts: dict[int, int] = defaultdict(int)
+    for row in run.train_log:
+        if row.get("epoch") is not None:
+            counts[int(row["epoch"])] += 1
+    if not counts:
+        return None
+    full = max(counts.values())
+    return max(e for e, n in counts.items() if n == full)
+
+
+def step_time_by_keep_ratio(run: Run, epoch: int | None = None) -> dict[float, float]:
+    """Mean step time (s) per keep ratio, over one epoch (default: `pick_epoch`) or all when None found."""
+    epoch = pick_epoch(run) if epoch is None else epoch
+    groups: dict[float, list[float]] = defaultdict(list)
+    for row in run.train_log:
+        if epoch is not None and row.get("epoch") is not None and int(row["epoch"]) != epoch:
+            continue
+        if row.get("keep_ratio") is None or row.get("step_time_s") is None:
+            continue
+        groups[round(float(row["keep_ratio"]), 4)].append(float(row["step_time_s"]))
+    return {rho: statistics.fmean(ts) for rho, ts in sorted(groups.items(), reverse=True)}
+
+
+def plot_epoch_step_time(runs: list[Run], path: str | Path) -> Path:
+    """Left: step time per iteration over one epoch; right: mean step time per keep ratio."""
+    fig, (ax, ax2) = _new_figure(2)
+    for i, r in enumerate(runs):
+        epoch = pick_epoch(r)
+        rows = [row for row in r.train_log if row.get("step_time_s") is not None
+                and (epoch is None or row.get("epoch") is None or int(row["epoch"]) == epoch)]
+        if not rows:
+            continue
+        first = rows[0].get("step", 0)
+        xs = [row.get("step", j) - first for j, row in enumerate(rows)]
+        ys = [1000.0 * float(row["step_time_s"]) for row in rows]
+        color = f"C{i}"
+        label = r.name if epoch is None else f"{r.name} (epoch {epoch})"
+        ax.plot(xs, ys, color=color, linewidth=1, label=label)
+        means = step_time_by_keep_ratio(r, epoch)
+        if means:
+            mean_all = 1000.0 * statistics.fmean(float(row["step_time_s"]) for row in rows)
+            ax.axhline(mean_all, color=color, linestyle="--", linewidth=0.8)
+            rhos = list(means)
+            ax2.plot(rhos, [1000.0 * means[k] for k in rhos], color=color, marker="osD^v"[i % 5], label=r.name)
+            full = means.get(1.0)
+            for k in rhos:
+                # the paper's numbers: time per iteration relative to rho = 1.0 of the same run
+                text = f"{1000.0 * means[k]:.0f}" + (f" ({means[k] / full:.2f}x)" if full and k != 1.0 else "")
+                ax2.annotate(text, (k, 1000.0 * means[k]), textcoords="offset points",
+                             xytext=(0, 6 if i % 2 == 0 else -12), ha="center", fontsize=8, color=color)
+    ax.set_title("Step time over one epoch (dashed: epoch mean)")
+    ax.set_xlabel("iteration within epoch")
+    ax.set_ylabel("step time (ms)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax2.set_title("Mean step time per keep ratio (labels: ms, relative to rho = 1)")
+    ax2.set_xlabel("keep ratio rho")
+    ax2.set_ylabel("mean step time (ms)")
+    ax2.set_ylim(bottom=0)
+    ax2.grid(alpha=0.3)
+    for a in (ax, ax2):
+        if a.get_legend_handles_labels()[0]:
+            a.legend(title="run")
+    fig.savefig(path)
+    return Path(path)
+
+
+def _smooth(ys: list[float], window: int) -> list[float]:
+    """Trailing moving average (ignores non-finite values)."""
+    out, buf = [], []
+    for y in ys:
+        if math.isfinite(y):
+            buf.append(y)
+            if len(buf) > window:
+                buf.pop(0)
+        out.append(statistics.fmean(buf) if buf else float("nan"))
+    return out
+
+
+def plot_train_loss(runs: list[Run], path: str | Path) -> Path:
+    """Training loss against optimizer step (raw, faint; moving average, solid)."""
+    fig, ax = _new_figure()
+    for i, r in enumerate(runs):
+        rows = [row for row in r.train_log if row.get("loss") is not None]
+        if not rows:
+            continue
+        xs = [row.get("step", j) for j, row in enumerate(rows)]
+        ys = [float(row["loss"]) for row in rows]
+        window = max(1, len(ys) // 50)
+        ax.plot(xs, ys, color=f"C{i}", alpha=0.25, linewidth=0.8)
+        ax.plot(xs, _smooth(ys, window), color=f"C{i}", linewidth=1.5,
+                label=r.name if window == 1 else f"{r.name} (mean of {window})")
+    ax.set_title("Training loss")
+    ax.set_xlabel("step (iterations)")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(title="run")
+    fig.savefig(path)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- all of it
+
+
+def write_report(run_dirs: list[str | Path], output: str | Path, names: list[str] | None = None) -> dict[str, Any]:
+    """Write the table (Markdown + JSON) and the three plots into `output`; returns what was written."""
+    runs = load_runs(run_dirs, names)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summary_table(runs)
+    figures = {
+        "accuracy_vs_time": str(plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png")),
+        "epoch_step_time": str(plot_epoch_step_time(runs, out / "epoch_step_time.png")),
+        "train_loss": str(plot_train_loss(runs, out / "train_loss.png")),
+    }
+    step_times = {r.name: {str(k): v for k, v in step_time_by_keep_ratio(r).items()} for r in runs}
+    result = {"runs": rows, "step_time_by_keep_ratio_s": step_times, "figures": figures}
+    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    table = to_markdown(rows)
+    md = ["# Training report", "", f"Reference run (first): `{runs[0].name}`", "", table]
+    md += ["## Mean step time per keep ratio (one epoch)", ""]
+    for r in runs:
+        means = step_time_by_keep_ratio(r)
+        if means:
+            cells = ", ".join(f"rho {k:g}: {1000 * v:.1f} ms" for k, v in means.items())
+            md.append(f"- **{r.name}**: {cells}")
+    md += ["", "## Figures", ""]
+    md += [f"![{k}]({Path(v).name})" for k, v in figures.items()]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    result["table_markdown"] = table
+    result["paths"] = {"markdown": str(out / "report.md"), "json": str(out / "report.json")}
+    return result

@@ -1,0 +1,248 @@
+"""Dynamic-inference sweep: accuracy, throughput and FLOPs of trained models at several keep ratios.
+
+A model trained with a patch sampling schedule keeps most of its accuracy when run with fewer
+patches; a baseline trained at rho = 1.0 does not. `sweep_models` measures both on the same
+validation set, and `plot_sweep` draws the paper's dynamic-inference figure from the result.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
+
+import pss
+from pss.analysis.flops import count_flops, example_input
+from pss.errors import ConfigError
+
+DEFAULT_KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+
+
+def parse_keep_ratios(text: str) -> list[float]:
+    """"1.0,0.8,0.6" -> [1.0, 0.8, 0.6]; each value must be in (0, 1]."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"keep ratios must be comma-separated numbers like 1.0,0.8,0.6, got {text!r}") from None
+    if not values:
+        raise ConfigError("no keep ratios given")
+    for v in values:
+        if not 0.0 < v <= 1.0:
+            raise ConfigError(f"keep ratio must be in (0, 1], got {v:g}")
+    return values
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued kernels, so wall-clock timings measure the work and not just its launch."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast for `dtype` (bf16/fp16), or nothing for fp32 (None)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """"auto" = bf16 on CUDA, fp32 elsewhere; returns the autocast dtype (None = fp32)."""
+    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else None
+    if precision not in table:
+        raise ConfigError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
+    return table[precision]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    keep_ratio: float = 1.0,
+    method: str | None = None,
+    amp_dtype: torch.dtype | None = None,
+    max_batches: int | None = None,
+) -> dict[str, float]:
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy of `model` on `loader` at `keep_ratio`."""
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    correct1 = correct5 = 0
+    loss_sum, n = 0.0, 0
+    try:
+        with pss.keep_ratio(model, keep_ratio, method), autocast(device, amp_dtype):
+            for i, (images, targets) in enumerate(loader):
+                if max_batches is not None and i >= max_batches:
+                    break
+                images = images.to(device, non_blocking=True)
+                targets = targets.to(device, non_blocking=True)
+                logits = model(images).float()
+                loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
+                top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
+                hit = top == targets[:, None]
+                correct1 += hit[:, 0].sum().item()
+                correct5 += hit.any(dim=1).sum().item()
+                n += targets.shape[0]
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ConfigError("the validation set is empty")
+    return {"acc1": 100.0 * correct1 / n, "acc5": 100.0 * correct5 / n, "loss": loss_sum / n, "num_images": n}
+
+
+@torch.inference_mode()
+def measure_throughput(
+    model: nn.Module,
+    batch_size: int = 64,
+    keep_ratio: float = 1.0,
+    method: str | None = None,
+    amp_dtype: torch.dtype | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+) -> float:
+    """Images per second of the model alone (no data loading) on a random batch, after warm-up."""
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    x = example_input(model, batch_size)
+    try:
+        with pss.keep_ratio(model, keep_ratio, method), autocast(device, amp_dtype):
+            for _ in range(warmup):  # allocator, cuDNN/kernel autotuning, lazy init
+                model(x)
+            synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                model(x)
+            synchronize(device)
+            elapsed = time.perf_counter() - t0
+    finally:
+        model.train(was_training)
+    return iters * batch_size / elapsed
+
+
+def tokens_at(model: nn.Module, keep_ratio: float, method: str | None = None) -> int:
+    """Sequence length (prefix + kept patch tokens) the blocks see at `keep_ratio`, measured."""
+    sampler = pss.samplers(model)[0]
+    seen: list[int] = []
+    handle = sampler.register_forward_hook(
+        lambda m, i, out: seen.append((out[0] if isinstance(out, tuple) else out).shape[1])
+    )
+    try:
+        with torch.inference_mode(), pss.keep_ratio(model, keep_ratio, method):
+            model(example_input(model, 1))
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def ensure_sampler(model: nn.Module) -> nn.Module:
+    """Attach a PatchSampler to a plain timm ViT (a model trained without PSS), in place."""
+    if not pss.samplers(model):
+        pss.attach(model)
+    return model
+
+
+def sweep_model(
+    model: nn.Module,
+    loader: Iterable | None,
+    keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
+    method: str = "magnitude",
+    batch_size: int = 64,
+    amp_dtype: torch.dtype | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+    max_batches: int | None = None,
+) -> list[dict[str, Any]]:
+    """One row per keep ratio: acc1, acc5, loss (None without a loader), images/s, GFLOPs/image, tokens."""
+    ensure_sampler(model)
+    rows = []
+    for rho in keep_ratios:
+        row: dict[str, Any] = {"keep_ratio": float(rho)}
+        if loader is not None:
+            row.update(evaluate(model, loader, rho, method, amp_dtype, max_batches))
+        row["images_per_s"] = measure_throughput(model, batch_size, rho, method, amp_dtype, warmup, iters)
+        was_training = model.training
+        model.eval()
+        row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, method=method) / 1e9
+        model.train(was_training)
+        row["tokens"] = tokens_at(model, rho, method)
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
+    """Left: top-1 vs keep ratio, one line per model, images/s annotated; right: top-1 vs images/s."""
+    fig = Figure(figsize=(12.0, 5.0), dpi=100, layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    entries = result["checkpoints"]
+    for i, entry in enumerate(entries):
+        rows = [r for r in entry["results"] if r.get("acc1") is not None]
+        if not rows:
+            continue
+        color = f"C{i}"
+        rho = [r["keep_ratio"] for r in rows]
+        acc = [r["acc1"] for r in rows]
+        ips = [r["images_per_s"] for r in rows]
+        ax.plot(rho, acc, marker="o", color=color, label=entry["name"])
+        # throughput under (first line) / over (others) each point, so the labels do not collide
+        dy = -12 if i % 2 == 0 else 8
+        for x, y, t in zip(rho, acc, ips):
+            ax.annotate(f"{t:.0f}/s", (x, y), textcoords="offset points", xytext=(0, dy), ha="center",
+                        fontsize=7, color=color)
+        ax2.plot(ips, acc, marker="o", color=color, label=entry["name"])
+        for x, y, r in zip(ips, acc, rho):
+            ax2.annotate(f"{r:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+    method = result.get("method", "")
+    ax.set_title(f"Dynamic inference: accuracy vs keep ratio ({method} selection)")
+    ax.set_xlabel("keep ratio rho (fraction of patch tokens kept; labels: images/s)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.invert_xaxis()  # fewer patches (faster) to the right
+    ax.grid(alpha=0.3)
+    ax2.set_title(f"Accuracy vs throughput ({result.get('device', '')}, batch {result.get('batch_size', '')})")
+    ax2.set_xlabel("throughput (images/s, model only; labels: keep ratio)")
+    ax2.set_ylabel("top-1 accuracy (%)")
+    ax2.grid(alpha=0.3)
+    for a in (ax, ax2):
+        if a.get_legend_handles_labels()[0]:
+            a.legend(title="model")
+    fig.savefig(path)
+    return Path(path)
+
+
+def write_sweep(result: dict[str, Any], output: str | Path) -> dict[str, str]:
+    """Write `sweep.json` and `sweep.png` into `output`."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(_finite(result), indent=2) + "\n")
+    plot_sweep(result, out / "sweep.png")
+    return {"json": str(out / "sweep.json"), "png": str(out / "sweep.png")}
+
+
+def _finite(obj: Any) -> Any:
+    """Replace NaN/inf by None so the JSON is valid for every reader."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
