@@ -1,0 +1,152 @@
+"""Speed benchmark: training-step time per keep ratio against the FLOP ratio of the same shapes.
+
+A training step is forward + backward + optimizer step on a fixed random batch that already sits on
+the device, so the figures measure the model alone (no input pipeline). Times are medians over
+`iters` steps after `warmup` steps at each keep ratio; on CUDA every timed step is bracketed by
+device synchronisation, so the figure is the true device time of the step.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+import pss
+from pss.analysis.flops import count_flops, example_input
+from pss.errors import ConfigError
+from pss.runinfo import run_info
+from pss.select import check_keep_ratio, num_kept
+
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class SpeedResult:
+    keep_ratio: float
+    tokens: int  # tokens through the blocks per image (prefix + kept patches)
+    step_time_s: float  # median training-step time
+    relative_time: float  # step time / step time at rho = 1.0
+    flop_ratio: float  # training-step FLOPs / FLOPs at rho = 1.0
+    step_flops: int  # training-step FLOPs for the whole batch
+    infer_images_per_s: float | None = None  # forward only, eval mode, when asked for
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn, device: torch.device, warmup: int, iters: int) -> float:
+    """Median wall time of `fn()` over `iters` calls after `warmup` calls, device-synchronised."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def speed_benchmark(
+    model_name: str,
+    *,
+    img_size: int | None = None,
+    batch_size: int = 64,
+    keep_ratios: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4, 0.2),
+    device: str = "cpu",
+    amp: str = "fp32",
+    compile: bool = False,
+    warmup: int = 3,
+    iters: int = 10,
+    inference: bool = False,
+    select: str = "magnitude",
+    model_kwargs: dict | None = None,
+) -> dict:
+    """Time training steps of `model_name` at each keep ratio; see the module docstring."""
+    for r in keep_ratios:
+        check_keep_ratio(r)
+    if amp not in AMP_DTYPES:
+        raise ConfigError(f"unknown amp {amp!r}; choose one of {', '.join(AMP_DTYPES)}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    keep_ratios = tuple(sorted(set(keep_ratios) | {1.0}, reverse=True))  # rho = 1.0 is the reference
+
+    model = pss.build_model(model_name, num_classes=1000, img_size=img_size, **(model_kwargs or {})).to(dev)
+    x = example_input(model, batch_size)
+    y = torch.randint(0, 1000, (batch_size,), device=dev)
+    n_patches = model.patch_embed.num_patches
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
+    amp_dtype = AMP_DTYPES[amp]
+    autocast = (
+        (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
+    )
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
+    run = torch.compile(model) if compile else model
+
+    def train_step() -> None:
+        with autocast():
+            loss = F.cross_entropy(run(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def infer_step() -> None:
+        with autocast():
+            run(x)
+
+    rows: list[dict] = []
+    for rho in keep_ratios:
+        pss.set_keep_ratio(model, rho, select)
+        model.train()
+        flops = count_flops(model, x, rho, backward=True)
+        step_time = _time(train_step, dev, warmup, iters)
+        ips = None
+        if inference:
+            model.eval()
+            ips = batch_size / _time(infer_step, dev, warmup, iters)
+        rows.append(dict(keep_ratio=rho, tokens=model.num_prefix_tokens + num_kept(n_patches, rho),
+                         step_time_s=step_time, step_flops=flops, infer_images_per_s=ips))
+    ref = rows[0]
+    results = [
+        asdict(SpeedResult(relative_time=r["step_time_s"] / ref["step_time_s"], flop_ratio=r["step_flops"] / ref["step_flops"], **r))
+        for r in rows
+    ]
+    return {
+        "kind": "speed",
+        "model": model_name,
+        "img_size": model.patch_embed.img_size[0],
+        "batch_size": batch_size,
+        "amp": amp,
+        "compile": compile,
+        "select": select,
+        "warmup": warmup,
+        "iters": iters,
+        **run_info(dev),
+        "date": time.strftime("%Y-%m-%d"),
+        "results": results,
+    }
+
+
+def format_speed_table(report: dict) -> str:
+    """Markdown table of a speed report."""
+    head = (f"{report['model']} @ {report['img_size']} px, batch {report['batch_size']}, {report['amp']}"
+            f"{', compiled' if report['compile'] else ''} on {report['device']}")
+    lines = [head, "", "| keep ratio | tokens | step time (ms) | time / rho=1 | FLOP ratio | time / FLOP ratio | infer img/s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        ips = f"{r['infer_images_per_s']:.0f}" if r["infer_images_per_s"] else "-"
+        lines.append(
+            f"| {r['keep_ratio']:.2f} | {r['tokens']} | {1000 * r['step_time_s']:.1f} | {r['relative_time']:.3f} | "
+            f"{r['flop_ratio']:.3f} | {r['relative_time'] / r['flop_ratio']:.2f} | {ips} |"
+        )
+    return "\n".join(lines)

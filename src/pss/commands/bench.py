@@ -1,0 +1,66 @@
+"""`pss bench speed`: training-step time per keep ratio vs the FLOP ratio."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pss.bench import format_speed_table, speed_benchmark
+from pss.errors import ConfigError
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="speed benchmarks")
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="KIND")
+    p = kinds.add_parser("speed", help="training-step time per keep ratio against the FLOP ratio")
+    p.add_argument("--model", default="pss_vit_small_patch16_224", help="a pss model or any timm ViT/EVA name")
+    p.add_argument("--img-size", type=int, default=None, help="input size (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--keep", type=_floats, default=(1.0, 0.8, 0.6, 0.4, 0.2), help="keep ratios, e.g. 1.0,0.6,0.2")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--amp", default=None, choices=["fp32", "bf16", "fp16"], help="default: bf16 on cuda, fp32 on cpu")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--select", default="magnitude", help="selection method")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--inference", action="store_true", help="also measure eval-mode images/s per keep ratio")
+    p.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. --set pos_embed=rope --set depth=6")
+    p.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
+    p.set_defaults(func=run_speed)
+
+
+def _model_kwargs(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
+        raise ConfigError("--batch-size and --iters must be >= 1 and --warmup >= 0")
+    amp = args.amp or ("bf16" if args.device.startswith("cuda") else "fp32")
+    report = speed_benchmark(
+        args.model, img_size=args.img_size, batch_size=args.batch_size, keep_ratios=args.keep, device=args.device,
+        amp=amp, compile=args.compile, warmup=args.warmup, iters=args.iters, inference=args.inference,
+        select=args.select, model_kwargs=_model_kwargs(args.model_kwargs),
+    )
+    print(format_speed_table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
