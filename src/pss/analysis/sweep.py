@@ -246,3 +246,79 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_finite(v) for v in obj]
     return obj
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_label(path: str | Path) -> str:
+    """"runs/pss/checkpoint-best.pt" -> "pss" (the run folder names the model), else the file stem."""
+    p = Path(path)
+    if p.stem.startswith("checkpoint") or p.stem == "model":
+        return p.resolve().parent.name
+    return p.stem
+
+
+def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, device: torch.device,
+                   max_images: int | None = None):
+    """Validation loader from a checkpoint's resolved config (`data` overrides its data path)."""
+    from pss.data import DataConfig, build_datasets, build_loader
+
+    d = dict(config.get("data") or {})
+    if data is not None:
+        d["path"] = data
+    dcfg = DataConfig.from_dict(d)
+    _, val, _ = build_datasets(dcfg, device if dcfg.in_memory else None)
+    if max_images is not None and max_images < len(val):
+        val = torch.utils.data.Subset(val, range(max_images))
+    return build_loader(val, batch_size, train=False, cfg=dcfg)
+
+
+def sweep_checkpoints(
+    paths: list[str | Path],
+    data: str | None = None,
+    keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
+    method: str = "magnitude",
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    names: list[str] | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+    max_images: int | None = None,
+) -> dict[str, Any]:
+    """Sweep every checkpoint over `keep_ratios` on its validation set; the result `write_sweep` saves."""
+    from pss.checkpoint import load_model
+    from pss.runinfo import run_info
+
+    if batch_size < 1 or iters < 1 or warmup < 0:
+        raise ConfigError(f"need batch_size >= 1, iters >= 1, warmup >= 0; got {batch_size}, {iters}, {warmup}")
+    device = torch.device(device)
+    amp_dtype = resolve_precision(precision, device)
+    keep_ratios = [float(r) for r in keep_ratios]
+    if names is not None and len(names) != len(paths):
+        raise ConfigError(f"got {len(names)} names for {len(paths)} checkpoints")
+    entries = []
+    for i, path in enumerate(paths):
+        model, config = load_model(path)
+        model.to(device)
+        loader = val_loader_for(config, data, batch_size, device, max_images)
+        rows = sweep_model(model, loader, keep_ratios, method, batch_size, amp_dtype, warmup, iters)
+        entries.append({
+            "name": names[i] if names else checkpoint_label(path),
+            "checkpoint": str(path),
+            "model": (config.get("model") or {}).get("name"),
+            "trained_schedule": config.get("schedule"),
+            "trained_select": config.get("select"),
+            "num_params": sum(p.numel() for p in model.parameters()),
+            "results": rows,
+        })
+        del model
+    return {
+        "keep_ratios": keep_ratios,
+        "method": method,
+        "batch_size": batch_size,
+        "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+        **run_info(device),
+        "checkpoints": entries,
+    }

@@ -1,0 +1,56 @@
+"""`pss sweep CKPT [CKPT ...] --output DIR`: dynamic inference, accuracy and speed per keep ratio.
+
+    pss sweep runs/baseline/checkpoint-best.pt runs/pss/checkpoint-best.pt --output runs/sweep
+
+Writes sweep.json (per checkpoint and keep ratio: acc1, acc5, loss, images/s, GFLOPs/image, tokens)
+and sweep.png (top-1 against keep ratio, one line per checkpoint, throughput annotated).
+"""
+from __future__ import annotations
+
+import argparse
+
+from pss.analysis.sweep import DEFAULT_KEEP_RATIOS, parse_keep_ratios, sweep_checkpoints, write_sweep
+from pss.select import METHODS
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="evaluate checkpoints at several keep ratios (dynamic inference)",
+        description="Evaluate each checkpoint at each keep ratio on its validation set: top-1/top-5, loss, "
+        "model-only throughput (after warm-up, device-synchronised), GFLOPs per image and tokens. Models "
+        "trained without PSS work too (the baseline line).",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints written by pss train")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="dataset folder or archive (default: the one each checkpoint was trained on)")
+    p.add_argument("--keep", default=",".join(f"{r:g}" for r in DEFAULT_KEEP_RATIOS),
+                   help="comma-separated keep ratios (default 1,0.9,...,0.1)")
+    p.add_argument("--select", choices=METHODS, default="magnitude", help="token selection method (default magnitude)")
+    p.add_argument("--batch-size", type=int, default=64, help="evaluation and throughput batch size (default 64)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="autocast dtype; auto = bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--names", default=None, help="comma-separated display names, one per checkpoint")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate on the first N validation images only")
+    p.add_argument("--warmup", type=int, default=3, help="throughput: warm-up batches per keep ratio (default 3)")
+    p.add_argument("--iters", type=int, default=10, help="throughput: timed batches per keep ratio (default 10)")
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for sweep.json and sweep.png")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    result = sweep_checkpoints(
+        args.checkpoints, data=args.data, keep_ratios=parse_keep_ratios(args.keep), method=args.select,
+        batch_size=args.batch_size, device=args.device, precision=args.precision, names=names,
+        warmup=args.warmup, iters=args.iters, max_images=args.max_images,
+    )
+    paths = write_sweep(result, args.output)
+    for entry in result["checkpoints"]:
+        print(f"{entry['name']}:")
+        for r in entry["results"]:
+            print(f"  rho {r['keep_ratio']:<4g} top-1 {r['acc1']:6.2f}%  top-5 {r['acc5']:6.2f}%  "
+                  f"{r['images_per_s']:9.1f} img/s  {r['gflops_per_image']:.4f} GFLOPs  {r['tokens']} tokens")
+    print(f"results: {paths['json']}\npicture: {paths['png']}")
+    return 0

@@ -1,0 +1,91 @@
+"""`pss viz patches|schedule`: pictures of the kept patches and of keep-ratio schedules.
+
+    pss viz patches runs/pss/checkpoint-best.pt --images cat.png dogs/ --keep 1.0,0.6,0.2 --output patches.png
+    pss viz schedule cyclic:low=0.2,high=1.0 linear:start=0.4,end=1.0 configs/demo.yaml \\
+        --epochs 5 --steps-per-epoch 50 --output schedules.png
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pss.analysis import viz
+from pss.analysis.sweep import parse_keep_ratios
+from pss.errors import ConfigError
+from pss.select import METHODS
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("viz", help="pictures: kept patches per keep ratio, keep-ratio schedules",
+                              description="Draw which patches a model keeps, or keep-ratio schedules.")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+
+    k = kinds.add_parser(
+        "patches",
+        help="grid of images x keep ratios with the dropped patches greyed out",
+        description="Run a checkpoint on some images at several keep ratios; draw one row per image and one "
+        "column per keep ratio, the patches the model dropped greyed out, titled with its prediction.",
+    )
+    k.add_argument("checkpoint", metavar="CKPT", help="checkpoint (.pt) written by pss train")
+    k.add_argument("--images", nargs="+", required=True, metavar="FILE_OR_DIR",
+                   help="image files, or folders searched recursively for images")
+    k.add_argument("--keep", default="1.0,0.8,0.6,0.4,0.2", help="comma-separated keep ratios (columns)")
+    k.add_argument("--select", choices=METHODS, default=None, help="selection method (default: the checkpoint's)")
+    k.add_argument("--max-images", type=int, default=8, help="at most this many images (rows); default 8")
+    k.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    k.add_argument("--output", "-o", required=True, metavar="FILE.png", help="picture to write")
+    k.set_defaults(func=run_patches)
+
+    s = kinds.add_parser(
+        "schedule",
+        help="keep ratio against iteration for one or more schedules",
+        description="Plot keep ratio against iteration for schedules given as specs "
+        "(cyclic:low=0.2,high=1.0, linear:start=0.4,end=1, cosine:start=0.2,end=1,grid=none, 0.5 for fixed) "
+        "and/or YAML recipes (their `schedule` and `epochs`).",
+    )
+    s.add_argument("schedules", nargs="+", metavar="SPEC_OR_YAML", help="schedule specs and/or recipe files")
+    s.add_argument("--epochs", type=float, default=None,
+                   help="run length in epochs (default: the first recipe's epochs, else 3)")
+    s.add_argument("--steps-per-epoch", type=int, default=100, help="optimizer steps per epoch (default 100)")
+    s.add_argument("--output", "-o", required=True, metavar="FILE.png", help="picture to write")
+    s.set_defaults(func=run_schedule)
+
+
+def run_patches(args: argparse.Namespace) -> int:
+    import torch
+
+    from pss.checkpoint import load_model
+
+    keep = parse_keep_ratios(args.keep)
+    files = viz.find_images(args.images)[: args.max_images]
+    model, cfg = load_model(args.checkpoint)
+    model.to(torch.device(args.device))
+    x, display = viz.load_images(files, viz.input_spec(model, cfg))
+    result = viz.plot_patch_grid(model, x, display, keep, args.output, class_names=viz.class_names(cfg),
+                                 method=args.select, row_labels=[f.name for f in files])
+    for f, row in zip(files, result["predictions"]):
+        print(f"{f}: " + ", ".join(f"rho {p['keep_ratio']:g} -> {p['name']} {p['prob']:.0%}" for p in row))
+    print(f"picture: {result['path']}")
+    return 0
+
+
+def run_schedule(args: argparse.Namespace) -> int:
+    schedules, epochs = {}, None
+    for item in args.schedules:
+        if item.endswith((".yaml", ".yml")) or Path(item).is_file():
+            sched, recipe_epochs = viz.schedule_from_recipe(item)
+            schedules[f"{Path(item).name} ({sched.name})"] = sched
+            epochs = recipe_epochs if epochs is None else epochs
+        else:
+            schedules[item] = viz.schedule_from_spec(item)
+    epochs = args.epochs if args.epochs is not None else (epochs or 3)
+    if not epochs > 0 or args.steps_per_epoch < 1:
+        raise ConfigError("--epochs must be > 0 and --steps-per-epoch >= 1")
+    total = max(1, int(epochs * args.steps_per_epoch + 0.5))
+    for sched in schedules.values():
+        sched.check_run(args.steps_per_epoch, total)
+    result = viz.plot_schedules(schedules, args.steps_per_epoch, total, args.output)
+    for label, mean in result["mean_keep_ratio"].items():
+        print(f"{label}: mean keep ratio {mean:.3f}")
+    print(f"picture: {result['path']}")
+    return 0

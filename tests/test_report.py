@@ -1,0 +1,88 @@
+"""`pss report`: table and plots from synthetic run folders (the report reads logs only)."""
+import json
+import math
+
+import matplotlib.image as mpimg
+import pytest
+
+from pss.analysis import report
+from pss.cli import main
+from pss.errors import DataError
+from pss.schedule import from_dict
+
+SPE, EPOCHS = 10, 3
+
+
+def write_run(path, pss_on: bool, acc_offset: float = 0.0, summary: bool = True, torn: bool = False):
+    """A run folder as `pss train` leaves it: step time proportional to 0.3 + 0.7 rho."""
+    path.mkdir(parents=True)
+    sched = from_dict({"name": "cyclic", "low": 0.2, "high": 1.0}) if pss_on else from_dict(1.0)
+    train, val, t = [], [], 0.0
+    for s in range(SPE * EPOCHS):
+        rho = sched(s, SPE, SPE * EPOCHS)
+        st = 0.1 * (0.3 + 0.7 * rho)
+        t += st
+        train.append(dict(epoch=s // SPE, step=s, loss=2.3 * math.exp(-s / 20), lr=1e-3, keep_ratio=rho,
+                          num_tokens=1 + round(64 * rho), step_time_s=st, data_time_s=0.001))
+        if (s + 1) % SPE == 0:
+            val.append(dict(epoch=s // SPE, step=s + 1, acc1=40.0 + 10 * (s // SPE) + acc_offset, acc5=90.0,
+                            loss=1.0, elapsed_s=t))
+    lines = [json.dumps(r) for r in train]
+    if torn:
+        lines.append('{"epoch": 2, "step": 3')  # killed while writing
+    (path / "train_log.jsonl").write_text("\n".join(lines) + "\n")
+    (path / "val_log.jsonl").write_text("\n".join(json.dumps(r) for r in val) + "\n")
+    (path / "config.yaml").write_text("epochs: 3\n")
+    if summary:
+        (path / "summary.json").write_text(json.dumps(dict(
+            train_time_s=t, epochs=EPOCHS, steps=SPE * EPOCHS, best_acc1=max(v["acc1"] for v in val),
+            final_acc1=val[-1]["acc1"], mean_keep_ratio=sum(r["keep_ratio"] for r in train) / len(train),
+            images_per_s=SPE * EPOCHS * 32 / t, device="cpu")))
+    return t
+
+
+def test_report_table_and_plots(tmp_path, capsys):
+    t0 = write_run(tmp_path / "baseline", pss_on=False)
+    t1 = write_run(tmp_path / "pss", pss_on=True, acc_offset=-1.0, summary=False, torn=True)
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "baseline"), str(tmp_path / "pss"), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| baseline |" in printed and "| pss |" in printed
+
+    data = json.loads((out / "report.json").read_text())
+    base, run = data["runs"]
+    assert base["run"] == "baseline" and base["time_vs_first"] == pytest.approx(1.0)
+    # the pss run has no summary.json: time comes from the last evaluation, best top-1 from the log
+    assert run["train_time_s"] == pytest.approx(t1)
+    assert run["time_vs_first"] == pytest.approx(t1 / t0)
+    assert run["speedup_vs_first"] == pytest.approx(t0 / t1) and run["speedup_vs_first"] > 1.3
+    assert run["best_acc1"] == pytest.approx(59.0) and run["best_acc1_diff"] == pytest.approx(-1.0)
+    assert run["mean_keep_ratio"] == pytest.approx(0.6)
+    # mean step time per keep ratio follows 0.1 * (0.3 + 0.7 rho)
+    per_rho = data["step_time_by_keep_ratio_s"]["pss"]
+    assert set(per_rho) == {"1.0", "0.8", "0.6", "0.4", "0.2"}
+    for rho, st in per_rho.items():
+        assert st == pytest.approx(0.1 * (0.3 + 0.7 * float(rho)))
+
+    md = (out / "report.md").read_text()
+    assert "| run | train time |" in md and "![train_loss](train_loss.png)" in md and "rho 0.2:" in md
+    sizes = {"accuracy_vs_time.png": (500, 800), "epoch_step_time.png": (500, 1200), "train_loss.png": (500, 800)}
+    for name, (h, w) in sizes.items():
+        img = mpimg.imread(out / name)
+        assert img.shape[:2] == (h, w)
+        assert img[..., :3].std() > 0.05  # something is drawn, not a blank canvas
+
+
+def test_report_names_and_bad_folder(tmp_path):
+    write_run(tmp_path / "a", pss_on=False)
+    rows = report.write_report([tmp_path / "a", tmp_path / "a"], tmp_path / "r", names=["x", "x"])["runs"]
+    assert [r["run"] for r in rows] == ["x", "x (2)"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="not a training run"):
+        report.load_run(tmp_path / "empty")
+    assert main(["report", str(tmp_path / "missing"), "--output", str(tmp_path / "r2")]) == 2
+
+
+def test_pick_epoch_prefers_last_full_epoch(tmp_path):
+    run = report.Run("r", tmp_path, train_log=[dict(epoch=e, step=i) for i, e in enumerate([0, 0, 0, 1, 1, 1, 2])])
+    assert report.pick_epoch(run) == 1
