@@ -66,6 +66,13 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     return table[precision]
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" = the first CUDA device when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -293,15 +300,14 @@ def sweep_checkpoints(
 
     if batch_size < 1 or iters < 1 or warmup < 0:
         raise ConfigError(f"need batch_size >= 1, iters >= 1, warmup >= 0; got {batch_size}, {iters}, {warmup}")
-    device = torch.device(device)
+    device = resolve_device(device)
     amp_dtype = resolve_precision(precision, device)
     keep_ratios = [float(r) for r in keep_ratios]
     if names is not None and len(names) != len(paths):
         raise ConfigError(f"got {len(names)} names for {len(paths)} checkpoints")
     entries = []
     for i, path in enumerate(paths):
-        model, config = load_model(path)
-        model.to(device)
+        model, config = load_model(path, device)
         loader = val_loader_for(config, data, batch_size, device, max_images)
         rows = sweep_model(model, loader, keep_ratios, method, batch_size, amp_dtype, warmup, iters)
         entries.append({

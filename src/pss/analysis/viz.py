@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from matplotlib.figure import Figure
 from torch import nn
 
 import pss
-from pss.errors import ConfigError
+from pss.errors import ConfigError, DataError
 from pss.schedule import Schedule, from_dict
 
 GREY = 0.5  # value of a dropped patch before the faint image is blended back in
@@ -120,6 +119,75 @@ def plot_patch_grid(
     return {"path": str(path), "predictions": preds}
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def find_images(items: Sequence[str | Path]) -> list[Path]:
+    """Image files named directly, or found (sorted, recursively) in the folders named."""
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"image {str(p)!r} does not exist")
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, items))}")
+    return files
+
+
+def eval_data_config(model: nn.Module, config: dict[str, Any]):
+    """The checkpoint's `data` settings (normalisation, interpolation, crop) at the model's input size."""
+    from pss.data import DataConfig
+
+    d = dict(config.get("data") or {})
+    (grid_h, _), (patch_h, _) = patch_grid(model)
+    d["img_size"] = grid_h * patch_h
+    return DataConfig.from_dict(d)
+
+
+def load_images(files: Sequence[Path], data_cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """(model inputs (N, C, H, W) through the training run's eval transform, the same images (N, H, W, 3) in [0, 1])."""
+    from PIL import Image
+
+    from pss.data import build_transforms
+
+    eval_tf = build_transforms(data_cfg)[1]
+    xs = []
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                xs.append(eval_tf(img.convert("RGB")))
+        except OSError as e:
+            raise DataError(f"cannot read image {str(f)!r}: {e}") from e
+    x = torch.stack(xs)
+    mean = torch.tensor(data_cfg.mean).view(1, 3, 1, 1)
+    std = torch.tensor(data_cfg.std).view(1, 3, 1, 1)
+    display = (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1)  # exactly what the model sees
+    return x, display
+
+
+def class_names(config: dict[str, Any], checkpoint: str | Path | None = None) -> list[str] | None:
+    """Class names for a checkpoint: stored in it, the built-in set's, or the training folder's sub-folders."""
+    if checkpoint is not None and Path(checkpoint).suffix == ".pt":
+        from pss.checkpoint import load_checkpoint
+
+        names = load_checkpoint(checkpoint).get("class_names")
+        if names:
+            return list(names)
+    data = config.get("data") or {}
+    if data.get("path") is None:
+        from pss.data import builtin_class_names
+
+        return builtin_class_names(int(data.get("builtin_num_classes", 10)))
+    train = Path(data["path"]) / str(data.get("train_split", "train"))
+    if train.is_dir():
+        return sorted(d.name for d in train.iterdir() if d.is_dir())
+    return None
+
+
 # ----------------------------------------------------------------------------- schedules
 
 
@@ -183,8 +251,9 @@ def plot_schedules(
     return {"path": str(path), "mean_keep_ratio": means}
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    try:
-        return yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read {str(path)!r}: {e}") from e
+def schedule_from_recipe(path: str | Path) -> tuple[Schedule, int]:
+    """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
+    from pss.config import load_config
+
+    cfg = load_config(path)
+    return cfg.schedule, cfg.epochs

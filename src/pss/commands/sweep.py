@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated keep ratios (default 1,0.9,...,0.1)")
     p.add_argument("--select", choices=METHODS, default="magnitude", help="token selection method (default magnitude)")
     p.add_argument("--batch-size", type=int, default=64, help="evaluation and throughput batch size (default 64)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="autocast dtype; auto = bf16 on CUDA, fp32 on CPU")
     p.add_argument("--names", default=None, help="comma-separated display names, one per checkpoint")

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from pss.analysis import viz
-from pss.analysis.sweep import parse_keep_ratios
+from pss.analysis.sweep import parse_keep_ratios, resolve_device
 from pss.errors import ConfigError
 from pss.select import METHODS
 
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     k.add_argument("--keep", default="1.0,0.8,0.6,0.4,0.2", help="comma-separated keep ratios (columns)")
     k.add_argument("--select", choices=METHODS, default=None, help="selection method (default: the checkpoint's)")
     k.add_argument("--max-images", type=int, default=8, help="at most this many images (rows); default 8")
-    k.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    k.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     k.add_argument("--output", "-o", required=True, metavar="FILE.png", help="picture to write")
     k.set_defaults(func=run_patches)
 
@@ -52,16 +52,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_patches(args: argparse.Namespace) -> int:
-    import torch
-
     from pss.checkpoint import load_model
 
     keep = parse_keep_ratios(args.keep)
     files = viz.find_images(args.images)[: args.max_images]
-    model, cfg = load_model(args.checkpoint)
-    model.to(torch.device(args.device))
-    x, display = viz.load_images(files, viz.input_spec(model, cfg))
-    result = viz.plot_patch_grid(model, x, display, keep, args.output, class_names=viz.class_names(cfg),
+    model, cfg = load_model(args.checkpoint, resolve_device(args.device))
+    x, display = viz.load_images(files, viz.eval_data_config(model, cfg))
+    result = viz.plot_patch_grid(model, x, display, keep, args.output, class_names=viz.class_names(cfg, args.checkpoint),
                                  method=args.select, row_labels=[f.name for f in files])
     for f, row in zip(files, result["predictions"]):
         print(f"{f}: " + ", ".join(f"rho {p['keep_ratio']:g} -> {p['name']} {p['prob']:.0%}" for p in row))
