@@ -1,0 +1,123 @@
+"""`pss schedule KIND ...`: print the keep ratio of every step of a run, as a summary or as JSON.
+
+    pss schedule cyclic --low 0.2 --high 1.0 --epochs 3 --steps-per-epoch 10
+    pss schedule linear --start 0.4 --end 1.0 --epochs 100 --steps-per-epoch 1250 --grid none
+    pss schedule fixed --rho 0.6 --epochs 2 --steps-per-epoch 5 --json
+
+`--json` prints a JSON list of {"step", "epoch", "keep_ratio"}, one record per line; "epoch" is the
+0-based integer epoch index (step // steps_per_epoch), as in train_log.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from typing import Any
+
+from pss.errors import ConfigError
+from pss.schedule import SCHEDULES, Schedule, from_dict
+
+# Per-kind parameters: (flag, dataclass field, required, help).
+_PARAMS: dict[str, list[tuple[str, str, bool, str]]] = {
+    "fixed": [("--rho", "rho", True, "keep ratio in (0, 1]")],
+    "linear": [
+        ("--start", "start", True, "keep ratio at the first scheduled step"),
+        ("--end", "end", True, "keep ratio at the last scheduled step (above 1 is clamped)"),
+    ],
+    "cosine": [
+        ("--start", "start", True, "keep ratio at the first scheduled step"),
+        ("--end", "end", True, "keep ratio at the last scheduled step (above 1 is clamped)"),
+    ],
+    "cyclic": [
+        ("--low", "low", False, "bottom of the triangle wave (default 0.2)"),
+        ("--high", "high", False, "top of the triangle wave, above 1 is clamped (default 1.0)"),
+        ("--period-epochs", "period_epochs", False, "length of one cycle in epochs (default 1)"),
+    ],
+}
+
+
+def _grid(text: str) -> float:
+    """--grid value: a float, or 0 / none / off for no rounding (0.0 tells the schedule 'off')."""
+    if text.strip().lower() in ("none", "off", "null", "0"):
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "schedule",
+        help="show the keep ratio of every step of a schedule",
+        description="Show the keep ratio per step of a keep-ratio schedule (summary, or --json).",
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind in SCHEDULES:
+        k = kinds.add_parser(kind, help=(SCHEDULES[kind].__doc__ or "").splitlines()[0])
+        for flag, dest, required, help_ in _PARAMS[kind]:
+            k.add_argument(flag, dest=dest, type=float, required=required, default=None, help=help_)
+        k.add_argument("--epochs", type=float, required=True, help="length of the run in epochs")
+        k.add_argument("--steps-per-epoch", type=int, required=True, help="optimizer steps per epoch")
+        k.add_argument("--grid", type=_grid, default=None,
+                       help="round rho to multiples of this; 0 or none = off (default 0.2, fixed: off)")
+        k.add_argument("--warmup-epochs", type=float, default=None, help="epochs at rho = 1.0 first")
+        k.add_argument("--cooldown-epochs", type=float, default=None, help="epochs at rho = 1.0 last")
+        k.add_argument("--json", action="store_true", help="print a JSON list of {step, epoch, keep_ratio}")
+    p.set_defaults(func=run)
+
+
+def build_schedule(args: argparse.Namespace) -> Schedule:
+    """The schedule the flags describe; flags left out take the schedule's own defaults."""
+    spec: dict[str, Any] = {"name": args.kind}
+    names = [dest for _, dest, _, _ in _PARAMS[args.kind]] + ["grid", "warmup_epochs", "cooldown_epochs"]
+    spec.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    return from_dict(spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    sched = build_schedule(args)
+    if not args.epochs > 0:
+        raise ConfigError(f"--epochs must be > 0, got {args.epochs:g}")
+    spe = args.steps_per_epoch
+    if spe < 1:
+        raise ConfigError(f"--steps-per-epoch must be >= 1, got {spe}")
+    total = max(1, int(args.epochs * spe + 0.5))  # round half up, at least one step
+    values = sched.values(spe, total)  # also checks that warm-up + cool-down fit the run
+    if args.json:
+        rows = [json.dumps({"step": s, "epoch": s // spe, "keep_ratio": v}) for s, v in enumerate(values)]
+        print("[\n" + ",\n".join(rows) + "\n]")
+    else:
+        print(summary(sched, values, spe))
+    return 0
+
+
+def summary(sched: Schedule, values: list[float], steps_per_epoch: int) -> str:
+    """Readable report: parameters, run length, mean rho, distinct rhos, and a per-epoch view."""
+    total = len(values)
+    params = ", ".join(f"{k}={v}" for k, v in sched.to_dict().items() if k != "name")
+    epochs = -(-total // steps_per_epoch)
+    lines = [
+        f"schedule: {sched.name}({params})",
+        f"steps: {total} ({total / steps_per_epoch:g} epochs x {steps_per_epoch} steps/epoch)",
+        f"mean keep ratio: {sum(values) / total:.4f} (share of patch tokens vs. rho = 1.0)",
+        "keep ratios (value: steps, share):",
+    ]
+    for v, n in sorted(Counter(values).items()):
+        lines.append(f"  {v!s:<9} {n:>8d} steps  {100 * n / total:5.1f}%")
+    # Per epoch: identical consecutive epochs collapse to one line, so long runs stay short.
+    lines.append("per epoch (mean, min, max" + (", every step" if steps_per_epoch <= 20 else "") + "):")
+    chunks = [tuple(values[e * steps_per_epoch:(e + 1) * steps_per_epoch]) for e in range(epochs)]
+    e = 0
+    while e < epochs:
+        last = e
+        while last + 1 < epochs and chunks[last + 1] == chunks[e]:
+            last += 1
+        c = chunks[e]
+        label = f"epoch {e}" if last == e else f"epochs {e}-{last}"
+        line = f"  {label:<14} mean {sum(c) / len(c):.3f}  min {min(c)}  max {max(c)}"
+        if steps_per_epoch <= 20:
+            line += "  [" + " ".join(map(str, c)) + "]"
+        lines.append(line)
+        e = last + 1
+    return "\n".join(lines)
