@@ -288,11 +288,16 @@ class PssVisionTransformer(nn.Module):
         x = self.patch_embed(x)
         x = self._pos_embed(x)
         x, keep_idx = self.patch_drop(x)
+        return self.forward_blocks(x, keep_idx), keep_idx
+
+    def forward_blocks(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the transformer on an already selected sequence (B, P + K, C) whose patch tokens sit at
+        `keep_idx` (B, K) in the full grid (None: all patches, in order)."""
         rel_index, rope = self._kept_positions(keep_idx)
         x = self.norm_pre(x)
         for blk in self.blocks:
             x = blk(x, rel_index, rope)
-        return self.norm(x), keep_idx
+        return self.norm(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features_with_indices(x)[0]
