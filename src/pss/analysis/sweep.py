@@ -223,6 +223,7 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
     ax.set_xlabel("keep ratio rho (fraction of patch tokens kept; labels: images/s)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.invert_xaxis()  # fewer patches (faster) to the right
+    ax.margins(y=0.08)  # room for the throughput labels
     ax.grid(alpha=0.3)
     ax2.set_title(f"Accuracy vs throughput ({result.get('device', '')}, batch {result.get('batch_size', '')})")
     ax2.set_xlabel("throughput (images/s, model only; labels: keep ratio)")

@@ -1,0 +1,100 @@
+"""`pss sweep` and `pss viz` end to end on tiny checkpoints of the built-in set (CPU, seconds)."""
+import json
+
+import matplotlib.image as mpimg
+import pytest
+import torch
+
+import pss
+from pss.checkpoint import atomic_save, training_checkpoint
+from pss.cli import main
+from pss.config import ModelConfig, TrainConfig, config_to_dict
+from pss.data import DataConfig, builtin_class_names
+
+TINY = dict(depth=2, embed_dim=32, num_heads=2)
+
+
+def save_run(folder, schedule, seed: int) -> str:
+    """A run folder with a checkpoint-best.pt as `pss train` writes it (untrained weights)."""
+    cfg = TrainConfig(
+        model=ModelConfig(name="pss_vit_tiny_patch4_32", num_classes=3, img_size=32, kwargs=TINY),
+        data=DataConfig(builtin_num_train=12, builtin_num_val=6, builtin_num_classes=3, num_workers=0),
+        schedule=schedule,
+    )
+    torch.manual_seed(seed)
+    model = pss.build_model("pss_vit_tiny_patch4_32", 3, img_size=32, **TINY)
+    ckpt = training_checkpoint(model=model, progress={"step": 0, "epoch": 0}, config=config_to_dict(cfg),
+                               class_names=builtin_class_names(3))
+    ckpt["torch_version"] = str(ckpt["torch_version"])  # TorchVersion does not load with weights_only
+    path = folder / "checkpoint-best.pt"
+    atomic_save(ckpt, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    (root / "baseline").mkdir()
+    (root / "pss").mkdir()
+    return [save_run(root / "baseline", 1.0, 0), save_run(root / "pss", {"name": "cyclic"}, 1)]
+
+
+def test_sweep_command(checkpoints, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", *checkpoints, "--keep", "1.0,0.5,0.25", "--batch-size", "4", "--warmup", "1",
+            "--iters", "1", "--device", "cpu", "--output", str(out)]
+    assert main(argv) == 0
+    assert "picture:" in capsys.readouterr().out
+    result = json.loads((out / "sweep.json").read_text())
+    assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["method"] == "magnitude"
+    assert result["precision"] == "fp32" and result["device"].startswith("cpu")
+    assert [c["name"] for c in result["checkpoints"]] == ["baseline", "pss"]
+    assert result["checkpoints"][1]["trained_schedule"]["name"] == "cyclic"
+    for entry in result["checkpoints"]:
+        rows = entry["results"]
+        assert [r["keep_ratio"] for r in rows] == [1.0, 0.5, 0.25]
+        for r in rows:
+            assert set(r) >= {"acc1", "acc5", "loss", "images_per_s", "gflops_per_image", "tokens"}
+            assert r["num_images"] == 6 and 0 <= r["acc1"] <= 100 and r["images_per_s"] > 0
+        assert [r["tokens"] for r in rows] == [65, 33, 17]
+        g = [r["gflops_per_image"] for r in rows]
+        assert g[0] > g[1] > g[2] > 0
+    img = mpimg.imread(out / "sweep.png")
+    assert img.shape[:2] == (500, 1200) and img[..., :3].std() > 0.05
+
+
+def test_sweep_bad_checkpoint(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "nope.pt"), "--output", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_viz_patches_command(checkpoints, tmp_path, capsys):
+    from pss.data import write_builtin_folder
+
+    images = write_builtin_folder(tmp_path / "imgs", DataConfig(builtin_num_train=3, builtin_num_val=3,
+                                                                builtin_num_classes=3))
+    out = tmp_path / "patches.png"
+    argv = ["viz", "patches", checkpoints[1], "--images", str(images / "val"), "--keep", "1.0,0.5,0.25",
+            "--device", "cpu", "--output", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "rho 0.25 -> glyph" in printed  # class names come from the checkpoint
+    img = mpimg.imread(out)
+    assert img.shape[:2] == (100 * (3 * 2 + 0.5), 100 * (3 * 2 + 0.6))  # 3 images x 3 keep ratios
+    assert img[..., :3].std() > 0.05
+    assert main(["viz", "patches", checkpoints[1], "--images", str(tmp_path / "none"), "--output", str(out)]) == 2
+
+
+def test_viz_schedule_command(tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("epochs: 4\nschedule: {name: linear, start: 0.2, end: 1.0}\n")
+    out = tmp_path / "sched.png"
+    argv = ["viz", "schedule", "cyclic:low=0.2,high=1.0", "0.5", str(recipe), "--steps-per-epoch", "20",
+            "--output", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "cyclic:low=0.2,high=1.0: mean keep ratio 0.600" in printed
+    assert "recipe.yaml (linear): mean keep ratio" in printed
+    assert mpimg.imread(out).shape[:2] == (450, 900)
+    assert main(["viz", "schedule", "wavy:low=1", "--output", str(out)]) == 2
+    assert "unknown schedule" in capsys.readouterr().err
