@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import statistics
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -117,30 +118,42 @@ def evaluate(
 def measure_throughput(
     model: nn.Module,
     batch_size: int = 64,
-    keep_ratio: float = 1.0,
+    keep_ratios: Iterable[float] = (1.0,),
     method: str | None = None,
     amp_dtype: torch.dtype | None = None,
     warmup: int = 3,
     iters: int = 10,
-) -> float:
-    """Images per second of the model alone (no data loading) on a random batch, after warm-up."""
+) -> dict[float, float]:
+    """Images per second of the model alone (no data loading) at each keep ratio, on a random batch.
+
+    After `warmup` batches per keep ratio, `iters` rounds each time one batch per keep ratio
+    (round-robin), every batch between device synchronisations; the median per keep ratio is used.
+    Interleaving and the median keep a load change or a stray slow batch (another process on a
+    shared CPU, a GC pause) from favouring one keep ratio over another.
+    """
     device = model_device(model)
+    rhos = [float(r) for r in keep_ratios]
     was_training = model.training
     model.eval()
     x = example_input(model, batch_size)
+    times: dict[float, list[float]] = {r: [] for r in rhos}
     try:
-        with pss.keep_ratio(model, keep_ratio, method), autocast(device, amp_dtype):
-            for _ in range(warmup):  # allocator, cuDNN/kernel autotuning, lazy init
-                model(x)
-            synchronize(device)
-            t0 = time.perf_counter()
+        with autocast(device, amp_dtype):
+            for rho in rhos:
+                with pss.keep_ratio(model, rho, method):
+                    for _ in range(warmup):  # allocator, kernel selection / autotuning, lazy init
+                        model(x)
             for _ in range(iters):
-                model(x)
-            synchronize(device)
-            elapsed = time.perf_counter() - t0
+                for rho in rhos:
+                    with pss.keep_ratio(model, rho, method):
+                        synchronize(device)
+                        t0 = time.perf_counter()
+                        model(x)
+                        synchronize(device)
+                        times[rho].append(time.perf_counter() - t0)
     finally:
         model.train(was_training)
-    return iters * batch_size / elapsed
+    return {rho: batch_size / statistics.median(ts) for rho, ts in times.items()}
 
 
 def tokens_at(model: nn.Module, keep_ratio: float, method: str | None = None) -> int:
@@ -178,12 +191,14 @@ def sweep_model(
 ) -> list[dict[str, Any]]:
     """One row per keep ratio: acc1, acc5, loss (None without a loader), images/s, GFLOPs/image, tokens."""
     ensure_sampler(model)
+    keep_ratios = [float(r) for r in keep_ratios]
+    speed = measure_throughput(model, batch_size, keep_ratios, method, amp_dtype, warmup, iters)
     rows = []
     for rho in keep_ratios:
-        row: dict[str, Any] = {"keep_ratio": float(rho)}
+        row: dict[str, Any] = {"keep_ratio": rho}
         if loader is not None:
             row.update(evaluate(model, loader, rho, method, amp_dtype, max_batches))
-        row["images_per_s"] = measure_throughput(model, batch_size, rho, method, amp_dtype, warmup, iters)
+        row["images_per_s"] = speed[rho]
         was_training = model.training
         model.eval()
         row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, method=method) / 1e9

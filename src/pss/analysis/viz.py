@@ -18,8 +18,8 @@ import pss
 from pss.errors import ConfigError, DataError
 from pss.schedule import Schedule, from_dict
 
-GREY = 0.5  # value of a dropped patch before the faint image is blended back in
-GHOST = 0.25  # how much of the dropped patch's luminance stays visible
+GREY = 0.85  # light grey for a dropped patch (lighter than typical mid-tone backgrounds)
+GHOST = 0.15  # how much of the dropped patch's luminance stays visible
 
 
 # ----------------------------------------------------------------------------- patches
@@ -171,12 +171,14 @@ def load_images(files: Sequence[Path], data_cfg) -> tuple[torch.Tensor, torch.Te
 
 def class_names(config: dict[str, Any], checkpoint: str | Path | None = None) -> list[str] | None:
     """Class names for a checkpoint: stored in it, the built-in set's, or the training folder's sub-folders."""
-    if checkpoint is not None and Path(checkpoint).suffix == ".pt":
-        from pss.checkpoint import load_checkpoint
+    if checkpoint is not None:
+        from pss.checkpoint import best_checkpoint, load_checkpoint, safetensors_metadata
 
-        names = load_checkpoint(checkpoint).get("class_names")
-        if names:
-            return list(names)
+        path = Path(checkpoint)
+        path = best_checkpoint(path) if path.is_dir() else path
+        stored = safetensors_metadata(path) if path.suffix == ".safetensors" else load_checkpoint(path)
+        if stored.get("class_names"):
+            return list(stored["class_names"])
     data = config.get("data") or {}
     if data.get("path") is None:
         from pss.data import builtin_class_names

@@ -59,7 +59,7 @@ def run_patches(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.checkpoint, resolve_device(args.device))
     x, display = viz.load_images(files, viz.eval_data_config(model, cfg))
     result = viz.plot_patch_grid(model, x, display, keep, args.output, class_names=viz.class_names(cfg, args.checkpoint),
-                                 method=args.select, row_labels=[f.name for f in files])
+                                 method=args.select, row_labels=[f"{f.parent.name}/{f.name}" for f in files])
     for f, row in zip(files, result["predictions"]):
         print(f"{f}: " + ", ".join(f"rho {p['keep_ratio']:g} -> {p['name']} {p['prob']:.0%}" for p in row))
     print(f"picture: {result['path']}")

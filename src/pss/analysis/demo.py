@@ -1,0 +1,170 @@
+"""`pss demo`: the whole story in one call - train a baseline and a PSS model, then compare them.
+
+    result = run_demo("runs/demo")      # built-in data, a few minutes on 2 CPU cores
+
+1. trains the recipe (configs/demo.yaml) twice with `pss.train.train`: a baseline at keep ratio
+   1.0, and PSS (cyclic 0.2 -> 1.0 each epoch, magnitude selection); everything else equal;
+2. sweeps both best models over keep ratios (dynamic inference: accuracy, images/s, GFLOPs);
+3. writes the run report (time, accuracy, speed-up; accuracy vs time, step time per keep ratio);
+4. draws the patches the PSS model keeps on a few validation images, and both schedules.
+
+Output folder layout: baseline/, pss/ (run folders), sweep/, report/, patches.png, schedules.png.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import pss
+from pss.analysis import viz
+from pss.analysis.report import format_duration, write_report
+from pss.analysis.sweep import resolve_device, sweep_checkpoints, write_sweep
+
+log = logging.getLogger("pss.demo")
+
+# The two runs: only the keep-ratio schedule differs.
+RUNS: dict[str, list[str]] = {
+    "baseline": ["schedule={name: fixed, rho: 1.0}"],
+    "pss": ["schedule={name: cyclic, low: 0.2, high: 1.0}", "select=magnitude"],
+}
+DEMO_KEEP_RATIOS = (1.0, 0.8, 0.6, 0.4, 0.2)
+
+
+def warm_up(cfg: Any, steps: int = 3) -> None:
+    """A few throw-away training steps of the recipe's model, so that one-time process costs (thread
+    pools, allocator, kernel selection, lazy initialisation) are not billed to the baseline, which
+    runs first, while the PSS run after it skips them: the time comparison stays fair."""
+    from pss.engine import DistInfo
+    from pss.train import build_model_for, resolve_amp
+    from pss.train import resolve_device as train_device
+
+    device = train_device(cfg.device, DistInfo())
+    amp = resolve_amp(cfg.amp, device)
+    model = build_model_for(cfg, cfg.model.num_classes or 10).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    size = cfg.model.img_size or cfg.data.img_size
+    x = torch.randn(cfg.batch_size // cfg.accum_steps, 3, size, size, device=device)
+    y = torch.zeros(x.shape[0], dtype=torch.long, device=device)
+    for i in range(steps):
+        with pss.keep_ratio(model, 1.0 if i == 0 else 0.2 * i, cfg.select), amp.autocast():
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def sample_val_images(cfg: Any, count: int = 4) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    """`count` validation images spread over the set: (inputs, display images in [0, 1], labels, class names)."""
+    from pss.data import build_datasets
+
+    _, val, names = build_datasets(cfg.data)
+    idx = torch.linspace(0, len(val) - 1, min(count, len(val))).long().tolist()
+    items = [val[i] for i in idx]
+    x = torch.stack([img for img, _ in items]).cpu()
+    mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.data.std).view(1, 3, 1, 1)
+    display = (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1)
+    return x, display, [f"true: {names[int(y)]}" for _, y in items], list(names)
+
+
+def run_demo(
+    output: str | Path = "runs/demo",
+    data: str | None = None,
+    overrides: list[str] | None = None,
+    recipe: str = "demo",
+    keep_ratios: tuple[float, ...] = DEMO_KEEP_RATIOS,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train both runs, sweep, report and draw; returns the paths and the comparison rows.
+
+    Re-running replaces the previous demo results in `output`.
+    """
+    from pss.checkpoint import load_model
+    from pss.train import resolve_config, train
+
+    out = Path(output)
+    cfgs, summaries = {}, {}
+    t0 = time.perf_counter()
+    for i, (name, extra) in enumerate(RUNS.items()):
+        cfg, _ = resolve_config(recipe, [*(overrides or []), *extra], data=data, output=str(out / name))
+        if i == 0:
+            warm_up(cfg)
+        log.info("demo: training %s (%s schedule) -> %s", name, cfg.schedule.name, out / name)
+        summaries[name] = train(cfg, overwrite=True, quiet=quiet)
+        cfgs[name] = cfg
+    train_s = time.perf_counter() - t0
+
+    runs = [out / name for name in RUNS]
+    log.info("demo: sweeping keep ratios %s", ", ".join(f"{r:g}" for r in keep_ratios))
+    device = resolve_device(cfgs["pss"].device)
+    sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios, method="magnitude",
+                              batch_size=min(64, cfgs["pss"].batch_size), device=device, names=list(RUNS))
+    sweep_paths = write_sweep(sweep, out / "sweep")
+    report = write_report(runs, out / "report", names=list(RUNS))
+
+    # Pictures: the patches the PSS model keeps, and the two schedules over the run.
+    model, _ = load_model(out / "pss", device)
+    x, display, labels, names = sample_val_images(cfgs["pss"])
+    patches = viz.plot_patch_grid(model, x, display, keep_ratios, out / "patches.png", class_names=names,
+                                  method="magnitude", row_labels=labels)
+    s = summaries["pss"]
+    spe = max(1, s["steps"] // max(1, s["epochs"]))
+    schedules = viz.plot_schedules({f"{n} ({cfgs[n].schedule.name})": cfgs[n].schedule for n in RUNS},
+                                   spe, s["steps"], out / "schedules.png")
+    return {
+        "output": str(out),
+        "total_time_s": time.perf_counter() - t0,
+        "train_wall_s": train_s,
+        "runs": report["runs"],
+        "table_markdown": report["table_markdown"],
+        "sweep": sweep,
+        "paths": {
+            "runs": [str(r) for r in runs],
+            "report": report["paths"]["markdown"],
+            "report_json": report["paths"]["json"],
+            **{f"figure_{k}": v for k, v in report["figures"].items()},
+            "sweep_json": sweep_paths["json"],
+            "sweep_png": sweep_paths["png"],
+            "patches_png": patches["path"],
+            "schedules_png": schedules["path"],
+        },
+    }
+
+
+def format_demo(result: dict[str, Any]) -> str:
+    """The text `pss demo` prints: comparison table, dynamic inference, where the pictures are."""
+    base, pss_row = result["runs"][0], result["runs"][1]
+    lines = ["", "== PSS demo: baseline vs patch sampling schedule ==", "", result["table_markdown"].rstrip(), ""]
+    if base["train_time_s"] and pss_row["train_time_s"]:
+        diff = pss_row.get("best_acc1_diff")
+        lines.append(
+            f"PSS trained in {format_duration(pss_row['train_time_s'])} instead of "
+            f"{format_duration(base['train_time_s'])}: {pss_row['speedup_vs_first']:.2f}x faster, "
+            f"best top-1 {pss_row['best_acc1']:.2f}% vs {base['best_acc1']:.2f}%"
+            + (f" ({diff:+.2f} points)." if diff is not None else ".")
+        )
+    lines += ["", "Dynamic inference (top-1 % at keep ratio rho; images/s of the model alone):"]
+    entries = result["sweep"]["checkpoints"]
+    rhos = [r["keep_ratio"] for r in entries[0]["results"]]
+    lines.append("  " + f"{'rho':<10}" + "".join(f"{r:>9g}" for r in rhos))
+    for e in entries:
+        lines.append("  " + f"{e['name']:<10}" + "".join(f"{r['acc1']:>8.1f}%" for r in e["results"]))
+    lines.append("  " + f"{'images/s':<10}" + "".join(f"{r['images_per_s']:>9.0f}" for r in entries[-1]["results"]))
+    p = result["paths"]
+    lines += [
+        "",
+        f"report:      {p['report']}",
+        f"pictures:    {p['figure_accuracy_vs_time']}",
+        f"             {p['figure_epoch_step_time']}",
+        f"             {p['figure_train_loss']}",
+        f"             {p['sweep_png']}",
+        f"             {p['patches_png']}",
+        f"             {p['schedules_png']}",
+        f"runs:        {', '.join(p['runs'])}",
+        f"total time:  {format_duration(result['total_time_s'])}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""`pss demo` end to end on a tiny version of the demo recipe (two 2-epoch runs of a 2-block ViT)."""
+import json
+
+import matplotlib.image as mpimg
+
+from pss.cli import main
+
+TINY = [
+    "epochs=2", "data.builtin_num_train=48", "data.builtin_num_val=20", "batch_size=16",
+    "model.kwargs={depth: 2, embed_dim: 32, num_heads: 2}", "device=cpu",
+]
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--output", str(out), "--quiet", "--keep", "1.0,0.6,0.2"]
+    for s in TINY:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| baseline |" in printed and "| pss |" in printed and "faster" in printed
+    assert "Dynamic inference" in printed and str(out / "patches.png") in printed
+
+    # both runs follow the output conventions, and differ only in the schedule
+    for name, rho in (("baseline", 1.0), ("pss", 0.6)):
+        summary = json.loads((out / name / "summary.json").read_text())
+        assert summary["steps"] == 6 and abs(summary["mean_keep_ratio"] - rho) < 1e-6
+    train_pss = [json.loads(line) for line in (out / "pss" / "train_log.jsonl").read_text().splitlines()]
+    rhos = [r["keep_ratio"] for r in train_pss]
+    assert min(rhos) == 0.2 and len(set(rhos)) > 1  # cyclic, from 0.2 at each epoch start
+
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert [r["run"] for r in report["runs"]] == ["baseline", "pss"]
+    assert report["runs"][1]["speedup_vs_first"] > 0
+    sweep = json.loads((out / "sweep" / "sweep.json").read_text())
+    assert [c["name"] for c in sweep["checkpoints"]] == ["baseline", "pss"]
+    assert [r["keep_ratio"] for r in sweep["checkpoints"][1]["results"]] == [1.0, 0.6, 0.2]
+    assert all(r["num_images"] == 20 for c in sweep["checkpoints"] for r in c["results"])
+
+    sizes = {
+        out / "sweep" / "sweep.png": (500, 1200),
+        out / "report" / "accuracy_vs_time.png": (500, 800),
+        out / "report" / "epoch_step_time.png": (500, 1200),
+        out / "report" / "train_loss.png": (500, 800),
+        out / "patches.png": (int(100 * (4 * 2 + 0.5)), int(100 * (3 * 2 + 0.6))),  # 4 images x 3 keep ratios
+        out / "schedules.png": (450, 900),
+    }
+    for path, size in sizes.items():
+        img = mpimg.imread(path)
+        assert img.shape[:2] == size, path
+        assert img[..., :3].std() > 0.05, path
