@@ -1,0 +1,478 @@
+"""Training configuration: small typed dataclasses, validated on construction, loaded from YAML.
+
+A recipe (configs/*.yaml) mirrors `TrainConfig`: top-level run settings plus one section per
+dataclass (`model`, `data`, `optim`, `lr_sched`, `mixup`, `ema`, `eval`) and the keep-ratio
+`schedule` (any mapping `pss.schedule.from_dict` accepts).
+
+    cfg = load_config("configs/demo.yaml", overrides=["epochs=2", "optim.lr=1e-3"])
+    save_config(cfg, "runs/demo/config.yaml")          # the resolved config, as written to every run
+
+Every key is checked: an unknown key is an error naming the key and the valid keys at that level,
+and impossible values are refused here, before any data is read or model built. Overrides are
+`dotted.key=value` strings; the value is parsed with `yaml.safe_load` (so `2`, `1e-3`, `null`,
+`[1, 2]`, `{depth: 2}` all work).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pss.data import DataConfig
+from pss.errors import ConfigError
+from pss.schedule import Schedule, from_dict as schedule_from_dict
+from pss.select import METHODS
+
+__all__ = [
+    "EmaConfig",
+    "EvalConfig",
+    "LRSchedConfig",
+    "MixupConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "load_yaml",
+    "save_config",
+]
+
+AMP_MODES = ("auto", "bf16", "fp16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+TASKS = ("classification",)
+LR_SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant", "none")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _positive(name: str, v: float, allow_zero: bool = False) -> None:
+    ok = v >= 0 if allow_zero else v > 0
+    _check(math.isfinite(v) and ok, f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+
+def _fraction(name: str, v: float, hi_open: bool = False) -> None:
+    ok = 0.0 <= v < 1.0 if hi_open else 0.0 <= v <= 1.0
+    _check(ok, f"{name} must be in [0, 1{')' if hi_open else ']'}, got {v!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Which ViT to train. `name` is ours (`pss_vit_*`) or any timm ViT name (attached automatically)."""
+
+    name: str = "pss_vit_tiny_patch4_32"
+    num_classes: int | None = None  # None: the number of class folders in the training data
+    img_size: int | None = None  # None: data.img_size
+    drop_path_rate: float = 0.0
+    drop_rate: float = 0.0
+    kwargs: dict[str, Any] = field(default_factory=dict)  # more timm kwargs: depth, embed_dim, pos_embed, ...
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "model.name must name a model, e.g. pss_vit_small_patch16_224")
+        if self.num_classes is not None:
+            _check(self.num_classes >= 1, f"model.num_classes must be >= 1 (or null: from the data), got {self.num_classes}")
+        if self.img_size is not None:
+            _check(self.img_size >= 1, f"model.img_size must be >= 1 (or null: data.img_size), got {self.img_size}")
+        _fraction("model.drop_path_rate", self.drop_path_rate, hi_open=True)
+        _fraction("model.drop_rate", self.drop_rate, hi_open=True)
+        for key in ("num_classes", "img_size", "drop_path_rate", "drop_rate"):
+            _check(key not in self.kwargs, f"set model.{key} directly, not inside model.kwargs")
+
+    def check_name(self) -> None:
+        """Unknown model names fail at config time (needs the model registry: imports timm + pss.models)."""
+        import timm
+
+        import pss.models  # noqa: F401  (registers pss_vit_* with timm)
+
+        if not timm.is_model(self.name):
+            close = difflib.get_close_matches(self.name, timm.list_models("*vit*"), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models('*vit*')"
+            raise ConfigError(f"unknown model.name {self.name!r}{hint}")
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer (built by `timm.optim.create_optimizer_v2`).
+
+    The peak learning rate is `lr` if set (it wins over `base_lr`), else
+    `base_lr * batch_size / base_batch_size` (the DeiT / SimMIM linear scaling rule with the
+    *global* batch size).
+    """
+
+    opt: str = "adamw"
+    lr: float | None = None
+    base_lr: float | None = 5e-4
+    base_batch_size: int = 512
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    betas: list[float] | None = None  # None: the optimizer's default
+    eps: float | None = None
+    layer_decay: float | None = None  # layer-wise LR decay (fine-tuning), e.g. 0.65
+    clip_grad: float | None = None  # max global gradient norm; None: no clipping
+
+    def __post_init__(self) -> None:
+        from timm.optim import list_optimizers
+
+        _check(self.opt in list_optimizers(), f"unknown optim.opt {self.opt!r}; e.g. adamw, sgd, lamb (timm.optim.list_optimizers())")
+        _check(
+            self.lr is not None or self.base_lr is not None,
+            "set optim.lr (absolute) or optim.base_lr (scaled by batch_size / base_batch_size)",
+        )
+        if self.lr is not None:
+            _positive("optim.lr", self.lr)
+        if self.base_lr is not None:
+            _positive("optim.base_lr", self.base_lr)
+        _check(self.base_batch_size >= 1, f"optim.base_batch_size must be >= 1, got {self.base_batch_size}")
+        _positive("optim.weight_decay", self.weight_decay, allow_zero=True)
+        if self.betas is not None:
+            _check(
+                len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                f"optim.betas must be two numbers in [0, 1), got {self.betas!r}",
+            )
+        if self.eps is not None:
+            _positive("optim.eps", self.eps)
+        if self.layer_decay is not None:
+            _check(0 < self.layer_decay <= 1, f"optim.layer_decay must be in (0, 1] (or null: off), got {self.layer_decay!r}")
+        if self.clip_grad is not None:
+            _positive("optim.clip_grad", self.clip_grad)
+
+    def peak_lr(self, batch_size: int) -> float:
+        return self.lr if self.lr is not None else self.base_lr * batch_size / self.base_batch_size
+
+
+@dataclass
+class LRSchedConfig:
+    """Learning-rate schedule (timm's `create_scheduler_v2`), stepped every optimizer update."""
+
+    name: str = "cosine"
+    warmup_epochs: float = 5.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    cooldown_epochs: float = 0.0
+    decay_epochs: float | None = None  # step / poly schedules
+    decay_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.name in LR_SCHEDULERS, f"unknown lr_sched.name {self.name!r}; choose one of {', '.join(LR_SCHEDULERS)}")
+        _positive("lr_sched.warmup_epochs", self.warmup_epochs, allow_zero=True)
+        _positive("lr_sched.cooldown_epochs", self.cooldown_epochs, allow_zero=True)
+        _positive("lr_sched.warmup_lr", self.warmup_lr, allow_zero=True)
+        _positive("lr_sched.min_lr", self.min_lr, allow_zero=True)
+
+
+@dataclass
+class MixupConfig:
+    """Mixup / CutMix on training batches (timm's `Mixup`). Off when both alphas are 0."""
+
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    prob: float = 1.0
+    switch_prob: float = 0.5
+    mode: str = "batch"
+
+    def __post_init__(self) -> None:
+        _positive("mixup.mixup_alpha", self.mixup_alpha, allow_zero=True)
+        _positive("mixup.cutmix_alpha", self.cutmix_alpha, allow_zero=True)
+        _fraction("mixup.prob", self.prob)
+        _fraction("mixup.switch_prob", self.switch_prob)
+        _check(self.mode in ("batch", "pair", "elem"), f"mixup.mode must be batch, pair or elem, got {self.mode!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.prob > 0
+
+
+@dataclass
+class EmaConfig:
+    """Exponential moving average of the weights (timm's `ModelEmaV3`), evaluated beside the model."""
+
+    enabled: bool = False
+    decay: float = 0.99996
+    warmup: bool = False
+
+    def __post_init__(self) -> None:
+        _check(0 < self.decay < 1, f"ema.decay must be in (0, 1), got {self.decay!r}")
+
+
+@dataclass
+class EvalConfig:
+    """Validation: every `interval` epochs (and after the last), at keep ratio `keep_ratio`."""
+
+    interval: int = 1
+    keep_ratio: float = 1.0
+    batch_size: int | None = None  # per process; None: the training micro-batch size
+
+    def __post_init__(self) -> None:
+        _check(self.interval >= 1, f"eval.interval must be >= 1 epoch, got {self.interval}")
+        _check(0 < self.keep_ratio <= 1, f"eval.keep_ratio must be in (0, 1], got {self.keep_ratio!r}")
+        if self.batch_size is not None:
+            _check(self.batch_size >= 1, f"eval.batch_size must be >= 1, got {self.batch_size}")
+
+
+def _default_schedule() -> Schedule:
+    return schedule_from_dict({"name": "fixed", "rho": 1.0})
+
+
+@dataclass
+class TrainConfig:
+    """Everything one `pss train` run needs. `batch_size` is the *global* batch per optimizer step
+    (over all processes and accumulation micro-steps), so a recipe means the same thing on 1 or 8 GPUs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: Schedule = field(default_factory=_default_schedule)  # keep ratio per step
+    select: str = "magnitude"  # token selection method: magnitude | random | l2 | grid
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lr_sched: LRSchedConfig = field(default_factory=LRSchedConfig)
+    mixup: MixupConfig = field(default_factory=MixupConfig)
+    label_smoothing: float = 0.0
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    task: str = "classification"
+    epochs: int = 10
+    batch_size: int = 128  # global
+    accum_steps: int = 1  # gradient-accumulation micro-steps per optimizer step
+    amp: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+    log_interval: int = 20  # steps between host syncs (loss check, log flush, progress bar)
+    checkpoint_interval_epochs: int = 1  # save checkpoint-last.pt every N epochs (and after the last)
+    checkpoint_interval_steps: int | None = None  # also save it mid-epoch every N steps
+    init: str | None = None  # fine-tune from these weights (ours, timm, SimMIM/MAE/BEiT encoder)
+    output_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.schedule = schedule_from_dict(self.schedule)
+        _check(self.select in METHODS, f"unknown select method {self.select!r}; choose one of {', '.join(METHODS)}")
+        _check(self.task in TASKS, f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.accum_steps >= 1, f"accum_steps must be >= 1, got {self.accum_steps}")
+        _check(
+            self.batch_size % self.accum_steps == 0,
+            f"batch_size ({self.batch_size}) must be divisible by accum_steps ({self.accum_steps})",
+        )
+        _check(self.amp in AMP_MODES, f"unknown amp {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
+        _check(self.device in DEVICES, f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        _check(self.log_interval >= 1, f"log_interval must be >= 1 step, got {self.log_interval}")
+        _check(self.checkpoint_interval_epochs >= 1, f"checkpoint_interval_epochs must be >= 1, got {self.checkpoint_interval_epochs}")
+        if self.checkpoint_interval_steps is not None:
+            _check(
+                self.checkpoint_interval_steps >= 1,
+                f"checkpoint_interval_steps must be >= 1 (or null: only at epoch ends), got {self.checkpoint_interval_steps}",
+            )
+        if self.mixup.enabled:
+            _check(
+                (self.batch_size // self.accum_steps) % 2 == 0,
+                "mixup/cutmix need an even micro-batch (batch_size / accum_steps per optimizer step)",
+            )
+
+    def peak_lr(self) -> float:
+        return self.optim.peak_lr(self.batch_size)
+
+    def validate(self) -> None:
+        """Checks that need the model registry or the schedule's run length (cheap, no data read)."""
+        self.model.check_name()
+
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting the harmless cases (int -> float,
+    "5e-4" -> 5e-4, which YAML 1.1 reads as a string); raise ConfigError otherwise."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            _check(type(None) in args, f"{key} must not be null")
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {_type_name(tp)}")
+    if tp is Any:
+        return value
+    if isinstance(tp, type) and issubclass(tp, Schedule):
+        try:  # any form pss.schedule.from_dict accepts; errors name the key
+            return schedule_from_dict(value)
+        except ConfigError as e:
+            raise ConfigError(f"{key}: {e}") from None
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, key)
+    _check(value is not None, f"{key} must not be null (expected {_type_name(tp)})")
+    if tp is bool:
+        _check(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), f"{key} must be a number, got {value!r}")
+        _check(math.isfinite(value), f"{key} must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), f"{key} must be a string, got {value!r}")
+        return value
+    if origin in (list, tuple) or tp in (list, tuple):
+        _check(isinstance(value, (list, tuple)), f"{key} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        _check(isinstance(value, dict), f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if isinstance(tp, type):
+        _check(isinstance(value, tp), f"{key} must be {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _from_dict(cls: type, d: Any, prefix: str = "") -> Any:
+    where = f" under {prefix}" if prefix else ""
+    if isinstance(d, cls):
+        return d
+    _check(isinstance(d, dict), f"{prefix or 'the config'} must be a mapping, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint}; valid keys{where}: {', '.join(names)}")
+        kwargs[k] = _coerce(v, hints[k], key)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid {prefix or 'config'}: {e}") from e
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Build and validate a TrainConfig from a plain (YAML-loaded) mapping."""
+    return _from_dict(TrainConfig, d)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Schedule):
+        return v.to_dict()
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v) if f.init}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain nested dict (YAML / JSON / `torch.load(weights_only=True)` safe); round-trips."""
+    return _plain(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML files and --set overrides
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; pass an existing YAML recipe, e.g. configs/demo.yaml")
+    try:
+        d = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if d is None:
+        d = {}
+    _check(isinstance(d, dict), f"config file {str(path)!r} must hold a mapping of settings, not {type(d).__name__}")
+    return d
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"optim.lr=1e-3"` -> (["optim", "lr"], 0.001): the value goes through yaml.safe_load."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    _check(bool(sep) and bool(key), f"--set expects key=value (dotted keys for nested settings), got {text!r}")
+    parts = key.split(".")
+    _check(all(parts), f"--set key {key!r} has an empty part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: cannot parse the value: {e}") from None
+    return parts, value
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """A copy of the raw config mapping with `key=value` overrides applied (nested keys are dotted).
+
+    Unknown keys are not caught here but by `config_from_dict`, which names them and the valid ones.
+    """
+    d = copy.deepcopy(d)
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        node = d
+        for i, p in enumerate(parts[:-1]):
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {'.'.join(parts[: i + 1])!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return d
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> TrainConfig:
+    """Read a YAML recipe (or start from `base`, or the defaults), apply overrides, validate."""
+    d = load_yaml(path) if path is not None else copy.deepcopy(base or {})
+    return config_from_dict(apply_overrides(d, overrides))
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def diff_configs(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config dicts."""
+    out = []
+    for k in sorted(set(a) | set(b), key=str):
+        key = f"{prefix}{k}"
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_configs(va, vb, key + ".")
+        elif va != vb:
+            out.append(key)
+    return out

@@ -1,0 +1,135 @@
+"""Training config: every shipped recipe validates; overrides, unknown keys and impossible values."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pss.config import (
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    diff_configs,
+    load_config,
+    save_config,
+)
+from pss.errors import ConfigError
+from pss.schedule import CyclicSchedule, FixedSchedule
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECIPES = sorted(CONFIGS.glob("*.yaml"))
+EXPECTED = {
+    "deit_small_224_baseline", "deit_small_224_pss", "vit_base_finetune_baseline", "vit_base_finetune_pss",
+    "cifar10_baseline", "cifar10_pss", "demo",
+}
+
+
+def test_all_recipes_are_shipped():
+    assert EXPECTED <= {p.stem for p in RECIPES}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_loads_validates_and_round_trips(path, tmp_path):
+    cfg = load_config(path)
+    cfg.validate()  # model name known to the registry
+    assert cfg.peak_lr() > 0
+    # Each PSS recipe differs from its baseline only in the schedule (and its comments).
+    if path.stem.endswith("_pss"):
+        base = load_config(path.with_name(path.stem[: -len("_pss")] + "_baseline.yaml"))
+        assert diff_configs(config_to_dict(base), config_to_dict(cfg)) == [
+            "schedule.grid", "schedule.high", "schedule.low", "schedule.name", "schedule.period_epochs", "schedule.rho",
+        ]
+        assert isinstance(cfg.schedule, CyclicSchedule) and (cfg.schedule.low, cfg.schedule.high) == (0.2, 1.0)
+        assert cfg.select == "magnitude"
+    # The resolved config written into a run folder loads back to the same config.
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_paper_hyperparameters():
+    deit = load_config(CONFIGS / "deit_small_224_pss.yaml")
+    assert deit.epochs == 300 and deit.batch_size == 1024 and deit.peak_lr() == pytest.approx(1e-3)
+    assert deit.optim.weight_decay == 0.05 and deit.lr_sched.warmup_epochs == 5 and deit.label_smoothing == 0.1
+    assert (deit.mixup.mixup_alpha, deit.mixup.cutmix_alpha) == (0.8, 1.0)
+    assert deit.data.auto_augment == "rand-m9-mstd0.5-inc1" and deit.data.re_prob == 0.25
+    assert deit.model.drop_path_rate == 0.1
+    ft = load_config(CONFIGS / "vit_base_finetune_pss.yaml")
+    assert ft.epochs == 100 and ft.optim.layer_decay == 0.65 and ft.model.drop_path_rate == 0.1
+    assert ft.peak_lr() == pytest.approx(1.25e-3 * 2048 / 512)
+    c10 = load_config(CONFIGS / "cifar10_pss.yaml")
+    assert c10.data.val_split == "test" and c10.data.in_memory and c10.data.path.endswith("pss-data/cifar10")
+
+
+def test_overrides_dotted_yaml_values():
+    cfg = load_config(CONFIGS / "demo.yaml", [
+        "epochs=3", "optim.lr=1e-3", "model.kwargs={depth: 2, embed_dim: 32}", "schedule=0.5",
+        "data.path=null", "optim.betas=[0.9, 0.95]", "mixup.mixup_alpha=0.2",
+    ])
+    assert cfg.epochs == 3 and cfg.optim.lr == 1e-3 and cfg.peak_lr() == 1e-3
+    assert cfg.model.kwargs == {"depth": 2, "embed_dim": 32}
+    assert cfg.schedule == FixedSchedule(rho=0.5)
+    assert cfg.optim.betas == [0.9, 0.95] and cfg.mixup.enabled
+
+
+def test_yaml_1_1_exponents_and_ints_become_floats():
+    cfg = config_from_dict({"optim": {"lr": "5e-4", "weight_decay": 0}})  # YAML 1.1 reads 5e-4 as a string
+    assert cfg.optim.lr == 5e-4 and isinstance(cfg.optim.weight_decay, float)
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("optim.lrr=1", ["optim.lrr", "did you mean 'lr'", "valid keys under optim"]),
+        ("epoch=3", ["'epoch'", "epochs"]),
+        ("data.pathh=x", ["data.pathh", "path"]),
+        ("model.nam=x", ["model.nam", "name"]),
+        ("epochs=0", ["epochs", ">= 1"]),
+        ("epochs=1.5", ["epochs", "integer"]),
+        ("optim.lr=fast", ["optim.lr", "number"]),
+        ("optim.lr=-1", ["optim.lr", "> 0"]),
+        ("batch_size=10", ["batch_size", "accum_steps"]),  # with accum_steps=4 below
+        ("schedule.name=zigzag", ["schedule", "zigzag", "cyclic"]),
+        ("schedule.low=1.5", ["low", "high"]),
+        ("select=best", ["select", "magnitude"]),
+        ("amp=fp8", ["amp", "bf16"]),
+        ("model.drop_path_rate=1.5", ["drop_path_rate"]),
+        ("optim.opt=adamz", ["optim.opt", "adamw"]),
+        ("lr_sched.name=exp", ["lr_sched.name", "cosine"]),
+        ("data.on_corrupt=ignore", ["on_corrupt", "skip"]),
+        ("model=3", ["model", "mapping"]),
+        ("epochs", ["key=value"]),
+        ("epochs.x=1", ["epochs", "not a section"]),
+    ],
+)
+def test_bad_values_name_the_problem(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(CONFIGS / "demo.yaml", ["accum_steps=4", override])
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+
+
+def test_unknown_model_name_is_refused_with_suggestion():
+    cfg = load_config(CONFIGS / "demo.yaml", ["model.name=pss_vit_tiny_patch4_23"])
+    with pytest.raises(ConfigError, match="unknown model.name.*did you mean.*pss_vit_tiny_patch4_32"):
+        cfg.validate()
+
+
+def test_recipe_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("epochs: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_defaults_and_dict_round_trip():
+    cfg = TrainConfig()
+    d = config_to_dict(cfg)
+    yaml.safe_dump(d)  # plain types only
+    assert config_from_dict(d) == cfg
+    assert apply_overrides({"a": {"b": 1}}, ["a.c=2"]) == {"a": {"b": 1, "c": 2}}
