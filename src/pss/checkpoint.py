@@ -1,0 +1,539 @@
+"""Checkpoints: atomic saving, weights-only loading, exact-resume state, and weight conversion.
+
+Everything in a pss checkpoint is a tensor, number, string, None, or a list / dict of those, so it
+loads with `torch.load(path, weights_only=True)`: loading never runs pickled code from the file.
+
+A training checkpoint (`checkpoint-last.pt`) is a dict:
+
+    format         "pss-checkpoint", version 1
+    model          state dict of the bare model (no DDP / torch.compile wrapper prefixes)
+    optimizer      optimizer.state_dict()
+    lr_scheduler   timm scheduler state_dict()
+    scaler         GradScaler state_dict() or None
+    ema            state dict of the EMA model or None
+    rng            one RNG state per process (torch CPU, CUDA, numpy, python `random`), as tensors
+    progress       {"step", "epoch", "steps_per_epoch", "best_metric", ...}: where the run stands
+    config         the resolved TrainConfig as a plain dict
+    class_names    list of class names, or None
+
+`checkpoint-best.pt` holds the same minus optimizer / scheduler / scaler / rng (it is for using
+the model, not for resuming). `model.safetensors` holds the best model's weights only, with the
+config as JSON in its metadata.
+
+All writes go to a temporary file in the target's folder, are fsync'ed, then `os.replace`d over
+the target: a crash (even SIGKILL) while saving leaves the previous file intact.
+
+`load_init_weights` is the one place where foreign weights are mapped onto our models: our
+checkpoints, timm state dicts (.pth / .bin / .safetensors), and SimMIM / MAE / BEiT-style encoder
+checkpoints (prefix stripping, decoder removal, BEiT q/v bias and layer-scale renaming, shared
+relative-bias copying, position-embedding and relative-bias resizing, new head when the number
+of classes differs).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pickle
+import random
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pss.errors import CheckpointError
+
+__all__ = [
+    "FORMAT",
+    "InitReport",
+    "atomic_save",
+    "atomic_write",
+    "best_checkpoint",
+    "convert_state_dict",
+    "export_safetensors",
+    "get_rng_state",
+    "load_checkpoint",
+    "load_init_weights",
+    "load_model",
+    "load_state_dict_file",
+    "restore_training_state",
+    "set_rng_state",
+    "training_checkpoint",
+    "unwrap_model",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "pss-checkpoint"
+VERSION = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic writes
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable (the directory entry), so a power loss cannot undo it.
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """`torch.save(obj, path)`, atomically."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def remove_stale_temp_files(folder: str | Path) -> None:
+    """Delete temp files left by a process killed while saving (`.<name>.<random>.tmp`)."""
+    for p in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# RNG state, as tensors
+
+
+def get_rng_state() -> dict[str, Any]:
+    """This process's RNG states (torch CPU, CUDA current device, numpy, python) as plain tensors."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_state[0], "state": torch.tensor(py_state[1], dtype=torch.int64), "gauss_next": py_state[2]},
+        "cuda": None,
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss_next"]))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------
+# training checkpoints
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def training_checkpoint(
+    *,
+    model: nn.Module,
+    progress: dict[str, Any],
+    config: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    lr_scheduler: Any = None,
+    scaler: torch.amp.GradScaler | None = None,
+    ema: nn.Module | None = None,
+    rng: list[dict[str, Any]] | None = None,
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Assemble a checkpoint dict (see the module docstring); leave out optimizer etc. for a 'best' one."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": unwrap_model(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "lr_scheduler": lr_scheduler.state_dict() if lr_scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "ema": unwrap_model(ema).state_dict() if ema is not None else None,
+        "rng": rng,
+        "progress": dict(progress),
+        "config": config,
+        "class_names": list(class_names) if class_names is not None else None,
+        "torch_version": str(torch.__version__),  # TorchVersion is a str subclass weights-only refuses
+    }
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a file with `torch.load(weights_only=True)`; clear CheckpointErrors for the failure cases."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    if path.suffix == ".safetensors":
+        return {"model": _load_safetensors(path)}
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(
+            f"{str(path)!r} holds pickled Python objects that weights-only loading refuses ({first}); "
+            "pss never runs code from a checkpoint: re-save it as a plain state dict (or .safetensors)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated?): {e}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, expected a dict / state dict")
+    return obj
+
+
+def is_training_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def restore_training_state(
+    ckpt: dict[str, Any],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr_scheduler: Any = None,
+    scaler: torch.amp.GradScaler | None = None,
+    ema: nn.Module | None = None,
+) -> None:
+    """Load model / optimizer / scheduler / scaler / EMA states from a training checkpoint, in place.
+    RNG states are restored separately (`set_rng_state`), at the point where the loop resumes."""
+    if not is_training_checkpoint(ckpt):
+        raise CheckpointError("not a pss training checkpoint (no 'format: pss-checkpoint'); use --init to load weights")
+    _load_strict(unwrap_model(model), ckpt["model"], "model")
+    if optimizer is not None:
+        if ckpt.get("optimizer") is None:
+            raise CheckpointError("the checkpoint has no optimizer state (a 'best' checkpoint?); resume from checkpoint-last.pt")
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if lr_scheduler is not None and ckpt.get("lr_scheduler") is not None:
+        lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
+    if scaler is not None and scaler.is_enabled() and ckpt.get("scaler") is not None:
+        scaler.load_state_dict(ckpt["scaler"])
+    if ema is not None:
+        if ckpt.get("ema") is None:
+            log.warning("the checkpoint has no EMA weights: the EMA restarts from the current model")
+            unwrap_model(ema).load_state_dict(unwrap_model(model).state_dict())
+        else:
+            _load_strict(unwrap_model(ema), ckpt["ema"], "ema")
+
+
+def _load_strict(model: nn.Module, sd: dict[str, torch.Tensor], what: str) -> None:
+    problems = _fit_problems(model, sd)
+    if problems:
+        raise CheckpointError(f"the checkpoint's {what} weights do not fit the configured model: {problems}")
+    model.load_state_dict(sd, strict=True)
+
+
+def _fit_problems(model: nn.Module, sd: dict[str, torch.Tensor], allow_missing: tuple[str, ...] = ()) -> str:
+    """'' if `sd` fits `model` exactly, else a short description naming keys and shapes."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd and not k.startswith(allow_missing)]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in sd if k in own and sd[k].shape != own[k].shape]
+    parts = []
+    if shapes:
+        parts.append("shape mismatch " + "; ".join(_cap(shapes)))
+    if missing:
+        parts.append("missing keys " + ", ".join(_cap(missing)))
+    if unexpected:
+        parts.append("unexpected keys " + ", ".join(_cap(unexpected)))
+    return "; ".join(parts)
+
+
+def _cap(items: list[str], n: int = 6) -> list[str]:
+    return items[:n] + [f"... ({len(items) - n} more)"] if len(items) > n else items
+
+
+# ---------------------------------------------------------------------------------------------
+# safetensors
+
+
+def export_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, Any] | None = None) -> None:
+    """Write a weights-only .safetensors file atomically; `metadata` values are stored as JSON strings."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    meta = {"format": "pt", **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
+    data = save(tensors, metadata=meta)
+    atomic_write(path, lambda f: f.write(data))
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{str(path)!r} is not a readable .safetensors file: {e}") from None
+
+
+def safetensors_metadata(path: str | Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    out = {}
+    for k, v in meta.items():
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# loading foreign weights for fine-tuning
+
+# Keys that belong to pre-training heads, never to the encoder we fine-tune.
+_DROP = re.compile(
+    r"^(mask_token|decoder|decoder_\w+|lm_head|head_pretrain|"
+    r"(.*\.)?relative_position_index|rel_pos_bias\.relative_position_index)(\.|$)"
+)
+# Wrapper prefixes added by training code: DDP, torch.compile, SimMIM's encoder, detection backbones.
+_PREFIXES = ("module.", "_orig_mod.", "encoder.", "backbone.", "model.")
+
+
+@dataclass
+class InitReport:
+    """What `load_init_weights` did, for the log and for tests."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # in the file, not used (decoder, mask token, old head)
+    renamed: list[str] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)  # in the model, freshly initialised (head, fc_norm)
+
+    def summary(self) -> str:
+        s = f"loaded {len(self.loaded)} tensors from {self.source}"
+        for what in ("renamed", "resized", "dropped", "new"):
+            items = getattr(self, what)
+            if items:
+                s += f"; {what}: {', '.join(_cap(items, 4))}"
+        return s
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights in a file: our checkpoint (its `model`), a timm / torchvision state dict
+    (.pth / .pt / .bin / .safetensors), or a research checkpoint wrapping them in `model` /
+    `state_dict` / `module`. Weights-only: never unpickles code."""
+    obj = load_checkpoint(path)
+    for key in ("model", "state_dict", "module", "model_state"):
+        inner = obj.get(key)
+        if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            obj = inner
+            break
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{str(path)!r} holds no weight tensors (keys: {', '.join(_cap(list(obj)))})")
+    return tensors
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor], report: InitReport) -> dict[str, torch.Tensor]:
+    changed = True
+    while changed:
+        changed = False
+        for p in _PREFIXES:
+            hits = [k for k in sd if k.startswith(p)]
+            if not hits:
+                continue
+            if p in ("encoder.", "backbone.", "model."):
+                # An encoder-decoder file (SimMIM: encoder.* + decoder.*): keep the encoder part.
+                report.dropped += [k for k in sd if not k.startswith(p)]
+                sd = {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)}
+            elif len(hits) == len(sd):
+                sd = {k[len(p) :]: v for k, v in sd.items()}
+            else:
+                continue
+            changed = True
+    return sd
+
+
+def convert_state_dict(sd: dict[str, torch.Tensor], model: nn.Module, source: str = "state dict") -> tuple[dict[str, torch.Tensor], InitReport]:
+    """Map a foreign encoder state dict onto `model`'s parameter names and shapes (see module docs).
+
+    Returns (state dict ready for `model.load_state_dict(strict=False)`, report). Raises
+    CheckpointError naming keys and shapes when the weights cannot fit.
+    """
+    report = InitReport(source)
+    own = model.state_dict()
+    sd = _strip_prefixes(dict(sd), report)
+
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        if _DROP.match(k):
+            report.dropped.append(k)
+            continue
+        # BEiT / SimMIM: separate q and v biases (k has none) -> one qkv bias.
+        m = re.match(r"^(blocks\.\d+\.attn)\.q_bias$", k)
+        if m:
+            vb = sd.get(f"{m.group(1)}.v_bias")
+            if vb is not None and f"{m.group(1)}.qkv.bias" in own:
+                out[f"{m.group(1)}.qkv.bias"] = torch.cat([v, torch.zeros_like(v), vb])
+                report.renamed.append(f"{m.group(1)}.q_bias/v_bias -> qkv.bias")
+                continue
+        if re.match(r"^blocks\.\d+\.attn\.v_bias$", k) and k.replace("v_bias", "qkv.bias") in own and k.replace("v_bias", "q_bias") in sd:
+            continue  # merged above
+        # BEiT layer scale names.
+        m = re.match(r"^(blocks\.\d+)\.gamma_([12])$", k)
+        if m:
+            new = f"{m.group(1)}.ls{m.group(2)}.gamma"
+            report.renamed.append(f"{k} -> {new}")
+            k = new
+        # BEiT shared relative position bias -> a copy in every block.
+        if k == "rel_pos_bias.relative_position_bias_table":
+            targets = [t for t in own if t.endswith("attn.relative_position_bias_table")]
+            for t in targets:
+                out.setdefault(t, v.clone())
+            report.renamed.append(f"{k} -> {len(targets)} x blocks.N.attn.relative_position_bias_table")
+            continue
+        out[k] = v
+
+    # MAE fine-tuning with average pooling uses a fresh fc_norm; the encoder's final norm is unused.
+    if any(k.startswith("fc_norm.") for k in own) and not any(k.startswith("norm.") for k in own):
+        for k in [k for k in out if k.startswith("norm.")]:
+            report.dropped.append(k)
+            del out[k]
+
+    # Resize position terms when the patch grid differs (e.g. pre-trained at 192 px, fine-tuned at 224).
+    if "pos_embed" in out and "pos_embed" in own and out["pos_embed"].shape != own["pos_embed"].shape:
+        out["pos_embed"] = _resize_pos_embed(out["pos_embed"], own["pos_embed"], model)
+        report.resized.append("pos_embed")
+    for k in [k for k in out if k.endswith("relative_position_bias_table")]:
+        if k in own and out[k].shape != own[k].shape and out[k].shape[1] == own[k].shape[1]:
+            from timm.layers import resize_rel_pos_bias_table
+
+            grid = tuple(unwrap_model(model).patch_embed.grid_size)
+            try:
+                out[k] = resize_rel_pos_bias_table(out[k], new_window_size=grid, new_bias_shape=tuple(own[k].shape))
+            except (ValueError, AssertionError) as e:
+                raise CheckpointError(f"cannot resize {k} from {tuple(out[k].shape)} to {tuple(own[k].shape)}: {e}") from None
+            report.resized.append(k)
+
+    # A different number of classes (or no head in the file): the head starts fresh.
+    for k in [k for k in out if k.startswith("head.")]:
+        if k not in own or out[k].shape != own[k].shape:
+            report.dropped.append(f"{k} {tuple(out[k].shape)}")
+            del out[k]
+
+    new_ok = ("head.", "fc_norm.")
+    problems = _fit_problems(model, out, allow_missing=new_ok)
+    if problems:
+        hint = ""
+        if "pos_embed" in out and "pos_embed" not in own:
+            hint = " (the checkpoint has absolute position embeddings: build the model with model.kwargs.pos_embed=learned)"
+        elif any(k.endswith("relative_position_bias_table") for k in out) and not any(k.endswith("relative_position_bias_table") for k in own):
+            hint = " (the checkpoint has relative position bias: build the model with model.kwargs.pos_embed=rel_bias)"
+        raise CheckpointError(f"weights in {source} do not fit the model: {problems}{hint}")
+    report.loaded = list(out)
+    report.new = [k for k in own if k not in out]
+    return out, report
+
+
+def _resize_pos_embed(pos: torch.Tensor, target: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    from timm.layers import resample_abs_pos_embed
+
+    bare = unwrap_model(model)
+    prefix = int(getattr(bare, "num_prefix_tokens", 1))
+    n_old = pos.shape[1] - prefix
+    side = int(round(n_old**0.5))
+    if side * side != n_old or pos.shape[2] != target.shape[2]:
+        raise CheckpointError(
+            f"cannot resize pos_embed: checkpoint {tuple(pos.shape)} vs model {tuple(target.shape)} "
+            f"({prefix} prefix tokens; only square grids of the same width can be resized)"
+        )
+    grid = list(bare.patch_embed.grid_size)
+    return resample_abs_pos_embed(pos, new_size=grid, old_size=[side, side], num_prefix_tokens=prefix)
+
+
+def load_init_weights(model: nn.Module, path: str | Path) -> InitReport:
+    """Initialise `model` (in place) from a checkpoint file for fine-tuning; see `convert_state_dict`."""
+    sd = load_state_dict_file(path)
+    bare = unwrap_model(model)
+    out, report = convert_state_dict(sd, bare, source=str(path))
+    bare.load_state_dict(out, strict=False)
+    log.info("init: %s", report.summary())
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# rebuilding a model for analysis / inference
+
+
+def best_checkpoint(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    for name in ("model.safetensors", "checkpoint-best.pt", "checkpoint-last.pt"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise CheckpointError(f"no model.safetensors / checkpoint-*.pt in {str(run_dir)!r}; is it a pss train output folder?")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained model (eval mode) and its resolved config dict.
+
+    `path`: a `pss train` output folder (uses model.safetensors + config.yaml, else the
+    checkpoints), one of our .pt checkpoints, or a .safetensors file with config.yaml beside it.
+    """
+    import yaml
+
+    from pss.config import config_from_dict
+    from pss.models import build_model
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = best_checkpoint(path)
+    if path.suffix == ".safetensors":
+        meta = safetensors_metadata(path) if path.is_file() else {}
+        config = meta.get("pss_config")
+        if config is None:
+            cfg_file = path.parent / "config.yaml"
+            if not cfg_file.is_file():
+                raise CheckpointError(f"{str(path)!r} has no config in its metadata and no config.yaml beside it")
+            config = yaml.safe_load(cfg_file.read_text())
+        sd = _load_safetensors(path)
+    else:
+        ckpt = load_checkpoint(path)
+        if not is_training_checkpoint(ckpt):
+            raise CheckpointError(f"{str(path)!r} is not a pss checkpoint; to fine-tune from it use `pss train --init`")
+        config, sd = ckpt["config"], ckpt["model"]
+    cfg = config_from_dict(config)
+    m = cfg.model
+    if m.num_classes is None:
+        raise CheckpointError(f"the config of {str(path)!r} does not record model.num_classes")
+    model = build_model(m.name, num_classes=m.num_classes, img_size=m.img_size, **m.kwargs)
+    _load_strict(model, sd, "model")
+    return model.to(device).eval(), config
