@@ -1,0 +1,520 @@
+"""`pss train`: turn a resolved TrainConfig into objects, run the engine, write the run folder.
+
+    cfg, resume_from = resolve_config("configs/demo.yaml", ["epochs=2"], output="runs/demo")
+    summary = train(cfg, resume_from=resume_from)
+
+A run folder (`output_dir`) holds, as DESIGN.md's output conventions say:
+
+    config.yaml          the resolved config (every default filled in; loads with `load_config`)
+    train_log.jsonl      one line per optimizer step: epoch, step, loss, lr, keep_ratio, num_tokens,
+                         step_time_s, data_time_s (+ grad_norm when clipping)
+    val_log.jsonl        one line per evaluation: epoch, step, acc1, acc5, loss, keep_ratio,
+                         elapsed_s, eval_time_s (+ ema_acc1 ... with EMA)
+    summary.json         train_time_s, wall_time_s, epochs, steps, best_acc1, best_epoch, final_acc1,
+                         final_acc5, final_loss, mean_keep_ratio, images_per_s, data_wait_fraction,
+                         device, torch, timm, commit, world_size, amp, model, num_params, schedule, ...
+    checkpoint-last.pt   full training state (resume); written at every epoch end and every
+                         `checkpoint_interval_steps` steps
+    checkpoint-best.pt   model (+ EMA) weights of the best evaluation, with config and progress
+    model.safetensors    the best model's weights only (config in its metadata)
+
+Epochs and steps in the logs are 0-based indices; a val line's `step` is the number of steps done.
+`train_time_s` counts training epochs only (no evaluation, no checkpoint writing) and adds up over
+resumed segments; `wall_time_s` counts everything. `images_per_s` = steps * batch_size / train_time_s.
+
+Resume (`--resume`) restores model, optimizer, LR scheduler, GradScaler, EMA, every rank's RNG
+states (torch, CUDA, numpy, python), epoch and step, and replays the current epoch's data order up
+to the step. What is then identical to an uninterrupted run:
+  * always: the keep ratio, learning rate and data order of every step, and the step / epoch
+    numbering of the logs (lines past the checkpoint are dropped, so none is missing or doubled);
+  * on CPU, in addition, every loss and every weight, bit for bit (tested), because all randomness
+    (augmentation, mixup, dropout, drop-path, random selection) comes from restored or
+    (seed, epoch)-derived generators and CPU kernels are deterministic. This holds for
+    `data.num_workers: 0` and for worker processes alike (workers are seeded per epoch);
+  * on CUDA: the same sequence of random numbers, but some CUDA kernels (atomics in backward
+    passes, cuDNN / SDPA algorithm choices) are not deterministic, so losses agree closely but not
+    bit for bit.
+Not restored: the timings (step_time_s, data_time_s of the resumed steps are new measurements), and
+the work since the last checkpoint is redone (its time is not counted twice: train_time_s comes
+from the checkpoint).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from pss.checkpoint import (
+    CheckpointError,
+    is_training_checkpoint,
+    load_checkpoint,
+    load_init_weights,
+    remove_stale_temp_files,
+    restore_training_state,
+    unwrap_model,
+)
+from pss.config import TrainConfig, config_from_dict, config_to_dict, diff_configs, load_yaml, apply_overrides, save_config
+from pss.engine import Amp, ClassificationTask, DistInfo, LoopConfig, Progress, RunWriter, Task, Trainer
+from pss.errors import ConfigError, DataError, PssError
+
+log = logging.getLogger("pss.train")
+
+__all__ = [
+    "OUTPUT_FILES",
+    "TASK_BUILDERS",
+    "build_model_for",
+    "init_distributed",
+    "resolve_amp",
+    "resolve_config",
+    "resolve_device",
+    "train",
+]
+
+# Files a run writes; a fresh run refuses to start in a folder holding any of them.
+OUTPUT_FILES = (
+    "checkpoint-last.pt", "checkpoint-best.pt", "model.safetensors", "train_log.jsonl", "val_log.jsonl",
+    "summary.json", "config.yaml",
+)
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+# ---------------------------------------------------------------------------------------------
+# config resolution (CLI arguments -> TrainConfig)
+
+
+def find_recipe(name: str | Path) -> Path:
+    """A recipe path, or a bare name of a shipped recipe (`demo` -> configs/demo.yaml)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    for cand in (RECIPES_DIR / f"{name}", RECIPES_DIR / f"{name}.yaml"):
+        if cand.is_file():
+            return cand
+    shipped = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
+    hint = f"; shipped recipes: {', '.join(shipped)}" if shipped else ""
+    raise ConfigError(f"config file {str(name)!r} not found{hint}")
+
+
+def resolve_config(
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    data: str | None = None,
+    output: str | None = None,
+    init: str | None = None,
+    resume: str | bool | None = None,
+) -> tuple[TrainConfig, Path | None]:
+    """The run's config and, when resuming, the checkpoint to resume from.
+
+    Fresh run: recipe (or defaults) + `--set` overrides + `--data/--output/--init`.
+    Resume: the checkpoint's config is the base unless a recipe is given; `--set` etc. apply on top,
+    and keys that differ from the checkpoint's config are reported (a changed model or batch
+    geometry then fails with a clear message when the state is loaded).
+    `resume=True` means `<output>/checkpoint-last.pt`; a string is a checkpoint path.
+    """
+    raw = load_yaml(find_recipe(config)) if config is not None else {}
+    resume_from: Path | None = None
+    ckpt_config: dict[str, Any] | None = None
+    if resume:
+        if isinstance(resume, str) and resume:
+            resume_from = Path(resume).expanduser()
+            if resume_from.is_dir():
+                resume_from = resume_from / "checkpoint-last.pt"
+        else:
+            folder = output or raw.get("output_dir") or (_default_output(config) if config else None)
+            if folder is None:
+                raise ConfigError("--resume without a checkpoint path needs --output (the run folder) or --config")
+            resume_from = Path(folder).expanduser() / "checkpoint-last.pt"
+        if not resume_from.is_file():
+            raise CheckpointError(
+                f"nothing to resume: {str(resume_from)!r} does not exist; start the run without --resume"
+            )
+        ckpt = load_checkpoint(resume_from)
+        if not is_training_checkpoint(ckpt) or ckpt.get("optimizer") is None:
+            raise CheckpointError(f"{str(resume_from)!r} is not a resumable pss checkpoint; use checkpoint-last.pt")
+        ckpt_config = ckpt["config"]
+        if config is None:
+            raw = dict(ckpt_config)
+        if output is None:
+            output = str(resume_from.parent)
+    raw = apply_overrides(raw, overrides)
+    if data is not None:
+        raw.setdefault("data", {})
+        raw["data"] = {**(raw["data"] or {}), "path": data}
+    if init is not None:
+        raw["init"] = init
+    if output is not None:
+        raw["output_dir"] = output
+    elif not raw.get("output_dir"):
+        raw["output_dir"] = _default_output(config)
+    cfg = config_from_dict(raw)
+    if ckpt_config is not None:
+        changed = [k for k in diff_configs(ckpt_config, config_to_dict(cfg)) if k not in ("output_dir", "init")]
+        # Resolved-at-start keys (num_classes, img_size) are null in a recipe: not a real change.
+        changed = [k for k in changed if not (k in ("model.num_classes", "model.img_size") and _get(raw, k) is None)]
+        if changed:
+            log.warning("resuming with settings that differ from the checkpoint's: %s", ", ".join(changed))
+    return cfg, resume_from
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict):
+            return None
+        d = d.get(part)
+    return d
+
+
+def _default_output(config: str | Path | None) -> str:
+    return str(Path("runs") / (Path(config).stem if config else "train"))
+
+
+# ---------------------------------------------------------------------------------------------
+# devices, precision, processes
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*).
+
+    NCCL on CUDA, gloo on CPU. A plain `python -m pss train` is a one-process job.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+    return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for but no CUDA GPU is available; use device: auto or cpu")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", dist_info.local_rank)
+
+
+def resolve_amp(name: str, device: torch.device) -> Amp:
+    """auto: bf16 on CUDA GPUs that support it (fp16 otherwise), fp32 on CPU."""
+    if name == "auto":
+        if device.type == "cuda":
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            name = "fp32"
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+    return Amp(device.type, dtype)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _agree(dist_info: DistInfo, error: BaseException | None) -> None:
+    """Raise on every rank if any rank failed a rank-local check (so no rank waits forever)."""
+    if not dist_info.enabled:
+        if error is not None:
+            raise error
+        return
+    errors: list[Any] = [None] * dist_info.world_size
+    dist.all_gather_object(errors, None if error is None else (type(error).__name__, str(error)))
+    for e in errors:
+        if e is not None:
+            if error is not None:
+                raise error
+            raise PssError(f"another process failed: {e[1]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# building the pieces
+
+
+def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    from pss.models import build_model
+
+    m = cfg.model
+    return build_model(
+        m.name, num_classes=num_classes, img_size=m.img_size,
+        drop_path_rate=m.drop_path_rate, drop_rate=m.drop_rate, **m.kwargs,
+    )
+
+
+def _classification(cfg: TrainConfig, class_names: list[str]) -> Task:
+    return ClassificationTask(len(class_names), cfg.mixup, cfg.label_smoothing)
+
+
+# What is learned, by `task:` name. Masked-image-modelling pre-training adds its builder here.
+TASK_BUILDERS: dict[str, Callable[[TrainConfig, list[str]], Task]] = {"classification": _classification}
+
+
+def _prepare_output(folder: Path, resume: bool, overwrite: bool) -> None:
+    existing = [n for n in OUTPUT_FILES if (folder / n).exists()]
+    if resume:
+        remove_stale_temp_files(folder)
+        return
+    if existing and not overwrite:
+        raise ConfigError(
+            f"output folder {str(folder)!r} already holds a run ({', '.join(existing)}): pass --resume to "
+            "continue it, --overwrite to replace it, or choose another --output"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in existing:
+        (folder / n).unlink()
+    remove_stale_temp_files(folder)
+
+
+def _batch_geometry(cfg: TrainConfig, world: int) -> int:
+    """Per-process batch per optimizer step (split further into `accum_steps` micro-batches)."""
+    if cfg.batch_size % world:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} (global) is not divisible by the {world} processes; "
+            f"use a multiple of {world}"
+        )
+    per_rank = cfg.batch_size // world
+    if per_rank % cfg.accum_steps:
+        raise ConfigError(
+            f"the per-process batch ({per_rank} = batch_size / {world} processes) is not divisible by "
+            f"accum_steps {cfg.accum_steps}"
+        )
+    return per_rank
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume_from: str | Path | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train as `cfg` says; returns summary.json's content. Every check on the input (config, data,
+    model, init weights, output folder) runs before the first step; nothing is overwritten unless
+    `overwrite` (fresh run into a used folder) or `resume_from` (continue that run)."""
+    dist_info = init_distributed(cfg.device)
+    try:
+        return _train(cfg, dist_info, resume_from, overwrite, quiet)
+    finally:
+        if dist_info.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None, overwrite: bool, quiet: bool) -> dict[str, Any]:
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import ModelEmaV3
+
+    from pss.data import build_datasets, build_loader, check_data
+    from pss.runinfo import run_info
+
+    wall_t0 = time.perf_counter()
+    if not dist_info.is_main:
+        logging.getLogger("pss").setLevel(logging.WARNING)  # rank 0 alone reports
+    device = resolve_device(cfg.device, dist_info)
+    amp = resolve_amp(cfg.amp, device)
+    cfg.validate()
+    if cfg.task not in TASK_BUILDERS:
+        raise ConfigError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASK_BUILDERS)}")
+    folder = Path(cfg.output_dir or "runs/train").expanduser()
+
+    # 1. Output folder (rank 0 owns it; every rank learns whether it is usable).
+    error = None
+    if dist_info.is_main:
+        try:
+            _prepare_output(folder, resume_from is not None, overwrite)
+        except PssError as e:
+            error = e
+    _agree(dist_info, error)
+
+    # 2. Checkpoint to resume from (read before the data: a bad file fails fast).
+    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
+
+    # 3. Data: a quick check now (paths, class folders, unreadable images), the full build later.
+    report = check_data(cfg.data)
+    class_names = list(report.classes)
+    if cfg.model.num_classes is None:
+        cfg.model.num_classes = len(class_names)
+    elif cfg.model.num_classes != len(class_names):
+        raise ConfigError(
+            f"model.num_classes is {cfg.model.num_classes} but the data has {len(class_names)} classes; "
+            "set model.num_classes: null to take it from the data"
+        )
+    if cfg.model.img_size is None:
+        cfg.model.img_size = cfg.data.img_size
+    elif cfg.model.img_size != cfg.data.img_size:
+        raise ConfigError(
+            f"model.img_size {cfg.model.img_size} differs from data.img_size {cfg.data.img_size}: "
+            "the model sees what the data gives; set one, and model.img_size: null"
+        )
+    per_rank = _batch_geometry(cfg, dist_info.world_size)
+
+    # 4. Model, and fine-tuning weights (shape mismatches fail here, before any data is decoded).
+    seed_everything(cfg.seed)  # the same initial weights on every rank
+    model = build_model_for(cfg, cfg.model.num_classes)
+    if cfg.init and ckpt is None:
+        load_init_weights(model, cfg.init)
+    model.to(device)
+    num_params = sum(p.numel() for p in model.parameters())
+
+    # 5. Datasets and loaders (each rank reads its shard; the order depends on (seed, epoch)).
+    train_ds, val_ds, _ = build_datasets(cfg.data, device if cfg.data.in_memory else None, report=report)
+    train_loader = build_loader(train_ds, per_rank, True, cfg.data, distributed=dist_info.enabled, seed=cfg.seed)
+    eval_bs = cfg.eval.batch_size or per_rank // cfg.accum_steps
+    val_loader = build_loader(val_ds, eval_bs, False, cfg.data, distributed=dist_info.enabled, seed=cfg.seed)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"no full batch of {per_rank} images per process: lower batch_size or use more data")
+    total_steps = cfg.epochs * steps_per_epoch
+    cfg.schedule.check_run(steps_per_epoch, total_steps)
+
+    # 6. Optimisation: timm's optimizer factory (weight-decay groups, layer decay), per-step LR.
+    opt_kwargs: dict[str, Any] = {}
+    if cfg.optim.betas is not None:
+        opt_kwargs["betas"] = tuple(cfg.optim.betas)
+    if cfg.optim.eps is not None:
+        opt_kwargs["eps"] = cfg.optim.eps
+    optimizer = create_optimizer_v2(
+        model, opt=cfg.optim.opt, lr=cfg.peak_lr(), weight_decay=cfg.optim.weight_decay,
+        momentum=cfg.optim.momentum, layer_decay=cfg.optim.layer_decay, **opt_kwargs,
+    )
+    lr_scheduler = None
+    if cfg.lr_sched.name != "none":
+        lr_scheduler, _ = create_scheduler_v2(
+            optimizer, sched=cfg.lr_sched.name, num_epochs=cfg.epochs - cfg.lr_sched.cooldown_epochs,
+            warmup_epochs=cfg.lr_sched.warmup_epochs, warmup_lr=cfg.lr_sched.warmup_lr, min_lr=cfg.lr_sched.min_lr,
+            cooldown_epochs=cfg.lr_sched.cooldown_epochs, decay_rate=cfg.lr_sched.decay_rate,
+            **({"decay_epochs": cfg.lr_sched.decay_epochs} if cfg.lr_sched.decay_epochs is not None else {}),
+            step_on_epochs=False, updates_per_epoch=steps_per_epoch,
+        )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp.dtype == torch.float16)
+    ema = ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None
+    task = TASK_BUILDERS[cfg.task](cfg, class_names)
+
+    # 7. Resume: every state, and the RNG streams (restored by the loop where the epoch resumes).
+    progress = Progress()
+    resume_rng = None
+    if ckpt is not None:
+        saved = ckpt.get("progress", {})
+        if saved.get("steps_per_epoch") != steps_per_epoch:
+            raise CheckpointError(
+                f"cannot resume: the checkpoint has {saved.get('steps_per_epoch')} steps per epoch, this set-up "
+                f"{steps_per_epoch}; keep batch_size and the data as they were"
+            )
+        restore_training_state(ckpt, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler, ema=ema)
+        progress = Progress.from_dict(saved)
+        progress.resumed += 1
+        if lr_scheduler is not None:
+            lr_scheduler.step_update(num_updates=progress.step)
+        rng = ckpt.get("rng") or []
+        if len(rng) == dist_info.world_size:
+            resume_rng = rng
+        else:
+            log.warning("checkpoint has RNG states for %d processes, this job has %d: reseeding instead",
+                        len(rng), dist_info.world_size)
+        log.info("resuming %s at step %d (epoch %d)", resume_from, progress.step, progress.step // steps_per_epoch)
+        del ckpt
+    seed_everything(cfg.seed + dist_info.rank + progress.step)  # per-rank streams; replaced by resume_rng if any
+
+    # 8. Wrappers: torch.compile, then DDP (set_keep_ratio and checkpoints see through both).
+    train_model: nn.Module = model
+    if cfg.compile:
+        # Each distinct keep ratio is a distinct sequence length: allow a few graphs per length.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        train_model = torch.compile(train_model)
+    if dist_info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    # 9. Run folder: resolved config, logs continued after the checkpoint's step.
+    config = config_to_dict(cfg)
+    writer = RunWriter(folder, enabled=dist_info.is_main)
+    if dist_info.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, folder / "config.yaml")
+        if resume_from is not None:
+            writer.truncate(progress.step)
+    log.info(
+        "training %s (%.1fM params) on %s x%d, %s, %d epochs x %d steps, batch %d, lr %.3g, schedule %s -> %s",
+        cfg.model.name, num_params / 1e6, device, dist_info.world_size, amp.name, cfg.epochs, steps_per_epoch,
+        cfg.batch_size, cfg.peak_lr(), cfg.schedule.name, folder,
+    )
+
+    loop = LoopConfig(
+        epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, accum_steps=cfg.accum_steps,
+        global_batch_size=cfg.batch_size, clip_grad=cfg.optim.clip_grad, log_interval=cfg.log_interval,
+        checkpoint_interval_epochs=cfg.checkpoint_interval_epochs,
+        checkpoint_interval_steps=cfg.checkpoint_interval_steps, eval_interval=cfg.eval.interval,
+        eval_keep_ratio=cfg.eval.keep_ratio, select=cfg.select, quiet=quiet,
+    )
+    trainer = Trainer(
+        model=train_model, task=task, optimizer=optimizer, lr_scheduler=lr_scheduler, schedule=cfg.schedule,
+        train_loader=train_loader, val_loader=val_loader, loop=loop, amp=amp, writer=writer, dist_info=dist_info,
+        scaler=scaler, ema=ema, progress=progress, config=config, class_names=class_names,
+        resume_rng=resume_rng, device=device,
+    )
+    p = trainer.fit()
+
+    summary = _summary(cfg, p, task, steps_per_epoch, device, amp, dist_info, num_params, time.perf_counter() - wall_t0)
+    writer.write_json("summary.json", summary)
+    log.info(
+        "done: %s %.2f (best %.2f at epoch %s), %.1f s training, %.0f img/s, mean keep ratio %.3f -> %s",
+        task.metric, summary.get(f"final_{task.metric}") or math.nan, summary.get(f"best_{task.metric}") or math.nan,
+        summary.get("best_epoch"), p.train_time_s, summary["images_per_s"] or 0, summary["mean_keep_ratio"] or 0, folder,
+    )
+    return summary
+
+
+def _summary(cfg: TrainConfig, p: Progress, task: Task, spe: int, device: torch.device, amp: Amp,
+             dist_info: DistInfo, num_params: int, session_s: float) -> dict[str, Any]:
+    from pss.runinfo import run_info
+
+    steps = p.step
+    train_s = p.train_time_s
+    summary: dict[str, Any] = {
+        "train_time_s": train_s,
+        "wall_time_s": p.wall_time_s,
+        "epochs": steps // spe,
+        "steps": steps,
+        f"best_{task.metric}": p.best_metric,
+        "best_epoch": p.best_epoch,
+        **{f"final_{k}": v for k, v in p.last_eval.items()},
+        "mean_keep_ratio": p.keep_ratio_sum / steps if steps else None,
+        "images_per_s": steps * cfg.batch_size / train_s if train_s > 0 else None,
+        "data_wait_fraction": p.data_time_s / train_s if train_s > 0 else None,
+        **run_info(device),
+        "world_size": dist_info.world_size,
+        "amp": amp.name,
+        "model": cfg.model.name,
+        "num_params": num_params,
+        "batch_size": cfg.batch_size,
+        "schedule": cfg.schedule.to_dict(),
+        "select": cfg.select,
+        "resumed": p.resumed,
+    }
+    return summary
