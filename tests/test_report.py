@@ -83,6 +83,11 @@ def test_report_names_and_bad_folder(tmp_path):
     assert main(["report", str(tmp_path / "missing"), "--output", str(tmp_path / "r2")]) == 2
 
 
-def test_pick_epoch_prefers_last_full_epoch(tmp_path):
-    run = report.Run("r", tmp_path, train_log=[dict(epoch=e, step=i) for i, e in enumerate([0, 0, 0, 1, 1, 1, 2])])
-    assert report.pick_epoch(run) == 1
+def test_pick_epoch_typical_full_epoch(tmp_path):
+    # epoch 0: warm-up; epoch 2: disturbed by another process; epoch 4: partial (killed)
+    times = {0: 5.0, 1: 1.0, 2: 9.0, 3: 1.1, 4: 1.0}
+    epochs = [0, 0, 1, 1, 2, 2, 3, 3, 4]
+    log = [dict(epoch=e, step=i, step_time_s=times[e]) for i, e in enumerate(epochs)]
+    assert report.pick_epoch(report.Run("r", tmp_path, train_log=log)) == 3  # median of 1.0, 1.1, 9.0 per step
+    one = [dict(epoch=0, step=i, step_time_s=1.0) for i in range(3)]
+    assert report.pick_epoch(report.Run("r", tmp_path, train_log=one)) == 0

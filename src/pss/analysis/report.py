@@ -241,15 +241,26 @@ def plot_accuracy_vs_time(runs: list[Run], path: str | Path) -> Path:
 
 
 def pick_epoch(run: Run) -> int | None:
-    """The epoch shown in the step-time plot: the last one logged in full (the first has warm-up costs)."""
+    """The epoch shown in the step-time plot: a typical one.
+
+    Among the epochs logged in full (the first left out when there are others: it carries warm-up
+    costs), the one whose total step time is the median, so a burst of load from another process
+    on a shared machine does not end up in the figure.
+    """
     counts: dict[int, int] = defaultdict(int)
+    totals: dict[int, float] = defaultdict(float)
     for row in run.train_log:
         if row.get("epoch") is not None:
             counts[int(row["epoch"])] += 1
+            totals[int(row["epoch"])] += float(row.get("step_time_s") or 0.0)
     if not counts:
         return None
     full = max(counts.values())
-    return max(e for e, n in counts.items() if n == full)
+    epochs = sorted(e for e, n in counts.items() if n == full)
+    if len(epochs) > 1 and epochs[0] == min(counts):
+        epochs = epochs[1:]
+    by_time = sorted(epochs, key=lambda e: (totals[e], e))
+    return by_time[(len(by_time) - 1) // 2]
 
 
 def step_time_by_keep_ratio(run: Run, epoch: int | None = None) -> dict[float, float]:
