@@ -246,6 +246,7 @@ class TrainConfig:
     accum_steps: int = 1  # gradient-accumulation micro-steps per optimizer step
     amp: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     compile: bool = False
+    deterministic: bool = False  # deterministic kernels (bit-reproducible runs and resumes; can be slower)
     device: str = "auto"
     seed: int = 0
     log_interval: int = 20  # steps between host syncs (loss check, log flush, progress bar)

@@ -27,13 +27,16 @@ states (torch, CUDA, numpy, python), epoch and step, and replays the current epo
 to the step. What is then identical to an uninterrupted run:
   * always: the keep ratio, learning rate and data order of every step, and the step / epoch
     numbering of the logs (lines past the checkpoint are dropped, so none is missing or doubled);
-  * on CPU, in addition, every loss and every weight, bit for bit (tested), because all randomness
-    (augmentation, mixup, dropout, drop-path, random selection) comes from restored or
-    (seed, epoch)-derived generators and CPU kernels are deterministic. This holds for
-    `data.num_workers: 0` and for worker processes alike (workers are seeded per epoch);
-  * on CUDA: the same sequence of random numbers, but some CUDA kernels (atomics in backward
-    passes, cuDNN / SDPA algorithm choices) are not deterministic, so losses agree closely but not
-    bit for bit.
+  * every random draw: augmentation, random erasing, mixup / cutmix, dropout, drop-path and
+    random token selection come from restored or (seed, epoch)-derived generators, with
+    `data.num_workers: 0` and with worker processes alike (workers are seeded per epoch);
+  * on CPU with `deterministic: true`, every loss and every weight, bit for bit (tested). Without
+    it, multi-threaded kernels (e.g. the attention backward) sum in a varying order, so even two
+    uninterrupted runs differ in the last bits (~1e-6 after a few steps) and a resumed run matches
+    to that tolerance, no better;
+  * on CUDA: the same random numbers, but kernels with atomics (and cuDNN / SDPA choices) make
+    the losses agree closely rather than bit for bit; `deterministic: true` picks deterministic
+    kernels where PyTorch has them (not verified on a GPU here).
 Not restored: the timings (step_time_s, data_time_s of the resumed steps are new measurements), and
 the work since the last checkpoint is redone (its time is not counted twice: train_time_s comes
 from the checkpoint).
@@ -314,9 +317,17 @@ def train(
     model, init weights, output folder) runs before the first step; nothing is overwritten unless
     `overwrite` (fresh run into a used folder) or `resume_from` (continue that run)."""
     dist_info = init_distributed(cfg.device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if cfg.deterministic:
+        # Multi-threaded CPU kernels (and many CUDA ones) reduce in a varying order, so two runs
+        # differ in the last bits; these settings pick order-stable kernels instead.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
     try:
         return _train(cfg, dist_info, resume_from, overwrite, quiet)
     finally:
+        torch.use_deterministic_algorithms(was_deterministic)
         if dist_info.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -422,7 +433,10 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
                 f"cannot resume: the checkpoint has {saved.get('steps_per_epoch')} steps per epoch, this set-up "
                 f"{steps_per_epoch}; keep batch_size and the data as they were"
             )
-        restore_training_state(ckpt, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler, ema=ema)
+        restore_training_state(
+            ckpt, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
+            ema=ema.module if ema is not None else None,
+        )
         progress = Progress.from_dict(saved)
         progress.resumed += 1
         if lr_scheduler is not None:

@@ -1,0 +1,130 @@
+"""Resume: a run killed with SIGKILL mid-epoch and resumed matches an uninterrupted run.
+
+What is compared (see the docstring of pss.train for the claim): the per-step keep ratio, learning
+rate, step and epoch numbering (no gaps, no duplicates), and on CPU with `deterministic: true` the
+losses and final weights bit for bit, with every source of randomness switched on (augmentation,
+random erasing, mixup, drop path, random token selection, EMA).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pss.checkpoint import load_checkpoint
+from test_train import pss_train, read_jsonl, write_recipe
+
+RANDOM_EVERYTHING = dict(
+    mixup={"mixup_alpha": 0.8, "cutmix_alpha": 1.0},
+    label_smoothing=0.1,
+    ema={"enabled": True, "decay": 0.9},
+    select="random",
+    batch_size=8,  # 8 steps per epoch
+    epochs=2,
+    checkpoint_interval_steps=3,  # mid-epoch checkpoints at steps 3, 6, 11, 14
+    log_interval=1,
+    deterministic=True,  # order-stable kernels: without them two uninterrupted CPU runs differ in the last bits
+)
+COMPARED = ("epoch", "step", "keep_ratio", "lr", "num_tokens", "loss")
+
+
+def _sets(in_memory: bool) -> list[str]:
+    out = ["--set", "model.drop_path_rate=0.1", "--set", "data.re_prob=0.5"]
+    if not in_memory:  # per-image PIL transforms in 2 worker processes
+        out += ["--set", "data.in_memory=false", "--set", "data.num_workers=2"]
+    return out
+
+
+def _same_run(a: Path, b: Path) -> None:
+    log_a, log_b = read_jsonl(a / "train_log.jsonl"), read_jsonl(b / "train_log.jsonl")
+    assert [r["step"] for r in log_b] == list(range(16))  # no gap, no duplicate
+    assert [[r[k] for k in COMPARED] for r in log_a] == [[r[k] for k in COMPARED] for r in log_b]
+    val_a, val_b = read_jsonl(a / "val_log.jsonl"), read_jsonl(b / "val_log.jsonl")
+    assert [(r["step"], r["acc1"], r["loss"], r["ema_acc1"]) for r in val_a] == [
+        (r["step"], r["acc1"], r["loss"], r["ema_acc1"]) for r in val_b
+    ]
+    ca, cb = load_checkpoint(a / "checkpoint-last.pt"), load_checkpoint(b / "checkpoint-last.pt")
+    for part in ("model", "ema"):
+        for k, v in ca[part].items():
+            assert torch.equal(v, cb[part][k]), (part, k)
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+    recipe = write_recipe(tmp_path, **RANDOM_EVERYTHING)
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert pss_train("--config", recipe, "--output", ref, *_sets(True)) == 0
+
+    # The same run in a child process, slowed down so that the kill lands mid-epoch.
+    child = (
+        "import sys, time\n"
+        "from pss import engine\n"
+        "real = engine.ClassificationTask.loss\n"
+        "def slow(self, model, batch):\n"
+        "    time.sleep(0.25)\n"
+        "    return real(self, model, batch)\n"
+        "engine.ClassificationTask.loss = slow\n"
+        "from pss.cli import main\n"
+        f"sys.exit(main({['train', '--quiet', '--config', str(recipe), '--output', str(run), *_sets(True)]!r}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child], stderr=subprocess.PIPE)
+    try:
+        # Kill once the step-3 checkpoint exists and two more steps were logged (steps 3 and 4),
+        # so the log holds lines past the checkpoint that the resume must drop.
+        deadline = time.time() + 120
+        while not ((run / "checkpoint-last.pt").exists() and (run / "train_log.jsonl").exists()
+                   and len((run / "train_log.jsonl").read_text().splitlines()) >= 5):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.time() < deadline, "the child run never reached step 5"
+            time.sleep(0.01)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(run / "checkpoint-last.pt")["progress"]["step"]
+    assert killed_at in (3, 6)  # mid-epoch (8 steps per epoch)
+    logged = [r["step"] for r in read_jsonl(run / "train_log.jsonl")]
+    assert max(logged) >= killed_at  # lines past the checkpoint, to be dropped
+    assert not (run / "summary.json").exists()
+
+    assert pss_train("--output", run, "--resume") == 0
+    _same_run(ref, run)
+    assert json.loads((run / "summary.json").read_text())["resumed"] == 1
+
+
+def test_resume_with_worker_processes_and_per_image_augmentation(tmp_path, monkeypatch):
+    """The folder-style loader (PIL transforms in 2 workers): a crash (here an exception) after the
+    step-6 checkpoint, then --resume, gives the same run again."""
+    recipe = write_recipe(tmp_path, **RANDOM_EVERYTHING)
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert pss_train("--config", recipe, "--output", ref, *_sets(False)) == 0
+
+    from pss import engine
+
+    real, calls = engine.ClassificationTask.loss, {"n": 0}
+
+    def crash_at_step_7(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt  # what Ctrl-C would do
+        return real(self, model, batch)
+
+    monkeypatch.setattr(engine.ClassificationTask, "loss", crash_at_step_7)
+    assert pss_train("--config", recipe, "--output", run, *_sets(False)) == 130
+    monkeypatch.setattr(engine.ClassificationTask, "loss", real)
+    assert load_checkpoint(run / "checkpoint-last.pt")["progress"]["step"] == 6
+    assert pss_train("--config", recipe, "--output", run, "--resume", *_sets(False)) == 0
+    _same_run(ref, run)
+
+
+def test_resume_errors(tmp_path, capsys):
+    assert pss_train("--output", tmp_path / "none", "--resume") == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert pss_train("--resume") == 2
+    assert "needs --output" in capsys.readouterr().err
