@@ -89,12 +89,13 @@ def test_viz_schedule_command(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("epochs: 4\nschedule: {name: linear, start: 0.2, end: 1.0}\n")
     out = tmp_path / "sched.png"
-    argv = ["viz", "schedule", "cyclic:low=0.2,high=1.0", "0.5", str(recipe), "--steps-per-epoch", "20",
+    argv = ["viz", "schedule", "cyclic:low=0.2,high=1.0", "0.5", str(recipe), "demo", "--steps-per-epoch", "20",
             "--output", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "cyclic:low=0.2,high=1.0: mean keep ratio 0.600" in printed
     assert "recipe.yaml (linear): mean keep ratio" in printed
+    assert "demo (cyclic): mean keep ratio" in printed  # a shipped recipe, by name
     assert mpimg.imread(out).shape[:2] == (450, 900)
     assert main(["viz", "schedule", "wavy:low=1", "--output", str(out)]) == 2
     assert "unknown schedule" in capsys.readouterr().err

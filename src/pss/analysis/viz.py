@@ -203,6 +203,21 @@ def _spec_value(text: str) -> Any:
         raise ConfigError(f"schedule parameter value must be a number or none, got {text!r}") from None
 
 
+def is_schedule_spec(text: str) -> bool:
+    """True for "cyclic:...", "linear", "0.5"; False for what looks like a recipe (file or shipped name)."""
+    from pss.schedule import SCHEDULES
+
+    t = text.strip()
+    if t.endswith((".yaml", ".yml")) or Path(t).is_file():
+        return False
+    try:
+        float(t)
+        return True
+    except ValueError:
+        pass
+    return ":" in t or t in SCHEDULES
+
+
 def schedule_from_spec(spec: str) -> Schedule:
     """Build a schedule from a short spec: "cyclic:low=0.2,high=1.0", "linear:start=0.4,end=1", "cosine",
     or a bare number for a fixed keep ratio ("0.5")."""
@@ -233,11 +248,12 @@ def plot_schedules(
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     ax = fig.subplots()
     means = {}
-    for label, sched in schedules.items():
+    for i, (label, sched) in enumerate(schedules.items()):
         values = sched.values(steps_per_epoch, total_steps)
         means[label] = sum(values) / len(values)
-        ax.plot(range(total_steps), values, drawstyle="steps-post", linewidth=1.5,
-                label=f"{label} (mean rho {means[label]:.2f})")
+        # distinct dash patterns, widest first, so identical schedules stay visible on top of each other
+        ax.plot(range(total_steps), values, drawstyle="steps-post", linewidth=max(0.8, 2.4 - 0.5 * i),
+                linestyle=("-", "--", ":", "-.")[i % 4], label=f"{label} (mean rho {means[label]:.2f})")
     epochs = total_steps / steps_per_epoch
     if epochs <= 30:  # epoch boundaries, while they are few enough to read
         for e in range(1, int(epochs) + (0 if epochs == int(epochs) else 1)):
@@ -248,7 +264,7 @@ def plot_schedules(
     ax.set_ylim(0, 1.05)
     ax.set_xlim(0, total_steps)
     ax.grid(alpha=0.3)
-    ax.legend(title="schedule", loc="lower right")
+    fig.legend(title="schedule", loc="outside lower center", ncols=min(2, len(schedules)), fontsize=9)
     fig.savefig(path)
     return {"path": str(path), "mean_keep_ratio": means}
 
@@ -256,6 +272,7 @@ def plot_schedules(
 def schedule_from_recipe(path: str | Path) -> tuple[Schedule, int]:
     """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
     from pss.config import load_config
+    from pss.train import find_recipe
 
-    cfg = load_config(path)
+    cfg = load_config(find_recipe(path))
     return cfg.schedule, cfg.epochs

@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="keep ratio against iteration for one or more schedules",
         description="Plot keep ratio against iteration for schedules given as specs "
         "(cyclic:low=0.2,high=1.0, linear:start=0.4,end=1, cosine:start=0.2,end=1,grid=none, 0.5 for fixed) "
-        "and/or YAML recipes (their `schedule` and `epochs`).",
+        "and/or YAML recipes, by path or shipped name such as demo (their `schedule` and `epochs`).",
     )
     s.add_argument("schedules", nargs="+", metavar="SPEC_OR_YAML", help="schedule specs and/or recipe files")
     s.add_argument("--epochs", type=float, default=None,
@@ -69,12 +69,12 @@ def run_patches(args: argparse.Namespace) -> int:
 def run_schedule(args: argparse.Namespace) -> int:
     schedules, epochs = {}, None
     for item in args.schedules:
-        if item.endswith((".yaml", ".yml")) or Path(item).is_file():
+        if viz.is_schedule_spec(item):
+            schedules[item] = viz.schedule_from_spec(item)
+        else:  # a recipe file, or a shipped recipe's name (demo, cifar10_pss, ...)
             sched, recipe_epochs = viz.schedule_from_recipe(item)
             schedules[f"{Path(item).name} ({sched.name})"] = sched
             epochs = recipe_epochs if epochs is None else epochs
-        else:
-            schedules[item] = viz.schedule_from_spec(item)
     epochs = args.epochs if args.epochs is not None else (epochs or 3)
     if not epochs > 0 or args.steps_per_epoch < 1:
         raise ConfigError("--epochs must be > 0 and --steps-per-epoch >= 1")
