@@ -1,8 +1,9 @@
 """Dynamic-inference sweep: accuracy, throughput and FLOPs of trained models at several keep ratios.
 
 A model trained with a patch sampling schedule keeps most of its accuracy when run with fewer
-patches; a baseline trained at rho = 1.0 does not. `sweep_models` measures both on the same
-validation set, and `plot_sweep` draws the paper's dynamic-inference figure from the result.
+patches; a baseline trained at rho = 1.0 does not. `sweep_checkpoints` (or `sweep_model` for a
+model in memory) measures both on the same validation set, and `plot_sweep` draws the paper's
+dynamic-inference figure from the result.
 """
 from __future__ import annotations
 
@@ -91,8 +92,9 @@ def evaluate(
     device = model_device(model)
     was_training = model.training
     model.eval()
-    correct1 = correct5 = 0
-    loss_sum, n = 0.0, 0
+    # sums stay on the device (no host sync per batch): [loss, top-1 hits, top-5 hits]
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    n = 0
     try:
         with pss.keep_ratio(model, keep_ratio, method), autocast(device, amp_dtype):
             for i, (images, targets) in enumerate(loader):
@@ -101,17 +103,17 @@ def evaluate(
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
                 logits = model(images).float()
-                loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
                 top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
                 hit = top == targets[:, None]
-                correct1 += hit[:, 0].sum().item()
-                correct5 += hit.any(dim=1).sum().item()
+                sums += torch.stack([F.cross_entropy(logits, targets, reduction="sum"),
+                                     hit[:, 0].sum(), hit.any(dim=1).sum()]).double()
                 n += targets.shape[0]
     finally:
         model.train(was_training)
     if n == 0:
         raise ConfigError("the validation set is empty")
-    return {"acc1": 100.0 * correct1 / n, "acc5": 100.0 * correct5 / n, "loss": loss_sum / n, "num_images": n}
+    loss, top1, top5 = sums.tolist()
+    return {"acc1": 100.0 * top1 / n, "acc5": 100.0 * top5 / n, "loss": loss / n, "num_images": n}
 
 
 @torch.inference_mode()
@@ -282,16 +284,17 @@ def checkpoint_label(path: str | Path) -> str:
     return p.stem
 
 
-def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, device: torch.device,
-                   max_images: int | None = None):
+def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, max_images: int | None = None):
     """Validation loader from a checkpoint's resolved config (`data` overrides its data path)."""
     from pss.data import DataConfig, build_datasets, build_loader
 
     d = dict(config.get("data") or {})
     if data is not None:
         d["path"] = data
+    # Only the validation split is used: do not decode the training set into memory, nor scan it.
+    d.update(in_memory=False, scan_images=False)
     dcfg = DataConfig.from_dict(d)
-    _, val, _ = build_datasets(dcfg, device if dcfg.in_memory else None)
+    _, val, _ = build_datasets(dcfg)
     if max_images is not None and max_images < len(val):
         val = torch.utils.data.Subset(val, range(max_images))
     return build_loader(val, batch_size, train=False, cfg=dcfg)
@@ -324,7 +327,7 @@ def sweep_checkpoints(
     entries = []
     for i, path in enumerate(paths):
         model, config = load_model(path, device)
-        loader = val_loader_for(config, data, batch_size, device, max_images)
+        loader = val_loader_for(config, data, batch_size, max_images)
         rows = sweep_model(model, loader, keep_ratios, method, batch_size, amp_dtype, warmup, iters)
         entries.append({
             "name": names[i] if names else checkpoint_label(path),
