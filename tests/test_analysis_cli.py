@@ -25,7 +25,6 @@ def save_run(folder, schedule, seed: int) -> str:
     model = pss.build_model("pss_vit_tiny_patch4_32", 3, img_size=32, **TINY)
     ckpt = training_checkpoint(model=model, progress={"step": 0, "epoch": 0}, config=config_to_dict(cfg),
                                class_names=builtin_class_names(3))
-    ckpt["torch_version"] = str(ckpt["torch_version"])  # TorchVersion does not load with weights_only
     path = folder / "checkpoint-best.pt"
     atomic_save(ckpt, path)
     return str(path)
