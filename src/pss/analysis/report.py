@@ -375,12 +375,12 @@ def write_report(run_dirs: list[str | Path], output: str | Path, names: list[str
 
     table = to_markdown(rows)
     md = ["# Training report", "", f"Reference run (first): `{runs[0].name}`", "", table]
-    md += ["## Mean step time per keep ratio (one epoch)", ""]
+    md += ["## Mean step time per keep ratio (over one typical epoch)", ""]
     for r in runs:
         means = step_time_by_keep_ratio(r)
         if means:
             cells = ", ".join(f"rho {k:g}: {1000 * v:.1f} ms" for k, v in means.items())
-            md.append(f"- **{r.name}**: {cells}")
+            md.append(f"- **{r.name}** (epoch {pick_epoch(r)}): {cells}")
     md += ["", "## Figures", ""]
     md += [f"![{k}]({Path(v).name})" for k, v in figures.items()]
     (out / "report.md").write_text("\n".join(md) + "\n")
