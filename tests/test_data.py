@@ -1,0 +1,377 @@
+"""Data: the built-in glyph set, folder checks, archives, transforms and loaders."""
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pss import data as D
+from pss.data import DataConfig, build_datasets, build_loader, check_data, extract_archive, write_builtin_folder
+from pss.errors import ConfigError, DataError
+
+MEAN = torch.tensor(D.IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(D.IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def _patch_grid(x: torch.Tensor, p: int = 4) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, H/p, p, W/p, p)."""
+    n, c, h, w = x.shape
+    return x.view(n, c, h // p, p, w // p, p)
+
+
+# ---------------------------------------------------------------------------------- built-in set
+
+
+def test_glyph_set_is_deterministic_in_seed_and_split():
+    a, ya = D.make_glyph_images(60, 10, seed=3)
+    b, yb = D.make_glyph_images(60, 10, seed=3)
+    c, _ = D.make_glyph_images(60, 10, seed=4)
+    v, _ = D.make_glyph_images(60, 10, seed=3, split="val")
+    assert torch.equal(a, b) and torch.equal(ya, yb)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a, v)  # train and val are different images
+    assert a.dtype == torch.uint8 and a.shape == (60, 3, 32, 32) and ya.dtype == torch.long
+
+
+def test_glyph_patterns_symmetric_balanced_and_distinct():
+    p = D.glyph_patterns(10)
+    assert p.shape == (10, 6, 6) and p.dtype == torch.bool
+    assert torch.equal(p, p.flip(-1))  # h-flip augmentation keeps the label
+    assert (p.flatten(1).sum(1) == 18).all()  # same ink per class -> same mean colour
+    flat = p.flatten(1)
+    diff = (flat[:, None] != flat[None]).sum(-1)
+    dist = torch.minimum(diff, 36 - diff) + 100 * torch.eye(10, dtype=torch.long)  # Invert augmentation flips polarity
+    assert dist.min() >= 8
+
+
+def test_builtin_datasets_shapes_balance_and_names():
+    cfg = DataConfig(builtin_num_train=100, builtin_num_val=30, in_memory=True)
+    train, val, names = build_datasets(cfg)
+    assert names == [f"glyph{i}" for i in range(10)]
+    assert train.images.shape == (100, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert torch.bincount(train.targets, minlength=10).tolist() == [10] * 10
+    assert torch.bincount(val.targets, minlength=10).tolist() == [3] * 10
+    report = check_data(cfg)
+    assert report.source == "builtin" and report.num_train == 100 and report.num_val == 30
+
+
+def test_class_evidence_sits_in_a_minority_of_high_contrast_patches():
+    x, _, mask = D.make_glyph_images(1000, 10, seed=0, return_mask=True)
+    touched = _patch_grid(mask[:, None]).any(5).any(3).flatten(1)  # (N, 64) patches with glyph pixels
+    frac = touched.float().mean(1)
+    assert 0.10 <= frac.mean() <= 0.25
+    assert frac.min() >= 4 / 64 and frac.max() <= 0.40
+    # Glyph patches are high contrast, background patches are not: clean separation by pixel range.
+    grid = _patch_grid(x.float())
+    contrast = (grid.amax((3, 5)) - grid.amin((3, 5))).amax(1).flatten(1)  # per-channel range, (N, 64)
+    assert torch.quantile(contrast[~touched], 0.99) * 1.5 < torch.quantile(contrast[touched], 0.01)
+    # So top-k by L1 norm of a random linear patch embedding (what magnitude selection does at
+    # initialisation) keeps mostly glyph patches; random choice would keep ~frac of them.
+    emb = torch.randn(48, 64, generator=torch.Generator().manual_seed(0))
+    tokens = ((x.float() / 255 - MEAN) / STD).view(-1, 3, 8, 4, 8, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, 64, 48)
+    score = (tokens @ emb).abs().sum(-1)
+    k = touched.sum(1, keepdim=True)
+    kept = score.argsort(1, descending=True).argsort(1) < k
+    recall = (kept & touched).sum(1).float() / k.squeeze(1)
+    assert recall.mean() > 0.85
+
+
+def test_global_colour_statistics_do_not_reveal_the_class():
+    x, y = D.make_glyph_images(1000, 10, seed=0)
+    xv, yv = D.make_glyph_images(500, 10, seed=0, split="val")
+    # Per-class mean colour is within sampling noise of the overall mean (images vary by ~10 levels
+    # each; 100 per class -> ~1 level), tiny next to the >= 160-level glyph contrast.
+    colour = x.float().mean((2, 3))
+    per_class = torch.stack([colour[y == c].mean(0) for c in range(10)])
+    assert (per_class - colour.mean(0)).abs().max() < 5
+    # A nearest-centroid classifier on mean and std colour is at chance (10 %) ...
+    feats = lambda im: torch.cat([im.float().mean((2, 3)), im.float().std((2, 3))], 1)  # noqa: E731
+    ft, fv = feats(x), feats(xv)
+    mu, sd = ft.mean(0), ft.std(0)
+    centroids = torch.stack([ft[y == c].mean(0) for c in range(10)])
+    acc_colour = (torch.cdist((fv - mu) / sd, (centroids - mu) / sd).argmin(1) == yv).float().mean()
+    assert acc_colour < 0.2
+    # ... while matching the glyph shapes solves it: the label is in the shapes.
+    templates = (D.glyph_patterns(10).float() * 2 - 1)[:, None]
+    response = F.conv2d(xv.float().mean(1, keepdim=True), templates).abs().amax((2, 3))
+    assert (response.argmax(1) == yv).float().mean() > 0.95
+
+
+def test_builtin_upscales_to_larger_img_size_and_refuses_smaller():
+    train, _, _ = build_datasets(DataConfig(builtin_num_train=10, builtin_num_val=10, img_size=64, in_memory=True))
+    assert train.images.shape == (10, 3, 64, 64)
+    with pytest.raises(ConfigError, match="img_size >= 32"):
+        DataConfig(img_size=16)
+
+
+# ------------------------------------------------------------------------------------- folders
+
+
+def test_folder_round_trip(tiny_image_folder):
+    cfg = DataConfig(path=str(tiny_image_folder), in_memory=True, num_workers=0)
+    report = check_data(cfg)
+    assert report.classes == ["glyph0", "glyph1", "glyph2"]
+    assert report.train_counts == {"glyph0": 4, "glyph1": 4, "glyph2": 4} and report.num_val == 6
+    assert report.corrupt == [] and report.scanned == 18
+    train, val, names = build_datasets(cfg, report=report)
+    assert names == report.classes and len(train) == 12 and len(val) == 6
+    # PNG is lossless and 32 px needs no resize: the decoded tensors are the generated ones,
+    # in ImageFolder order (by class, then file name).
+    images, labels = D.make_glyph_images(12, 3, seed=0)
+    order = torch.sort(labels, stable=True).indices
+    assert torch.equal(train.images, images[order]) and torch.equal(train.targets, labels[order])
+
+
+def test_folder_per_image_transforms(tiny_image_folder):
+    cfg = DataConfig(path=str(tiny_image_folder), num_workers=0, re_prob=0.25, auto_augment="rand-m9-mstd0.5-inc1")
+    train, val, _ = build_datasets(cfg)
+    images, labels = D.make_glyph_images(6, 3, seed=0, split="val")
+    first = torch.sort(labels, stable=True).indices[0]
+    x, y = val[0]
+    # Eval at 32 px is just to-tensor + normalise.
+    assert torch.allclose(x, ((images[first : first + 1].float() / 255 - MEAN) / STD)[0], atol=1e-5)
+    assert y == 0
+    xt, _ = train[0]
+    assert xt.shape == (3, 32, 32) and xt.dtype == torch.float32
+    loader = build_loader(train, 4, train=True, cfg=cfg)
+    xb, yb = next(iter(loader))
+    assert xb.shape == (4, 3, 32, 32) and yb.dtype == torch.long and len(loader) == 3
+
+
+def test_missing_path_is_a_helpful_error(tmp_path):
+    with pytest.raises(DataError, match=r"does not exist: set data.path .*null for the built-in"):
+        check_data(DataConfig(path=str(tmp_path / "nope")))
+
+
+def test_missing_split_suggests_the_folder_that_is_there(tiny_image_folder):
+    (tiny_image_folder / "val").rename(tiny_image_folder / "test")
+    with pytest.raises(DataError, match=r"val does not exist; folders present: test, train: set data.val_split: test"):
+        check_data(DataConfig(path=str(tiny_image_folder)))
+
+
+def test_no_class_folders(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / split).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / split / "a.png")  # images directly in the split
+    msg = r"no class folders in .*train: expected train/<class>/\*\.jpg .*data.train_split"
+    with pytest.raises(DataError, match=msg):
+        check_data(DataConfig(path=str(tmp_path)))
+
+
+def test_class_folder_without_images(tiny_image_folder):
+    (tiny_image_folder / "train" / "glyph3").mkdir()
+    (tiny_image_folder / "train" / "glyph3" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match=r"no images: .*glyph3 .*add images or remove"):
+        check_data(DataConfig(path=str(tiny_image_folder)))
+
+
+def test_val_classes_must_match_train(tiny_image_folder):
+    (tiny_image_folder / "val" / "glyph2").rename(tiny_image_folder / "val" / "other")
+    with pytest.raises(DataError, match=r"only in train: \['glyph2'\]; only in val: \['other'\]"):
+        check_data(DataConfig(path=str(tiny_image_folder)))
+
+
+def test_corrupt_image_skipped_or_fatal(tiny_image_folder):
+    bad = tiny_image_folder / "train" / "glyph1" / "x.jpg"
+    bad.write_bytes(b"\x00garbage" * 20)
+    report = check_data(DataConfig(path=str(tiny_image_folder)))
+    assert report.corrupt == [str(bad)] and report.train_counts["glyph1"] == 4 and report.num_train == 12
+    train, _, _ = build_datasets(DataConfig(path=str(tiny_image_folder), num_workers=0), report=report)
+    assert str(bad) not in [p for p, _ in train.samples] and len(train) == 12
+    with pytest.raises(DataError, match=r"1 unreadable image\(s\): .*x\.jpg .*data.on_corrupt: skip"):
+        check_data(DataConfig(path=str(tiny_image_folder), on_corrupt="fail"))
+
+
+def test_corrupt_image_found_mid_epoch_never_crashes(tiny_image_folder):
+    bad = tiny_image_folder / "train" / "glyph0" / "00000.png"  # first sample
+    bad.write_bytes(b"not a png")
+    cfg = DataConfig(path=str(tiny_image_folder), scan_images=False, num_workers=0)
+    train, _, _ = build_datasets(cfg)
+    assert train.samples[0][0] == str(bad)
+    x, y = train[0]  # falls through to the next readable sample
+    assert x.shape == (3, 32, 32) and y == 0
+    train, _, _ = build_datasets(DataConfig(path=str(tiny_image_folder), scan_images=False, on_corrupt="fail"))
+    with pytest.raises(DataError, match="cannot read image .*00000.png"):
+        train[0]
+
+
+def test_large_sets_scan_only_a_sample(tiny_image_folder):
+    report = check_data(DataConfig(path=str(tiny_image_folder), scan_max_files=10, scan_sample_size=5))
+    assert report.sampled and report.scanned == 5 and report.num_train == 12
+
+
+# ------------------------------------------------------------------------------------- archives
+
+
+def _make_archive(src: Path, dest: Path) -> Path:
+    with tarfile.open(dest, "w:gz") as tar:
+        tar.add(src, arcname="tiny")  # wrapped in one top folder, like cifar10/train, cifar10/test
+    return dest
+
+
+def test_extract_archive_once_and_atomically(tiny_image_folder, tmp_path, monkeypatch):
+    (tiny_image_folder / "val").rename(tiny_image_folder / "test")
+    archive = _make_archive(tiny_image_folder, tmp_path / "tiny-png.tar.gz")
+    cache = tmp_path / "cache"
+    root = extract_archive(str(archive), str(cache))
+    assert Path(root) == cache / "tiny"  # where `tar -xzf archive -C cache` would put it
+    assert sorted(p.name for p in Path(root).iterdir()) == ["test", "train"]
+    assert sorted(p.name for p in cache.iterdir()) == [".tiny-png.lock", ".tiny-png.pss-extracted.json", "tiny"]
+
+    def no_reextract(*a, **k):
+        raise AssertionError("extracted twice")
+
+    monkeypatch.setattr(tarfile, "open", no_reextract)
+    assert extract_archive(str(archive), str(cache)) == root
+    # A DataConfig path may point at the archive directly.
+    report = check_data(DataConfig(path=str(archive), cache_dir=str(cache), val_split="test"))
+    assert report.root == root and report.num_train == 12 and report.num_val == 6
+
+
+def test_extract_archive_reuses_a_folder_extracted_by_hand(tiny_image_folder, tmp_path, monkeypatch):
+    archive = _make_archive(tiny_image_folder, tmp_path / "tiny-png.tar.gz")
+    cache = tmp_path / "cache"
+    with tarfile.open(archive) as tar:  # what the data README tells people to run
+        tar.extractall(cache, filter="data")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda *a, **k: pytest.fail("extracted again"))
+    assert extract_archive(str(archive), str(cache)) == str(cache / "tiny")
+
+
+def test_damaged_archive(tmp_path):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DataError, match="download it again"):
+        extract_archive(str(bad), str(tmp_path / "cache"))
+    assert not (tmp_path / "cache" / "bad").exists()
+
+
+# ------------------------------------------------------------------------------------- loaders
+
+
+@pytest.fixture
+def mem_set():
+    cfg = DataConfig(builtin_num_train=50, builtin_num_val=20, in_memory=True)
+    train, val, _ = build_datasets(cfg)
+    return cfg, train, val
+
+
+def test_in_memory_eval_loader_shapes_and_normalisation(mem_set):
+    cfg, _, val = mem_set
+    loader = build_loader(val, 8, train=False, cfg=cfg)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3 and [len(b[1]) for b in batches] == [8, 8, 4]  # no drop_last for eval
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    assert x.dtype == torch.float32 and x.shape == (20, 3, 32, 32) and y.dtype == torch.long
+    assert torch.allclose(x, (val.images.float() / 255 - MEAN) / STD, atol=1e-5)  # eval: in order, unaugmented
+    assert torch.equal(y, val.targets)
+
+
+def test_in_memory_augment_is_a_padded_crop_and_flip(mem_set):
+    cfg, train, _ = mem_set
+    loader = build_loader(train, 8, train=True, cfg=cfg)
+    imgs = train.images[:8]
+    out = loader.augment(imgs, torch.Generator().manual_seed(0))
+    assert out.shape == imgs.shape and out.dtype == torch.uint8
+    padded = F.pad(imgs, (4, 4, 4, 4))
+    for i in range(8):  # each output is one of the 9*9*2 crops of its padded input
+        crops = [c for oy in range(9) for ox in range(9) for c in (padded[i, :, oy : oy + 32, ox : ox + 32],)]
+        crops += [c.flip(-1) for c in crops]
+        assert any(torch.equal(out[i], c) for c in crops)
+    flip_only = build_loader(train, 8, train=True, cfg=DataConfig(in_memory=True, crop_padding=0, hflip=1.0))
+    assert torch.equal(flip_only.augment(imgs, torch.Generator()), imgs.flip(-1))
+
+
+def test_random_erase_vectorised():
+    x = torch.ones(64, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(D.random_erase(x, 0.0, "const", 1, g), x)
+    out = D.random_erase(x, 1.0, "const", 1, g)
+    erased = (out == 0).all(1).float().mean((1, 2))  # fraction of each image erased, one rectangle
+    assert (erased > 0.01).all() and (erased < 0.40).all()
+    rows, cols = (out == 0).all(1).any(2), (out == 0).all(1).any(1)  # a rectangle: rows x cols
+    assert torch.equal((out == 0).all(1), rows[:, :, None] & cols[:, None, :])
+    half = (D.random_erase(x, 0.5, "pixel", 2, g) != 1).flatten(1).any(1).float().mean()
+    assert 0.3 < half < 0.7
+
+
+def test_in_memory_order_reproducible_per_seed_and_epoch(mem_set):
+    cfg, train, _ = mem_set
+
+    def epoch(seed: int, e: int) -> list[torch.Tensor]:
+        loader = build_loader(train, 16, train=True, cfg=cfg, seed=seed)
+        loader.set_epoch(e)
+        return [t for b in loader for t in b]
+
+    a, b = epoch(0, 1), epoch(0, 1)
+    assert len(a) == 2 * 3 and all(torch.equal(s, t) for s, t in zip(a, b))  # drop_last: 50 // 16 = 3
+    assert not torch.equal(torch.cat(a[1::2]), torch.cat(epoch(0, 2)[1::2]))
+    assert not torch.equal(torch.cat(a[1::2]), torch.cat(epoch(1, 1)[1::2]))
+
+
+def test_sharding_covers_without_overlap(mem_set):
+    cfg, train, val = mem_set
+    # Eval: exact shards, no duplicates, even with an odd count.
+    shards = [build_loader(val, 3, train=False, cfg=cfg, rank=r, world_size=3).sampler.indices() for r in range(3)]
+    allidx = torch.cat(shards)
+    assert sorted(allidx.tolist()) == list(range(20))
+    # Train: padded to equal counts (ranks take the same number of steps); no overlap when divisible.
+    shards = [build_loader(train, 5, train=True, cfg=cfg, rank=r, world_size=2, seed=7) for r in range(2)]
+    for s in shards:
+        s.set_epoch(3)
+    idx = [s.sampler.indices() for s in shards]
+    assert len(idx[0]) == len(idx[1]) == 25
+    assert sorted(torch.cat(idx).tolist()) == list(range(50))
+    targets = torch.cat([y for s in shards for _, y in s])
+    assert torch.equal(targets.sort().values, train.targets.sort().values)
+
+
+def test_folder_loader_order_and_set_epoch(tiny_image_folder):
+    cfg = DataConfig(path=str(tiny_image_folder), num_workers=0)
+    train, _, _ = build_datasets(cfg)
+
+    def order(e: int) -> list[int]:
+        loader = build_loader(train, 4, train=True, cfg=cfg, seed=1)
+        loader.set_epoch(e)
+        return [t for _, y in loader for t in y.tolist()]
+
+    assert order(0) == order(0) and len(order(0)) == 12
+
+
+def test_distributed_needs_initialised_process_group(mem_set):
+    cfg, train, _ = mem_set
+    with pytest.raises(ConfigError, match="torchrun"):
+        build_loader(train, 4, train=True, cfg=cfg, distributed=True)
+    with pytest.raises(ConfigError, match="lower the batch size"):
+        build_loader(train, 64, train=True, cfg=cfg)
+
+
+# ------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(on_corrupt="ignore"), "on_corrupt"),
+        (dict(in_memory=True, auto_augment="rand-m9-mstd0.5-inc1"), "in_memory: false"),
+        (dict(auto_augment="fancy"), "not a timm policy"),
+        (dict(re_prob=1.5), "re_prob"),
+        (dict(mean=(0.5, 0.5)), "3 values"),
+        (dict(val_split=""), "val_split"),
+    ],
+)
+def test_config_validation(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        DataConfig(**kw)
+
+
+def test_config_from_dict_and_back():
+    cfg = DataConfig.from_dict({"path": "/data/cifar", "val_split": "test", "mean": [0.5, 0.5, 0.5], "re_prob": 0.25})
+    assert cfg.mean == (0.5, 0.5, 0.5) and cfg.val_split == "test"
+    assert DataConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="did you mean 'img_size'"):
+        DataConfig.from_dict({"image_size": 32})
