@@ -375,3 +375,16 @@ def test_config_from_dict_and_back():
     assert DataConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="did you mean 'img_size'"):
         DataConfig.from_dict({"image_size": 32})
+
+
+def test_class_balanced_subset(tiny_image_folder):
+    full = check_data(DataConfig(path=str(tiny_image_folder)))
+    sub = check_data(DataConfig(path=str(tiny_image_folder), max_train_per_class=2, max_val_per_class=1))
+    assert sub.train_counts == {c: 2 for c in full.classes} and sub.val_counts == {c: 1 for c in full.classes}
+    # the first files of each class, in sorted order: the same subset every time
+    kept = {p for p, _ in sub.train_samples}
+    for c in full.classes:
+        files = sorted(p for p, i in full.train_samples if full.classes[i] == c)
+        assert set(files[:2]) <= kept and not set(files[2:]) & kept
+    with pytest.raises(ConfigError, match="max_train_per_class must be null"):
+        DataConfig(path=str(tiny_image_folder), max_train_per_class=0)

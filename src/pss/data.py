@@ -86,6 +86,10 @@ class DataConfig:
     scan_images: bool = True
     scan_max_files: int = 200_000
     scan_sample_size: int = 10_000
+    # Class-balanced subset of a folder dataset (the first N files of each class, in sorted order):
+    # quick experiments and the reduced CPU benchmarks. None = every image.
+    max_train_per_class: int | None = None
+    max_val_per_class: int | None = None
     # Built-in glyph set (path: null).
     builtin_num_train: int = 2000
     builtin_num_val: int = 500
@@ -126,6 +130,10 @@ class DataConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"data.{name} must be an integer >= {low}, got {value!r}")
+        for name in ("max_train_per_class", "max_val_per_class"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"data.{name} must be null (all images) or an integer >= 1, got {value!r}")
         if not 2 <= self.builtin_num_classes <= 100:
             raise ConfigError(f"data.builtin_num_classes must be in [2, 100], got {self.builtin_num_classes}")
         if self.path is None:
@@ -549,6 +557,10 @@ def check_data(cfg: DataConfig) -> DataReport:
 
     train_classes, train_files = _list_split(path, cfg.train_split, "train_split")
     val_classes, val_files = _list_split(path, cfg.val_split, "val_split")
+    if cfg.max_train_per_class is not None:
+        train_files = {c: ps[: cfg.max_train_per_class] for c, ps in train_files.items()}
+    if cfg.max_val_per_class is not None:
+        val_files = {c: ps[: cfg.max_val_per_class] for c, ps in val_files.items()}
     if train_classes != val_classes:
         only_train = sorted(set(train_classes) - set(val_classes))
         only_val = sorted(set(val_classes) - set(train_classes))
