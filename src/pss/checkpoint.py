@@ -480,11 +480,32 @@ def _resize_pos_embed(pos: torch.Tensor, target: torch.Tensor, model: nn.Module)
     return resample_abs_pos_embed(pos, new_size=grid, old_size=[side, side], num_prefix_tokens=prefix)
 
 
+def _pretrained_architecture(path: str | Path) -> dict[str, Any] | None:
+    """The architecture an `encoder.safetensors` of `pss pretrain` records in its metadata, if any."""
+    path = Path(path).expanduser()
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        arch = safetensors_metadata(path).get("pss_encoder")
+    except Exception:  # unreadable metadata: the hint is optional
+        return None
+    return arch if isinstance(arch, dict) else None
+
+
 def load_init_weights(model: nn.Module, path: str | Path) -> InitReport:
     """Initialise `model` (in place) from a checkpoint file for fine-tuning; see `convert_state_dict`."""
     sd = load_state_dict_file(path)
     bare = unwrap_model(model)
-    out, report = convert_state_dict(sd, bare, source=str(path))
+    try:
+        out, report = convert_state_dict(sd, bare, source=str(path))
+    except CheckpointError as e:
+        arch = _pretrained_architecture(path)
+        if not arch:
+            raise
+        raise CheckpointError(
+            f"{e}. The file was pre-trained (pss pretrain) as {arch}: fine-tune the same architecture "
+            "(model.name and model.kwargs; global_pool may differ)"
+        ) from None
     bare.load_state_dict(out, strict=False)
     log.info("init: %s", report.summary())
     return report

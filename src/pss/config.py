@@ -22,7 +22,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -230,6 +230,8 @@ class TrainConfig:
     """Everything one `pss train` run needs. `batch_size` is the *global* batch per optimizer step
     (over all processes and accumulation micro-steps), so a recipe means the same thing on 1 or 8 GPUs."""
 
+    TASKS: ClassVar[tuple[str, ...]] = TASKS  # `task` values this config class accepts (PretrainConfig: simmim)
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     schedule: Schedule = field(default_factory=_default_schedule)  # keep ratio per step
@@ -258,7 +260,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.schedule = schedule_from_dict(self.schedule)
         _check(self.select in METHODS, f"unknown select method {self.select!r}; choose one of {', '.join(METHODS)}")
-        _check(self.task in TASKS, f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        _check(self.task in self.TASKS, f"unknown task {self.task!r}; choose one of {', '.join(self.TASKS)}")
         _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -380,9 +382,27 @@ def _from_dict(cls: type, d: Any, prefix: str = "") -> Any:
         raise ConfigError(f"invalid {prefix or 'config'}: {e}") from e
 
 
+# Config classes of tasks other than classification, by `task:` value ("module:Class", imported on
+# first use so that this module depends on none of them).
+TASK_CONFIGS = {"simmim": "pss.pretrain:PretrainConfig"}
+
+
+def config_class(task: Any) -> type[TrainConfig]:
+    """The config class of a recipe's `task:` (TrainConfig for classification and unknown values,
+    which TrainConfig then refuses with the list of valid tasks)."""
+    import importlib
+
+    target = TASK_CONFIGS.get(task) if isinstance(task, str) else None
+    if target is None:
+        return TrainConfig
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Build and validate a TrainConfig from a plain (YAML-loaded) mapping."""
-    return _from_dict(TrainConfig, d)
+    """Build and validate a TrainConfig (or, for `task: simmim`, a PretrainConfig) from a plain
+    (YAML-loaded) mapping."""
+    return _from_dict(config_class(d.get("task") if isinstance(d, dict) else None), d)
 
 
 def _plain(v: Any) -> Any:

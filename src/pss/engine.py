@@ -121,6 +121,11 @@ class Task(Protocol):
         """Metrics over the whole (sharded) validation set, reduced over ranks."""
         ...
 
+    # Optional, called by `pss.train.train` when a task defines them (see pss.pretrain.MIMTask):
+    #   prepare_model(model) -> model: wrap / adapt the recipe's model (after --init weights are loaded)
+    #   on_train_end(model, *, folder, val_loader, amp, dist_info, step, config) -> dict: write the
+    #       task's own outputs; the dict's entries are added to summary.json
+
 
 class ClassificationTask:
     """Cross-entropy on labels, with timm's Mixup / CutMix and label smoothing (the DeiT recipe)."""
@@ -346,8 +351,9 @@ class Trainer:
         bare = unwrap_model(model)
         self.has_samplers = bool(samplers(bare))
         # Tokens through the blocks per image at keep ratio rho (prefix tokens are always kept).
-        self.num_patches = getattr(getattr(bare, "patch_embed", None), "num_patches", None)
-        self.num_prefix = int(getattr(bare, "num_prefix_tokens", 0))
+        vit = getattr(bare, "encoder", bare)  # a pre-training wrapper (SimMIM) holds the ViT as `.encoder`
+        self.num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
+        self.num_prefix = int(getattr(vit, "num_prefix_tokens", 0))
         self.is_ddp = isinstance(model, nn.parallel.DistributedDataParallel)
         self._pending: list[_Pending] = []
         self._bar = None

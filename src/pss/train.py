@@ -117,6 +117,7 @@ def resolve_config(
     output: str | None = None,
     init: str | None = None,
     resume: str | bool | None = None,
+    from_dict: Callable[[dict[str, Any]], TrainConfig] = config_from_dict,
 ) -> tuple[TrainConfig, Path | None]:
     """The run's config and, when resuming, the checkpoint to resume from.
 
@@ -125,6 +126,7 @@ def resolve_config(
     and keys that differ from the checkpoint's config are reported (a changed model or batch
     geometry then fails with a clear message when the state is loaded).
     `resume=True` means `<output>/checkpoint-last.pt`; a string is a checkpoint path.
+    `from_dict` builds the config class (`pss pretrain` passes its PretrainConfig's).
     """
     raw = load_yaml(find_recipe(config)) if config is not None else {}
     resume_from: Path | None = None
@@ -161,7 +163,7 @@ def resolve_config(
         raw["output_dir"] = output
     elif not raw.get("output_dir"):
         raw["output_dir"] = _default_output(config)
-    cfg = config_from_dict(raw)
+    cfg = from_dict(raw)
     if ckpt_config is not None:
         changed = [k for k in diff_configs(ckpt_config, config_to_dict(cfg)) if k not in ("output_dir", "init")]
         # Resolved-at-start keys (num_classes, img_size) are null in a recipe: not a real change.
@@ -270,20 +272,23 @@ def _classification(cfg: TrainConfig, class_names: list[str]) -> Task:
 TASK_BUILDERS: dict[str, Callable[[TrainConfig, list[str]], Task]] = {"classification": _classification}
 
 
-def _prepare_output(folder: Path, resume: bool, overwrite: bool) -> None:
+def _check_output(folder: Path, resume: bool, overwrite: bool) -> None:
+    """A fresh run must not write into another run's folder (unless told to replace it)."""
     existing = [n for n in OUTPUT_FILES if (folder / n).exists()]
-    if resume:
-        remove_stale_temp_files(folder)
-        return
-    if existing and not overwrite:
+    if existing and not (resume or overwrite):
         raise ConfigError(
             f"output folder {str(folder)!r} already holds a run ({', '.join(existing)}): pass --resume to "
             "continue it, --overwrite to replace it, or choose another --output"
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in existing:
-        (folder / n).unlink()
-    remove_stale_temp_files(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output {str(folder)!r} is a file, not a folder; choose another --output")
+
+
+def _clear_output(folder: Path) -> None:
+    """--overwrite: remove the old run's files, only once every check has passed."""
+    for n in OUTPUT_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / n).unlink()
 
 
 def _batch_geometry(cfg: TrainConfig, world: int) -> int:
@@ -354,7 +359,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     error = None
     if dist_info.is_main:
         try:
-            _prepare_output(folder, resume_from is not None, overwrite)
+            _check_output(folder, resume_from is not None, overwrite)
         except PssError as e:
             error = e
     _agree(dist_info, error)
@@ -381,11 +386,14 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         )
     per_rank = _batch_geometry(cfg, dist_info.world_size)
 
-    # 4. Model, and fine-tuning weights (shape mismatches fail here, before any data is decoded).
+    # 4. Task, model, and fine-tuning weights (shape mismatches fail here, before any data is decoded).
+    task = TASK_BUILDERS[cfg.task](cfg, class_names)
     seed_everything(cfg.seed)  # the same initial weights on every rank
     model = build_model_for(cfg, cfg.model.num_classes)
     if cfg.init and ckpt is None:
         load_init_weights(model, cfg.init)
+    if hasattr(task, "prepare_model"):
+        model = task.prepare_model(model)  # e.g. SimMIM wraps the (initialised) classifier's encoder
     model.to(device)
     num_params = sum(p.numel() for p in model.parameters())
 
@@ -421,7 +429,6 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         )
     scaler = torch.amp.GradScaler(device.type, enabled=amp.dtype == torch.float16)
     ema = ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None
-    task = TASK_BUILDERS[cfg.task](cfg, class_names)
 
     # 7. Resume: every state, and the RNG streams (restored by the loop where the epoch resumes).
     progress = Progress()
@@ -470,6 +477,9 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     writer = RunWriter(folder, enabled=dist_info.is_main)
     if dist_info.is_main:
         folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(folder)  # left by a process killed while saving
+        if resume_from is None and overwrite:
+            _clear_output(folder)
         save_config(cfg, folder / "config.yaml")
         if resume_from is not None:
             writer.truncate(progress.step)
@@ -495,6 +505,11 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     p = trainer.fit()
 
     summary = _summary(cfg, p, task, steps_per_epoch, device, amp, dist_info, num_params, time.perf_counter() - wall_t0)
+    summary["skipped_images"] = len(report.corrupt)  # unreadable files left out (data.on_corrupt: skip)
+    if hasattr(task, "on_train_end"):  # task-specific outputs (pre-training: the encoder for fine-tuning)
+        summary.update(task.on_train_end(
+            model, folder=folder, val_loader=val_loader, amp=amp, dist_info=dist_info, step=p.step, config=config,
+        ) or {})
     writer.write_json("summary.json", summary)
     log.info(
         "done: %s %.2f (best %.2f at epoch %s), %.1f s training, %.0f img/s, mean keep ratio %.3f -> %s",

@@ -24,6 +24,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_run_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_run_arguments(
+    p: argparse.ArgumentParser,
+    init_help: str = "fine-tune from these weights: a pss checkpoint, a timm state dict (.pth/.safetensors), "
+    "or a SimMIM/MAE/BEiT-style encoder checkpoint",
+) -> None:
+    """The run flags `pss train` and `pss pretrain` share (same names, same behaviour)."""
     p.add_argument("--config", metavar="FILE", help="YAML recipe (or a shipped recipe's name, e.g. demo); "
                    "default: built-in defaults, or the checkpoint's config with --resume")
     p.add_argument("--data", metavar="PATH", help="dataset folder or .tar.gz (sets data.path); default: the recipe's, "
@@ -32,13 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key, dotted for nested keys (e.g. --set epochs=2 --set optim.lr=1e-3); "
                    "repeatable; the value is parsed as YAML")
-    p.add_argument("--init", metavar="CKPT", help="fine-tune from these weights: a pss checkpoint, a timm state dict "
-                   "(.pth/.safetensors), or a SimMIM/MAE/BEiT-style encoder checkpoint")
+    p.add_argument("--init", metavar="CKPT", help=init_help)
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
                    help="continue a run: alone, from <output>/checkpoint-last.pt; or from CKPT")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an output folder that already holds a run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
