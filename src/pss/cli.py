@@ -14,7 +14,7 @@ import sys
 from pss.errors import PssError
 
 # Sub-command modules, in the order `pss --help` lists them.
-COMMANDS = ["train", "schedule", "bench", "sweep", "viz", "report", "demo"]
+COMMANDS = ["train", "pretrain", "schedule", "bench", "sweep", "viz", "report", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

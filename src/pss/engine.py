@@ -354,7 +354,7 @@ class Trainer:
         vit = getattr(bare, "encoder", bare)  # a pre-training wrapper (SimMIM) holds the ViT as `.encoder`
         self.num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
         self.num_prefix = int(getattr(vit, "num_prefix_tokens", 0))
-        self.is_ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+        self.is_ddp = _wraps_ddp(model)
         self._pending: list[_Pending] = []
         self._bar = None
         self._last_flush_t = time.perf_counter()
@@ -634,6 +634,16 @@ class Trainer:
             epoch + 1, self.loop.epochs, p.step, shown or "(no eval)", p.train_time_s,
             100 * p.data_time_s / max(p.train_time_s, 1e-9),
         )
+
+
+def _wraps_ddp(model: nn.Module) -> bool:
+    """True for DDP(model) and compile(DDP(model)); `no_sync()` reaches DDP through both."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            return True
+        if not hasattr(model, "_orig_mod"):
+            return False
+        model = model._orig_mod
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

@@ -1,0 +1,288 @@
+"""The PSS paper's pre-trained setting on CIFAR-10, end to end, in one command.
+
+    python benchmarks/pretrain_finetune.py --data data/cifar10-jpg.tar.gz      # GPU: the shipped recipes
+    python benchmarks/pretrain_finetune.py --cpu-smoke                         # CPU, ~1 min: the pipeline only
+
+Four `pss` runs, each in its own folder under --workdir (default runs/pretrain_finetune), each a
+child process (so one run's memory and compiled kernels do not affect the next one's time):
+
+    pretrain     pss pretrain --config configs/cifar10_pretrain_simmim.yaml          SimMIM, every patch
+    ft_baseline  pss train --config configs/cifar10_finetune_baseline.yaml --init pretrain/encoder.safetensors
+    ft_pss       pss train --config configs/cifar10_finetune_pss.yaml --init pretrain/encoder.safetensors
+    scratch      pss train --config configs/cifar10_finetune_baseline.yaml --set optim.layer_decay=null
+                 (the same model and epochs from random weights; layer-wise LR decay is a fine-tuning
+                 device that would only slow the lower layers of a model learning from scratch)
+
+It then writes benchmarks/results/pretrain_finetune_<device>_<date>.json and .md: device, torch and
+timm versions, git commit, each run's training time and top-1, the fine-tuning time ratio
+PSS / baseline and the top-1 difference against the paper's (ViT-B on ImageNet, 4 A100s:
+24.6 h -> 17.0 h = 0.69x, 83.7 % -> 83.5 % = -0.26 points), and fine-tuned vs from-scratch top-1.
+Times are `train_time_s` from each run's summary.json: training steps only (no evaluation, no
+checkpoint writing, no data decoding), summed over resumed segments.
+
+Re-running the same command continues where it stopped: a stage whose folder holds summary.json
+is done (skipped), one holding checkpoint-last.pt is resumed, anything else starts afresh. A limit
+on one command's duration (e.g. 10 minutes on a lent GPU machine) is therefore no obstacle: run the
+same command again until it prints the result. --fresh starts every stage over. Changing the
+command's settings between invocations is refused (it would mix runs of different settings).
+
+On a lent GPU machine (only the repository travels; the data archive must be inside it):
+    mkdir -p data && cp ../shared/data/cifar10-jpg.tar.gz data/          # here, once; data/ is git-ignored
+    run: pip install -q --no-deps --no-build-isolation -e . && \
+         python benchmarks/pretrain_finetune.py --data data/cifar10-jpg.tar.gz && cp benchmarks/results/pretrain_finetune_* $OUT/
+         (carry: data; repeat the same call until it prints the result)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+RESULTS = ROOT / "benchmarks" / "results"
+
+# McDanel & Huynh (arXiv 2208.09520): SimMIM ViT-B fine-tuned on ImageNet-1k, 4 A100s.
+PAPER = {
+    "setting": "SimMIM-pretrained ViT-B/16 fine-tuned on ImageNet-1k, 4 A100 GPUs",
+    "baseline_hours": 24.6,
+    "pss_hours": 17.0,
+    "time_ratio": 0.69,
+    "top1_baseline": 83.7,
+    "top1_pss": 83.5,
+    "top1_delta": -0.26,
+}
+
+STAGES = ("pretrain", "ft_baseline", "ft_pss", "scratch")
+
+# --cpu-smoke: the same recipes shrunk to a 2-block model on 128 built-in images (4 steps per epoch).
+SMOKE_SETS = [
+    "device=cpu",
+    "data.path=null",
+    "data.builtin_num_train=128",
+    "data.builtin_num_val=64",
+    "data.num_workers=0",
+    "model.name=pss_vit_tiny_patch4_32",
+    "model.kwargs.depth=2",
+    "model.kwargs.embed_dim=32",
+    "model.kwargs.num_heads=2",
+    "batch_size=32",
+    "lr_sched.warmup_epochs=1",
+    "eval.interval=1",
+    "log_interval=4",
+    "checkpoint_interval_epochs=1",
+]
+SMOKE_EPOCHS = {"pretrain": 3, "finetune": 3}
+
+
+def stage_plan(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, Any]]:
+    """Command line of each stage (without --resume / --overwrite)."""
+    common = list(SMOKE_SETS) if args.cpu_smoke else []
+    if args.data is not None:
+        common.append(f"data.path={args.data}")
+    ft_sets = list(common) + ([f"epochs={SMOKE_EPOCHS['finetune']}"] if args.cpu_smoke else []) + list(args.set_finetune)
+    pre_sets = list(common) + ([f"epochs={SMOKE_EPOCHS['pretrain']}"] if args.cpu_smoke else []) + list(args.set_pretrain)
+    encoder = workdir / "pretrain" / "encoder.safetensors"
+    return {
+        "pretrain": {"command": "pretrain", "config": CONFIGS / "cifar10_pretrain_simmim.yaml", "sets": pre_sets},
+        "ft_baseline": {"command": "train", "config": CONFIGS / "cifar10_finetune_baseline.yaml", "sets": ft_sets,
+                        "init": encoder},
+        "ft_pss": {"command": "train", "config": CONFIGS / "cifar10_finetune_pss.yaml", "sets": ft_sets, "init": encoder},
+        "scratch": {"command": "train", "config": CONFIGS / "cifar10_finetune_baseline.yaml",
+                    "sets": ft_sets + ["optim.layer_decay=null"]},
+    }
+
+
+def _argv(stage: dict[str, Any], folder: Path) -> list[str]:
+    argv = [stage["command"], "--config", str(stage["config"]), "--output", str(folder), "--quiet"]
+    for s in stage["sets"]:
+        argv += ["--set", s]
+    if stage.get("init") is not None:
+        argv += ["--init", str(stage["init"])]
+    return argv
+
+
+def run_stage(name: str, stage: dict[str, Any], folder: Path, fresh: bool) -> dict[str, Any]:
+    """Run (or continue, or skip) one stage; returns its summary.json."""
+    argv = _argv(stage, folder)
+    marker = folder / "benchmark_stage.json"
+    if fresh or not marker.exists():
+        mode = "fresh"
+    else:
+        before = json.loads(marker.read_text())["argv"]
+        if before != argv:
+            sys.exit(
+                f"{name}: {folder} holds a run started with other settings:\n  {' '.join(before)}\nnow:\n  "
+                f"{' '.join(argv)}\nrun with --fresh to start over, or with a new --workdir"
+            )
+        if (folder / "summary.json").exists():
+            print(f"[{name}] done earlier: {folder}", flush=True)
+            return json.loads((folder / "summary.json").read_text())
+        mode = "resume" if (folder / "checkpoint-last.pt").exists() else "fresh"
+    if stage.get("init") is not None and not Path(stage["init"]).exists():
+        sys.exit(f"{name}: the pre-trained encoder {stage['init']} is missing: the pretrain stage did not finish")
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"argv": argv}, indent=1) + "\n")
+    cmd = [sys.executable, "-m", "pss", *argv, *(["--resume"] if mode == "resume" else ["--overwrite"])]
+    print(f"[{name}] {'resuming' if mode == 'resume' else 'starting'}: pss {' '.join(cmd[3:])}", flush=True)
+    t0 = time.perf_counter()
+    rc = subprocess.call(cmd, cwd=ROOT)
+    if rc != 0:
+        sys.exit(f"{name}: `pss {stage['command']}` failed (exit code {rc}); its run folder is {folder}. "
+                 "Fix the cause and run the same command again to continue")
+    summary = json.loads((folder / "summary.json").read_text())
+    print(f"[{name}] finished in {time.perf_counter() - t0:.0f} s (training {summary['train_time_s']:.0f} s)", flush=True)
+    return summary
+
+
+def _run_record(summary: dict[str, Any], folder: Path) -> dict[str, Any]:
+    keys = ("train_time_s", "wall_time_s", "epochs", "steps", "final_acc1", "best_acc1", "final_acc5", "final_loss",
+            "best_loss", "mean_keep_ratio", "images_per_s", "batch_size", "model", "num_params", "amp", "schedule",
+            "resumed")
+    return {"folder": str(folder), **{k: summary[k] for k in keys if k in summary}}
+
+
+def build_record(args: argparse.Namespace, plan: dict[str, dict[str, Any]], summaries: dict[str, dict[str, Any]],
+                 workdir: Path, wall_s: float) -> dict[str, Any]:
+    base, pss_run, scratch, pre = (summaries[k] for k in ("ft_baseline", "ft_pss", "scratch", "pretrain"))
+    ratio = pss_run["train_time_s"] / base["train_time_s"] if base["train_time_s"] else None
+    delta = pss_run["final_acc1"] - base["final_acc1"]
+    return {
+        "benchmark": "pretrain_finetune",
+        "mode": "cpu-smoke" if args.cpu_smoke else "full",
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "device": base.get("device"),
+        "torch": base.get("torch"),
+        "timm": base.get("timm"),
+        "commit": base.get("commit"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "stages": {k: {"pss": " ".join(_argv(plan[k], workdir / k))} for k in STAGES},
+        "runs": {k: _run_record(summaries[k], workdir / k) for k in STAGES},
+        "result": {
+            "finetune_time_ratio_pss_over_baseline": ratio,
+            "finetune_top1_baseline": base["final_acc1"],
+            "finetune_top1_pss": pss_run["final_acc1"],
+            "finetune_top1_delta_pss_minus_baseline": delta,
+            "scratch_top1": scratch["final_acc1"],
+            "pretraining_gain_top1": base["final_acc1"] - scratch["final_acc1"],
+            "pretrain_time_s": pre["train_time_s"],
+            "pretrain_final_val_loss": pre.get("final_loss"),
+            "mean_keep_ratio_pss": pss_run.get("mean_keep_ratio"),
+            "benchmark_wall_s_this_invocation": wall_s,
+        },
+        "paper": PAPER,
+        "vs_paper": {
+            "time_ratio": f"{ratio:.2f}x vs {PAPER['time_ratio']}x" if ratio is not None else None,
+            "top1_delta": f"{delta:+.2f} vs {PAPER['top1_delta']:+.2f} points",
+        },
+        "notes": [
+            "top-1 is the final epoch's (final_acc1), at keep ratio 1.0 on the full test split",
+            "times are train_time_s: training steps only, excluding evaluation, checkpoints and data decoding",
+            "the paper's numbers are ViT-B on ImageNet (4 A100s); this run is a smaller model on CIFAR-10",
+        ],
+    }
+
+
+def write_markdown(rec: dict[str, Any], path: Path) -> None:
+    r, runs = rec["result"], rec["runs"]
+
+    def fmt(v: Any, spec: str = ".2f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    lines = [
+        f"# Pre-training + fine-tuning with PSS ({rec['mode']})",
+        "",
+        f"{rec['date']} on {rec['device']}; torch {rec['torch']}, timm {rec['timm']}, commit {rec['commit']}.",
+        f"Command: `{rec['command']}`",
+        "",
+        "| run | epochs | train time (s) | images/s | mean keep ratio | final top-1 (%) | best top-1 (%) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for k in ("ft_baseline", "ft_pss", "scratch"):
+        x = runs[k]
+        lines.append(f"| {k} | {x.get('epochs')} | {fmt(x.get('train_time_s'), '.1f')} | {fmt(x.get('images_per_s'), ',.0f')} "
+                     f"| {fmt(x.get('mean_keep_ratio'), '.3f')} | {fmt(x.get('final_acc1'))} | {fmt(x.get('best_acc1'))} |")
+    p = runs["pretrain"]
+    lines += [
+        "",
+        f"Pre-training (SimMIM): {p.get('epochs')} epochs, {fmt(p.get('train_time_s'), '.1f')} s, "
+        f"final validation masked-pixel L1 {fmt(p.get('final_loss'), '.4f')}.",
+        "",
+        "| | this run | paper (ViT-B, ImageNet, 4 A100) |",
+        "| --- | ---: | ---: |",
+        f"| fine-tuning time PSS / baseline | {fmt(r['finetune_time_ratio_pss_over_baseline'])}x | {PAPER['time_ratio']}x "
+        f"({PAPER['pss_hours']} h / {PAPER['baseline_hours']} h) |",
+        f"| top-1 PSS - baseline (points) | {r['finetune_top1_delta_pss_minus_baseline']:+.2f} | {PAPER['top1_delta']:+.2f} |",
+        f"| top-1 pre-trained - from scratch (points) | {r['pretraining_gain_top1']:+.2f} | - |",
+        "",
+        "Times are training steps only (`train_time_s`); top-1 is the final epoch's, at keep ratio 1.0.",
+        "Run folders: " + ", ".join(f"`{runs[k]['folder']}`" for k in STAGES) + ".",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def device_slug(device: str | None) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'; 'cpu (x86_64, 2 threads)' -> 'cpu'."""
+    if not device or device.startswith("cpu"):
+        return "cpu"
+    return _slug(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--data", metavar="PATH", help="CIFAR-10 folder or cifar10-jpg.tar.gz (default: the recipes' "
+                    "~/.cache/pss-data/cifar10; ignored with --cpu-smoke, which uses the built-in set)")
+    ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "pretrain_finetune", help="where the four run folders go")
+    ap.add_argument("--results-dir", type=Path, default=None,
+                    help="where the .json/.md record goes (default: benchmarks/results; with --cpu-smoke: --workdir)")
+    ap.add_argument("--cpu-smoke", action="store_true", help="tiny model, built-in data, CPU: checks the pipeline in ~1 min")
+    ap.add_argument("--set-pretrain", action="append", default=[], metavar="KEY=VALUE", help="extra --set for pre-training")
+    ap.add_argument("--set-finetune", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra --set for the three fine-tuning / from-scratch runs")
+    ap.add_argument("--fresh", action="store_true", help="start every stage over")
+    args = ap.parse_args(argv)
+    if args.cpu_smoke and args.data is not None:
+        ap.error("--cpu-smoke uses the built-in data set; drop --data")
+    if args.data is not None and not Path(args.data).expanduser().exists():
+        ap.error(f"--data {args.data}: no such file or folder (the CIFAR-10 archive is cifar10-jpg.tar.gz)")
+    if not args.cpu_smoke and args.data is None and not Path("~/.cache/pss-data/cifar10").expanduser().is_dir():
+        ap.error("no CIFAR-10 at ~/.cache/pss-data/cifar10 (the recipes' default): pass --data path/to/cifar10-jpg.tar.gz "
+                 "(or an extracted cifar10 folder), or use --cpu-smoke")
+
+    workdir = args.workdir.resolve()
+    plan = stage_plan(args, workdir)
+    t0 = time.perf_counter()
+    summaries = {name: run_stage(name, plan[name], workdir / name, args.fresh) for name in STAGES}
+    record = build_record(args, plan, summaries, workdir, time.perf_counter() - t0)
+
+    results = args.results_dir or (workdir if args.cpu_smoke else RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    tag = "cpu-smoke" if args.cpu_smoke else device_slug(record["device"])
+    stem = f"pretrain_finetune_{tag}_{_dt.date.today().isoformat()}"
+    (results / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(record, results / f"{stem}.md")
+    r = record["result"]
+    print(
+        f"fine-tuning time PSS / baseline {r['finetune_time_ratio_pss_over_baseline']:.2f}x (paper {PAPER['time_ratio']}x); "
+        f"top-1 baseline {r['finetune_top1_baseline']:.2f}, PSS {r['finetune_top1_pss']:.2f} "
+        f"({r['finetune_top1_delta_pss_minus_baseline']:+.2f}; paper {PAPER['top1_delta']:+.2f}); "
+        f"from scratch {r['scratch_top1']:.2f} (pre-training {r['pretraining_gain_top1']:+.2f})\n"
+        f"-> {results / stem}.json, .md"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
