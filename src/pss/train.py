@@ -272,20 +272,23 @@ def _classification(cfg: TrainConfig, class_names: list[str]) -> Task:
 TASK_BUILDERS: dict[str, Callable[[TrainConfig, list[str]], Task]] = {"classification": _classification}
 
 
-def _prepare_output(folder: Path, resume: bool, overwrite: bool) -> None:
+def _check_output(folder: Path, resume: bool, overwrite: bool) -> None:
+    """A fresh run must not write into another run's folder (unless told to replace it)."""
     existing = [n for n in OUTPUT_FILES if (folder / n).exists()]
-    if resume:
-        remove_stale_temp_files(folder)
-        return
-    if existing and not overwrite:
+    if existing and not (resume or overwrite):
         raise ConfigError(
             f"output folder {str(folder)!r} already holds a run ({', '.join(existing)}): pass --resume to "
             "continue it, --overwrite to replace it, or choose another --output"
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in existing:
-        (folder / n).unlink()
-    remove_stale_temp_files(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output {str(folder)!r} is a file, not a folder; choose another --output")
+
+
+def _clear_output(folder: Path) -> None:
+    """--overwrite: remove the old run's files, only once every check has passed."""
+    for n in OUTPUT_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / n).unlink()
 
 
 def _batch_geometry(cfg: TrainConfig, world: int) -> int:
@@ -356,7 +359,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     error = None
     if dist_info.is_main:
         try:
-            _prepare_output(folder, resume_from is not None, overwrite)
+            _check_output(folder, resume_from is not None, overwrite)
         except PssError as e:
             error = e
     _agree(dist_info, error)
@@ -474,6 +477,9 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     writer = RunWriter(folder, enabled=dist_info.is_main)
     if dist_info.is_main:
         folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(folder)  # left by a process killed while saving
+        if resume_from is None and overwrite:
+            _clear_output(folder)
         save_config(cfg, folder / "config.yaml")
         if resume_from is not None:
             writer.truncate(progress.step)
@@ -499,6 +505,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     p = trainer.fit()
 
     summary = _summary(cfg, p, task, steps_per_epoch, device, amp, dist_info, num_params, time.perf_counter() - wall_t0)
+    summary["skipped_images"] = len(report.corrupt)  # unreadable files left out (data.on_corrupt: skip)
     if hasattr(task, "on_train_end"):  # task-specific outputs (pre-training: the encoder for fine-tuning)
         summary.update(task.on_train_end(
             model, folder=folder, val_loader=val_loader, amp=amp, dist_info=dist_info, step=p.step, config=config,
