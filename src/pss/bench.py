@@ -7,7 +7,6 @@ device synchronisation, so the figure is the true device time of the step.
 """
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -17,11 +16,12 @@ import torch.nn.functional as F
 
 import pss
 from pss.analysis.flops import count_flops, example_input
+from pss.analysis.sweep import autocast as amp_autocast
+from pss.analysis.sweep import resolve_precision, synchronize
 from pss.errors import ConfigError
 from pss.runinfo import run_info
 from pss.select import check_keep_ratio, num_kept
 
-AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -35,21 +35,16 @@ class SpeedResult:
     infer_images_per_s: float | None = None  # forward only, eval mode, when asked for
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time(fn, device: torch.device, warmup: int, iters: int) -> float:
     """Median wall time of `fn()` over `iters` calls after `warmup` calls, device-synchronised."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(iters):
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -72,8 +67,7 @@ def speed_benchmark(
     """Time training steps of `model_name` at each keep ratio; see the module docstring."""
     for r in keep_ratios:
         check_keep_ratio(r)
-    if amp not in AMP_DTYPES:
-        raise ConfigError(f"unknown amp {amp!r}; choose one of {', '.join(AMP_DTYPES)}")
+    amp_dtype = resolve_precision(amp, device)  # validates the name too
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
@@ -84,15 +78,11 @@ def speed_benchmark(
     y = torch.randint(0, 1000, (batch_size,), device=dev)
     n_patches = model.patch_embed.num_patches
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
-    amp_dtype = AMP_DTYPES[amp]
-    autocast = (
-        (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
-    )
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
     run = torch.compile(model) if compile else model
 
     def train_step() -> None:
-        with autocast():
+        with amp_autocast(dev, amp_dtype):
             loss = F.cross_entropy(run(x), y)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -101,7 +91,7 @@ def speed_benchmark(
 
     @torch.no_grad()
     def infer_step() -> None:
-        with autocast():
+        with amp_autocast(dev, amp_dtype):
             run(x)
 
     rows: list[dict] = []
