@@ -458,16 +458,18 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         del ckpt
     seed_everything(cfg.seed + dist_info.rank + progress.step)  # per-rank streams; replaced by resume_rng if any
 
-    # 8. Wrappers: torch.compile, then DDP (set_keep_ratio and checkpoints see through both).
+    # 8. Wrappers: DDP, then torch.compile (PyTorch's recommended order: the compiler then splits
+    #    graphs at DDP's bucket boundaries). set_keep_ratio and checkpoints see through both.
     train_model: nn.Module = model
-    if cfg.compile:
-        # Each distinct keep ratio is a distinct sequence length: allow a few graphs per length.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        train_model = torch.compile(train_model)
     if dist_info.enabled:
         train_model = nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if cfg.compile:
+        # The keep ratio is a Python attribute that dynamo guards on: each distinct rho (few, on
+        # the schedule's grid) is one more graph, train and eval. Allow enough of them.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        train_model = torch.compile(train_model)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
