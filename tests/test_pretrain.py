@@ -21,7 +21,6 @@ from safetensors.torch import load_file
 import pss
 from pss.checkpoint import load_checkpoint, load_init_weights, unwrap_model
 from pss.cli import main
-from pss.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
@@ -230,6 +229,13 @@ def test_shipped_pretrain_finetune_recipes_load():
         assert base.model.kwargs[k] == pre.model.kwargs[k]
     assert base.model.name == pre.model.name and base.model.kwargs["global_pool"] == "avg"
     assert pre.data.path == base.data.path and pre.epochs >= 1
+    # The paper-scale pair: SimMIM ViT-B pre-training -> the ViT-B fine-tuning recipes.
+    vit_pre = load_config(ROOT / "configs" / "vit_base_simmim_pretrain.yaml")  # task: simmim -> PretrainConfig
+    vit_ft = load_config(ROOT / "configs" / "vit_base_finetune_pss.yaml")
+    assert isinstance(vit_pre, PretrainConfig) and (vit_pre.mim.mask_ratio, vit_pre.mim.mask_patch_size) == (0.6, 32)
+    assert vit_pre.model.name == vit_ft.model.name and vit_pre.peak_lr() == pytest.approx(4e-4)
+    for k in ("pos_embed", "init_values"):
+        assert vit_pre.model.kwargs[k] == vit_ft.model.kwargs[k]
 
 
 # ----------------------------------------------------------------------------- benchmark pipeline
@@ -395,3 +401,28 @@ def test_init_with_another_architecture_names_the_problem(pretrain_run, tmp_path
     assert code == 2 and "shape mismatch" in err and "checkpoint (32, 32) vs model (64, 64)" in err, err
     assert "pre-trained (pss pretrain) as" in err and "'embed_dim': 32" in err  # the architecture to use
     assert not (tmp_path / "ft" / "train_log.jsonl").exists()
+
+
+# ----------------------------------------------------------------------------- DDP
+
+
+@pytest.mark.slow
+def test_pretrain_with_two_gloo_processes(tmp_path):
+    """torchrun with 2 CPU processes: every parameter of SimMIM gets a gradient (DDP would stop at the
+    second step otherwise), one log line per step, rank 0 alone writes the encoder and the picture."""
+    import os
+
+    recipe = write_recipe(tmp_path / "pre.yaml", PRETRAIN_RECIPE, epochs=1, log_interval=4, deterministic=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "pss", "pretrain", "--quiet", "--config", str(recipe), "--output", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("encoder for fine-tuning") == 1, proc.stderr  # rank 0 only
+    log = read_jsonl(tmp_path / "ddp" / "train_log.jsonl")
+    assert [r["step"] for r in log] == list(range(8)) and all(r["loss"] > 0 for r in log)
+    ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoint-last.pt")
+    assert len(ckpt["rng"]) == 2 and not any(k.startswith("module.") for k in ckpt["model"])
+    enc = load_file(str(tmp_path / "ddp" / "encoder.safetensors"))
+    assert all(torch.equal(v, ckpt["model"][f"encoder.{k}"]) for k, v in enc.items())
+    assert (tmp_path / "ddp" / "reconstructions.png").stat().st_size > 1000

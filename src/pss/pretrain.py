@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import nn
 
 from pss.checkpoint import export_safetensors, unwrap_model
-from pss.config import MixupConfig, TrainConfig
+from pss.config import TrainConfig
 from pss.engine import Amp, DistInfo
 from pss.errors import ConfigError
 from pss.models.simmim import SimMIM, check_mask_args
@@ -367,12 +367,3 @@ def _register() -> None:
 
 
 _register()
-
-
-def read_encoder_metadata(path: str | Path) -> dict[str, Any]:
-    """The architecture recorded in an encoder.safetensors (empty for other files)."""
-    from pss.checkpoint import safetensors_metadata
-
-    meta = safetensors_metadata(path)
-    arch = meta.get("pss_encoder")
-    return arch if isinstance(arch, dict) else {}
