@@ -19,8 +19,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import pss
-from pss.checkpoint import load_checkpoint, load_init_weights, unwrap_model
+from pss.checkpoint import load_checkpoint, load_init_weights, load_model, unwrap_model
 from pss.cli import main
+from pss.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
@@ -102,6 +103,8 @@ def test_pretraining_loss_falls_and_run_folder(pretrain_run):
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["task"] == "simmim" and cfg["mim"]["mask_patch_size"] == 8
+    with pytest.raises(CheckpointError, match="pre-training run .* fine-tune it first"):
+        load_model(run)  # analysis tools (sweep, viz) need a classifier: say so
 
     # The encoder file holds the final SimMIM encoder under the classifier's names, no head.
     enc = load_file(str(run / "encoder.safetensors"))

@@ -552,6 +552,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
             raise CheckpointError(f"{str(path)!r} is not a pss checkpoint; to fine-tune from it use `pss train --init`")
         config, sd = ckpt["config"], ckpt["model"]
     cfg = config_from_dict(config)
+    if cfg.task != "classification":
+        enc = path.parent / "encoder.safetensors"
+        raise CheckpointError(
+            f"{str(path)!r} is from a pre-training run (task: {cfg.task}), not a classifier: fine-tune it first, "
+            f"e.g. pss train --config configs/cifar10_finetune_pss.yaml --init {enc}"
+        )
     m = cfg.model
     if m.num_classes is None:
         raise CheckpointError(f"the config of {str(path)!r} does not record model.num_classes")
