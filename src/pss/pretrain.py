@@ -27,6 +27,10 @@ the end of pre-training:
 
 The validation loss uses fixed masks (drawn from `mim.eval_seed`), so values are comparable across
 evaluations and runs, and evaluating never disturbs the random stream of training.
+
+A recipe with `task: simmim` is a PretrainConfig wherever it is loaded (`pss.config.load_config`),
+so `pss train --config configs/cifar10_pretrain_simmim.yaml` pre-trains too; `pss pretrain` also
+accepts recipes without `task:` and refuses classification ones.
 """
 from __future__ import annotations
 
@@ -85,10 +89,6 @@ class MimConfig:
             raise ConfigError(f"mim.num_recon_images must be in [0, 64], got {self.num_recon_images}")
 
 
-def _full_schedule() -> FixedSchedule:
-    return FixedSchedule(rho=1.0)
-
-
 @dataclass
 class PretrainConfig(TrainConfig):
     """A `TrainConfig` for masked-image-modelling pre-training: one more section, `mim`.
@@ -131,6 +131,13 @@ class PretrainConfig(TrainConfig):
                 "pre-train with model.kwargs.global_pool: token (the default): the average-pooling model has no final "
                 "norm before the decoder. Fine-tune with global_pool: avg, as SimMIM and MAE do: its fc_norm starts fresh"
             )
+        # The mask geometry, before any data is read (prepare_model checks it again on the built model).
+        from pss.models.vit import ARCHS
+
+        arch = ARCHS.get(self.model.name, {})
+        patch = self.model.kwargs.get("patch_size", arch.get("patch_size"))
+        if patch is not None:
+            check_mim_geometry(self, self.model.img_size or self.data.img_size, patch)
 
 
 def check_mim_geometry(cfg: PretrainConfig, img_size: int, patch_size: int) -> None:
