@@ -37,6 +37,10 @@ to the step. What is then identical to an uninterrupted run:
   * on CUDA: the same random numbers, but kernels with atomics (and cuDNN / SDPA choices) make
     the losses agree closely rather than bit for bit; `deterministic: true` picks deterministic
     kernels where PyTorch has them (not verified on a GPU here).
+Multi-node: every process reads the checkpoint it resumes from, so the run folder must be on a
+file system all nodes share. Changing `epochs` on resume keeps the checkpoint's LR schedule (its
+length is part of the scheduler state) while the keep-ratio schedule follows the new length; a
+warning lists every setting that differs from the checkpoint's.
 Not restored: the timings (step_time_s, data_time_s of the resumed steps are new measurements), and
 the work since the last checkpoint is redone (its time is not counted twice: train_time_s comes
 from the checkpoint).
