@@ -183,10 +183,9 @@ class FixedSchedule(Schedule):
 
 
 @dataclass(frozen=True)
-class LinearSchedule(Schedule):
-    """Straight line from `start` (first scheduled step) to `end` (last scheduled step)."""
+class _Ramp(Schedule):
+    """From `start` (first scheduled step) to `end` (last scheduled step); subclasses give the shape."""
 
-    name: ClassVar[str] = "linear"
     start: float
     end: float
 
@@ -194,27 +193,30 @@ class LinearSchedule(Schedule):
         self._ratio("start")
         self._ratio("end")
 
-    def _shape(self, i: int, n: int, steps_per_epoch: int) -> float:
-        # i / (n - 1) so that both endpoints are hit exactly and the mean is (start + end) / 2.
-        t = i / (n - 1) if n > 1 else 0.0
-        return self.start + (self.end - self.start) * t
+    @staticmethod
+    def _progress(i: int, n: int) -> float:
+        # i / (n - 1) so that both endpoints are hit exactly.
+        return i / (n - 1) if n > 1 else 0.0
 
 
 @dataclass(frozen=True)
-class CosineSchedule(Schedule):
-    """Half a cosine from `start` (first scheduled step) to `end` (last scheduled step)."""
+class LinearSchedule(_Ramp):
+    """Straight line from `start` to `end` (its mean is exactly (start + end) / 2)."""
 
-    name: ClassVar[str] = "cosine"
-    start: float
-    end: float
-
-    def _check(self) -> None:
-        self._ratio("start")
-        self._ratio("end")
+    name: ClassVar[str] = "linear"
 
     def _shape(self, i: int, n: int, steps_per_epoch: int) -> float:
-        t = i / (n - 1) if n > 1 else 0.0
-        return self.start + (self.end - self.start) * (1.0 - math.cos(math.pi * t)) / 2.0
+        return self.start + (self.end - self.start) * self._progress(i, n)
+
+
+@dataclass(frozen=True)
+class CosineSchedule(_Ramp):
+    """Half a cosine from `start` to `end`."""
+
+    name: ClassVar[str] = "cosine"
+
+    def _shape(self, i: int, n: int, steps_per_epoch: int) -> float:
+        return self.start + (self.end - self.start) * (1.0 - math.cos(math.pi * self._progress(i, n))) / 2.0
 
 
 @dataclass(frozen=True)
