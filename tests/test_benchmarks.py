@@ -1,0 +1,59 @@
+"""The end-to-end and speed benchmark harnesses: a tiny real run, and the records they write."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_e2e_harness_records_issue_schema(tiny_image_folder, tmp_path, capsys):
+    e2e = _load("cifar10")
+    rc = e2e.main(["--cpu-reduced", "--data", str(tiny_image_folder), "--runs", "baseline,pss_cyclic_magnitude",
+                   "--set", "epochs=1", "--set", "data.val_split=val", "--set", "batch_size=4",
+                   "--set", "optim.base_batch_size=4", "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2}",
+                   "--output", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--quiet"])
+    assert rc == 0
+    [path] = (tmp_path / "results").glob("e2e_cifar10_cpu-reduced_*.json")
+    rec = json.loads(path.read_text())
+    assert rec["kind"] == "e2e" and rec["dataset"] == "cifar10-reduced-cpu" and rec["device"].startswith("cpu")
+    assert {"torch", "timm", "commit", "date", "recipe"} <= rec.keys()
+    names = [r["name"] for r in rec["runs"]]
+    assert names == ["baseline", "pss_cyclic_magnitude"]
+    keys = {"name", "schedule", "select", "seed", "epochs", "train_time_s", "best_acc1", "final_acc1",
+            "mean_keep_ratio", "data_wait_fraction"}
+    for r in rec["runs"]:
+        assert keys <= r.keys() and r["epochs"] == 1 and r["seed"] == 0 and r["train_time_s"] > 0
+    base, pss_run = rec["runs"]
+    assert base["schedule"]["name"] == "fixed" and base["mean_keep_ratio"] == 1.0
+    assert pss_run["schedule"] == {"name": "cyclic", "low": 0.2, "high": 1.0, "period_epochs": 1.0,
+                                   "warmup_epochs": 0.0, "cooldown_epochs": 0.0, "grid": 0.2}
+    assert pss_run["select"] == "magnitude" and pss_run["mean_keep_ratio"] < 1.0
+    sweep = rec["sweep"]["pss_cyclic_magnitude_s0"]
+    assert list(sweep) == ["1", "0.9", "0.8", "0.7", "0.6", "0.5", "0.4", "0.3", "0.2", "0.1"]
+    assert all(0.0 <= v <= 100.0 for v in sweep.values())
+    md = path.with_suffix(".md").read_text()
+    assert "| pss_cyclic_magnitude | 0 | 1 |" in md and "Dynamic inference" in md
+
+
+def test_e2e_harness_refuses_unknown_runs():
+    with pytest.raises(SystemExit, match="unknown run name"):
+        _load("cifar10").main(["--runs", "baseline,nope"])
+
+
+def test_speed_targets_checked_per_row():
+    speed = _load("speed")
+    rows = [dict(keep_ratio=1.0, relative_time=1.0, flop_ratio=1.0), dict(keep_ratio=0.6, relative_time=0.65, flop_ratio=0.59),
+            dict(keep_ratio=0.4, relative_time=0.5, flop_ratio=0.39), dict(keep_ratio=0.2, relative_time=0.31, flop_ratio=0.2)]
+    t = speed.targets_met({"results": rows})
+    assert t["within_1.15x_flop_ratio"] == {"1": True, "0.6": True, "0.4": False}
+    assert t["rho_0.2_at_most_0.30"] is False
