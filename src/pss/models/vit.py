@@ -92,9 +92,16 @@ class Attention(nn.Module):
             q, k = apply_rot_embed_cat(q, rope), apply_rot_embed_cat(k, rope)
         bias = None
         if self.relative_position_bias_table is not None:
-            # rel_index: (N, N) or (B, N, N) -> bias (1|B, h, N, N)
-            bias = self.relative_position_bias_table[rel_index]
-            bias = (bias.permute(2, 0, 1).unsqueeze(0) if bias.ndim == 3 else bias.permute(0, 3, 1, 2)).to(q.dtype)
+            index, pairs = rel_index  # (N0, N0) table rows of the full sequence; kept (query, key) pairs or None
+            bias = self.relative_position_bias_table[index]  # (N0, N0, h): the full model's bias
+            if pairs is None:
+                bias = bias.permute(2, 0, 1).unsqueeze(0)  # (1, h, N0, N0)
+            else:
+                # Gather the kept pairs from the full (batch-independent) bias rather than straight from
+                # the table: the backward scatter then spreads over N0^2 slots, not over a few hundred
+                # table rows, which keeps its atomic adds from piling up on the GPU.
+                bias = bias.flatten(0, 1)[pairs].permute(0, 3, 1, 2)  # (B, h, N, N)
+            bias = bias.to(q.dtype)
         if attn_mask is not None:
             bias = attn_mask.to(q.dtype) if bias is None else bias + attn_mask.to(q.dtype)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0)
@@ -271,14 +278,18 @@ class PssVisionTransformer(nn.Module):
         return self.pos_drop(x)
 
     def _kept_positions(self, keep_idx: torch.Tensor | None):
-        """Relative-bias index and rotary embedding for the kept sequence (prefix + kept patches)."""
+        """Position terms for the kept sequence (prefix + kept patches): the relative-bias index as
+        ((N0, N0) full index, (B, L, L) kept pairs or None), and the rotary embedding (None if unused)."""
+        full_rel = None if self.relative_position_index is None else (self.relative_position_index, None)
         if keep_idx is None:  # all kept: the full, batch-independent tables
-            return self.relative_position_index, self.rope_embed
+            return full_rel, self.rope_embed
         p = self.num_prefix_tokens
         seq_idx = torch.cat([self.prefix_index.expand(keep_idx.shape[0], -1), keep_idx + p], dim=1)  # (B, L)
         rel_index = rope = None
-        if self.relative_position_index is not None:
-            rel_index = self.relative_position_index[seq_idx[:, :, None], seq_idx[:, None, :]]  # (B, L, L)
+        if full_rel is not None:
+            # (B, L, L) positions of the kept (query, key) pairs in the flattened full (N0 x N0) bias
+            n0 = self.relative_position_index.shape[0]
+            rel_index = (self.relative_position_index, seq_idx[:, :, None] * n0 + seq_idx[:, None, :])
         if self.rope_embed is not None:
             rope = self.rope_embed[seq_idx].unsqueeze(1)  # (B, 1, L, 2d), broadcast over heads
         return rel_index, rope
