@@ -10,10 +10,31 @@ import contextlib
 
 import torch
 from torch import nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from pss.control import keep_ratio as _keep_ratio
 from pss.control import samplers
+
+
+def _register_cpu_attention() -> None:
+    """Count SDPA on the CPU too: torch runs it there as `_scaled_dot_product_flash_attention_for_cpu`
+    (and its backward), which FlopCounterMode has no formula for in some releases, so attention
+    would silently count as zero and the FLOP ratio would be that of the linear layers alone."""
+    aten = torch.ops.aten
+    fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if fwd is not None and fwd not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(fwd)(
+            lambda q, k, v, *args, out_shape=None, **kw: flop_counter.sdpa_flop_count(q, k, v)
+        )
+    if bwd is not None and bwd not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(bwd)(
+            lambda g, q, k, v, *args, out_shape=None, **kw: flop_counter.sdpa_backward_flop_count(g, q, k, v)
+        )
+
+
+_register_cpu_attention()
 
 
 def count_flops(
