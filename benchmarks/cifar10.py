@@ -81,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra recipe override for every run (e.g. --set epochs=100)")
     p.add_argument("--output", default=str(ROOT / "runs" / "e2e_cifar10"), help="run folders go here")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where the record is written")
+    p.add_argument("--tag", default="", help="added to the record's file name, e.g. 30ep (keeps same-day records apart)")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -159,6 +160,8 @@ def record(plan, summaries, sweep, args, device) -> Path:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     tag = "cpu-reduced" if args.cpu_reduced else re.sub(r"[^A-Za-z0-9]+", "-", info["device"]).strip("-").lower()
+    if args.tag:
+        tag += "-" + re.sub(r"[^A-Za-z0-9]+", "-", args.tag).strip("-").lower()
     path = results / f"e2e_cifar10_{tag}_{rec['date']}.json"
     path.write_text(json.dumps(rec, indent=2) + "\n")
     path.with_suffix(".md").write_text(to_markdown(rec))

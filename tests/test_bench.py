@@ -23,7 +23,15 @@ def test_bench_speed_json(tmp_path, capsys):
     # FLOPs fall roughly with the token count (attention is quadratic, so a little faster)
     assert rows[1]["flop_ratio"] == pytest.approx(33 / 65, rel=0.1)
     assert all(r["step_time_s"] > 0 and r["infer_images_per_s"] > 0 for r in rows)
-    assert "| 0.50 | 33 |" in capsys.readouterr().out
+    # the optimizer step is timed on its own, and the model's own ratio leaves it out of both times
+    opt = report["optimizer_time_s"]
+    assert 0 < opt < rows[0]["step_time_s"]
+    assert rows[0]["model_relative_time"] == pytest.approx(1.0)
+    for r in rows[1:]:
+        expected = max(r["step_time_s"] - opt, 0.0) / (rows[0]["step_time_s"] - opt)
+        assert r["model_relative_time"] == pytest.approx(expected)
+    out = capsys.readouterr().out
+    assert "| 0.50 | 33 |" in out and "optimizer step alone:" in out
 
 
 def test_bench_timm_model_and_bad_values(capsys):
