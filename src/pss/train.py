@@ -93,7 +93,12 @@ OUTPUT_FILES = (
     "checkpoint-last.pt", "checkpoint-best.pt", "model.safetensors", "train_log.jsonl", "val_log.jsonl",
     "summary.json", "config.yaml",
 )
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The shipped recipes: configs/ of a checkout (an editable install), else the copy a wheel carries
+# as pss/recipes/ (see pyproject.toml).
+RECIPES_DIR = next(
+    (d for d in (Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "recipes") if d.is_dir()),
+    Path(__file__).resolve().parents[2] / "configs",
+)
 
 
 # ---------------------------------------------------------------------------------------------
