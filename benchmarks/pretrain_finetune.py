@@ -2,6 +2,8 @@
 
     python benchmarks/pretrain_finetune.py --data data/cifar10-jpg.tar.gz      # GPU: the shipped recipes
     python benchmarks/pretrain_finetune.py --cpu-smoke                         # CPU, ~1 min: the pipeline only
+    python benchmarks/pretrain_finetune.py --cpu-reduced --data ../shared/data/cifar10-jpg.tar.gz
+                                  # CPU, ~10 min: a smaller model on a CIFAR-10 subset, labelled as such
 
 Four `pss` runs, each in its own folder under --workdir (default runs/pretrain_finetune), each a
 child process (so one run's memory and compiled kernels do not affect the next one's time):
@@ -87,14 +89,43 @@ SMOKE_SETS = [
 ]
 SMOKE_EPOCHS = {"pretrain": 3, "finetune": 3}
 
+# --cpu-reduced: the same comparison sized for 2 CPU cores (about 10 minutes for the four runs): a
+# 4-block ViT of width 96 on a class-balanced CIFAR-10 subset (500 training and 200 test images per
+# class), as benchmarks/cifar10.py --cpu-reduced; fine-tuning without Mixup/CutMix and erasing (too
+# few epochs for them to pay off). The ratios between runs are what it shows, not CIFAR-10's accuracy.
+REDUCED_SETS = [
+    "device=cpu",
+    "data.max_train_per_class=500",
+    "data.max_val_per_class=200",
+    "data.num_workers=2",
+    "model.name=pss_vit_tiny_patch4_32",
+    "model.kwargs.depth=4",
+    "model.kwargs.embed_dim=96",
+    "model.kwargs.num_heads=3",
+    "batch_size=64",
+    "optim.base_batch_size=64",
+    "lr_sched.warmup_epochs=1",
+    "log_interval=10",
+    "checkpoint_interval_epochs=100",
+]
+REDUCED_PRETRAIN = ["epochs=20", "eval.interval=5"]
+REDUCED_FINETUNE = ["epochs=10", "eval.interval=1", "model.drop_path_rate=0.0", "data.re_prob=0.0",
+                    "mixup={mixup_alpha: 0.0, cutmix_alpha: 0.0}", "label_smoothing=0.0"]
+
 
 def stage_plan(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, Any]]:
     """Command line of each stage (without --resume / --overwrite)."""
-    common = list(SMOKE_SETS) if args.cpu_smoke else []
+    common = list(SMOKE_SETS) if args.cpu_smoke else list(REDUCED_SETS) if args.cpu_reduced else []
     if args.data is not None:
         common.append(f"data.path={args.data}")
-    ft_sets = list(common) + ([f"epochs={SMOKE_EPOCHS['finetune']}"] if args.cpu_smoke else []) + list(args.set_finetune)
-    pre_sets = list(common) + ([f"epochs={SMOKE_EPOCHS['pretrain']}"] if args.cpu_smoke else []) + list(args.set_pretrain)
+    if args.cpu_smoke:
+        ft_extra, pre_extra = [f"epochs={SMOKE_EPOCHS['finetune']}"], [f"epochs={SMOKE_EPOCHS['pretrain']}"]
+    elif args.cpu_reduced:
+        ft_extra, pre_extra = REDUCED_FINETUNE, REDUCED_PRETRAIN
+    else:
+        ft_extra, pre_extra = [], []
+    ft_sets = list(common) + list(ft_extra) + list(args.set_finetune)
+    pre_sets = list(common) + list(pre_extra) + list(args.set_pretrain)
     encoder = workdir / "pretrain" / "encoder.safetensors"
     return {
         "pretrain": {"command": "pretrain", "config": CONFIGS / "cifar10_pretrain_simmim.yaml", "sets": pre_sets},
@@ -176,7 +207,7 @@ def build_record(args: argparse.Namespace, plan: dict[str, dict[str, Any]], summ
     delta = pss_run["final_acc1"] - base["final_acc1"]
     return {
         "benchmark": "pretrain_finetune",
-        "mode": "cpu-smoke" if args.cpu_smoke else "full",
+        "mode": "cpu-smoke" if args.cpu_smoke else "cpu-reduced" if args.cpu_reduced else "full",
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "device": base.get("device"),
         "torch": base.get("torch"),
@@ -271,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", type=Path, default=None,
                     help="where the .json/.md record goes (default: benchmarks/results; with --cpu-smoke: --workdir)")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny model, built-in data, CPU: checks the pipeline in ~1 min")
+    ap.add_argument("--cpu-reduced", action="store_true",
+                    help="smaller model on a CIFAR-10 subset, on the CPU (~10 min on 2 cores); labelled as such")
     ap.add_argument("--set-pretrain", action="append", default=[], metavar="KEY=VALUE", help="extra --set for pre-training")
     ap.add_argument("--set-finetune", action="append", default=[], metavar="KEY=VALUE",
                     help="extra --set for the three fine-tuning / from-scratch runs")
@@ -278,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-scratch", action="store_true", help="skip the from-scratch reference run (saves ~a quarter of the time)")
     ap.add_argument("--commit", help="git commit to record when the checkout has no .git (e.g. a copied working tree)")
     args = ap.parse_args(argv)
+    if args.cpu_smoke and args.cpu_reduced:
+        ap.error("choose one of --cpu-smoke and --cpu-reduced")
     if args.cpu_smoke and args.data is not None:
         ap.error("--cpu-smoke uses the built-in data set; drop --data")
     if args.data is not None and not Path(args.data).expanduser().exists():
@@ -295,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = args.results_dir or (workdir if args.cpu_smoke else RESULTS)
     results.mkdir(parents=True, exist_ok=True)
-    tag = "cpu-smoke" if args.cpu_smoke else device_slug(record["device"])
+    tag = "cpu-smoke" if args.cpu_smoke else "cpu-reduced" if args.cpu_reduced else device_slug(record["device"])
     stem = f"pretrain_finetune_{tag}_{_dt.date.today().isoformat()}"
     (results / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     write_markdown(record, results / f"{stem}.md")

@@ -277,6 +277,37 @@ def test_benchmark_cpu_smoke(tmp_path):
     assert other.returncode != 0 and "other settings" in other.stderr
 
 
+def test_benchmark_cpu_reduced_plan_resolves(tmp_path):
+    """--cpu-reduced: every stage's recipe + overrides is a valid config of the reduced size."""
+    import argparse
+    import importlib.util
+
+    from pss.pretrain import resolve_pretrain_config
+    from pss.train import resolve_config
+
+    spec = importlib.util.spec_from_file_location("pretrain_finetune", ROOT / "benchmarks" / "pretrain_finetune.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = argparse.Namespace(cpu_smoke=False, cpu_reduced=True, data=str(tmp_path / "cifar10"), set_pretrain=[],
+                              set_finetune=["epochs=7"])
+    plan = bench.stage_plan(args, tmp_path)
+    cfgs = {}
+    for name, stage in plan.items():
+        resolve = resolve_pretrain_config if stage["command"] == "pretrain" else resolve_config
+        cfgs[name], _ = resolve(stage["config"], stage["sets"], output=str(tmp_path / name))
+    for cfg in cfgs.values():
+        assert cfg.device == "cpu" and cfg.batch_size == 64 and cfg.data.max_train_per_class == 500
+        assert cfg.model.name == "pss_vit_tiny_patch4_32" and cfg.model.kwargs["depth"] == 4
+        assert cfg.data.path == str(tmp_path / "cifar10")
+    assert cfgs["pretrain"].epochs == 20
+    assert all(cfgs[k].epochs == 7 for k in ("ft_baseline", "ft_pss", "scratch"))  # --set-finetune comes last
+    assert cfgs["ft_pss"].schedule.to_dict()["name"] == "cyclic" and cfgs["ft_baseline"].schedule.to_dict()["name"] == "fixed"
+    assert not cfgs["ft_pss"].mixup.enabled and cfgs["scratch"].optim.layer_decay is None
+    both = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pretrain_finetune.py"), "--cpu-smoke", "--cpu-reduced"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert both.returncode == 2 and "choose one of --cpu-smoke and --cpu-reduced" in both.stderr
+
+
 # ----------------------------------------------------------------------------- released checkpoint formats
 # test_checkpoint.py covers the key renaming; here every mapped tensor's *value* is checked, for
 # the layouts of the public releases: SimMIM ViT-B (encoder. prefix, shared relative bias, q/v
