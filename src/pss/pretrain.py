@@ -222,7 +222,7 @@ class MIMTask:
         out: dict[str, Any] = {"encoder": ENCODER_FILE}
         log.info("encoder for fine-tuning: %s  (pss train --init %s)", folder / ENCODER_FILE, folder / ENCODER_FILE)
         if self.mim.num_recon_images and val_loader is not None:
-            images = _first_images(val_loader, self.mim.num_recon_images)
+            images = _spread_images(val_loader, self.mim.num_recon_images)
             if images is not None:
                 loss = save_reconstructions(
                     bare, images, self.cfg.data.mean, self.cfg.data.std, folder / RECON_FILE, amp=amp,
@@ -232,16 +232,14 @@ class MIMTask:
         return out
 
 
-def _first_images(loader: Any, n: int) -> torch.Tensor | None:
-    """The first `n` images of an (unshuffled) validation loader."""
-    got: list[torch.Tensor] = []
-    count = 0
-    for batch in loader:
-        got.append(batch[0])
-        count += batch[0].shape[0]
-        if count >= n:
-            break
-    return torch.cat(got)[:n] if got else None
+def _spread_images(loader: Any, n: int) -> torch.Tensor | None:
+    """`n` validation images evenly spread over the set (so a class-sorted folder shows several
+    classes, not the first class's first images), as the evaluation sees them (normalised)."""
+    ds = getattr(loader, "dataset", None)
+    if ds is None or len(ds) == 0:
+        return None
+    idx = torch.linspace(0, len(ds) - 1, min(n, len(ds))).round().long().unique().tolist()
+    return torch.stack([ds[i][0] for i in idx])
 
 
 # ---------------------------------------------------------------------------------------------
