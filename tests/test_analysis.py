@@ -73,6 +73,27 @@ def test_sweep_model_rows(model):
     assert rows[0]["loss"] == pytest.approx(expect, rel=1e-5)
 
 
+def test_throughput_interleaved_over_models(model):
+    """Several models are timed round-robin, one figure per (model, keep ratio); the calls are interleaved."""
+    import timm
+
+    big = timm.create_model("pss_vit_tiny_patch4_32", num_classes=10, depth=4, embed_dim=128, num_heads=2).eval()
+    order = []
+    hooks = [m.register_forward_hook(lambda mod, i, o, tag=tag: order.append((tag, pss.get_keep_ratio(mod))))
+             for m, tag in ((model, "small"), (big, "big"))]
+    try:
+        small_s, big_s = sw.measure_throughput_models([model, big], batch_size=8, keep_ratios=[1.0, 0.25], warmup=0, iters=5)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert set(small_s) == set(big_s) == {1.0, 0.25}
+    assert all(v > 0 for v in [*small_s.values(), *big_s.values()])
+    # one round: every (keep ratio, model) pair once, before the next round starts
+    assert order[:4] == [("small", 1.0), ("big", 1.0), ("small", 0.25), ("big", 0.25)] and len(order) == 20
+    assert big_s[1.0] < small_s[1.0]  # 4 blocks of width 128 against 2 of width 32
+    assert not model.training and not big.training  # modes restored (both were in eval mode)
+
+
 def test_sweep_attaches_plain_vit(plain_vit):
     rows = sw.sweep_model(plain_vit, None, [1.0, 0.5], batch_size=2, warmup=0, iters=1)
     assert [r["tokens"] for r in rows] == [65, 33] and "acc1" not in rows[0]

@@ -128,34 +128,56 @@ def measure_throughput(
 ) -> dict[float, float]:
     """Images per second of the model alone (no data loading) at each keep ratio, on a random batch.
 
-    After `warmup` batches per keep ratio, `iters` rounds each time one batch per keep ratio
-    (round-robin), every batch between device synchronisations; the median per keep ratio is used.
-    Interleaving and the median keep a load change or a stray slow batch (another process on a
-    shared CPU, a GC pause) from favouring one keep ratio over another.
+    See `measure_throughput_models`, which this calls with one model.
     """
-    device = model_device(model)
+    return measure_throughput_models([model], batch_size, keep_ratios, method, amp_dtype, warmup, iters)[0]
+
+
+@torch.inference_mode()
+def measure_throughput_models(
+    models: list[nn.Module],
+    batch_size: int = 64,
+    keep_ratios: Iterable[float] = (1.0,),
+    method: str | None = None,
+    amp_dtype: torch.dtype | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+) -> list[dict[float, float]]:
+    """Images per second of each model alone (no data loading) at each keep ratio, on a random batch.
+
+    After `warmup` batches per (model, keep ratio), `iters` rounds each time one batch per
+    (model, keep ratio) (round-robin), every batch between device synchronisations; the median is
+    used. Interleaving and the median keep a load change or a stray slow batch (another process on a
+    shared CPU, a GC pause) from favouring one keep ratio, or one of several checkpoints of the same
+    architecture, over another.
+    """
     rhos = [float(r) for r in keep_ratios]
-    was_training = model.training
-    model.eval()
-    x = example_input(model, batch_size)
-    times: dict[float, list[float]] = {r: [] for r in rhos}
+    states = [m.training for m in models]
+    inputs = []
+    for m in models:
+        m.eval()
+        inputs.append(example_input(m, batch_size))
+    times: list[dict[float, list[float]]] = [{r: [] for r in rhos} for _ in models]
     try:
-        with autocast(device, amp_dtype):
-            for rho in rhos:
-                with pss.keep_ratio(model, rho, method):
+        for rho in rhos:
+            for m, x in zip(models, inputs):
+                with autocast(model_device(m), amp_dtype), pss.keep_ratio(m, rho, method):
                     for _ in range(warmup):  # allocator, kernel selection / autotuning, lazy init
-                        model(x)
-            for _ in range(iters):
-                for rho in rhos:
-                    with pss.keep_ratio(model, rho, method):
+                        m(x)
+        for _ in range(iters):
+            for rho in rhos:
+                for m, x, t in zip(models, inputs, times):
+                    device = model_device(m)
+                    with autocast(device, amp_dtype), pss.keep_ratio(m, rho, method):
                         synchronize(device)
                         t0 = time.perf_counter()
-                        model(x)
+                        m(x)
                         synchronize(device)
-                        times[rho].append(time.perf_counter() - t0)
+                        t[rho].append(time.perf_counter() - t0)
     finally:
-        model.train(was_training)
-    return {rho: batch_size / statistics.median(ts) for rho, ts in times.items()}
+        for m, was_training in zip(models, states):
+            m.train(was_training)
+    return [{rho: batch_size / statistics.median(ts) for rho, ts in t.items()} for t in times]
 
 
 def tokens_at(model: nn.Module, keep_ratio: float, method: str | None = None) -> int:
@@ -190,11 +212,16 @@ def sweep_model(
     warmup: int = 3,
     iters: int = 10,
     max_batches: int | None = None,
+    speed: dict[float, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per keep ratio: acc1, acc5, loss (None without a loader), images/s, GFLOPs/image, tokens."""
+    """One row per keep ratio: acc1, acc5, loss (None without a loader), images/s, GFLOPs/image, tokens.
+
+    `speed`: images/s per keep ratio measured beforehand (e.g. interleaved with other models);
+    measured here when not given."""
     ensure_sampler(model)
     keep_ratios = [float(r) for r in keep_ratios]
-    speed = measure_throughput(model, batch_size, keep_ratios, method, amp_dtype, warmup, iters)
+    if speed is None:
+        speed = measure_throughput(model, batch_size, keep_ratios, method, amp_dtype, warmup, iters)
     rows = []
     for rho in keep_ratios:
         row: dict[str, Any] = {"keep_ratio": rho}
@@ -324,11 +351,15 @@ def sweep_checkpoints(
     keep_ratios = [float(r) for r in keep_ratios]
     if names is not None and len(names) != len(paths):
         raise ConfigError(f"got {len(names)} names for {len(paths)} checkpoints")
+    # Every model first, so that their throughput is measured interleaved (one model's figures are
+    # not taken at a quieter or busier moment than another's), then each one's accuracy.
+    loaded = [load_model(path, device) for path in paths]
+    models = [ensure_sampler(model) for model, _ in loaded]
+    speeds = measure_throughput_models(models, batch_size, keep_ratios, method, amp_dtype, warmup, iters)
     entries = []
-    for i, path in enumerate(paths):
-        model, config = load_model(path, device)
+    for i, (path, (model, config), speed) in enumerate(zip(paths, loaded, speeds)):
         loader = val_loader_for(config, data, batch_size, max_images)
-        rows = sweep_model(model, loader, keep_ratios, method, batch_size, amp_dtype, warmup, iters)
+        rows = sweep_model(model, loader, keep_ratios, method, batch_size, amp_dtype, warmup, iters, speed=speed)
         entries.append({
             "name": names[i] if names else checkpoint_label(path),
             "checkpoint": str(path),
@@ -338,7 +369,6 @@ def sweep_checkpoints(
             "num_params": sum(p.numel() for p in model.parameters()),
             "results": rows,
         })
-        del model
     return {
         "keep_ratios": keep_ratios,
         "method": method,
