@@ -167,3 +167,24 @@ def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch, 
     assert last["progress"]["step"] == 4
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     assert read_jsonl(tmp_path / "run" / "train_log.jsonl")[-1]["step"] == 6
+
+
+@pytest.mark.parametrize("name", ["deit_tiny_patch16_224", "vit_base_patch16_rope_reg1_gap_256"])
+def test_train_attached_timm_model(tmp_path, name):
+    """A timm ViT / rotary EVA-style ViT by name: attached, trained on the schedule, rebuilt by load_model."""
+    import pss
+
+    recipe = write_recipe(tmp_path, model={"name": name, "kwargs": {
+        "patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2}})
+    assert pss_train("--config", recipe, "--output", tmp_path / "run") == 0
+    log = read_jsonl(tmp_path / "run" / "train_log.jsonl")
+    assert [r["keep_ratio"] for r in log] == [0.2, 0.6, 1.0, 0.6] * 2  # the cyclic schedule, 4 steps per epoch
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    model, config = load_model(tmp_path / "run")
+    assert config["model"]["name"] == name and pss.samplers(model)
+    # prefix tokens (deit: CLS; the rope ViT: one register, no CLS) + round(rho * 64) patches
+    assert model.num_prefix_tokens == 1
+    assert [r["num_tokens"] for r in log] == [model.num_prefix_tokens + k for k in (13, 38, 64, 38)] * 2
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(), pss.keep_ratio(model, 0.5):
+        assert model(x).shape == (2, 10)
