@@ -188,3 +188,18 @@ def test_train_attached_timm_model(tmp_path, name):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad(), pss.keep_ratio(model, 0.5):
         assert model(x).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_torch_compile_follows_the_schedule_like_eager(tmp_path):
+    """compile: true through changing keep ratios (one graph per sequence length on the 0.2 grid):
+    the same keep ratios and, to float tolerance, the same losses as the eager run."""
+    recipe = write_recipe(tmp_path, epochs=1, model={
+        "name": "pss_vit_tiny_patch4_32", "kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2}})
+    assert pss_train("--config", recipe, "--output", tmp_path / "eager") == 0
+    assert pss_train("--config", recipe, "--output", tmp_path / "compiled", "--set", "compile=true") == 0
+    eager = read_jsonl(tmp_path / "eager" / "train_log.jsonl")
+    compiled = read_jsonl(tmp_path / "compiled" / "train_log.jsonl")
+    assert [r["keep_ratio"] for r in compiled] == [r["keep_ratio"] for r in eager] == [0.2, 0.6, 1.0, 0.6]
+    assert [r["loss"] for r in compiled] == pytest.approx([r["loss"] for r in eager], rel=1e-4)
+    assert yaml.safe_load((tmp_path / "compiled" / "config.yaml").read_text())["compile"] is True
