@@ -77,6 +77,16 @@ def test_grid_spreads_evenly():
     assert gaps.min() >= 4 and gaps.max() <= 5
 
 
+def test_grid_indices_built_once_and_usable_in_training_after_inference():
+    with torch.inference_mode():  # first asked for by a sweep
+        _, a = select_tokens(torch.randn(2, 1 + 64, 4), 0.2, 1, "grid")
+    x = torch.randn(3, 1 + 64, 4, requires_grad=True)
+    kept, b = select_tokens(x, 0.2, 1, "grid")
+    assert b.untyped_storage().data_ptr() == a.untyped_storage().data_ptr()  # the same cached tensor
+    kept.sum().backward()  # gather saved the cached indices for backward
+    assert int((x.grad[:, 1:].abs().sum(-1) > 0).sum()) == 3 * 13
+
+
 def test_gradients_flow_to_kept_tokens_only():
     x = torch.randn(2, 1 + 8, 4, requires_grad=True)
     kept, idx = select_tokens(x, 0.5, 1, "magnitude")

@@ -61,11 +61,24 @@ def select_indices(
     k = num_kept(n, keep_ratio)
     if method == "grid":
         # Evenly spaced in raster order: the same spatially spread set for every image.
-        idx = torch.linspace(0, n - 1, k, device=patches.device).round().long()
-        return idx.unsqueeze(0).expand(b, k)
+        return _grid_indices(n, k, patches.device).unsqueeze(0).expand(b, k)
     scores = token_scores(patches, method, generator)
     idx = scores.topk(k, dim=1, sorted=False).indices  # (B, K)
     return idx.sort(dim=1).values
+
+
+_GRID_CACHE: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+
+
+def _grid_indices(n: int, k: int, device: torch.device) -> torch.Tensor:
+    """(K,) evenly spaced patch indices; built once per (N, K, device), not at every step."""
+    key = (n, k, device)
+    if key not in _GRID_CACHE:
+        # a normal tensor even when first asked for under inference_mode (a sweep), so training can
+        # later save it for backward
+        with torch.inference_mode(False):
+            _GRID_CACHE[key] = torch.linspace(0, n - 1, k, device=device).round().long()
+    return _GRID_CACHE[key]
 
 
 def gather_tokens(tokens: torch.Tensor, keep_idx: torch.Tensor) -> torch.Tensor:
