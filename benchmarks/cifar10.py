@@ -11,6 +11,16 @@ identical settings apart from the schedule:
   pss_linear             linear 0.2 -> 1.0 over the run, magnitude selection
 then sweeps every best checkpoint over keep ratios (dynamic inference) and writes the run report.
 Records `benchmarks/results/e2e_cifar10_<device>_<date>.json` and `.md` (see `record`).
+
+Re-running the same command continues where it stopped, so a limit on one command's duration (10
+minutes on a lent GPU machine) is no obstacle: a run whose folder holds summary.json is done (its
+summary is re-read), one holding checkpoint-last.pt is resumed (exactly, see `pss train --resume`),
+anything else starts afresh. A folder holding a run of other settings is refused; --fresh starts
+every run over. Each run's settings are kept in its folder's e2e_run.json.
+
+Planning for one H100 (30 minutes of device time per session; estimates, no GPU figure recorded
+yet): the shipped recipes (200 epochs) are sized for ~10 minutes per baseline run, so the four
+runs of one seed take ~30 minutes; `--set epochs=100` halves that.
 """
 from __future__ import annotations
 
@@ -82,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", default=str(ROOT / "runs" / "e2e_cifar10"), help="run folders go here")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where the record is written")
     p.add_argument("--tag", default="", help="added to the record's file name, e.g. 30ep (keeps same-day records apart)")
+    p.add_argument("--fresh", action="store_true", help="start every run over instead of continuing finished/killed ones")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -103,16 +114,29 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds:
         for name in names:
             recipe, extra = RUNS[name]
-            cfg, _ = resolve_config(recipe, [*common, *extra, f"seed={seed}"], data=args.data,
-                                    output=str(out / f"{name}_s{seed}"))
-            plan.append((name, seed, cfg))
+            overrides = [*common, *extra, f"seed={seed}"]
+            cfg, _ = resolve_config(recipe, overrides, data=args.data, output=str(out / f"{name}_s{seed}"))
+            plan.append((name, seed, cfg, {"recipe": recipe, "overrides": overrides, "data": args.data}))
 
-    warm_up(plan[0][2])  # one-time process costs are not billed to the first run
+    states = {(name, seed): run_state(cfg, settings, args.fresh) for name, seed, cfg, settings in plan}
+    if any(state != "done" for state in states.values()):
+        warm_up(plan[0][2])  # one-time process costs are not billed to the first run
     summaries = {}
-    for name, seed, cfg in plan:
-        log.info("e2e: training %s (seed %d) -> %s", name, seed, cfg.output_dir)
-        summaries[(name, seed)] = train(cfg, overwrite=True, quiet=args.quiet)
+    for name, seed, cfg, settings in plan:
+        folder, state = Path(cfg.output_dir), states[(name, seed)]
+        if state == "done":
+            log.info("e2e: %s (seed %d) finished earlier: %s", name, seed, folder)
+            summaries[(name, seed)] = json.loads((folder / "summary.json").read_text())
+            continue
+        log.info("e2e: %s %s (seed %d) -> %s", "resuming" if state == "resume" else "training", name, seed, folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "e2e_run.json").write_text(json.dumps(settings, indent=1) + "\n")
+        if state == "resume":
+            summaries[(name, seed)] = train(cfg, resume_from=folder / "checkpoint-last.pt", quiet=args.quiet)
+        else:
+            summaries[(name, seed)] = train(cfg, overwrite=True, quiet=args.quiet)
 
+    plan = [(name, seed, cfg) for name, seed, cfg, _ in plan]
     run_dirs = [Path(cfg.output_dir) for _, _, cfg in plan]
     labels = [f"{name}_s{seed}" for name, seed, _ in plan]
     device = plan[0][2].device if plan[0][2].device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -126,6 +150,21 @@ def main(argv: list[str] | None = None) -> int:
     print(Path(record_path).with_suffix(".md").read_text())
     print(f"report: {report['paths']['markdown']}\nsweep: {out / 'sweep' / 'sweep.png'}\nrecord: {record_path}")
     return 0
+
+
+def run_state(cfg, settings: dict, fresh: bool) -> str:
+    """"done", "resume" or "fresh" for one planned run; a folder holding other settings is refused."""
+    folder = Path(cfg.output_dir)
+    marker = folder / "e2e_run.json"
+    if fresh or not marker.exists():
+        return "fresh"
+    before = json.loads(marker.read_text())
+    if before != settings:
+        raise SystemExit(f"{folder} holds a run of other settings:\n  {before}\nnow:\n  {settings}\n"
+                         "run with --fresh to start over, or choose another --output")
+    if (folder / "summary.json").exists():
+        return "done"
+    return "resume" if (folder / "checkpoint-last.pt").exists() else "fresh"
 
 
 def _sweep_acc(sweep: dict, label: str) -> dict[str, float]:

@@ -18,10 +18,11 @@ def _load(name: str):
 @pytest.mark.slow
 def test_e2e_harness_records_issue_schema(tiny_image_folder, tmp_path, capsys):
     e2e = _load("cifar10")
-    rc = e2e.main(["--cpu-reduced", "--data", str(tiny_image_folder), "--runs", "baseline,pss_cyclic_magnitude",
-                   "--set", "epochs=1", "--set", "data.val_split=val", "--set", "batch_size=4",
-                   "--set", "optim.base_batch_size=4", "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2}",
-                   "--output", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--quiet"])
+    argv = ["--cpu-reduced", "--data", str(tiny_image_folder), "--runs", "baseline,pss_cyclic_magnitude",
+            "--set", "epochs=1", "--set", "data.val_split=val", "--set", "batch_size=4",
+            "--set", "optim.base_batch_size=4", "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2}",
+            "--output", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--quiet"]
+    rc = e2e.main(argv)
     assert rc == 0
     [path] = (tmp_path / "results").glob("e2e_cifar10_cpu-reduced_*.json")
     rec = json.loads(path.read_text())
@@ -43,6 +44,22 @@ def test_e2e_harness_records_issue_schema(tiny_image_folder, tmp_path, capsys):
     assert all(0.0 <= v <= 100.0 for v in sweep.values())
     md = path.with_suffix(".md").read_text()
     assert "| pss_cyclic_magnitude | 0 | 1 |" in md and "Dynamic inference" in md
+
+    # The same command again continues: finished runs are re-read, not retrained; a run cut short
+    # (here: its summary gone, its last checkpoint kept) is resumed from its checkpoint.
+    runs = tmp_path / "runs"
+    before = {d: (runs / d / "train_log.jsonl").read_text() for d in ("baseline_s0", "pss_cyclic_magnitude_s0")}
+    (runs / "pss_cyclic_magnitude_s0" / "summary.json").unlink()
+    capsys.readouterr()
+    assert e2e.main(argv) == 0
+    again = json.loads(path.read_text())
+    assert [r["best_acc1"] for r in again["runs"]] == [r["best_acc1"] for r in rec["runs"]]
+    assert again["runs"][0]["train_time_s"] == base["train_time_s"]  # re-read, not retrained
+    assert {d: (runs / d / "train_log.jsonl").read_text() for d in before} == before  # no step trained twice
+    assert (runs / "pss_cyclic_magnitude_s0" / "summary.json").exists()
+    # Other settings into the same folders are refused before anything runs.
+    with pytest.raises(SystemExit, match="holds a run of other settings"):
+        e2e.main([*argv, "--set", "seed=0", "--set", "epochs=2"])
 
 
 def test_e2e_harness_refuses_unknown_runs():
