@@ -21,6 +21,12 @@ every run over. Each run's settings are kept in its folder's e2e_run.json.
 Planning for one H100 (30 minutes of device time per session; estimates, no GPU figure recorded
 yet): the shipped recipes (200 epochs) are sized for ~10 minutes per baseline run, so the four
 runs of one seed take ~30 minutes; `--set epochs=100` halves that.
+
+On a lent GPU machine (only the working tree travels, without ../shared; the 19 MB archive must be in it):
+    mkdir -p data && cp ../shared/data/cifar10-jpg.tar.gz data/          # here, once; data/ is git-ignored
+    run (carry: ["data", "runs"], timeout_s: 600), the same command again until it prints the record:
+        PYTHONPATH=src python benchmarks/cifar10.py --device cuda --data data/cifar10-jpg.tar.gz \
+            && cp benchmarks/results/e2e_cifar10_* $OUT/
 """
 from __future__ import annotations
 
