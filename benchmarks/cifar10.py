@@ -24,7 +24,8 @@ runs of one seed take ~30 minutes; `--set epochs=100` halves that.
 
 On a lent GPU machine (only the working tree travels, without ../shared; the 19 MB archive must be in it):
     mkdir -p data && cp ../shared/data/cifar10-jpg.tar.gz data/          # here, once; data/ is git-ignored
-    run (carry: ["data", "runs"], timeout_s: 600), the same command again until it prints the record:
+    run (carry: ["data"], timeout_s: 600), the same command again until it prints the record (runs/ stays
+    on the machine while it is held; never carry runs/ from here: a carried path replaces the one there):
         PYTHONPATH=src python benchmarks/cifar10.py --device cuda --data data/cifar10-jpg.tar.gz \
             && cp benchmarks/results/e2e_cifar10_* $OUT/
 """
