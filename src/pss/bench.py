@@ -5,7 +5,7 @@ the device, so the figures measure the model alone (no input pipeline). Times ar
 `iters` steps after `warmup` steps at each keep ratio; on CUDA every timed step is bracketed by
 device synchronisation, so the figure is the true device time of the step.
 
-The optimizer step (AdamW over every parameter, plus zeroing the gradients) costs the same at every
+The optimizer step (AdamW over every parameter) costs the same at every
 keep ratio; at small batches or narrow models it is a large share of the step and holds the
 step-time ratio above the FLOP ratio. The report times it on its own (`optimizer_time_s`) and gives,
 per keep ratio, the time ratio of the rest of the step (`model_relative_time`: forward + backward),
