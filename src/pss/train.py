@@ -95,10 +95,9 @@ OUTPUT_FILES = (
 )
 # The shipped recipes: configs/ of a checkout (an editable install), else the copy a wheel carries
 # as pss/recipes/ (see pyproject.toml).
-RECIPES_DIR = next(
-    (d for d in (Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "recipes") if d.is_dir()),
-    Path(__file__).resolve().parents[2] / "configs",
-)
+_CHECKOUT_RECIPES = Path(__file__).resolve().parents[2] / "configs"
+_PACKAGED_RECIPES = Path(__file__).resolve().parent / "recipes"
+RECIPES_DIR = _PACKAGED_RECIPES if not _CHECKOUT_RECIPES.is_dir() and _PACKAGED_RECIPES.is_dir() else _CHECKOUT_RECIPES
 
 
 # ---------------------------------------------------------------------------------------------

@@ -117,23 +117,6 @@ def evaluate(
 
 
 @torch.inference_mode()
-def measure_throughput(
-    model: nn.Module,
-    batch_size: int = 64,
-    keep_ratios: Iterable[float] = (1.0,),
-    method: str | None = None,
-    amp_dtype: torch.dtype | None = None,
-    warmup: int = 3,
-    iters: int = 10,
-) -> dict[float, float]:
-    """Images per second of the model alone (no data loading) at each keep ratio, on a random batch.
-
-    See `measure_throughput_models`, which this calls with one model.
-    """
-    return measure_throughput_models([model], batch_size, keep_ratios, method, amp_dtype, warmup, iters)[0]
-
-
-@torch.inference_mode()
 def measure_throughput_models(
     models: list[nn.Module],
     batch_size: int = 64,
@@ -221,7 +204,7 @@ def sweep_model(
     ensure_sampler(model)
     keep_ratios = [float(r) for r in keep_ratios]
     if speed is None:
-        speed = measure_throughput(model, batch_size, keep_ratios, method, amp_dtype, warmup, iters)
+        speed = measure_throughput_models([model], batch_size, keep_ratios, method, amp_dtype, warmup, iters)[0]
     rows = []
     for rho in keep_ratios:
         row: dict[str, Any] = {"keep_ratio": rho}
