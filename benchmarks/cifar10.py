@@ -3,14 +3,16 @@
     python benchmarks/cifar10.py --device cuda                  # full runs (shipped CIFAR-10 recipes)
     python benchmarks/cifar10.py --cpu-reduced                  # reduced, clearly labelled CPU set-up
 
-Trains, with the shipped recipes (configs/cifar10_baseline.yaml, configs/cifar10_pss.yaml) and
-identical settings apart from the schedule:
-  baseline               keep ratio 1.0 always
-  pss_cyclic_magnitude   cyclic 0.2 -> 1.0 per epoch, magnitude selection (the paper's recipe)
-  pss_cyclic_random      cyclic 0.2 -> 1.0 per epoch, random selection
-  pss_linear             linear 0.2 -> 1.0 over the run, magnitude selection
+Trains, with the shipped recipes and identical settings apart from the keep-ratio schedule:
+  baseline               keep ratio 1.0 always (configs/cifar10_baseline.yaml)
+  pss                    the recommended PSS recipe (configs/cifar10_pss.yaml: its budget sets the cost)
+  paper_pss              the paper's recipe: cyclic 0.2 -> 1.0 per epoch, magnitude selection
+                         (configs/paper_cifar10_pss.yaml)
+  baseline_equal_time    the baseline trained for the `pss` run's cost: epochs x its budget (or, without
+                         one, x its measured time ratio), LR schedule fully decayed over the shorter run
 then sweeps every best checkpoint over keep ratios (dynamic inference) and writes the run report.
-Records `benchmarks/results/e2e_cifar10_<device>_<date>.json` and `.md` (see `record`).
+Records `benchmarks/results/e2e_cifar10_<device>_<date>.json` and `.md` (see `record`); every PSS run
+is compared with the full baseline and with the equal-time baseline of its seed.
 
 Re-running the same command continues where it stopped, so a limit on one command's duration (10
 minutes on a lent GPU machine) is no obstacle: a run whose folder holds summary.json is done (its
@@ -46,9 +48,10 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing,
 
 from pss.analysis.demo import warm_up  # noqa: E402
 from pss.analysis.report import write_report  # noqa: E402
+from pss.analysis.study import PlannedRun, equal_time_ratio, planned_run, run_plan  # noqa: E402
 from pss.analysis.sweep import sweep_checkpoints, write_sweep  # noqa: E402
+from pss.budget import equal_time_overrides  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
-from pss.train import resolve_config, train  # noqa: E402
 
 log = logging.getLogger("pss.e2e")
 
@@ -58,10 +61,16 @@ SWEEP_KEEP = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 # name -> (recipe, overrides). Only the schedule / selection differ between runs.
 RUNS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("cifar10_baseline", []),
-    "pss_cyclic_magnitude": ("cifar10_pss", ["select=magnitude"]),
-    "pss_cyclic_random": ("cifar10_pss", ["select=random"]),
-    "pss_linear": ("cifar10_pss", ["schedule={name: linear, start: 0.2, end: 1.0}", "select=magnitude"]),
+    "pss": ("cifar10_pss", []),
+    "paper_pss": ("paper_cifar10_pss", []),
+    "baseline_equal_time": ("cifar10_baseline", []),  # + the equal-time length of `pss` (see `plan`)
+    # earlier records' runs, still available by name
+    "pss_cyclic_magnitude": ("paper_cifar10_pss", []),
+    "pss_cyclic_random": ("paper_cifar10_pss", ["select=random"]),
+    "pss_linear": ("paper_cifar10_pss", ["schedule={name: linear, start: 0.2, end: 1.0}"]),
 }
+DEFAULT_RUNS = ("baseline", "pss", "paper_pss", "baseline_equal_time")
+EQUAL_TIME_OF = "pss"
 
 # A CPU-sized version of the same comparison (2 idle cores: several minutes for the four runs): a smaller
 # ViT, a class-balanced subset of CIFAR-10, fewer epochs, no Mixup/CutMix (too few epochs for them
@@ -93,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--cpu-reduced", action="store_true", help="the reduced CPU configuration (labelled as such)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
-    p.add_argument("--runs", default=",".join(RUNS), help=f"subset of {','.join(RUNS)}")
+    p.add_argument("--runs", default=",".join(DEFAULT_RUNS), help=f"subset of {','.join(RUNS)}")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra recipe override for every run (e.g. --set epochs=100)")
     p.add_argument("--output", default=str(ROOT / "runs" / "e2e_cifar10"), help="run folders go here")
@@ -116,34 +125,10 @@ def main(argv: list[str] | None = None) -> int:
               *args.overrides]
     out = Path(args.output)
 
-    # Resolve every config first: bad input fails before any training starts.
-    plan = []
-    for seed in seeds:
-        for name in names:
-            recipe, extra = RUNS[name]
-            overrides = [*common, *extra, f"seed={seed}"]
-            cfg, _ = resolve_config(recipe, overrides, data=args.data, output=str(out / f"{name}_s{seed}"))
-            plan.append((name, seed, cfg, {"recipe": recipe, "overrides": overrides, "data": args.data}))
+    plan = make_plan(names, seeds, common, args.data, out)
+    summaries = run_plan(plan, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
 
-    states = {(name, seed): run_state(cfg, settings, args.fresh) for name, seed, cfg, settings in plan}
-    if any(state != "done" for state in states.values()):
-        warm_up(plan[0][2])  # one-time process costs are not billed to the first run
-    summaries = {}
-    for name, seed, cfg, settings in plan:
-        folder, state = Path(cfg.output_dir), states[(name, seed)]
-        if state == "done":
-            log.info("e2e: %s (seed %d) finished earlier: %s", name, seed, folder)
-            summaries[(name, seed)] = json.loads((folder / "summary.json").read_text())
-            continue
-        log.info("e2e: %s %s (seed %d) -> %s", "resuming" if state == "resume" else "training", name, seed, folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "e2e_run.json").write_text(json.dumps(settings, indent=1) + "\n")
-        if state == "resume":
-            summaries[(name, seed)] = train(cfg, resume_from=folder / "checkpoint-last.pt", quiet=args.quiet)
-        else:
-            summaries[(name, seed)] = train(cfg, overwrite=True, quiet=args.quiet)
-
-    plan = [(name, seed, cfg) for name, seed, cfg, _ in plan]
+    plan = [(run.name, run.seed, run.cfg) for run in plan]
     run_dirs = [Path(cfg.output_dir) for _, _, cfg in plan]
     labels = [f"{name}_s{seed}" for name, seed, _ in plan]
     device = plan[0][2].device if plan[0][2].device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -159,19 +144,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_state(cfg, settings: dict, fresh: bool) -> str:
-    """"done", "resume" or "fresh" for one planned run; a folder holding other settings is refused."""
-    folder = Path(cfg.output_dir)
-    marker = folder / "e2e_run.json"
-    if fresh or not marker.exists():
-        return "fresh"
-    before = json.loads(marker.read_text())
-    if before != settings:
-        raise SystemExit(f"{folder} holds a run of other settings:\n  {before}\nnow:\n  {settings}\n"
-                         "run with --fresh to start over, or choose another --output")
-    if (folder / "summary.json").exists():
-        return "done"
-    return "resume" if (folder / "checkpoint-last.pt").exists() else "fresh"
+def make_plan(names: list[str], seeds: list[int], common: list[str], data: str, out: Path) -> list[PlannedRun]:
+    """Every run's config, resolved now (bad input fails before anything trains). The equal-time
+    baseline follows the `pss` run of its seed: its length is that run's budget (known now) or, without
+    a budget, its measured time ratio (so it trains after both)."""
+    plan = []
+    for seed in seeds:
+        for name in names:
+            recipe, extra = RUNS[name]
+            run = planned_run(name, seed, recipe, [*common, *extra], data, out)
+            if name == "baseline_equal_time":
+                of = planned_run(EQUAL_TIME_OF, seed, RUNS[EQUAL_TIME_OF][0], [*common, *RUNS[EQUAL_TIME_OF][1]], data, out)
+                if of.cfg.budget is not None:
+                    run = planned_run(name, seed, recipe,
+                                      [*common, *extra, *equal_time_overrides(run.cfg, of.cfg.budget, EQUAL_TIME_OF)],
+                                      data, out)
+                elif EQUAL_TIME_OF not in names or "baseline" not in names:
+                    raise SystemExit(f"baseline_equal_time needs the {EQUAL_TIME_OF} and baseline runs (its "
+                                     f"{EQUAL_TIME_OF} recipe has no budget, so its length is their measured time ratio)")
+                else:
+                    base_cfg = run.cfg
+                    run.late_overrides = lambda summaries, of=of, base_cfg=base_cfg: equal_time_overrides(
+                        base_cfg, equal_time_ratio(of, summaries), EQUAL_TIME_OF)
+            plan.append(run)
+    return plan
 
 
 def _sweep_acc(sweep: dict, label: str) -> dict[str, float]:
@@ -189,16 +185,18 @@ def record(plan, summaries, sweep, args, device) -> Path:
     for name, seed, cfg in plan:
         s = summaries[(name, seed)]
         runs.append({
-            "name": name, "schedule": cfg.schedule.to_dict(), "select": cfg.select, "seed": seed,
+            "name": name, "schedule": s.get("schedule") or cfg.schedule.to_dict(), "select": cfg.select, "seed": seed,
             "epochs": cfg.epochs, "train_time_s": s["train_time_s"], "best_acc1": s["best_acc1"],
             "final_acc1": s["final_acc1"], "mean_keep_ratio": s["mean_keep_ratio"],
             "data_wait_fraction": s.get("data_wait_fraction"), "images_per_s": s.get("images_per_s"),
+            "budget": s.get("budget"), "equal_time_of": cfg.equal_time_of,
         })
     rec = {
         "kind": "e2e", "dataset": "cifar10" + ("-reduced-cpu" if args.cpu_reduced else ""),
         "device": info["device"], "torch": info["torch"], "timm": info["timm"], "commit": info["commit"],
         "date": dt.date.today().isoformat(),
         "recipe": {"baseline": "configs/cifar10_baseline.yaml", "pss": "configs/cifar10_pss.yaml",
+                   "paper_pss": "configs/paper_cifar10_pss.yaml",
                    "overrides": (CPU_REDUCED if args.cpu_reduced else []) + args.overrides},
         "runs": runs,
         "sweep": {f"{n}_s{s}": _sweep_acc(sweep, f"{n}_s{s}") for n, s, _ in plan},
@@ -215,27 +213,39 @@ def record(plan, summaries, sweep, args, device) -> Path:
 
 
 def to_markdown(rec: dict) -> str:
-    """The comparison against each seed's baseline: time ratio, top-1 difference, dynamic inference."""
+    """Every run against its seed's full baseline and equal-time baseline: time ratio, top-1 (best and
+    final) differences, dynamic inference. Records written before the equal-time baseline existed (no
+    `equal_time_of` field) read as before, without those columns filled."""
     base = {r["seed"]: r for r in rec["runs"] if r["name"] == "baseline"}
+    equal = {r["seed"]: r for r in rec["runs"] if r.get("equal_time_of")}
+
+    def diff(r: dict, ref: dict | None, key: str) -> str:
+        return "-" if ref is None or ref is r else f"{r[key] - ref[key]:+.2f}"
+
     lines = [
         f"# CIFAR-10 end to end: baseline vs PSS ({rec['dataset']})", "",
         f"device: {rec['device']}; torch {rec['torch']}, timm {rec['timm']}; commit {rec['commit']}; {rec['date']}",
         f"overrides: {', '.join(rec['recipe']['overrides']) or 'none (shipped recipes)'}", "",
-        "| run | seed | epochs | train time (s) | time / baseline | best top-1 | diff (points) | final top-1 "
-        "| mean rho | data wait | top-1 @ rho 0.5 | drop @ 0.5 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Differences in top-1 points against the same seed's full baseline and equal-time baseline (the full-token "
+        "recipe trained for the PSS run's cost, LR schedule fully decayed over the shorter run).", "",
+        "| run | seed | epochs | budget (predicted cost) | train time (s) | time / baseline | best top-1 | final top-1 "
+        "| best vs full | final vs full | best vs equal time | final vs equal time | mean rho | data wait "
+        "| top-1 @ rho 0.5 | drop @ 0.5 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rec["runs"]:
-        b = base.get(r["seed"])
+        b, e = base.get(r["seed"]), equal.get(r["seed"])
         ratio = r["train_time_s"] / b["train_time_s"] if b else float("nan")
-        diff = r["best_acc1"] - b["best_acc1"] if b else float("nan")
         sw = rec["sweep"].get(f"{r['name']}_s{r['seed']}", {})
         half, full = sw.get("0.5"), sw.get("1")
         drop = (full - half) if half is not None and full is not None else None
         wait = r["data_wait_fraction"]
+        bud = r.get("budget")
+        budget = f"{bud['budget']:g} ({bud['predicted_cost']:.3f})" if bud else "-"
         lines.append(
-            f"| {r['name']} | {r['seed']} | {r['epochs']} | {r['train_time_s']:.1f} | {ratio:.3f} | {r['best_acc1']:.2f} "
-            f"| {diff:+.2f} | {r['final_acc1']:.2f} | {r['mean_keep_ratio']:.3f} | "
+            f"| {r['name']} | {r['seed']} | {r['epochs']} | {budget} | {r['train_time_s']:.1f} | {ratio:.3f} "
+            f"| {r['best_acc1']:.2f} | {r['final_acc1']:.2f} | {diff(r, b, 'best_acc1')} | {diff(r, b, 'final_acc1')} "
+            f"| {diff(r, e, 'best_acc1')} | {diff(r, e, 'final_acc1')} | {r['mean_keep_ratio']:.3f} | "
             f"{'-' if wait is None else f'{100 * wait:.1f}%'} | {'-' if half is None else f'{half:.2f}'} "
             f"| {'-' if drop is None else f'{drop:.2f}'} |"
         )

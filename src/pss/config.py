@@ -256,6 +256,11 @@ class TrainConfig:
     checkpoint_interval_steps: int | None = None  # also save it mid-epoch every N steps
     init: str | None = None  # fine-tune from these weights (ours, timm, SimMIM/MAE/BEiT encoder)
     output_dir: str | None = None
+    # Compute budget: share of the full-token run's cost this run may spend; the schedule's free
+    # parameter (cyclic low, linear/cosine start, fixed rho) is solved to match (pss.budget).
+    budget: float | None = None
+    budget_cost: str = "flops"  # cost per keep ratio: flops (of this model), or a `pss bench speed --json` file
+    equal_time_of: str | None = None  # informational: this full-token run is the equal-time baseline of that run
 
     def __post_init__(self) -> None:
         self.schedule = schedule_from_dict(self.schedule)
@@ -278,6 +283,11 @@ class TrainConfig:
                 self.checkpoint_interval_steps >= 1,
                 f"checkpoint_interval_steps must be >= 1 (or null: only at epoch ends), got {self.checkpoint_interval_steps}",
             )
+        if self.budget is not None:
+            from pss.budget import check_budget
+
+            check_budget(self.budget, self.schedule)
+        _check(bool(self.budget_cost), "budget_cost must be 'flops' or the path of a pss bench speed --json file")
         if self.mixup.enabled:
             _check(
                 (self.batch_size // self.accum_steps) % 2 == 0,
@@ -290,6 +300,11 @@ class TrainConfig:
     def validate(self) -> None:
         """Checks that need the model registry or the schedule's run length (cheap, no data read)."""
         self.model.check_name()
+        if self.budget is not None and self.budget_cost != "flops":
+            from pss.budget import TableCost
+
+            TableCost.from_file(self.budget_cost, self.model.name, self.model.img_size or self.data.img_size,
+                                self.model.kwargs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ from torch import nn
 
 from pss.errors import ConfigError
 
-METHODS = ("magnitude", "random", "l2", "grid")
+METHODS = ("magnitude", "random", "l2", "grid", "mixed")
+# `mixed`: this share of the kept tokens is the top by L1 magnitude, the rest is drawn at random
+# from the other patches (so low-magnitude patches are still seen in training).
+MIXED_MAGNITUDE_SHARE = 0.5
 
 
 def num_kept(num_patches: int, keep_ratio: float) -> int:
@@ -62,7 +65,14 @@ def select_indices(
     if method == "grid":
         # Evenly spaced in raster order: the same spatially spread set for every image.
         return _grid_indices(n, k, patches.device).unsqueeze(0).expand(b, k)
-    scores = token_scores(patches, method, generator)
+    if method == "mixed":
+        scores = torch.rand(b, n, device=patches.device, generator=generator)  # in [0, 1)
+        k_top = int(k * MIXED_MAGNITUDE_SHARE)
+        if k_top:
+            top = token_scores(patches, "magnitude").topk(k_top, dim=1, sorted=False).indices
+            scores.scatter_(1, top, 2.0)  # above every random score: always among the K kept
+    else:
+        scores = token_scores(patches, method, generator)
     idx = scores.topk(k, dim=1, sorted=False).indices  # (B, K)
     return idx.sort(dim=1).values
 

@@ -415,6 +415,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         raise ConfigError(f"no full batch of {per_rank} images per process: lower batch_size or use more data")
     total_steps = cfg.epochs * steps_per_epoch
     cfg.schedule.check_run(steps_per_epoch, total_steps)
+    cfg, budget = _solve_budget(cfg, model, steps_per_epoch, total_steps)
 
     # 6. Optimisation: timm's optimizer factory (weight-decay groups, layer decay), per-step LR.
     opt_kwargs: dict[str, Any] = {}
@@ -516,6 +517,8 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
 
     summary = _summary(cfg, p, task, steps_per_epoch, device, amp, dist_info, num_params, time.perf_counter() - wall_t0)
     summary["skipped_images"] = len(report.corrupt)  # unreadable files left out (data.on_corrupt: skip)
+    summary["budget"] = _budget_summary(budget, folder, device) if budget is not None and dist_info.is_main else None
+    summary["equal_time_of"] = cfg.equal_time_of
     if hasattr(task, "on_train_end"):  # task-specific outputs (pre-training: the encoder for fine-tuning)
         summary.update(task.on_train_end(
             model, folder=folder, val_loader=val_loader, amp=amp, dist_info=dist_info, step=p.step, config=config,
@@ -527,6 +530,44 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         summary.get("best_epoch"), p.train_time_s, summary["images_per_s"] or 0, summary["mean_keep_ratio"] or 0, folder,
     )
     return summary
+
+
+def _solve_budget(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int, total_steps: int):
+    """With `budget`, the config with its schedule solved to that cost (pss.budget), and the plan."""
+    if cfg.budget is None:
+        return cfg, None
+    import dataclasses
+
+    from pss.budget import cost_model_for, solve_budget
+
+    if cfg.task != "classification":
+        raise ConfigError(f"budget applies to classification training, not task {cfg.task!r}; set budget: null")
+    cost = cost_model_for(cfg, model)
+    plan = solve_budget(cfg.schedule, cfg.budget, cost, steps_per_epoch, total_steps)
+    log.info(
+        "budget %g: %s %s = %g, predicted cost %.4f of the full-token run (cost model: %s)",
+        cfg.budget, plan.schedule.name, plan.parameter, plan.value, plan.predicted_cost, plan.cost_model,
+    )
+    return dataclasses.replace(cfg, schedule=plan.schedule), (plan, cost)
+
+
+def _budget_summary(budget: tuple[Any, Any], folder: Path, device: torch.device) -> dict[str, Any]:
+    """The plan, and what the run really cost: the cost model over the steps it ran, and (on CPU, where
+    step times are synchronous) its step times relative to its own full-token steps."""
+    from pss.analysis.report import load_run
+    from pss.budget import realised_time_ratio
+
+    plan, cost = budget
+    rows = [r for r in load_run(folder).train_log if r.get("keep_ratio") is not None]
+    out = plan.to_dict()
+    out["realised_cost"] = math.fsum(cost(float(r["keep_ratio"])) for r in rows) / len(rows) if rows else None
+    out["realised_time_ratio"] = realised_time_ratio(rows) if device.type == "cpu" else None
+    log.info(
+        "budget %g: predicted cost %.4f, realised %.4f (%s)%s", plan.budget, plan.predicted_cost,
+        out["realised_cost"] or math.nan, plan.cost_model,
+        "" if out["realised_time_ratio"] is None else f", step time vs this run's full-token steps {out['realised_time_ratio']:.3f}",
+    )
+    return out
 
 
 def _summary(cfg: TrainConfig, p: Progress, task: Task, spe: int, device: torch.device, amp: Amp,

@@ -2,13 +2,17 @@
 
     result = run_demo("runs/demo")      # built-in data, a few minutes on 2 CPU cores
 
-1. trains the recipe (configs/demo.yaml) twice with `pss.train.train`: a baseline at keep ratio
-   1.0, and PSS (cyclic 0.2 -> 1.0 each epoch, magnitude selection); everything else equal;
-2. sweeps both best models over keep ratios (dynamic inference: accuracy, images/s, GFLOPs);
-3. writes the run report (time, accuracy, speed-up; accuracy vs time, step time per keep ratio);
-4. draws the patches the PSS model keeps on a few validation images, and both schedules.
+1. trains the recipe (configs/demo.yaml) three times with `pss.train.train`: the full baseline at
+   keep ratio 1.0; PSS as the recipe says (its schedule, selection and compute `budget`); and the
+   equal-time baseline, the full-token recipe trained for PSS's cost (epochs x its budget, or x its
+   measured time ratio without one; LR schedule fully decayed over the shorter run);
+2. sweeps the best models over keep ratios (dynamic inference: accuracy, images/s, GFLOPs);
+3. writes the run report (time, accuracy against both baselines; accuracy vs time, step time per
+   keep ratio) and says which run won;
+4. draws the patches the PSS model keeps on a few validation images, and the schedules.
 
-Output folder layout: baseline/, pss/ (run folders), sweep/, report/, patches.png, schedules.png.
+Output folder layout: baseline/, pss/, baseline_equal_time/ (run folders), sweep/, report/,
+patches.png, schedules.png.
 """
 from __future__ import annotations
 
@@ -23,13 +27,16 @@ import pss
 from pss.analysis import viz
 from pss.analysis.report import format_duration, write_report
 from pss.analysis.sweep import resolve_device, sweep_checkpoints, write_sweep
+from pss.schedule import from_dict as schedule_from_dict
 
 log = logging.getLogger("pss.demo")
 
-# The two runs: only the keep-ratio schedule differs.
+# The runs, in training order: the baseline differs from PSS in its schedule alone; the equal-time
+# baseline is the baseline shortened to PSS's cost (its overrides are added once that cost is known).
 RUNS: dict[str, list[str]] = {
-    "baseline": ["schedule={name: fixed, rho: 1.0}"],
-    "pss": ["schedule={name: cyclic, low: 0.2, high: 1.0}", "select=magnitude"],
+    "baseline": ["schedule={name: fixed, rho: 1.0}", "budget=null"],
+    "pss": [],
+    "baseline_equal_time": ["schedule={name: fixed, rho: 1.0}", "budget=null"],
 }
 DEMO_KEEP_RATIOS = (1.0, 0.8, 0.6, 0.4, 0.2)
 
@@ -83,6 +90,7 @@ def run_demo(
 
     Re-running replaces the previous demo results in `output`.
     """
+    from pss.budget import equal_time_overrides
     from pss.checkpoint import load_model
     from pss.train import resolve_config, train
 
@@ -91,9 +99,14 @@ def run_demo(
     t0 = time.perf_counter()
     for i, (name, extra) in enumerate(RUNS.items()):
         cfg, _ = resolve_config(recipe, [*(overrides or []), *extra], data=data, output=str(out / name))
+        if name == "baseline_equal_time":
+            # PSS's cost relative to the full baseline: its budget (a compute ratio) or its measured time
+            ratio = cfgs["pss"].budget or min(1.0, summaries["pss"]["train_time_s"] / summaries["baseline"]["train_time_s"])
+            cfg, _ = resolve_config(recipe, [*(overrides or []), *extra, *equal_time_overrides(cfg, ratio, "pss")],
+                                    data=data, output=str(out / name))
         if i == 0:
             warm_up(cfg)
-        log.info("demo: training %s (%s schedule) -> %s", name, cfg.schedule.name, out / name)
+        log.info("demo: training %s (%s schedule, %d epochs) -> %s", name, cfg.schedule.name, cfg.epochs, out / name)
         summaries[name] = train(cfg, overwrite=True, quiet=quiet)
         cfgs[name] = cfg
     train_s = time.perf_counter() - t0
@@ -113,13 +126,15 @@ def run_demo(
                                   method="magnitude", row_labels=labels)
     s = summaries["pss"]
     spe = max(1, s["steps"] // max(1, s["epochs"]))
-    schedules = viz.plot_schedules({f"{n} ({cfgs[n].schedule.name})": cfgs[n].schedule for n in RUNS},
+    solved = {n: schedule_from_dict(summaries[n]["schedule"]) for n in ("baseline", "pss")}
+    schedules = viz.plot_schedules({f"{n} ({solved[n].name})": solved[n] for n in solved},
                                    spe, s["steps"], out / "schedules.png")
     return {
         "output": str(out),
         "total_time_s": time.perf_counter() - t0,
         "train_wall_s": train_s,
         "runs": report["runs"],
+        "budget": summaries["pss"].get("budget"),
         "table_markdown": report["table_markdown"],
         "sweep": sweep,
         "paths": {
@@ -135,10 +150,34 @@ def run_demo(
     }
 
 
+def verdict(rows: list[dict[str, Any]]) -> str:
+    """Which run won, in plain words: PSS against the equal-time baseline (the question that matters:
+    same training time, better model?) and against the full baseline; final-epoch top-1."""
+    by = {r["run"]: r for r in rows}
+    base, pss_row, equal = by["baseline"], by["pss"], by.get("baseline_equal_time")
+    lines = []
+    if equal is not None and pss_row["final_acc1"] is not None and equal["final_acc1"] is not None:
+        d = pss_row["final_acc1"] - equal["final_acc1"]
+        who = "PSS won" if d > 0 else "the equal-time baseline won" if d < 0 else "a tie"
+        lines.append(
+            f"Same training time: {who}. PSS {pss_row['final_acc1']:.2f}% vs {equal['final_acc1']:.2f}% for the baseline "
+            f"trained for {equal['epochs']} instead of {base['epochs']} epochs ({d:+.2f} points, final epoch)."
+        )
+    if pss_row["final_acc1"] is not None and base["final_acc1"] is not None:
+        d = pss_row["final_acc1"] - base["final_acc1"]
+        lines.append(
+            f"Against the full baseline ({base['final_acc1']:.2f}%): {d:+.2f} points, in "
+            f"{pss_row['time_vs_first']:.2f}x its training time."
+        )
+    lines.append("One seed each: differences of a point or two are within seed noise on this small set.")
+    return "\n".join(lines)
+
+
 def format_demo(result: dict[str, Any]) -> str:
-    """The text `pss demo` prints: comparison table, dynamic inference, where the pictures are."""
+    """The text `pss demo` prints: comparison table, who won, dynamic inference, where the pictures are."""
     base, pss_row = result["runs"][0], result["runs"][1]
-    lines = ["", "== PSS demo: baseline vs patch sampling schedule ==", "", result["table_markdown"].rstrip(), ""]
+    lines = ["", "== PSS demo: baseline, PSS, and the baseline given PSS's training time ==", "",
+             result["table_markdown"].rstrip(), ""]
     if base["train_time_s"] and pss_row["train_time_s"]:
         diff = pss_row.get("best_acc1_diff")
         lines.append(
@@ -147,13 +186,19 @@ def format_demo(result: dict[str, Any]) -> str:
             f"best top-1 {pss_row['best_acc1']:.2f}% vs {base['best_acc1']:.2f}%"
             + (f" ({diff:+.2f} points)." if diff is not None else ".")
         )
+    bud = result.get("budget")
+    if bud:
+        lines.append(f"Budget {bud['budget']:g} of the full run's FLOPs: pss set {bud['schedule']['name']} "
+                     f"{bud['parameter']} = {bud['value']:g} (predicted cost {bud['predicted_cost']:.3f}).")
+    lines += ["", verdict(result["runs"])]
     lines += ["", "Dynamic inference (top-1 % at keep ratio rho; images/s of the model alone):"]
     entries = result["sweep"]["checkpoints"]
     rhos = [r["keep_ratio"] for r in entries[0]["results"]]
-    lines.append("  " + f"{'rho':<10}" + "".join(f"{r:>9g}" for r in rhos))
+    lines.append("  " + f"{'rho':<20}" + "".join(f"{r:>9g}" for r in rhos))
     for e in entries:
-        lines.append("  " + f"{e['name']:<10}" + "".join(f"{r['acc1']:>8.1f}%" for r in e["results"]))
-    lines.append("  " + f"{'images/s':<10}" + "".join(f"{r['images_per_s']:>9.0f}" for r in entries[-1]["results"]))
+        lines.append("  " + f"{e['name']:<20}" + "".join(f"{r['acc1']:>8.1f}%" for r in e["results"]))
+    pss_entry = next((e for e in entries if e["name"] == "pss"), entries[-1])
+    lines.append("  " + f"{'images/s (pss)':<20}" + "".join(f"{r['images_per_s']:>9.0f}" for r in pss_entry["results"]))
     p = result["paths"]
     lines += [
         "",

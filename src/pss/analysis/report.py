@@ -4,14 +4,16 @@ A run folder holds `train_log.jsonl`, `val_log.jsonl`, `summary.json` and `confi
 (see docs/DESIGN.md). `write_report` turns one or more of them into
 
   * `report.md` / `report.json`: per run, training time, time relative to the first run, best and
-    final top-1, difference to the first run, mean keep ratio, images/s;
+    final top-1, their differences to the full baseline and (when one is given) to the equal-time
+    baseline, mean keep ratio, images/s;
   * `accuracy_vs_time.png`: validation top-1 against training wall-clock time (the paper's
     "faster training" figure);
   * `epoch_step_time.png`: step time per iteration over one epoch, and the mean step time per keep
     ratio (the paper's "single epoch training time" figure);
   * `train_loss.png`: training loss against step.
 
-The first run given is the reference (typically the baseline without PSS).
+The first run given is the time reference (typically the baseline without PSS); the full baseline is
+the first full-token run, the equal-time baseline the run whose config has `equal_time_of` set.
 """
 from __future__ import annotations
 
@@ -139,27 +141,66 @@ def load_runs(paths: list[str | Path], names: list[str] | None = None) -> list[R
 # ----------------------------------------------------------------------------- table
 
 
+def is_full_token(run: Run) -> bool:
+    """A run at keep ratio 1.0 throughout (a baseline), from its config or its logs."""
+    sched = run.config.get("schedule") or run.summary.get("schedule")
+    if isinstance(sched, dict) and sched.get("name") == "fixed":
+        return float(sched.get("rho", 0.0)) >= 1.0
+    if isinstance(sched, (int, float)) and not isinstance(sched, bool):
+        return float(sched) >= 1.0
+    rho = run.mean_keep_ratio
+    return rho is not None and rho >= 1.0 and not sched
+
+
+def equal_time_of(run: Run) -> str | None:
+    """The run this one is the equal-time baseline of (its `equal_time_of` setting), if any."""
+    return run.config.get("equal_time_of") or run.summary.get("equal_time_of")
+
+
+def baselines(runs: list[Run]) -> tuple[Run, Run | None]:
+    """(full baseline, equal-time baseline) among `runs`: the first full-token run that is not an
+    equal-time baseline (else the first run), and the first run marked as an equal-time baseline."""
+    equal = next((r for r in runs if equal_time_of(r)), None)
+    full = next((r for r in runs if is_full_token(r) and not equal_time_of(r)), runs[0])
+    return full, equal
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
 def summary_table(runs: list[Run]) -> list[dict[str, Any]]:
-    """One row per run; relative columns are against the first run."""
+    """One row per run. Time and speed-up are against the first run; top-1 differences against the
+    full baseline (`*_vs_full`) and, when one is given, the equal-time baseline (`*_vs_equal_time`):
+    the full-token recipe trained for the PSS run's cost (see pss.budget)."""
     ref = runs[0]
+    full, equal = baselines(runs)
     rows = []
     for r in runs:
         t, t0 = r.train_time_s, ref.train_time_s
-        best, best0 = r.best_acc1, ref.best_acc1
+        best, final = r.best_acc1, r.final_acc1
+        role = "equal-time baseline" if r is equal else "full baseline" if r is full else (
+            "baseline" if is_full_token(r) else "pss")
         rows.append(
             {
                 "run": r.name,
+                "role": role,
                 "path": str(r.path),
                 "train_time_s": t,
                 "time_vs_first": t / t0 if t is not None and t0 else None,
                 "speedup_vs_first": t0 / t if t and t0 is not None else None,
                 "best_acc1": best,
-                "final_acc1": r.final_acc1,
-                "best_acc1_diff": best - best0 if best is not None and best0 is not None else None,
+                "final_acc1": final,
+                "best_acc1_diff": _diff(best, ref.best_acc1),
+                "best_vs_full": None if r is full else _diff(best, full.best_acc1),
+                "final_vs_full": None if r is full else _diff(final, full.final_acc1),
+                "best_vs_equal_time": None if equal is None or r is equal else _diff(best, equal.best_acc1),
+                "final_vs_equal_time": None if equal is None or r is equal else _diff(final, equal.final_acc1),
                 "mean_keep_ratio": r.mean_keep_ratio,
                 "images_per_s": r.images_per_s,
                 "epochs": r.summary.get("epochs"),
                 "steps": r.summary.get("steps", len(r.train_log) or None),
+                "budget": (r.summary.get("budget") or {}).get("budget") if isinstance(r.summary.get("budget"), dict) else None,
                 "device": r.summary.get("device"),
             }
         )
@@ -181,9 +222,13 @@ def _fmt(v: Any, spec: str, suffix: str = "") -> str:
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    """The comparison table as Markdown (times human-readable, accuracies in the logs' units)."""
+    """The comparison table as Markdown (times human-readable, accuracies in the logs' units). The
+    "vs equal time" columns appear when an equal-time baseline is among the runs."""
+    has_equal = any(row.get("role") == "equal-time baseline" for row in rows)
     header = ["run", "train time", "time vs first", "speed-up", "best top-1", "final top-1",
-              "top-1 diff", "mean rho", "images/s"]
+              "best vs full", "final vs full"]
+    header += ["best vs equal time", "final vs equal time"] if has_equal else []
+    header += ["mean rho", "images/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for row in rows:
         cells = [
@@ -193,10 +238,12 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
             _fmt(row["speedup_vs_first"], ".2f", "x"),
             _fmt(row["best_acc1"], ".2f"),
             _fmt(row["final_acc1"], ".2f"),
-            _fmt(row["best_acc1_diff"], "+.2f"),
-            _fmt(row["mean_keep_ratio"], ".3f"),
-            _fmt(row["images_per_s"], ".1f"),
+            _fmt(row.get("best_vs_full"), "+.2f"),
+            _fmt(row.get("final_vs_full"), "+.2f"),
         ]
+        if has_equal:
+            cells += [_fmt(row.get("best_vs_equal_time"), "+.2f"), _fmt(row.get("final_vs_equal_time"), "+.2f")]
+        cells += [_fmt(row["mean_keep_ratio"], ".3f"), _fmt(row["images_per_s"], ".1f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -374,7 +421,11 @@ def write_report(run_dirs: list[str | Path], output: str | Path, names: list[str
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
 
     table = to_markdown(rows)
-    md = ["# Training report", "", f"Reference run (first): `{runs[0].name}`", "", table]
+    full, equal = baselines(runs)
+    md = ["# Training report", "", f"Time reference (first run): `{runs[0].name}`; full baseline: `{full.name}`"
+          + (f"; equal-time baseline: `{equal.name}` (of {equal_time_of(equal)})" if equal is not None else
+             "; no equal-time baseline given (train one with pss.budget.equal_time_overrides, e.g. as pss demo does)"),
+          "", table]
     md += ["## Mean step time per keep ratio (over one typical epoch)", ""]
     for r in runs:
         means = step_time_by_keep_ratio(r)

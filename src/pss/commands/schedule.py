@@ -3,6 +3,11 @@
     pss schedule cyclic --low 0.2 --high 1.0 --epochs 3 --steps-per-epoch 10
     pss schedule linear --start 0.4 --end 1.0 --epochs 100 --steps-per-epoch 1250 --grid none
     pss schedule fixed --rho 0.6 --epochs 2 --steps-per-epoch 5 --json
+    pss schedule cyclic --budget 0.6 --model pss_vit_small_patch16_224 --epochs 100 --steps-per-epoch 1250
+
+`--budget B` solves the schedule's free parameter (cyclic --low, linear/cosine --start, fixed --rho) so
+that the run costs B of the full-token run (pss.budget): by the FLOPs of `--model` (options with --set,
+e.g. --set pos_embed=rope), or by a `pss bench speed --json` file given as --budget-cost.
 
 `--json` prints a JSON list of {"step", "epoch", "keep_ratio"}, one record per line; "epoch" is the
 0-based integer epoch index (step // steps_per_epoch), as in train_log.jsonl.
@@ -56,7 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for kind in SCHEDULES:
         k = kinds.add_parser(kind, help=(SCHEDULES[kind].__doc__ or "").splitlines()[0])
         for flag, dest, required, help_ in _PARAMS[kind]:
-            k.add_argument(flag, dest=dest, type=float, required=required, default=None, help=help_)
+            # with --budget the free parameter is solved, so it may be left out
+            k.add_argument(flag, dest=dest, type=float, default=None,
+                           help=help_ + (" (required unless --budget solves it)" if required else ""))
         k.add_argument("--epochs", type=float, required=True, help="length of the run in epochs")
         k.add_argument("--steps-per-epoch", type=int, required=True, help="optimizer steps per epoch")
         k.add_argument("--grid", type=_grid, default=None,
@@ -64,15 +71,52 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         k.add_argument("--warmup-epochs", type=float, default=None, help="epochs at rho = 1.0 first")
         k.add_argument("--cooldown-epochs", type=float, default=None, help="epochs at rho = 1.0 last")
         k.add_argument("--json", action="store_true", help="print a JSON list of {step, epoch, keep_ratio}")
+        k.add_argument("--budget", type=float, default=None,
+                       help="solve the free parameter so the run costs this share of the full-token run (0, 1]")
+        k.add_argument("--model", default=None, help="with --budget: the model whose FLOPs set the cost")
+        k.add_argument("--img-size", type=int, default=None, help="with --budget: the model's input size")
+        k.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                       help="with --budget: a model option, e.g. --set pos_embed=rope")
+        k.add_argument("--budget-cost", default="flops",
+                       help="with --budget: flops (of --model, default) or a pss bench speed --json file")
     p.set_defaults(func=run)
 
 
 def build_schedule(args: argparse.Namespace) -> Schedule:
-    """The schedule the flags describe; flags left out take the schedule's own defaults."""
+    """The schedule the flags describe; flags left out take the schedule's own defaults. With --budget
+    the free parameter may be left out (a placeholder is solved away)."""
+    from pss.budget import FREE_PARAMETER
+
     spec: dict[str, Any] = {"name": args.kind}
     names = [dest for _, dest, _, _ in _PARAMS[args.kind]] + ["grid", "warmup_epochs", "cooldown_epochs"]
     spec.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    budget = getattr(args, "budget", None)
+    for flag, dest, required, _ in _PARAMS[args.kind]:
+        if required and dest not in spec:
+            if budget is not None and dest == FREE_PARAMETER[args.kind]:
+                spec[dest] = 0.5  # placeholder, replaced by the solver
+            else:
+                raise ConfigError(f"pss schedule {args.kind} needs {flag}"
+                                  + (" (or --budget to solve it)" if dest == FREE_PARAMETER[args.kind] else ""))
     return from_dict(spec)
+
+
+def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int):
+    """--budget: the solved schedule and its plan (the cost model from --model or --budget-cost)."""
+    import pss
+    from pss.budget import FlopCost, TableCost, check_budget, solve_budget
+    from pss.commands.bench import _model_kwargs
+
+    check_budget(args.budget, sched)
+    kwargs = _model_kwargs(args.model_kwargs)
+    if args.budget_cost == "flops":
+        if not args.model:
+            raise ConfigError("--budget needs --model NAME (the model whose FLOPs set the cost) or --budget-cost FILE")
+        model = pss.build_model(args.model, num_classes=10, img_size=args.img_size, **kwargs)
+        cost = FlopCost.for_model(model, args.model)
+    else:
+        cost = TableCost.from_file(args.budget_cost, args.model, args.img_size, kwargs if args.model_kwargs else None)
+    return solve_budget(sched, args.budget, cost, spe, total)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,11 +127,18 @@ def run(args: argparse.Namespace) -> int:
     if spe < 1:
         raise ConfigError(f"--steps-per-epoch must be >= 1, got {spe}")
     total = max(1, int(args.epochs * spe + 0.5))  # round half up, at least one step
+    plan = None
+    if args.budget is not None:
+        plan = solve(args, sched, spe, total)
+        sched = plan.schedule
     values = sched.values(spe, total)  # also checks that warm-up + cool-down fit the run
     if args.json:
         rows = [json.dumps({"step": s, "epoch": s // spe, "keep_ratio": v}) for s, v in enumerate(values)]
         print("[\n" + ",\n".join(rows) + "\n]")
     else:
+        if plan is not None:
+            print(f"budget {plan.budget:g}: {plan.parameter} = {plan.value:g}, predicted cost {plan.predicted_cost:.4f} "
+                  f"of the full-token run (cost model: {plan.cost_model})")
         print(summary(sched, values, spe))
     return 0
 

@@ -16,6 +16,7 @@ BEiT-style checkpoints map onto it, and timm's optimizer factory / layer decay w
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -30,6 +31,10 @@ from pss.select import PatchSampler
 
 PosEmbed = Literal["learned", "rel_bias", "rope"]
 POS_EMBEDS = ("learned", "rel_bias", "rope")
+# "timm": truncated normal (std 0.02) everywhere; "reference": the same, then the reference code's
+# depth-scaled residual projections and 1e-3 head (see PssVisionTransformer._init_weights).
+WeightInit = Literal["timm", "reference"]
+WEIGHT_INITS = ("timm", "reference")
 
 
 def relative_position_index(grid: tuple[int, int], num_prefix_tokens: int) -> torch.Tensor:
@@ -170,8 +175,11 @@ class PssVisionTransformer(nn.Module):
         drop_path_rate: float = 0.0,
         keep_ratio: float = 1.0,
         select: str = "magnitude",
+        weight_init: WeightInit = "timm",
     ) -> None:
         super().__init__()
+        if weight_init not in WEIGHT_INITS:
+            raise ConfigError(f"unknown weight_init {weight_init!r}; choose one of {', '.join(WEIGHT_INITS)}")
         if pos_embed not in POS_EMBEDS:
             raise ConfigError(f"unknown pos_embed {pos_embed!r}; choose one of {', '.join(POS_EMBEDS)}")
         if global_pool not in ("token", "avg"):
@@ -238,9 +246,9 @@ class PssVisionTransformer(nn.Module):
         self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6) if use_fc_norm else nn.Identity()
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights()
+        self._init_weights(weight_init)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, weight_init: str = "timm") -> None:
         for p in (self.pos_embed, self.cls_token, self.reg_token):
             if p is not None:
                 trunc_normal_(p, std=0.02)
@@ -249,6 +257,17 @@ class PssVisionTransformer(nn.Module):
                 trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        if weight_init == "reference":
+            # The reference (BEiT / SimMIM / PSS) code: each block's residual projections scaled by
+            # 1 / sqrt(2 * layer), so the residual stream's variance does not grow with depth, and the
+            # classifier head scaled by 1e-3 (near-zero logits at the start).
+            with torch.no_grad():
+                for layer, block in enumerate(self.blocks, start=1):
+                    block.attn.proj.weight.div_(math.sqrt(2.0 * layer))
+                    block.mlp.fc2.weight.div_(math.sqrt(2.0 * layer))
+                if isinstance(self.head, nn.Linear):
+                    self.head.weight.mul_(1e-3)
+                    self.head.bias.mul_(1e-3)
 
     # timm integration -------------------------------------------------------------------------
     @torch.jit.ignore

@@ -1,0 +1,333 @@
+"""Compute budgets: solve a keep-ratio schedule so that a run costs a given share of the full-token run.
+
+    cost = FlopCost.for_model(model)                       # or TableCost.from_file("speed.json", ...)
+    plan = solve_budget(schedule, 0.6, cost, steps_per_epoch, total_steps)
+    plan.schedule, plan.predicted_cost                      # e.g. cyclic(low=0.31, high=1.0), 0.5996
+
+`budget: 0.6` in a recipe means "this run may cost 0.6 of the same run at keep ratio 1.0". The cost of
+a run is the mean, over its steps, of the relative cost c(rho) of one training step at that step's
+keep ratio (c(1.0) = 1). pss solves the schedule's one free parameter (`FREE_PARAMETER`: cyclic `low`,
+linear / cosine `start`, fixed `rho`), keeping everything else (warm-up and cool-down at rho = 1.0, the
+grid, `high` / `end`), and takes the largest value whose predicted cost does not exceed the budget.
+
+Cost models (`budget_cost` in a recipe):
+  * `flops` (default): FLOPs of a training step (forward + backward) of the actual model, counted with
+    torch.utils.flop_counter. The matmul FLOPs of a ViT are exactly a quadratic in the number of tokens
+    (linear layers scale with it, attention with its square, the patch embedding and head not at all),
+    so three counts give the cost of every keep ratio.
+  * a `pss bench speed --json` file: measured step time per keep ratio (`relative_time`), so the budget
+    means wall-clock on that machine. Keep ratios between measured ones are interpolated linearly; a
+    schedule that needs a keep ratio outside the table is refused.
+
+The equal-time baseline (`equal_time_overrides`) is the other half of an honest comparison: the same
+full-token recipe with its epochs (and LR warm-up) scaled to the PSS run's cost, so its LR schedule
+decays fully over the shorter run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pss.errors import ConfigError
+from pss.schedule import FixedSchedule, Schedule
+from pss.select import num_kept
+
+__all__ = [
+    "FREE_PARAMETER",
+    "BudgetPlan",
+    "FlopCost",
+    "TableCost",
+    "equal_time_epochs",
+    "equal_time_overrides",
+    "predicted_cost",
+    "realised_time_ratio",
+    "solve_budget",
+]
+
+# The parameter of each schedule kind that the budget sets.
+FREE_PARAMETER = {"cyclic": "low", "linear": "start", "cosine": "start", "fixed": "rho"}
+# Free parameters are solved to this many decimals (rounded down, so the budget is never exceeded).
+_DECIMALS = 4
+_TOL = 1e-9
+
+
+def check_budget(budget: Any, schedule: Schedule) -> None:
+    """Refuse a budget that is not a share of the full cost, or that has no schedule to solve."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
+        raise ConfigError(
+            f"budget must be in (0, 1] (the share of the full-token run's cost, e.g. 0.6), got {budget!r}"
+        )
+    if schedule.name not in FREE_PARAMETER:
+        raise ConfigError(f"budget cannot solve a {schedule.name} schedule; use one of {', '.join(FREE_PARAMETER)}")
+    if isinstance(schedule, FixedSchedule) and schedule.rho == 1.0 and budget < 1:
+        raise ConfigError(
+            f"budget {budget:g} with schedule 1.0 (every token, every step) leaves nothing to solve: give a PSS "
+            f"schedule (e.g. --set schedule=cyclic), or for a full-token run of that cost scale epochs instead "
+            f"(the equal-time baseline: epochs x {budget:g})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# cost models: keep ratio -> cost of one training step relative to keep ratio 1.0
+
+
+@dataclass(frozen=True)
+class FlopCost:
+    """Relative training-step FLOPs of one model: c(rho) = F(K(rho)) / F(N), F quadratic in tokens."""
+
+    num_patches: int
+    coeffs: tuple[float, float, float]  # F(K) = a + b K + c K^2 (K = kept patch tokens), per image
+    model: str = ""
+    name: str = "flops"
+
+    def flops(self, k: int) -> float:
+        a, b, c = self.coeffs
+        return a + b * k + c * k * k
+
+    def __call__(self, keep_ratio: float) -> float:
+        return self.flops(num_kept(self.num_patches, keep_ratio)) / self.flops(self.num_patches)
+
+    def check(self, keep_ratios: set[float]) -> None:
+        """Every keep ratio is covered (the FLOP model has no gaps)."""
+
+    @classmethod
+    def for_model(cls, model: Any, name: str = "") -> FlopCost:
+        """Count one image's training-step FLOPs at three token counts and fit the quadratic exactly."""
+        import torch
+
+        from pss.analysis.flops import count_flops, example_input
+        from pss.control import samplers
+
+        n = model.patch_embed.num_patches
+        if not samplers(model):
+            raise ConfigError(f"{type(model).__name__} has no PatchSampler: build it with pss or call pss.attach(model)")
+        ks = sorted({n, max(1, n // 2), 1})
+        was_training = model.training
+        model.train()
+        x = example_input(model, batch_size=1)
+        try:
+            ys = [float(count_flops(model, x, k / n, backward=True)) for k in ks]
+        finally:
+            model.train(was_training)
+        if len(ks) < 3:  # a model with one or two patches: the cost is linear (or constant) in K
+            coeffs = (ys[0], (ys[-1] - ys[0]) / max(ks[-1] - ks[0], 1), 0.0)
+        else:
+            coeffs = tuple(float(v) for v in torch.linalg.solve(
+                torch.tensor([[1.0, k, k * k] for k in ks], dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
+            ))
+        return cls(n, coeffs, name)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TableCost:
+    """Measured relative step time per keep ratio (a `pss bench speed --json` file)."""
+
+    table: tuple[tuple[float, float], ...]  # (keep ratio, time / time at 1.0), ascending keep ratio
+    source: str = ""
+    grid: bool = True  # a gridded schedule must find each of its keep ratios in the table
+    name: str = "table"
+
+    def __call__(self, keep_ratio: float) -> float:
+        pts = self.table
+        for r, c in pts:
+            if abs(r - keep_ratio) < 1e-6:
+                return c
+        if not pts[0][0] <= keep_ratio <= pts[-1][0]:
+            raise ConfigError(self._missing([keep_ratio]))
+        for (r0, c0), (r1, c1) in zip(pts, pts[1:]):
+            if r0 <= keep_ratio <= r1:
+                return c0 + (c1 - c0) * (keep_ratio - r0) / (r1 - r0)
+        raise ConfigError(self._missing([keep_ratio]))  # unreachable: the range was checked
+
+    def check(self, keep_ratios: set[float]) -> None:
+        """Refuse a schedule that needs keep ratios the table does not hold (gridded) or cover."""
+        have = [r for r, _ in self.table]
+        if self.grid:
+            missing = sorted(r for r in keep_ratios if not any(abs(r - h) < 1e-6 for h in have))
+        else:
+            missing = sorted(r for r in keep_ratios if not have[0] - 1e-9 <= r <= have[-1] + 1e-9)
+        if missing:
+            raise ConfigError(self._missing(missing))
+
+    def _missing(self, missing: list[float]) -> str:
+        have = ", ".join(f"{r:g}" for r, _ in self.table)
+        want = ", ".join(f"{r:g}" for r in missing)
+        return (f"cost file {self.source!r} has no step time for keep ratio(s) {want} (it has {have}); "
+                f"re-run pss bench speed with --keep covering them, or use budget_cost: flops")
+
+    @classmethod
+    def from_file(cls, path: str | Path, model: str | None = None, img_size: int | None = None,
+                  model_kwargs: dict[str, Any] | None = None) -> TableCost:
+        """Read a speed report; refuse one of another model (name, image size, or model options)."""
+        path = Path(path).expanduser()
+        hint = "write one with: pss bench speed --model NAME --json FILE, or use budget_cost: flops"
+        if not path.is_file():
+            raise ConfigError(f"budget_cost file {str(path)!r} not found; {hint}")
+        try:
+            report = json.loads(path.read_text())
+            rows = [(float(r["keep_ratio"]), float(r["relative_time"])) for r in report["results"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"budget_cost file {str(path)!r} is not a pss bench speed report ({e}); {hint}") from None
+        if model is not None and report.get("model") != model:
+            raise ConfigError(
+                f"budget_cost file {str(path)!r} was measured on {report.get('model')!r}, this run trains {model!r}; "
+                f"measure this model: pss bench speed --model {model} --json FILE"
+            )
+        if img_size is not None and report.get("img_size") not in (None, img_size):
+            raise ConfigError(
+                f"budget_cost file {str(path)!r} was measured at {report.get('img_size')} px, this run uses {img_size} px; "
+                f"measure with pss bench speed --img-size {img_size}"
+            )
+        if model_kwargs is not None and "model_kwargs" in report:
+            recorded = report["model_kwargs"] or {}
+            differ = sorted(k for k in set(recorded) | set(model_kwargs)
+                            if k in _COST_KWARGS and recorded.get(k) != model_kwargs.get(k))
+            if differ:
+                raise ConfigError(
+                    f"budget_cost file {str(path)!r} was measured with other model options ({', '.join(differ)}: "
+                    f"{ {k: recorded.get(k) for k in differ} } vs { {k: model_kwargs.get(k) for k in differ} }); "
+                    "measure this model with pss bench speed --set KEY=VALUE ..."
+                )
+        rows = sorted(dict(rows).items())
+        if not rows or abs(rows[-1][0] - 1.0) > 1e-6:
+            raise ConfigError(f"budget_cost file {str(path)!r} has no time at keep ratio 1.0, the reference; {hint}")
+        return cls(tuple(rows), str(path))
+
+
+# model options that change a step's cost (a cost table measured with others is refused)
+_COST_KWARGS = ("depth", "embed_dim", "num_heads", "mlp_ratio", "pos_embed", "reg_tokens", "class_token", "patch_size")
+
+
+# ---------------------------------------------------------------------------------------------
+# the solver
+
+
+def predicted_cost(schedule: Schedule, cost: Callable[[float], float], steps_per_epoch: int, total_steps: int) -> float:
+    """Mean relative step cost of a run of `total_steps` steps under `schedule`."""
+    counts = Counter(schedule.values(steps_per_epoch, total_steps))
+    return math.fsum(n * cost(r) for r, n in counts.items()) / total_steps
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """What `solve_budget` found: the schedule to train with and its predicted cost."""
+
+    schedule: Schedule
+    budget: float
+    predicted_cost: float
+    parameter: str
+    value: float
+    cost_model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"budget": self.budget, "cost_model": self.cost_model, "predicted_cost": self.predicted_cost,
+                "parameter": self.parameter, "value": self.value, "schedule": self.schedule.to_dict()}
+
+
+def _with(schedule: Schedule, param: str, value: float) -> Schedule:
+    return dataclasses.replace(schedule, **{param: value})
+
+
+def solve_budget(
+    schedule: Schedule,
+    budget: float,
+    cost: Callable[[float], float],
+    steps_per_epoch: int,
+    total_steps: int,
+) -> BudgetPlan:
+    """The schedule with its free parameter set as high as the budget allows (see the module docstring).
+
+    Raises ConfigError when even the smallest value of the parameter costs more than the budget
+    (warm-up / cool-down at rho = 1.0 and the grid set a floor), naming the smallest possible budget.
+    """
+    check_budget(budget, schedule)
+    schedule.check_run(steps_per_epoch, total_steps)
+    param = FREE_PARAMETER[schedule.name]
+    # Largest sensible value: cyclic low <= high; the others up to 1.0 (everything at rho = 1.0).
+    hi = min(float(getattr(schedule, "high", 1.0)), 1.0)
+    lo = 10.0 ** -_DECIMALS  # the smallest value; the grid or one kept token sets the real floor
+
+    def run_cost(value: float) -> float:
+        return predicted_cost(_with(schedule, param, value), cost, steps_per_epoch, total_steps)
+
+    floor = run_cost(lo)
+    if floor > budget + _TOL:
+        raise ConfigError(
+            f"budget {budget:g} is below what this schedule can reach: the smallest possible is "
+            f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0, warm-up/cool-down "
+            f"{schedule.warmup_epochs:g}/{schedule.cooldown_epochs:g} epochs at keep ratio 1.0, grid {schedule.grid}); "
+            "raise the budget, shorten warm-up/cool-down, or use a finer grid"
+        )
+    if run_cost(hi) <= budget + _TOL:
+        best = hi
+    else:
+        a, b = lo, hi  # run_cost(a) <= budget < run_cost(b); the cost never falls as the parameter grows
+        while b - a > 10.0 ** -(_DECIMALS + 1):
+            mid = (a + b) / 2
+            if run_cost(mid) <= budget + _TOL:
+                a = mid
+            else:
+                b = mid
+        best = max(lo, math.floor(a * 10**_DECIMALS) / 10**_DECIMALS)
+    solved = _with(schedule, param, best)
+    values = set(solved.values(steps_per_epoch, total_steps))
+    getattr(cost, "check", lambda _: None)(values)
+    return BudgetPlan(solved, float(budget), run_cost(best), param, best, getattr(cost, "name", "custom"))
+
+
+def cost_model_for(cfg: Any, model: Any) -> FlopCost | TableCost:
+    """The cost model a TrainConfig asks for (`budget_cost`: flops, or a speed-report file)."""
+    if cfg.budget_cost == "flops":
+        return FlopCost.for_model(model, cfg.model.name)
+    return TableCost.from_file(cfg.budget_cost, cfg.model.name, cfg.model.img_size, cfg.model.kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# after the run: what it really cost, and the equal-time baseline
+
+
+def realised_time_ratio(train_log: list[dict[str, Any]]) -> float | None:
+    """A run's step time relative to its own full-token steps: sum over keep ratios of (steps x median
+    step time) / (all steps x median step time at rho = 1.0). None when no step ran at rho = 1.0.
+
+    Meaningful where step times are synchronous (CPU); on CUDA the host runs ahead of the device between
+    log syncs, so compare `train_time_s` with a full-token run instead.
+    """
+    import statistics
+
+    times: dict[float, list[float]] = {}
+    for row in train_log:
+        if row.get("keep_ratio") is not None and row.get("step_time_s") is not None:
+            times.setdefault(round(float(row["keep_ratio"]), 6), []).append(float(row["step_time_s"]))
+    if 1.0 not in times:
+        return None
+    med = {r: statistics.median(ts) for r, ts in times.items()}
+    steps = sum(len(ts) for ts in times.values())
+    return math.fsum(len(times[r]) * med[r] for r in times) / (steps * med[1.0])
+
+
+def equal_time_epochs(epochs: int, ratio: float) -> int:
+    """Epochs of the full-token run that cost `ratio` of `epochs` full-token epochs (at least 1)."""
+    if not 0 < ratio <= 1:
+        raise ConfigError(f"an equal-time ratio must be in (0, 1], got {ratio!r}")
+    return max(1, math.floor(epochs * ratio + 0.5))
+
+
+def equal_time_overrides(cfg: Any, ratio: float, of: str) -> list[str]:
+    """`--set` overrides that turn `cfg` into the equal-time baseline of a run costing `ratio` of it:
+    keep ratio 1.0 always, epochs scaled (LR schedule fully decayed over the shorter run), LR warm-up and
+    cool-down scaled alike, no budget. `of` names the run it is the baseline of (recorded in its config)."""
+    epochs = equal_time_epochs(cfg.epochs, ratio)
+    scale = epochs / cfg.epochs
+    return [
+        "schedule=1.0", "budget=null", f"epochs={epochs}",
+        f"lr_sched.warmup_epochs={round(cfg.lr_sched.warmup_epochs * scale, 4)}",
+        f"lr_sched.cooldown_epochs={round(cfg.lr_sched.cooldown_epochs * scale, 4)}",
+        f"equal_time_of={json.dumps(of)}",
+    ]
