@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from typing import Any
 
 from pss.errors import ConfigError
+from pss.budget import FREE_PARAMETER
 from pss.schedule import SCHEDULES, Schedule, from_dict
 
 # Per-kind parameters: (flag, dataclass field, required, help).
@@ -62,8 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         k = kinds.add_parser(kind, help=(SCHEDULES[kind].__doc__ or "").splitlines()[0])
         for flag, dest, required, help_ in _PARAMS[kind]:
             # with --budget the free parameter is solved, so it may be left out
-            k.add_argument(flag, dest=dest, type=float, default=None,
-                           help=help_ + (" (required unless --budget solves it)" if required else ""))
+            free = dest == FREE_PARAMETER[kind]
+            k.add_argument(flag, dest=dest, type=float, default=None, required=required and not free,
+                           help=help_ + (" (required unless --budget solves it)" if required and free else ""))
         k.add_argument("--epochs", type=float, required=True, help="length of the run in epochs")
         k.add_argument("--steps-per-epoch", type=int, required=True, help="optimizer steps per epoch")
         k.add_argument("--grid", type=_grid, default=None,
@@ -85,8 +88,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def build_schedule(args: argparse.Namespace) -> Schedule:
     """The schedule the flags describe; flags left out take the schedule's own defaults. With --budget
     the free parameter may be left out (a placeholder is solved away)."""
-    from pss.budget import FREE_PARAMETER
-
     spec: dict[str, Any] = {"name": args.kind}
     names = [dest for _, dest, _, _ in _PARAMS[args.kind]] + ["grid", "warmup_epochs", "cooldown_epochs"]
     spec.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
@@ -95,9 +96,10 @@ def build_schedule(args: argparse.Namespace) -> Schedule:
         if required and dest not in spec:
             if budget is not None and dest == FREE_PARAMETER[args.kind]:
                 spec[dest] = 0.5  # placeholder, replaced by the solver
-            else:
-                raise ConfigError(f"pss schedule {args.kind} needs {flag}"
-                                  + (" (or --budget to solve it)" if dest == FREE_PARAMETER[args.kind] else ""))
+            else:  # a usage error, answered as argparse answers one (exit status 2)
+                print(f"pss schedule {args.kind}: error: the following arguments are required: {flag} "
+                      "(or --budget to solve it)", file=sys.stderr)
+                raise SystemExit(2)
     return from_dict(spec)
 
 
