@@ -1,0 +1,175 @@
+"""Compute budgets (pss.budget): cost models, the schedule solver by value, equal-time baselines, and
+`budget:` in `pss train` / `pss schedule`."""
+import json
+
+import pytest
+import yaml
+
+import pss
+from pss.analysis.flops import count_flops, example_input
+from pss.budget import (
+    FlopCost,
+    TableCost,
+    check_budget,
+    equal_time_epochs,
+    equal_time_overrides,
+    predicted_cost,
+    realised_time_ratio,
+    solve_budget,
+)
+from pss.cli import main
+from pss.config import load_config
+from pss.errors import ConfigError
+from pss.schedule import from_dict
+
+SPE, TOTAL = 50, 500  # 10 epochs of 50 steps
+
+
+def linear_cost(rho: float) -> float:
+    return rho
+
+
+def test_flop_cost_is_exact_quadratic_in_tokens():
+    model = pss.build_model("pss_vit_tiny_patch4_32", num_classes=10, depth=2, embed_dim=32, num_heads=2)
+    cost = FlopCost.for_model(model)
+    x = example_input(model, 1)
+    n = model.patch_embed.num_patches
+    for k in (3, 17, 40, 63):  # none of these was counted for the fit
+        assert cost.flops(k) == pytest.approx(count_flops(model, x, k / n, backward=True), rel=1e-9)
+    assert cost(1.0) == 1.0
+    assert 0.55 < cost(0.6) < 0.6  # the patch embedding and head do not shrink, attention shrinks faster
+
+
+def test_solver_by_value_continuous():
+    # cost(rho) = rho, no grid: the mean of each schedule has a closed form
+    fixed = solve_budget(from_dict({"name": "fixed", "rho": 0.9}), 0.6, linear_cost, SPE, TOTAL)
+    assert fixed.value == pytest.approx(0.6) and fixed.parameter == "rho"
+    lin = solve_budget(from_dict({"name": "linear", "start": 0.9, "end": 1.0, "grid": None}), 0.6, linear_cost, SPE, TOTAL)
+    assert lin.value == pytest.approx(0.2, abs=2e-4)  # mean of a line from start to 1 is (start + 1) / 2
+    cyc = solve_budget(from_dict({"name": "cyclic", "low": 0.9, "high": 1.0, "grid": None}), 0.6, linear_cost, SPE, TOTAL)
+    assert cyc.value == pytest.approx(0.2, abs=0.01)  # a triangle wave low -> 1 -> low averages (low + 1) / 2
+    for plan in (fixed, lin, cyc):
+        assert plan.predicted_cost <= 0.6 + 1e-9 and plan.predicted_cost == pytest.approx(0.6, abs=2e-3)
+        assert plan.predicted_cost == pytest.approx(predicted_cost(plan.schedule, linear_cost, SPE, TOTAL))
+
+
+def test_solver_takes_the_largest_value_within_budget_on_the_grid():
+    sched = from_dict({"name": "cyclic", "low": 0.2, "high": 1.0})  # grid 0.2: the cost is a step function
+    plan = solve_budget(sched, 0.6, linear_cost, SPE, TOTAL)
+    assert plan.predicted_cost <= 0.6 + 1e-9
+    above = from_dict({**plan.schedule.to_dict(), "low": plan.value + 2e-4})
+    assert predicted_cost(above, linear_cost, SPE, TOTAL) > 0.6  # any larger value would exceed the budget
+    assert set(plan.schedule.values(SPE, TOTAL)) <= {0.2, 0.4, 0.6, 0.8, 1.0}
+    assert plan.schedule.high == 1.0 and plan.schedule.grid == 0.2  # only the free parameter changed
+    # the full budget keeps every step at rho = 1.0
+    assert set(solve_budget(sched, 1.0, linear_cost, SPE, TOTAL).schedule.values(SPE, TOTAL)) == {1.0}
+
+
+def test_warmup_and_cooldown_count_and_set_a_floor():
+    sched = from_dict({"name": "cyclic", "low": 0.2, "high": 1.0, "warmup_epochs": 2, "cooldown_epochs": 2, "grid": None})
+    plan = solve_budget(sched, 0.8, linear_cost, SPE, TOTAL)
+    values = plan.schedule.values(SPE, TOTAL)
+    assert values[: 2 * SPE] == [1.0] * (2 * SPE) and values[-2 * SPE:] == [1.0] * (2 * SPE)
+    assert plan.predicted_cost == pytest.approx(0.8, abs=2e-3)
+    assert plan.value == pytest.approx(1 / 3, abs=0.01)  # 0.4 + 0.6 * (low + 1) / 2 = 0.8
+    # 4 of 10 epochs at 1.0, the rest a triangle from ~0 to 1 (mean 0.5): nothing below 0.7 is reachable
+    with pytest.raises(ConfigError, match=r"smallest possible is 0\.70"):
+        solve_budget(sched, 0.6, linear_cost, SPE, TOTAL)
+
+
+@pytest.mark.parametrize("budget, message", [
+    (0.0, "must be in \\(0, 1\\]"), (1.5, "must be in \\(0, 1\\]"), (True, "must be in \\(0, 1\\]"),
+    ("0.6", "must be in \\(0, 1\\]"),
+])
+def test_impossible_budgets(budget, message):
+    with pytest.raises(ConfigError, match=message):
+        check_budget(budget, from_dict("cyclic"))
+
+
+def test_budget_with_full_token_schedule_is_refused_at_config_time():
+    with pytest.raises(ConfigError, match="leaves nothing to solve.*equal-time baseline"):
+        load_config(None, ["schedule=1.0", "budget=0.6"])
+    with pytest.raises(ConfigError, match="must be in"):
+        load_config(None, ["schedule=cyclic", "budget=1.2"])
+    assert load_config(None, ["schedule=cyclic", "budget=0.6"]).budget == 0.6
+
+
+def _speed_report(path, model="pss_vit_tiny_patch4_32", rows=((1.0, 1.0), (0.6, 0.62), (0.2, 0.25)), **extra):
+    path.write_text(json.dumps({"kind": "speed", "model": model, "img_size": 32, **extra, "results": [
+        {"keep_ratio": r, "relative_time": t} for r, t in rows]}))
+    return path
+
+
+def test_table_cost_reads_a_speed_report_and_refuses_mismatches(tmp_path):
+    f = _speed_report(tmp_path / "speed.json")
+    cost = TableCost.from_file(f, "pss_vit_tiny_patch4_32", 32)
+    assert cost(0.6) == 0.62 and cost(1.0) == 1.0
+    assert cost(0.4) == pytest.approx((0.25 + 0.62) / 2)  # interpolated
+    with pytest.raises(ConfigError, match="measured on 'pss_vit_tiny_patch4_32', this run trains 'pss_vit_small"):
+        TableCost.from_file(f, "pss_vit_small_patch16_224")
+    with pytest.raises(ConfigError, match="measured at 32 px, this run uses 64 px"):
+        TableCost.from_file(f, "pss_vit_tiny_patch4_32", 64)
+    with pytest.raises(ConfigError, match="other model options"):
+        TableCost.from_file(_speed_report(tmp_path / "s2.json", model_kwargs={"depth": 2}), "pss_vit_tiny_patch4_32",
+                            32, {"depth": 4})
+    with pytest.raises(ConfigError, match="not found"):
+        TableCost.from_file(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a pss bench speed report"):
+        TableCost.from_file(tmp_path / "bad.json")
+    # a gridded cyclic schedule needs 0.4 and 0.8, which this table lacks
+    with pytest.raises(ConfigError, match=r"no step time for keep ratio\(s\) 0.4, 0.8"):
+        solve_budget(from_dict("cyclic"), 0.7, cost, SPE, TOTAL)
+    full = TableCost.from_file(_speed_report(tmp_path / "s3.json", rows=[(r / 5, r / 5 + 0.05) for r in range(1, 5)]
+                                             + [(1.0, 1.0)]))
+    plan = solve_budget(from_dict("cyclic"), 0.6, full, SPE, TOTAL)
+    assert plan.cost_model == "table" and plan.predicted_cost <= 0.6
+
+
+def test_realised_time_ratio_and_equal_time():
+    log = [{"keep_ratio": 1.0, "step_time_s": 0.10}] * 10 + [{"keep_ratio": 0.2, "step_time_s": 0.03}] * 30
+    assert realised_time_ratio(log) == pytest.approx((10 * 0.10 + 30 * 0.03) / (40 * 0.10))
+    assert realised_time_ratio([{"keep_ratio": 0.6, "step_time_s": 0.1}]) is None
+    assert equal_time_epochs(10, 0.6) == 6 and equal_time_epochs(15, 0.6) == 9 and equal_time_epochs(1, 0.3) == 1
+    cfg = load_config(None, ["epochs=10", "lr_sched.warmup_epochs=2", "schedule=cyclic", "budget=0.6"])
+    eq = load_config(None, ["epochs=10", "lr_sched.warmup_epochs=2", "schedule=cyclic", "budget=0.6",
+                            *equal_time_overrides(cfg, 0.6, "pss")])
+    assert eq.epochs == 6 and eq.lr_sched.warmup_epochs == pytest.approx(1.2) and eq.budget is None
+    assert eq.schedule.name == "fixed" and eq.schedule.rho == 1.0 and eq.equal_time_of == "pss"
+
+
+@pytest.mark.slow
+def test_train_with_budget_solves_and_records(tiny_image_folder, tmp_path):
+    from pss.train import resolve_config, train
+
+    common = ["epochs=4", "batch_size=2", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2}", "device=cpu",
+              "log_interval=1", "schedule={name: cyclic, low: 0.2, high: 1.0, grid: 0.2}"]
+    cfg, _ = resolve_config(None, [*common, "budget=0.7"], data=str(tiny_image_folder), output=str(tmp_path / "run"))
+    summary = train(cfg, quiet=True)
+    b = summary["budget"]
+    assert b["budget"] == 0.7 and b["cost_model"] == "flops" and b["parameter"] == "low"
+    assert b["predicted_cost"] <= 0.7 and b["realised_cost"] == pytest.approx(b["predicted_cost"])
+    assert b["realised_time_ratio"] is not None and b["realised_time_ratio"] > 0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["schedule"]["low"] == b["value"] == summary["schedule"]["low"] and saved["budget"] == 0.7
+
+    # an impossible budget is refused before anything is written, and an existing run is left alone
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    cfg, _ = resolve_config(None, [*common, "budget=0.3"], data=str(tiny_image_folder), output=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="smallest possible"):
+        train(cfg, overwrite=True, quiet=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+
+
+def test_schedule_command_solves_a_budget(capsys, tmp_path):
+    argv = ["schedule", "cyclic", "--epochs", "10", "--steps-per-epoch", "20", "--budget", "0.6",
+            "--model", "pss_vit_tiny_patch4_32", "--set", "depth=1", "--set", "embed_dim=32", "--set", "num_heads=2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("budget 0.6: low = ") and "predicted cost 0.5" in out and "cost model: flops" in out
+    assert main(["schedule", "fixed", "--epochs", "2", "--steps-per-epoch", "5", "--budget", "0.5",
+                 "--budget-cost", str(_speed_report(tmp_path / "s.json", rows=[(0.2, 0.3), (0.6, 0.5), (1.0, 1.0)])),
+                 "--grid", "0.2"]) == 0
+    assert "rho = 0.6" in capsys.readouterr().out
+    assert main(["schedule", "cyclic", "--epochs", "10", "--steps-per-epoch", "20", "--budget", "0.6"]) == 2
+    assert "--budget needs --model" in capsys.readouterr().err
