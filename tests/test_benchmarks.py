@@ -74,3 +74,61 @@ def test_speed_targets_checked_per_row():
     t = speed.targets_met({"results": rows})
     assert t["within_1.15x_flop_ratio"] == {"1": True, "0.6": True, "0.4": False}
     assert t["rho_0.2_at_most_0.30"] is False
+
+
+TINY_SETUP = ["--set", "data.val_split=val", "--set", "batch_size=2", "--set", "optim.base_batch_size=2",
+              "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2, pos_embed: rel_bias}"]
+
+
+@pytest.mark.slow
+def test_e2e_harness_equal_time_baseline(tiny_image_folder, tmp_path):
+    e2e = _load("cifar10")
+    argv = ["--cpu-reduced", "--data", str(tiny_image_folder), "--runs", "baseline,pss,baseline_equal_time",
+            "--set", "epochs=3", *TINY_SETUP, "--output", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
+            "--quiet"]
+    assert e2e.main(argv) == 0
+    [path] = (tmp_path / "res").glob("e2e_cifar10_cpu-reduced_*.json")
+    rec = json.loads(path.read_text())
+    runs = {r["name"]: r for r in rec["runs"]}
+    eq, pss_run = runs["baseline_equal_time"], runs["pss"]
+    assert eq["equal_time_of"] == "pss" and eq["schedule"]["name"] == "fixed" and eq["mean_keep_ratio"] == 1.0
+    budget = pss_run["budget"]["budget"] if pss_run["budget"] else None
+    if budget is not None:  # the recommended recipe carries a budget: the equal-time length is epochs x budget
+        assert eq["epochs"] == max(1, round(3 * budget))
+        assert pss_run["budget"]["predicted_cost"] <= budget
+    else:  # without one, the measured time ratio sets it
+        ratio = pss_run["train_time_s"] / runs["baseline"]["train_time_s"]
+        assert eq["epochs"] == max(1, int(3 * min(ratio, 1.0) + 0.5))
+    md = path.with_suffix(".md").read_text()
+    assert "final vs equal time" in md and "| baseline_equal_time | 0 |" in md
+
+
+@pytest.mark.slow
+def test_recipe_study_plans_resumes_and_records(tiny_image_folder, tmp_path):
+    study = _load("recipe_study")
+    argv = ["--data", str(tiny_image_folder), "--seeds", "0", "--runs",
+            "baseline,baseline_equal_time,pss_cyclic_random,pss_cyclic_mixed", "--set", "epochs=5", *TINY_SETUP,
+            "--set", "data.max_val_per_class=2", "--output", str(tmp_path / "runs"), "--results", str(tmp_path / "res"),
+            "--quiet"]
+    assert study.main(argv) == 0
+    [path] = (tmp_path / "res").glob("recipe_study_cpu-study_*.json")
+    rec = json.loads(path.read_text())
+    runs = {r["name"]: r for r in rec["runs"]}
+    assert runs["baseline_equal_time"]["epochs"] == 3 and runs["baseline_equal_time"]["equal_time_of"] == "baseline"
+    for name in ("pss_cyclic_random", "pss_cyclic_mixed"):
+        b = runs[name]["budget"]
+        assert b["budget"] == 0.6 and b["predicted_cost"] <= 0.6 and runs[name]["select"] == name.split("_")[-1]
+        assert runs[name]["schedule"]["low"] == b["value"]  # the solved schedule is what is recorded
+    arms = {a["name"]: a for a in rec["arms"]}
+    assert len(arms["pss_cyclic_mixed"]["final_diff_vs_equal_time"]) == 1
+    assert set(runs["pss_cyclic_random"]["sweep"]) == {"1", "0.8", "0.6", "0.5", "0.4", "0.2"}
+    assert path.with_suffix(".png").stat().st_size > 10_000
+    assert "| pss_cyclic_mixed | 0 |" in path.with_suffix(".md").read_text()
+    # Again: everything is re-read, nothing retrained; a study folder of other settings is refused.
+    log = (tmp_path / "runs" / "pss_cyclic_mixed_s0" / "train_log.jsonl").read_text()
+    assert study.main([*argv, "--record-only"]) == 0 and study.main(argv) == 0
+    assert (tmp_path / "runs" / "pss_cyclic_mixed_s0" / "train_log.jsonl").read_text() == log
+    with pytest.raises(SystemExit, match="holds a run of other settings"):
+        study.main([*argv, "--set", "epochs=4"])
+    with pytest.raises(SystemExit, match="unknown arm"):
+        study.main(["--runs", "baseline,nope"])
