@@ -1,7 +1,9 @@
-"""`pss demo` end to end on a tiny version of the demo recipe (two 2-epoch runs of a 2-block ViT)."""
+"""`pss demo` end to end on a tiny version of the demo recipe (2-epoch runs of a 2-block ViT: baseline,
+PSS, and the baseline given PSS's training time)."""
 import json
 
 import matplotlib.image as mpimg
+import pytest
 
 from pss.cli import main
 
@@ -18,22 +20,33 @@ def test_demo_end_to_end(tmp_path, capsys):
         argv += ["--set", s]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| baseline |" in printed and "| pss |" in printed and "faster" in printed
+    assert "| baseline |" in printed and "| pss |" in printed and "| baseline_equal_time |" in printed
+    assert "faster" in printed and "final vs equal time" in printed
+    assert "Same training time: " in printed and " won" in printed or "a tie" in printed
     assert "Dynamic inference" in printed and str(out / "patches.png") in printed
 
-    # both runs follow the output conventions, and differ only in the schedule
-    for name, rho in (("baseline", 1.0), ("pss", 0.6)):
-        summary = json.loads((out / name / "summary.json").read_text())
-        assert summary["steps"] == 6 and abs(summary["mean_keep_ratio"] - rho) < 1e-6
+    # the runs follow the output conventions; baseline and PSS differ only in the schedule
+    summaries = {n: json.loads((out / n / "summary.json").read_text()) for n in ("baseline", "pss", "baseline_equal_time")}
+    assert summaries["baseline"]["steps"] == 6 and summaries["baseline"]["mean_keep_ratio"] == 1.0
+    assert summaries["pss"]["steps"] == 6 and summaries["pss"]["mean_keep_ratio"] < 0.8
+    # the equal-time baseline: full tokens for PSS's cost (its budget, else its measured time ratio)
+    eq = summaries["baseline_equal_time"]
+    assert eq["mean_keep_ratio"] == 1.0 and eq["equal_time_of"] == "pss"
+    budget = summaries["pss"]["budget"]
+    ratio = budget["budget"] if budget else min(1.0, summaries["pss"]["train_time_s"] / summaries["baseline"]["train_time_s"])
+    assert eq["epochs"] == max(1, int(2 * ratio + 0.5))
     train_pss = [json.loads(line) for line in (out / "pss" / "train_log.jsonl").read_text().splitlines()]
     rhos = [r["keep_ratio"] for r in train_pss]
     assert min(rhos) == 0.2 and len(set(rhos)) > 1  # cyclic, from 0.2 at each epoch start
 
     report = json.loads((out / "report" / "report.json").read_text())
-    assert [r["run"] for r in report["runs"]] == ["baseline", "pss"]
-    assert report["runs"][1]["speedup_vs_first"] > 0
+    assert [r["run"] for r in report["runs"]] == ["baseline", "pss", "baseline_equal_time"]
+    assert [r["role"] for r in report["runs"]] == ["full baseline", "pss", "equal-time baseline"]
+    pss_row = report["runs"][1]
+    assert pss_row["speedup_vs_first"] > 0
+    assert pss_row["final_vs_equal_time"] == pytest.approx(pss_row["final_acc1"] - report["runs"][2]["final_acc1"])
     sweep = json.loads((out / "sweep" / "sweep.json").read_text())
-    assert [c["name"] for c in sweep["checkpoints"]] == ["baseline", "pss"]
+    assert [c["name"] for c in sweep["checkpoints"]] == ["baseline", "pss", "baseline_equal_time"]
     assert [r["keep_ratio"] for r in sweep["checkpoints"][1]["results"]] == [1.0, 0.6, 0.2]
     assert all(r["num_images"] == 20 for c in sweep["checkpoints"] for r in c["results"])
 
