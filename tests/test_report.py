@@ -91,3 +91,26 @@ def test_pick_epoch_typical_full_epoch(tmp_path):
     assert report.pick_epoch(report.Run("r", tmp_path, train_log=log)) == 3  # median of 1.0, 1.1, 9.0 per step
     one = [dict(epoch=0, step=i, step_time_s=1.0) for i in range(3)]
     assert report.pick_epoch(report.Run("r", tmp_path, train_log=one)) == 0
+
+
+def test_report_compares_with_full_and_equal_time_baselines(tmp_path, capsys):
+    write_run(tmp_path / "pss", pss_on=True, acc_offset=-1.0)  # first given: still not the full baseline
+    write_run(tmp_path / "base", pss_on=False)
+    write_run(tmp_path / "eq", pss_on=False, acc_offset=-3.0)
+    (tmp_path / "base" / "config.yaml").write_text("schedule: {name: fixed, rho: 1.0}\n")
+    (tmp_path / "eq" / "config.yaml").write_text("schedule: {name: fixed, rho: 1.0}\nequal_time_of: pss\n")
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "pss"), str(tmp_path / "base"), str(tmp_path / "eq"), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "best vs equal time" in printed and "final vs full" in printed
+    rows = {r["run"]: r for r in json.loads((out / "report.json").read_text())["runs"]}
+    assert [rows[n]["role"] for n in ("pss", "base", "eq")] == ["pss", "full baseline", "equal-time baseline"]
+    assert rows["pss"]["final_vs_full"] == pytest.approx(-1.0) and rows["pss"]["best_vs_full"] == pytest.approx(-1.0)
+    assert rows["pss"]["final_vs_equal_time"] == pytest.approx(2.0)
+    assert rows["eq"]["final_vs_full"] == pytest.approx(-3.0) and rows["eq"]["final_vs_equal_time"] is None
+    assert rows["base"]["final_vs_full"] is None
+    assert "equal-time baseline: `eq` (of pss)" in (out / "report.md").read_text()
+    # without an equal-time run the columns are left out and the report says how to get one
+    assert main(["report", str(tmp_path / "base"), str(tmp_path / "pss"), "-o", str(tmp_path / "r2")]) == 0
+    assert "vs equal time" not in capsys.readouterr().out
+    assert "no equal-time baseline given" in (tmp_path / "r2" / "report.md").read_text()
