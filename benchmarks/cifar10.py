@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing,
 
 from pss.analysis.demo import warm_up  # noqa: E402
 from pss.analysis.report import write_report  # noqa: E402
-from pss.analysis.study import PlannedRun, equal_time_ratio, planned_run, run_plan  # noqa: E402
+from pss.analysis.study import PlannedRun, add_study_arguments, equal_time_ratio, planned_run, run_plan  # noqa: E402
 from pss.analysis.sweep import sweep_checkpoints, write_sweep  # noqa: E402
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
@@ -103,13 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpu-reduced", action="store_true", help="the reduced CPU configuration (labelled as such)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
     p.add_argument("--runs", default=",".join(DEFAULT_RUNS), help=f"subset of {','.join(RUNS)}")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra recipe override for every run (e.g. --set epochs=100)")
-    p.add_argument("--output", default=str(ROOT / "runs" / "e2e_cifar10"), help="run folders go here")
-    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where the record is written")
-    p.add_argument("--tag", default="", help="added to the record's file name, e.g. 30ep (keeps same-day records apart)")
-    p.add_argument("--fresh", action="store_true", help="start every run over instead of continuing finished/killed ones")
-    p.add_argument("--quiet", action="store_true")
+    add_study_arguments(p, ROOT / "runs" / "e2e_cifar10", ROOT / "benchmarks" / "results")
     return p.parse_args(argv)
 
 

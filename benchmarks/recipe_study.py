@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on the GPU machine
 
 from pss.analysis.demo import warm_up  # noqa: E402
-from pss.analysis.study import PlannedRun, planned_run, run_plan, run_state  # noqa: E402
+from pss.analysis.study import PlannedRun, add_study_arguments, planned_run, run_plan, run_state  # noqa: E402
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 
@@ -116,14 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--groups", default=",".join(GROUPS), help=f"which groups of arms, in order: {','.join(GROUPS)}")
     p.add_argument("--runs", default=None, help="instead of --groups: these arms")
     p.add_argument("--gpu", action="store_true", help="the shipped recipe's full set-up instead of STUDY_CPU")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra override for every run (e.g. --set epochs=20)")
-    p.add_argument("--output", default=str(ROOT / "runs" / "recipe_study"), help="run folders go here")
-    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where the record is written")
-    p.add_argument("--tag", default="", help="added to the record's file name")
+    add_study_arguments(p, ROOT / "runs" / "recipe_study", ROOT / "benchmarks" / "results")
     p.add_argument("--record-only", action="store_true", help="train nothing: record the runs finished so far")
-    p.add_argument("--fresh", action="store_true", help="start every run over")
-    p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
 

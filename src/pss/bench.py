@@ -144,6 +144,7 @@ def speed_benchmark(
     return {
         "kind": "speed",
         "model": model_name,
+        "model_kwargs": dict(model_kwargs or {}),  # lets a `budget_cost: FILE` check it is for the same model
         "img_size": model.patch_embed.img_size[0],
         "batch_size": batch_size,
         "amp": amp,

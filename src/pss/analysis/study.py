@@ -23,7 +23,18 @@ from pss.errors import ConfigError
 
 log = logging.getLogger("pss.study")
 
-__all__ = ["PlannedRun", "equal_time_ratio", "planned_run", "run_plan", "run_state"]
+__all__ = ["PlannedRun", "add_study_arguments", "equal_time_ratio", "planned_run", "run_plan", "run_state"]
+
+
+def add_study_arguments(p: Any, output: Path, results: Path) -> None:
+    """The options every study script shares (argparse): overrides, folders, record tag, fresh, quiet."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra recipe override for every run (e.g. --set epochs=100)")
+    p.add_argument("--output", default=str(output), help="run folders go here")
+    p.add_argument("--results", default=str(results), help="where the record is written")
+    p.add_argument("--tag", default="", help="added to the record's file name (keeps same-day records apart)")
+    p.add_argument("--fresh", action="store_true", help="start every run over instead of continuing finished/killed ones")
+    p.add_argument("--quiet", action="store_true")
 
 
 @dataclass
