@@ -91,3 +91,19 @@ def test_pick_epoch_typical_full_epoch(tmp_path):
     assert report.pick_epoch(report.Run("r", tmp_path, train_log=log)) == 3  # median of 1.0, 1.1, 9.0 per step
     one = [dict(epoch=0, step=i, step_time_s=1.0) for i in range(3)]
     assert report.pick_epoch(report.Run("r", tmp_path, train_log=one)) == 0
+
+
+def test_malformed_logs_are_named_malformed_not_missing(tmp_path):
+    write_run(tmp_path / "a", pss_on=False)
+    log = tmp_path / "a" / "train_log.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], "not json at all", *lines[1:]]) + "\n")
+    with pytest.raises(DataError, match=r"train_log.jsonl' is malformed: line 2 is not JSON"):
+        report.load_run(tmp_path / "a")
+    log.write_text("garbage\n")
+    with pytest.raises(DataError, match="is malformed"):
+        report.load_run(tmp_path / "a")
+    write_run(tmp_path / "b", pss_on=False)
+    (tmp_path / "b" / "summary.json").write_text("{oops")
+    with pytest.raises(DataError, match=r"summary.json' is malformed"):
+        report.load_run(tmp_path / "b")
