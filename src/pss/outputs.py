@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import socket
@@ -109,7 +108,12 @@ def hold_run_folder(folder: str | Path, flag: str = "--output") -> Iterator[Path
         raise OutputError(f"cannot write to {flag} {str(folder)!r}: {_reason(e, folder)}; choose another {flag}") from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            import fcntl  # POSIX; elsewhere the folder is not locked
+        except ImportError:
+            fcntl = None
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OutputError(
                 f"run folder {str(folder)!r} is in use by {_holder(fd)}: wait for that run to end (or stop it), "
