@@ -17,6 +17,7 @@ A run folder (`output_dir`) holds, as DESIGN.md's output conventions say:
                          `checkpoint_interval_steps` steps
     checkpoint-best.pt   model (+ EMA) weights of the best evaluation, with config and progress
     model.safetensors    the best model's weights only (config in its metadata)
+    .pss.lock            the run's lock: held (fcntl.flock) by the process writing the folder
 
 Epochs and steps in the logs are 0-based indices; a val line's `step` is the number of steps done.
 `train_time_s` counts training epochs only (no evaluation, no checkpoint writing) and adds up over

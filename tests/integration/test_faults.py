@@ -41,13 +41,19 @@ SLOW_SAVE = (
     "    def flush(self): return self.f.flush()\n"
     "torch.save = lambda obj, f, *a, **k: _save(obj, _Slow(f), *a, **k)\n"
 )
-# A child whose steps take 0.7 s each, so that it is surely alive while another process starts.
-SLOW_STEPS = (
-    "import time\n"
-    "from pss import engine\n"
-    "_loss = engine.ClassificationTask.loss\n"
-    "engine.ClassificationTask.loss = lambda self, m, b: (time.sleep(0.7), _loss(self, m, b))[1]\n"
-)
+# A child whose training steps wait until a gate file exists, so that it is surely alive (and
+# holding its run folder) while another process starts, however slow the machine is.
+def gated_steps(gate: Path) -> str:
+    return (
+        "import os, time\n"
+        "from pss import engine\n"
+        "_loss = engine.ClassificationTask.loss\n"
+        "def _gated(self, m, b):\n"
+        f"    t = time.time()\n"
+        f"    while not os.path.exists({str(gate)!r}) and time.time() - t < 300: time.sleep(0.05)\n"
+        "    return _loss(self, m, b)\n"
+        "engine.ClassificationTask.loss = _gated\n"
+    )
 
 
 def child(argv: list[str], preamble: str = "") -> subprocess.Popen:
@@ -165,11 +171,12 @@ def test_a_held_run_folder_is_refused_until_its_holder_dies(tmp_path, capsys):
 
 
 def test_two_concurrent_runs_into_one_folder(tmp_path):
-    """Two `pss train` into one --output, the second started while the first runs: the second exits
-    with the holder's pid, the first finishes with one log line per step."""
+    """Two `pss train` into one --output, the second started while the first runs (its steps wait for
+    a gate): the second exits with the holder's pid, the first finishes with one log line per step."""
     recipe = write_recipe(tmp_path, **EIGHT_STEPS, epochs=1)
     run = tmp_path / "run"
-    first = child(["train", "--quiet", "--config", str(recipe), "--output", str(run)], SLOW_STEPS)
+    gate = tmp_path / "go"
+    first = child(["train", "--quiet", "--config", str(recipe), "--output", str(run)], gated_steps(gate))
     try:
         wait_for(lambda: (run / LOCK_NAME).is_file() and str(first.pid).encode() in (run / LOCK_NAME).read_bytes(),
                  first)
@@ -177,6 +184,7 @@ def test_two_concurrent_runs_into_one_folder(tmp_path):
                                  "--output", str(run)], env=ENV, capture_output=True, text=True, timeout=300)
         assert second.returncode == 2
         assert f"in use by pid {first.pid}" in one_line(second.stderr)
+        gate.touch()
         assert first.wait(timeout=300) == 0, first.stderr.read().decode()[-2000:]
     finally:
         first.kill()
