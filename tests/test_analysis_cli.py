@@ -98,3 +98,33 @@ def test_viz_schedule_command(tmp_path, capsys):
     assert mpimg.imread(out).shape[:2] == (450, 900)
     assert main(["viz", "schedule", "wavy:low=1", "--output", str(out)]) == 2
     assert "unknown schedule" in capsys.readouterr().err
+
+
+def test_sweep_checks_the_data_classes_against_the_checkpoint(checkpoints, tmp_path, capsys):
+    """A 3-class model on a 2-class folder: refused by default; --classes by-name maps the two classes
+    (a subset, by name) to the model's outputs; a class the model never saw is refused by name too."""
+    from pss.data import write_builtin_folder
+
+    two = write_builtin_folder(tmp_path / "two", DataConfig(builtin_num_train=4, builtin_num_val=4,
+                                                            builtin_num_classes=2))
+    base = ["sweep", checkpoints[0], "--data", str(two), "--keep", "1.0", "--batch-size", "4", "--warmup", "0",
+            "--iters", "1", "--device", "cpu"]
+    assert main([*base, "--output", str(tmp_path / "s0")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "are not those" in err and "--classes by-name" in err
+    assert not (tmp_path / "s0" / "sweep.json").exists()
+    assert main([*base, "--classes", "by-name", "--output", str(tmp_path / "s1")]) == 0
+    assert json.loads((tmp_path / "s1" / "sweep.json").read_text())["checkpoints"][0]["results"][0]["num_images"] == 4
+    (two / "val" / "glyph1").rename(two / "val" / "cat")
+    (two / "train" / "glyph1").rename(two / "train" / "cat")
+    assert main([*base, "--classes", "by-name", "--output", str(tmp_path / "s2")]) == 2
+    assert "data classes unknown to" in capsys.readouterr().err
+    assert main([*base, "--classes", "as-is", "--output", str(tmp_path / "s3")]) == 0
+
+
+def test_viz_output_folder_gets_a_file_name_and_prints_it(tmp_path, capsys):
+    out = tmp_path / "pictures"
+    out.mkdir()
+    assert main(["viz", "schedule", "0.5", "--output", str(out)]) == 0
+    assert f"picture: {out / 'schedules.png'}" in capsys.readouterr().out
+    assert (out / "schedules.png").is_file() and not (tmp_path / "pictures.png").exists()

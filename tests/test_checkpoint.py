@@ -294,3 +294,18 @@ def test_load_model_from_checkpoint_and_run_folder(tmp_path):
         model, config = load_model(path)
         assert config["model"]["num_classes"] == 10
         torch.testing.assert_close(model(x), ref)
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    """Checkpoints and summary.json get what a plain open() gives (logs do), not mkstemp's 0600."""
+    old = os.umask(0o022)
+    try:
+        atomic_save({"step": 1}, tmp_path / "checkpoint-last.pt")
+        (tmp_path / "train_log.jsonl").write_text("{}\n")
+        assert (tmp_path / "checkpoint-last.pt").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "train_log.jsonl").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        atomic_save({"step": 2}, tmp_path / "checkpoint-last.pt")
+        assert (tmp_path / "checkpoint-last.pt").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

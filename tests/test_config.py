@@ -133,3 +133,15 @@ def test_defaults_and_dict_round_trip():
     yaml.safe_dump(d)  # plain types only
     assert config_from_dict(d) == cfg
     assert apply_overrides({"a": {"b": 1}}, ["a.c=2"]) == {"a": {"b": 1, "c": 2}}
+
+
+def test_empty_recipes_and_duplicate_keys_are_refused(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing but a comment\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(tmp_path / "empty.yaml")
+    (tmp_path / "dup.yaml").write_text("epochs: 2\noptim:\n  lr: 1.0e-3\n  lr: 1.0e-4\n")
+    with pytest.raises(ConfigError, match=r"key 'lr' is given twice \(line 4\)"):
+        load_config(tmp_path / "dup.yaml")
+    (tmp_path / "dup_top.yaml").write_text("epochs: 2\nepochs: 3\n")
+    with pytest.raises(ConfigError, match="'epochs' is given twice"):
+        load_config(tmp_path / "dup_top.yaml")

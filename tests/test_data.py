@@ -1,6 +1,7 @@
 """Data: the built-in glyph set, folder checks, archives, transforms and loaders."""
 from __future__ import annotations
 
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -388,3 +389,26 @@ def test_class_balanced_subset(tiny_image_folder):
         assert set(files[:2]) <= kept and not set(files[2:]) & kept
     with pytest.raises(ConfigError, match="max_train_per_class must be null"):
         DataConfig(path=str(tiny_image_folder), max_train_per_class=0)
+
+
+def test_folder_links_that_loop_or_leave_the_dataset_are_skipped(tiny_image_folder, tmp_path, caplog):
+    """A link back to its own class folder, and one to a folder outside the dataset: neither adds
+    images (before: the loop repeated the class's images many times over)."""
+    before = check_data(DataConfig(path=str(tiny_image_folder)))
+    cls = tiny_image_folder / "train" / "glyph0"
+    (cls / "loop").symlink_to(cls, target_is_directory=True)
+    (cls / "up").symlink_to(tiny_image_folder / "train", target_is_directory=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(next(cls.glob("*.png")), outside / "extra.png")
+    (cls / "away").symlink_to(outside, target_is_directory=True)
+    after = check_data(DataConfig(path=str(tiny_image_folder)))
+    assert after.train_counts == before.train_counts
+    assert [p for p, _ in after.train_samples] == [p for p, _ in before.train_samples]
+    assert "skipped 3 folder link(s)" in caplog.text
+
+
+def test_missing_val_split_never_suggests_the_training_images(tiny_image_folder):
+    shutil.rmtree(tiny_image_folder / "val")
+    with pytest.raises(DataError, match=r"val does not exist; folders present: train: set data.val_split to the name"):
+        check_data(DataConfig(path=str(tiny_image_folder)))

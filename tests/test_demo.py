@@ -62,3 +62,17 @@ def test_demo_end_to_end(tmp_path, capsys):
         img = mpimg.imread(path)
         assert img.shape[:2] == size, path
         assert img[..., :3].std() > 0.05, path
+
+
+def test_warm_up_builds_the_model_for_the_data_image_size():
+    """64 px data with a recipe that leaves model.img_size to the data (before: a 32 px model, a crash)."""
+    from pss.analysis.demo import warm_up
+    from pss.config import config_from_dict
+
+    cfg = config_from_dict({
+        "model": {"name": "pss_vit_tiny_patch4_32", "kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2}},
+        "data": {"img_size": 64, "builtin_num_train": 8, "builtin_num_val": 4, "builtin_num_classes": 3},
+        "batch_size": 2, "device": "cpu",
+    })
+    warm_up(cfg, steps=1)
+    assert cfg.model.img_size is None and cfg.model.num_classes is None  # the caller's config is untouched

@@ -114,3 +114,19 @@ def test_report_compares_with_full_and_equal_time_baselines(tmp_path, capsys):
     assert main(["report", str(tmp_path / "base"), str(tmp_path / "pss"), "-o", str(tmp_path / "r2")]) == 0
     assert "vs equal time" not in capsys.readouterr().out
     assert "no equal-time baseline given" in (tmp_path / "r2" / "report.md").read_text()
+
+
+def test_malformed_logs_are_named_malformed_not_missing(tmp_path):
+    write_run(tmp_path / "a", pss_on=False)
+    log = tmp_path / "a" / "train_log.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], "not json at all", *lines[1:]]) + "\n")
+    with pytest.raises(DataError, match=r"train_log.jsonl' is malformed: line 2 is not JSON"):
+        report.load_run(tmp_path / "a")
+    log.write_text("garbage\n")
+    with pytest.raises(DataError, match="is malformed"):
+        report.load_run(tmp_path / "a")
+    write_run(tmp_path / "b", pss_on=False)
+    (tmp_path / "b" / "summary.json").write_text("{oops")
+    with pytest.raises(DataError, match=r"summary.json' is malformed"):
+        report.load_run(tmp_path / "b")

@@ -21,7 +21,9 @@ the model, not for resuming). `model.safetensors` holds the best model's weights
 config as JSON in its metadata.
 
 All writes go to a temporary file in the target's folder, are fsync'ed, then `os.replace`d over
-the target: a crash (even SIGKILL) while saving leaves the previous file intact.
+the target: a crash (even SIGKILL) while saving leaves the previous file intact. SIGINT / SIGTERM
+arriving during a write take effect once the file is complete; a full disk is one line naming the
+folder and the space needed.
 
 `load_init_weights` is the one place where foreign weights are mapped onto our models: our
 checkpoints, timm state dicts (.pth / .bin / .safetensors), and SimMIM / MAE / BEiT-style encoder
@@ -32,15 +34,20 @@ of classes differs).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import math
 import os
 import pickle
 import random
 import re
+import shutil
+import signal
 import tempfile
+import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -49,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pss.errors import CheckpointError
+from pss.errors import CheckpointError, OutputError
 
 __all__ = [
     "FORMAT",
@@ -66,6 +73,8 @@ __all__ = [
     "load_state_dict_file",
     "restore_training_state",
     "set_rng_state",
+    "signals_deferred",
+    "stored_class_names",
     "training_checkpoint",
     "unwrap_model",
 ]
@@ -80,33 +89,128 @@ VERSION = 1
 # atomic writes
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], size: int | None = None) -> None:
+    """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`.
+
+    The file gets the permissions of a plain `open()` (the user's umask), SIGINT / SIGTERM wait until
+    the file is complete (`signals_deferred`), and a full disk is one OutputError naming the folder
+    and the space needed (`size`, the bytes being written, when the caller knows it); the previous
+    file stays intact in every case.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable (the directory entry), so a power loss cannot undo it.
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
+    with signals_deferred():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; logs get 0666 & ~umask
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if _disk_full(e):
+                raise _disk_full_error(path, size) from None
+            raise
+        # Make the rename itself durable (the directory entry), so a power loss cannot undo it.
+        with contextlib.suppress(OSError):
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """`torch.save(obj, path)`, atomically."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f), size=_nbytes(obj))
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then act on them (once each, in order).
+
+    A Ctrl-C that lands inside `torch.save` would otherwise surface as a RuntimeError from its C++
+    writer, or be lost. Only the main thread can install handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(received):
+            handler = previous[sig]
+            if callable(handler):
+                handler(sig, None)  # e.g. Python's default SIGINT handler raises KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(sig)
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    with _UMASK_LOCK:  # reading the umask means setting it; put it straight back
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _disk_full(e: BaseException | None) -> bool:
+    """True if `e` (or an exception it wraps) says the disk or quota is full; torch.save reports a
+    failed write as a RuntimeError ('unexpected pos') wrapping, or merely naming, the OSError."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def _disk_full_error(path: Path, size: int | None) -> OutputError:
+    free = shutil.disk_usage(path.parent).free
+    need = f"about {_mb(size)} free for {path.name}" if size else f"more free space for {path.name}"
+    return OutputError(
+        f"no space left on device in {str(path.parent)!r}: it needs {need} ({_mb(free)} free now); "
+        f"free some space and try again (the previous {path.name}, if any, is intact)"
+    )
+
+
+def _mb(n: int) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _nbytes(obj: Any) -> int:
+    """Bytes of tensor data in `obj` (nested dicts / lists), each storage once: about torch.save's size."""
+    seen: dict[int, int] = {}
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            st = x.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    walk(obj)
+    return sum(seen.values())
 
 
 def remove_stale_temp_files(folder: str | Path) -> None:
@@ -228,9 +332,12 @@ def restore_training_state(
     lr_scheduler: Any = None,
     scaler: torch.amp.GradScaler | None = None,
     ema: nn.Module | None = None,
+    peak_lr: float | None = None,
 ) -> None:
     """Load model / optimizer / scheduler / scaler / EMA states from a training checkpoint, in place.
-    RNG states are restored separately (`set_rng_state`), at the point where the loop resumes."""
+    RNG states are restored separately (`set_rng_state`), at the point where the loop resumes.
+    `peak_lr`: the schedule's peak learning rate from here on, when it differs from the checkpoint's
+    (e.g. resuming a diverged run with a lower `optim.lr`); the schedule's shape and position stay."""
     if not is_training_checkpoint(ckpt):
         raise CheckpointError("not a pss training checkpoint (no 'format: pss-checkpoint'); use --init to load weights")
     _load_strict(unwrap_model(model), ckpt["model"], "model")
@@ -248,6 +355,30 @@ def restore_training_state(
             unwrap_model(ema).load_state_dict(unwrap_model(model).state_dict())
         else:
             _load_strict(unwrap_model(ema), ckpt["ema"], "ema")
+    if optimizer is not None and peak_lr is not None:
+        _set_peak_lr(peak_lr, optimizer, lr_scheduler)
+
+
+def _set_peak_lr(peak: float, optimizer: torch.optim.Optimizer, lr_scheduler: Any) -> None:
+    """Scale a restored LR schedule (timm scheduler's base values and warm-up slopes, the optimizer's
+    initial / current rates) so that it peaks at `peak`; the optimizer and scheduler states would
+    otherwise keep the checkpoint's rate whatever the config says."""
+    groups = optimizer.param_groups
+    base = getattr(lr_scheduler, "base_values", None) or [g.get("initial_lr", g["lr"]) for g in groups]
+    old = max(base)
+    if old <= 0 or math.isclose(old, peak, rel_tol=1e-9):
+        return
+    ratio = peak / old
+    log.info("resuming with peak learning rate %.3g instead of the checkpoint's %.3g", peak, old)
+    for g in groups:
+        g["lr"] *= ratio  # the scheduler (if any) sets it again at the next step_update
+        if "initial_lr" in g:
+            g["initial_lr"] *= ratio
+    if getattr(lr_scheduler, "base_values", None):
+        s = lr_scheduler
+        s.base_values = [v * ratio for v in s.base_values]
+        if getattr(s, "warmup_t", 0) and hasattr(s, "warmup_steps"):  # timm: the warm-up slope per group
+            s.warmup_steps = [(v - s.warmup_lr_init) / s.warmup_t for v in s.base_values]
 
 
 def _load_strict(model: nn.Module, sd: dict[str, torch.Tensor], what: str) -> None:
@@ -288,7 +419,7 @@ def export_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, me
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     meta = {"format": "pt", **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
     data = save(tensors, metadata=meta)
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data), size=len(data))
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -521,6 +652,15 @@ def best_checkpoint(run_dir: str | Path) -> Path:
         if (run_dir / name).is_file():
             return run_dir / name
     raise CheckpointError(f"no model.safetensors / checkpoint-*.pt in {str(run_dir)!r}; is it a pss train output folder?")
+
+
+def stored_class_names(path: str | Path) -> list[str] | None:
+    """The class names a checkpoint (or run folder, or model.safetensors) recorded, None if none."""
+    path = Path(path).expanduser()
+    path = best_checkpoint(path) if path.is_dir() else path
+    stored = safetensors_metadata(path) if path.suffix == ".safetensors" else load_checkpoint(path)
+    names = stored.get("class_names")
+    return [str(n) for n in names] if isinstance(names, list) and names else None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:

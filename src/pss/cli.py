@@ -2,14 +2,20 @@
 
 Each sub-command lives in `pss.commands.<name>` and exposes `add_parser(subparsers)`, which
 registers its arguments and sets `func` (a callable taking the parsed namespace, returning an exit
-code). This module only dispatches and turns `PssError` into a one-line message.
+code). This module only dispatches and turns `PssError` into a one-line message. SIGTERM (what
+schedulers and `kill` send) is handled like Ctrl-C: a clean "interrupted" and exit code 130.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from pss.errors import PssError
 
@@ -25,14 +31,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Sub-commands that write a run folder and can continue it.
+RESUMABLE = ("train", "pretrain")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except PssError as e:
         print(f"pss {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"pss {args.command}: interrupted", file=sys.stderr)
+        hint = "; continue from the last checkpoint with --resume" if args.command in RESUMABLE else ""
+        print(f"pss {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Checkpoints say which folder and how much space (pss.checkpoint); any other write, this.
+        where = f" writing {e.filename!r}" if e.filename else ""
+        print(f"pss {args.command}: error: {e.strerror}{where}; free some space and try again", file=sys.stderr)
+        return 2

@@ -443,16 +443,34 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 # YAML files and --set overrides
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    f"key {key!r} is given twice (line {key_node.start_mark.line + 1}); keep one of them"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A recipe's settings; ConfigError for a missing, empty or invalid file, or a duplicate key."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; pass an existing YAML recipe, e.g. configs/demo.yaml")
     try:
-        d = yaml.safe_load(path.read_text())
+        d = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
-    if d is None:
-        d = {}
+    except ConfigError as e:
+        raise ConfigError(f"config file {str(path)!r}: {e}") from None
+    _check(d is not None, f"config file {str(path)!r} is empty; give the settings to change, or leave out --config "
+           "to use the defaults")
     _check(isinstance(d, dict), f"config file {str(path)!r} must hold a mapping of settings, not {type(d).__name__}")
     return d
 

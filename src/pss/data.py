@@ -48,7 +48,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
 from pss.errors import ConfigError, DataError
 
@@ -502,14 +502,50 @@ def _image_error(path: str) -> str | None:
     return None
 
 
+def _image_files(class_dir: Path, root: Path, skipped: list[str]) -> list[str]:
+    """Image files under `class_dir`, in torchvision's ImageFolder order (sorted folders, sorted names).
+
+    Folder links are followed unless they leave the dataset (`root`) or point back at a folder that
+    holds them (a loop: the walk would repeat the same images); those are skipped and listed in
+    `skipped`. A file reached twice (two links to one folder) is listed once.
+    """
+    root_real = os.path.realpath(root)
+    found: list[tuple[str, list[str]]] = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        here = os.path.realpath(dirpath)
+        keep = []
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                target = os.path.realpath(full)
+                inside = os.path.commonpath([target, root_real]) == root_real
+                loops = os.path.commonpath([target, here]) == target  # the target holds this folder
+                if not inside or loops:
+                    skipped.append(f"{full} -> {target}")
+                    continue
+            keep.append(d)
+        dirnames[:] = keep
+        found.append((dirpath, sorted(f for f in filenames if f.lower().endswith(IMG_EXTENSIONS))))
+    out, seen = [], set()
+    for dirpath, names in sorted(found):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            real = os.path.realpath(path)
+            if real not in seen:
+                seen.add(real)
+                out.append(path)
+    return out
+
+
 def _list_split(root: Path, split: str, split_key: str) -> tuple[list[str], dict[str, list[str]]]:
     """Classes and their image files in ``root/split``; DataError on a missing split or empty class."""
     folder = root / split
     if not folder.is_dir():
         present = sorted(e.name for e in root.iterdir() if e.is_dir()) if root.is_dir() else []
         hint = f"; folders present: {', '.join(present)}" if present else ""
-        alt = next((p for p in present if p in ("val", "test", "validation", "valid", "train", "training")
-                    and p != split), None)
+        # Only names of the same kind: a missing val split is never pointed at the training images.
+        kind = ("train", "training") if split_key == "train_split" else ("val", "test", "validation", "valid")
+        alt = next((p for p in present if p in kind and p != split), None)
         fix = (f"set data.{split_key}: {alt}" if alt
                else f"set data.{split_key} to the name of your {split_key[:-6]} folder")
         raise DataError(f"split folder {folder} does not exist{hint}: {fix} "
@@ -519,10 +555,11 @@ def _list_split(root: Path, split: str, split_key: str) -> tuple[list[str], dict
         raise DataError(f"no class folders in {folder}: expected {split}/<class>/*.jpg (ImageNet layout); "
                         f"set data.{split_key} if your folder is named differently, or move the images into "
                         "one sub-folder per class")
-    samples = make_dataset(folder, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
-    files: dict[str, list[str]] = {c: [] for c in classes}
-    for p, idx in samples:
-        files[classes[idx]].append(p)
+    skipped: list[str] = []
+    files = {c: _image_files(folder / c, root, skipped) for c in classes}
+    if skipped:
+        log.warning("skipped %d folder link(s) in %s that leave the dataset or loop back (their images would be "
+                    "missing from other runs or counted twice): %s", len(skipped), folder, ", ".join(skipped[:5]))
     empty = [c for c in classes if not files[c]]
     if empty:
         shown = ", ".join(str(folder / c) for c in empty[:5]) + (" ..." if len(empty) > 5 else "")

@@ -359,6 +359,8 @@ class Trainer:
         self._bar = None
         self._last_flush_t = time.perf_counter()
         self._last_flush_step = self.progress.step
+        # Step of the newest checkpoint-last.pt (None: none yet); a resumed run starts from one.
+        self._saved_step: int | None = self.progress.step if self.progress.step > 0 else None
 
     # -- the step --------------------------------------------------------------------------------
 
@@ -494,12 +496,35 @@ class Trainer:
         self.writer.log_train(records)
         self._update_bar(records)
         if bad is not None:
-            ckpt = self.folder / "checkpoint-last.pt"
-            where = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was saved yet"
             raise NonFiniteLossError(
                 f"loss is {bad['loss']} at step {bad['step']} (epoch {bad['epoch']}, keep ratio {bad['keep_ratio']}, "
-                f"lr {bad['lr']:.3g}); stopping: {where}. Lower optim.lr / base_lr, set optim.clip_grad, "
-                "or use amp: bf16 instead of fp16, then resume or restart"
+                f"lr {bad['lr']:.3g}); stopping: {self._last_good()}"
+            )
+
+    def _last_good(self) -> str:
+        """Where the run can go on from after a non-finite loss or weights, and how."""
+        fix = "lower optim.lr / base_lr, set optim.clip_grad, or use amp: bf16 instead of fp16"
+        if self._saved_step is None:
+            return f"no checkpoint was saved yet; {fix}, then restart"
+        return (f"{self.folder / 'checkpoint-last.pt'} holds step {self._saved_step}, the last finite one; {fix}, "
+                "then continue it with --resume (e.g. --resume --set optim.lr=...)")
+
+    def check_finite(self) -> None:
+        """Refuse to save weights, EMA weights or optimizer state holding NaN / inf (one host sync per
+        device, at save time only: the update that diverges can follow a finite loss)."""
+        tensors = list(unwrap_model(self.model).state_dict().values())
+        if self.ema is not None:
+            tensors += list(unwrap_model(self.ema.module).state_dict().values())
+        tensors += [t for st in self.optimizer.state.values() for t in st.values() if isinstance(t, torch.Tensor)]
+        flags: dict[torch.device, list[torch.Tensor]] = {}
+        for t in tensors:
+            if t.is_floating_point() or t.is_complex():
+                flags.setdefault(t.device, []).append(~torch.isfinite(t).all())
+        bad = sum(int(torch.stack(f).sum()) for f in flags.values())
+        if bad:
+            raise NonFiniteLossError(
+                f"{bad} of {len(tensors)} weight / optimizer tensors are NaN or inf after step {self.progress.step}; "
+                f"not saved: {self._last_good()}"
             )
 
     def _update_bar(self, records: list[dict[str, Any]]) -> None:
@@ -563,6 +588,7 @@ class Trainer:
     def save_last(self) -> float:
         """Write checkpoint-last.pt (all ranks take part in gathering RNG states); returns a timestamp."""
         self.flush_logs()  # never save weights that a non-finite loss has already touched
+        self.check_finite()  # nor weights that the last update made non-finite (its loss was finite)
         rng = self._gather_rng()
         if self.dist.is_main:
             self.progress.wall_time_s += time.perf_counter() - self._wall_t0
@@ -573,9 +599,11 @@ class Trainer:
                 progress=self.progress.to_dict(), config=self.config, class_names=self.class_names,
             )
             atomic_save(ckpt, self.folder / "checkpoint-last.pt")
+        self._saved_step = self.progress.step
         return time.perf_counter()
 
     def save_best(self) -> None:
+        self.check_finite()  # every rank: the weights are the same, so all stop together
         if not self.dist.is_main:
             return
         ckpt = training_checkpoint(

@@ -15,3 +15,7 @@ class DataError(PssError):
 
 class CheckpointError(PssError):
     """A checkpoint that is missing, corrupt, or does not fit the model."""
+
+
+class OutputError(PssError):
+    """An output path that cannot be written: not a folder, read-only, full, or held by another run."""

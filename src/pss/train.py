@@ -17,6 +17,7 @@ A run folder (`output_dir`) holds, as DESIGN.md's output conventions say:
                          `checkpoint_interval_steps` steps
     checkpoint-best.pt   model (+ EMA) weights of the best evaluation, with config and progress
     model.safetensors    the best model's weights only (config in its metadata)
+    .pss.lock            the run's lock: held (fcntl.flock) by the process writing the folder
 
 Epochs and steps in the logs are 0-based indices; a val line's `step` is the number of steps done.
 `train_time_s` counts training epochs only (no evaluation, no checkpoint writing) and adds up over
@@ -39,7 +40,8 @@ to the step. What is then identical to an uninterrupted run:
     kernels where PyTorch has them (not verified on a GPU here).
 Multi-node: every process reads the checkpoint it resumes from, so the run folder must be on a
 file system all nodes share. Changing `epochs` on resume keeps the checkpoint's LR schedule (its
-length is part of the scheduler state) while the keep-ratio schedule follows the new length; a
+length is part of the scheduler state) while the keep-ratio schedule follows the new length;
+changing `optim.lr` rescales that schedule to the new peak (how a diverged run continues); a
 warning lists every setting that differs from the checkpoint's.
 Not restored: the timings (step_time_s, data_time_s of the resumed steps are new measurements), and
 the work since the last checkpoint is redone (its time is not counted twice: train_time_s comes
@@ -74,6 +76,7 @@ from pss.checkpoint import (
 from pss.config import TrainConfig, config_from_dict, config_to_dict, diff_configs, load_yaml, apply_overrides, save_config
 from pss.engine import Amp, ClassificationTask, DistInfo, LoopConfig, Progress, RunWriter, Task, Trainer
 from pss.errors import ConfigError, DataError, PssError
+from pss.outputs import hold_run_folder
 
 log = logging.getLogger("pss.train")
 
@@ -338,14 +341,16 @@ def train(
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     try:
-        return _train(cfg, dist_info, resume_from, overwrite, quiet)
+        with contextlib.ExitStack() as held:  # the run folder's lock, released on any exit
+            return _train(cfg, dist_info, resume_from, overwrite, quiet, held)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         if dist_info.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None, overwrite: bool, quiet: bool) -> dict[str, Any]:
+def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None, overwrite: bool, quiet: bool,
+           held: contextlib.ExitStack) -> dict[str, Any]:
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
     from timm.utils import ModelEmaV3
@@ -363,10 +368,12 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         raise ConfigError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASK_BUILDERS)}")
     folder = Path(cfg.output_dir or "runs/train").expanduser()
 
-    # 1. Output folder (rank 0 owns it; every rank learns whether it is usable).
+    # 1. Output folder: writable, locked for the run's life (rank 0 holds it; a second run into it
+    #    stops here, before touching anything), and not another run's unless resuming / overwriting.
     error = None
     if dist_info.is_main:
         try:
+            held.enter_context(hold_run_folder(folder))
             _check_output(folder, resume_from is not None, overwrite)
         except PssError as e:
             error = e
@@ -451,7 +458,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
             )
         restore_training_state(
             ckpt, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
-            ema=ema.module if ema is not None else None,
+            ema=ema.module if ema is not None else None, peak_lr=cfg.peak_lr(),
         )
         progress = Progress.from_dict(saved)
         progress.resumed += 1

@@ -49,11 +49,18 @@ def warm_up(cfg: Any, steps: int = 3) -> None:
     from pss.train import build_model_for, resolve_amp
     from pss.train import resolve_device as train_device
 
+    import copy
+
+    from pss.data import check_data
+
     device = train_device(cfg.device, DistInfo())
     amp = resolve_amp(cfg.amp, device)
-    model = build_model_for(cfg, cfg.model.num_classes or 10).to(device).train()
+    # The model the run will build: classes from the data check, image size from the data (as train does).
+    cfg = copy.deepcopy(cfg)
+    cfg.model.num_classes = cfg.model.num_classes or len(check_data(cfg.data).classes)
+    cfg.model.img_size = size = cfg.model.img_size or cfg.data.img_size
+    model = build_model_for(cfg, cfg.model.num_classes).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    size = cfg.model.img_size or cfg.data.img_size
     x = torch.randn(cfg.batch_size // cfg.accum_steps, 3, size, size, device=device)
     y = torch.zeros(x.shape[0], dtype=torch.long, device=device)
     for i in range(steps):

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from matplotlib.figure import Figure
 
+from pss.config import load_yaml
 from pss.errors import DataError
 
 DPI = 100
@@ -84,19 +84,39 @@ class Run:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines log; a torn last line (run killed while writing) is skipped."""
+    """Read a JSON-lines log; a torn last line (run killed while writing) is skipped. DataError when
+    another line is not a JSON object: the log is malformed, which is not the same as missing."""
     if not path.is_file():
         return []
+    lines = [(i, line.strip()) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)]
+    lines = [(i, line) for i, line in lines if line]
     rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
+    for n, (i, line) in enumerate(lines):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if n == len(lines) - 1 and rows:
+                continue  # torn last line
+            raise DataError(f"{str(path)!r} is malformed: line {i} is not JSON ({e.msg}); "
+                            "restore the file from the run, or remove the line") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{str(path)!r} is malformed: line {i} holds a {type(row).__name__}, "
+                            "not a record; restore the file from the run, or remove the line")
+        rows.append(row)
     return rows
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        obj = json.loads(path.read_text(errors="replace"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{str(path)!r} is malformed ({e.msg} at line {e.lineno}); restore it from the run, "
+                        "or remove it to report from the logs alone") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{str(path)!r} is malformed: it holds a {type(obj).__name__}, not an object")
+    return obj
 
 
 def _dedupe_by_step(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -114,14 +134,13 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         raise DataError(f"run folder {str(path)!r} does not exist")
     train_log = _dedupe_by_step(_read_jsonl(path / "train_log.jsonl"))
     val_log = _dedupe_by_step(_read_jsonl(path / "val_log.jsonl"))
-    summary_path = path / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = _read_json(path / "summary.json")
     if not train_log and not val_log and not summary:
         raise DataError(
             f"{str(path)!r} is not a training run: no train_log.jsonl, val_log.jsonl or summary.json in it"
         )
     config_path = path / "config.yaml"
-    config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
+    config = load_yaml(config_path) if config_path.is_file() else {}
     return Run(name or path.resolve().name, path, config, summary, train_log, val_log)
 
 
@@ -407,8 +426,10 @@ def plot_train_loss(runs: list[Run], path: str | Path) -> Path:
 
 def write_report(run_dirs: list[str | Path], output: str | Path, names: list[str] | None = None) -> dict[str, Any]:
     """Write the table (Markdown + JSON) and the three plots into `output`; returns what was written."""
+    from pss.outputs import check_output_folder
+
+    out = check_output_folder(output)
     runs = load_runs(run_dirs, names)
-    out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     rows = summary_table(runs)
     figures = {

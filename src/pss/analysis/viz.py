@@ -172,13 +172,11 @@ def load_images(files: Sequence[Path], data_cfg) -> tuple[torch.Tensor, torch.Te
 def class_names(config: dict[str, Any], checkpoint: str | Path | None = None) -> list[str] | None:
     """Class names for a checkpoint: stored in it, the built-in set's, or the training folder's sub-folders."""
     if checkpoint is not None:
-        from pss.checkpoint import best_checkpoint, load_checkpoint, safetensors_metadata
+        from pss.checkpoint import stored_class_names
 
-        path = Path(checkpoint)
-        path = best_checkpoint(path) if path.is_dir() else path
-        stored = safetensors_metadata(path) if path.suffix == ".safetensors" else load_checkpoint(path)
-        if stored.get("class_names"):
-            return list(stored["class_names"])
+        stored = stored_class_names(checkpoint)
+        if stored:
+            return stored
     data = config.get("data") or {}
     if data.get("path") is None:
         from pss.data import builtin_class_names

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from pss.analysis.sweep import DEFAULT_KEEP_RATIOS, parse_keep_ratios, sweep_checkpoints, write_sweep
+from pss.analysis.sweep import CLASS_MODES, DEFAULT_KEEP_RATIOS, parse_keep_ratios, sweep_checkpoints, write_sweep
+from pss.outputs import check_output_folder
 from pss.select import METHODS
 
 
@@ -24,6 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints written by pss train")
     p.add_argument("--data", default=None, metavar="PATH",
                    help="dataset folder or archive (default: the one each checkpoint was trained on)")
+    p.add_argument("--classes", choices=CLASS_MODES, default="exact",
+                   help="data whose classes differ from the checkpoint's: exact (default) refuses it; by-name maps "
+                   "each data class to the checkpoint's class of that name (a subset is fine); as-is takes the "
+                   "data's label indices unchanged")
     p.add_argument("--keep", default=",".join(f"{r:g}" for r in DEFAULT_KEEP_RATIOS),
                    help="comma-separated keep ratios (default 1,0.9,...,0.1)")
     p.add_argument("--select", choices=METHODS, default="magnitude", help="token selection method (default magnitude)")
@@ -41,10 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.names.split(",")] if args.names else None
+    check_output_folder(args.output)
     result = sweep_checkpoints(
         args.checkpoints, data=args.data, keep_ratios=parse_keep_ratios(args.keep), method=args.select,
         batch_size=args.batch_size, device=args.device, precision=args.precision, names=names,
-        warmup=args.warmup, iters=args.iters, max_images=args.max_images,
+        warmup=args.warmup, iters=args.iters, max_images=args.max_images, classes=args.classes,
     )
     paths = write_sweep(result, args.output)
     for entry in result["checkpoints"]:

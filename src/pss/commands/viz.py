@@ -12,6 +12,7 @@ from pathlib import Path
 from pss.analysis import viz
 from pss.analysis.sweep import parse_keep_ratios, resolve_device
 from pss.errors import ConfigError
+from pss.outputs import check_output_file
 from pss.select import METHODS
 
 
@@ -33,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     k.add_argument("--select", choices=METHODS, default=None, help="selection method (default: the checkpoint's)")
     k.add_argument("--max-images", type=int, default=8, help="at most this many images (rows); default 8")
     k.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
-    k.add_argument("--output", "-o", required=True, metavar="FILE.png", help="picture to write")
+    k.add_argument("--output", "-o", required=True, metavar="FILE.png",
+                   help="picture to write (a folder: FOLDER/patches.png)")
     k.set_defaults(func=run_patches)
 
     s = kinds.add_parser(
@@ -47,7 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--epochs", type=float, default=None,
                    help="run length in epochs (default: the first recipe's epochs, else 3)")
     s.add_argument("--steps-per-epoch", type=int, default=100, help="optimizer steps per epoch (default 100)")
-    s.add_argument("--output", "-o", required=True, metavar="FILE.png", help="picture to write")
+    s.add_argument("--output", "-o", required=True, metavar="FILE.png",
+                   help="picture to write (a folder: FOLDER/schedules.png)")
     s.set_defaults(func=run_schedule)
 
 
@@ -55,10 +58,11 @@ def run_patches(args: argparse.Namespace) -> int:
     from pss.checkpoint import load_model
 
     keep = parse_keep_ratios(args.keep)
+    output = check_output_file(args.output, "patches.png")
     files = viz.find_images(args.images)[: args.max_images]
     model, cfg = load_model(args.checkpoint, resolve_device(args.device))
     x, display = viz.load_images(files, viz.eval_data_config(model, cfg))
-    result = viz.plot_patch_grid(model, x, display, keep, args.output, class_names=viz.class_names(cfg, args.checkpoint),
+    result = viz.plot_patch_grid(model, x, display, keep, output, class_names=viz.class_names(cfg, args.checkpoint),
                                  method=args.select, row_labels=[f"{f.parent.name}/{f.name}" for f in files])
     for f, row in zip(files, result["predictions"]):
         print(f"{f}: " + ", ".join(f"rho {p['keep_ratio']:g} -> {p['name']} {p['prob']:.0%}" for p in row))
@@ -67,6 +71,7 @@ def run_patches(args: argparse.Namespace) -> int:
 
 
 def run_schedule(args: argparse.Namespace) -> int:
+    output = check_output_file(args.output, "schedules.png")
     schedules, epochs = {}, None
     for item in args.schedules:
         if viz.is_schedule_spec(item):
@@ -81,7 +86,7 @@ def run_schedule(args: argparse.Namespace) -> int:
     total = max(1, int(epochs * args.steps_per_epoch + 0.5))
     for sched in schedules.values():
         sched.check_run(args.steps_per_epoch, total)
-    result = viz.plot_schedules(schedules, args.steps_per_epoch, total, args.output)
+    result = viz.plot_schedules(schedules, args.steps_per_epoch, total, output)
     for label, mean in result["mean_keep_ratio"].items():
         print(f"{label}: mean keep ratio {mean:.3f}")
     print(f"picture: {result['path']}")
