@@ -97,9 +97,7 @@ class ModelConfig:
         import pss.models  # noqa: F401  (registers pss_vit_* with timm)
 
         if not timm.is_model(self.name):
-            close = difflib.get_close_matches(self.name, timm.list_models("*vit*"), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models('*vit*')"
-            raise ConfigError(f"unknown model.name {self.name!r}{hint}")
+            raise ConfigError(f"unknown model.name {self.name!r}; {pss.models.suggest_model_names(self.name)}")
 
 
 @dataclass

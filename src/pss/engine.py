@@ -45,7 +45,7 @@ from pss.checkpoint import (
     unwrap_model,
     atomic_save,
 )
-from pss.control import samplers, set_keep_ratio
+from pss.control import keep_ratio, samplers, set_train_keep_ratio
 from pss.errors import PssError
 from pss.schedule import Schedule
 from pss.select import num_kept
@@ -349,7 +349,8 @@ class Trainer:
         self.folder = writer.folder
 
         bare = unwrap_model(model)
-        self.has_samplers = bool(samplers(bare))
+        self._samplers = samplers(bare)  # collected once: no module walk per step
+        self.has_samplers = bool(self._samplers)
         # Tokens through the blocks per image at keep ratio rho (prefix tokens are always kept).
         vit = getattr(bare, "encoder", bare)  # a pre-training wrapper (SimMIM) holds the ViT as `.encoder`
         self.num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
@@ -380,7 +381,7 @@ class Trainer:
             # 1. Keep ratio: a pure function of the step, so every rank (and a resumed run) agrees.
             rho = self.schedule(step, spe, total)
             if self.has_samplers:
-                set_keep_ratio(model, rho, method=loop.select)
+                set_train_keep_ratio(self._samplers, rho, method=loop.select)  # train() mode only
 
             # 2. Forward + backward over micro-batches. DDP all-reduces gradients in backward(); on
             #    all but the last micro-batch that would be wasted traffic, so `no_sync` defers it.
@@ -547,9 +548,11 @@ class Trainer:
     def _eval_model(self, model: nn.Module) -> dict[str, float]:
         if self.val_loader is None:
             return {}
-        if self.has_samplers:
-            set_keep_ratio(model, self.loop.eval_keep_ratio, method=self.loop.select)
-        return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
+        if not self.has_samplers:
+            return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
+        # An explicit ratio wins over the eval rule (eval() = every token), so eval.keep_ratio < 1 works.
+        with keep_ratio(model, self.loop.eval_keep_ratio, method=self.loop.select):
+            return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
 
     def _gather_rng(self) -> list[dict[str, Any]]:
         """Every rank's RNG state (each rank draws its own dropout / mixup / random selection)."""

@@ -475,8 +475,11 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         )
     if cfg.compile:
         # The keep ratio is a Python attribute that dynamo guards on: each distinct rho (few, on
-        # the schedule's grid) is one more graph, train and eval. Allow enough of them.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        # the schedule's grid) is one more graph, and evaluation one more. Allow exactly those.
+        from pss.dynamo import compile_friendly
+
+        compile_friendly(cfg.schedule, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
+                         eval_keep_ratios=(cfg.eval.keep_ratio,))
         train_model = torch.compile(train_model)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
