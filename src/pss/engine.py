@@ -286,6 +286,12 @@ class RunWriter:
     def log_val(self, record: dict[str, Any]) -> None:
         self._append(self.val_log, [record])
 
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, float], train_time_s: float) -> None:
+        """An epoch ended (with `metrics` if it was evaluated); pss.tracking.TrackingWriter uses it."""
+
+    def close(self) -> None:
+        """The run ended; flush and close whatever the writer holds open."""
+
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         if self.enabled:
             data = (json.dumps(obj, indent=2) + "\n").encode()
@@ -631,6 +637,7 @@ class Trainer:
 
     def _log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         p = self.progress
+        self.writer.log_epoch(epoch, p.step, metrics, p.train_time_s)
         shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if not k.startswith("ema_") or k == "ema_acc1")
         log.info(
             "epoch %d/%d  step %d  %s  train %.1f s (data wait %.0f%%)",
