@@ -27,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # timm habits (`--weight-decay 0.05`) get the `--set` form that would do it, not a bare refusal
+        hint = getattr(args, "unknown_hint", None)
+        extra = f"\n  {hint(unknown)}" if hint else f"; see pss {args.command} --help"
+        print(f"pss {args.command}: error: unrecognized arguments: {' '.join(unknown)}{extra}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except PssError as e:
