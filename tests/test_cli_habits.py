@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from pss.cli import build_parser, main
-from tests.test_train import write_recipe
+from test_train import write_recipe
 
 
 def test_timm_flags_map_onto_set(tmp_path):
@@ -59,3 +59,21 @@ def test_sweep_on_missing_gpu_is_one_line(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "missing.pt"), "--device", "cuda", "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no CUDA GPU is available" in err and "Traceback" not in err
+
+
+def test_bench_compile_allows_a_graph_per_keep_ratio(monkeypatch):
+    import torch._dynamo
+
+    import pss.commands.bench as bench_cmd
+
+    cfg = torch._dynamo.config
+    old = cfg.recompile_limit
+    seen = {}
+    monkeypatch.setattr(bench_cmd, "speed_benchmark", lambda *a, **kw: seen.update(kw) or {})
+    monkeypatch.setattr(bench_cmd, "format_speed_table", lambda report: "")
+    try:
+        cfg.recompile_limit = 8
+        assert main(["bench", "speed", "--compile", "--inference", "--keep", "1,0.8,0.6,0.4,0.2"]) == 0
+        assert cfg.recompile_limit >= 2 * 5 + 1 and seen["device"] == "cpu"
+    finally:
+        cfg.recompile_limit = old

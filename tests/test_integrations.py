@@ -29,7 +29,7 @@ def test_lightning_callback_logs_checkpoints_and_resumes(tmp_path):
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from pss.integrations.lightning import KeepRatioCallback
-    from tests.test_tracking import read_scalars
+    from test_tracking import read_scalars
 
     class Classifier(L.LightningModule):
         def __init__(self):

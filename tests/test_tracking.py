@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_train import pss_train, read_jsonl, write_recipe
+from test_train import pss_train, read_jsonl, write_recipe
 
 
 def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:

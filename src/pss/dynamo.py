@@ -21,7 +21,7 @@ from typing import Any
 from pss.schedule import Schedule, from_dict
 from pss.scheduler import KeepRatioScheduler
 
-__all__ = ["compile_friendly", "graphs_needed"]
+__all__ = ["compile_friendly", "graphs_needed", "raise_recompile_limit"]
 
 # Extra graphs beyond one per sequence length: the same length run with and without gradients
 # (e.g. a train-mode forward under torch.no_grad) is a second graph.
@@ -57,10 +57,15 @@ def compile_friendly(
     eval_keep_ratios: Iterable[float] = (1.0,),
 ) -> int:
     """Raise dynamo's recompile limit to what `schedule` needs (never lower it); returns the limit."""
+    need = graphs_needed(schedule, steps_per_epoch=steps_per_epoch, epochs=epochs, eval_keep_ratios=eval_keep_ratios)
+    return raise_recompile_limit(need)
+
+
+def raise_recompile_limit(need: int) -> int:
+    """Make dynamo's recompile limit at least `need` (never lower it); returns the limit now set."""
     import torch._dynamo
 
     cfg = torch._dynamo.config
-    need = graphs_needed(schedule, steps_per_epoch=steps_per_epoch, epochs=epochs, eval_keep_ratios=eval_keep_ratios)
     name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # torch < 2.6
     limit = max(getattr(cfg, name), need)
     setattr(cfg, name, limit)

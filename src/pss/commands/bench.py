@@ -57,6 +57,11 @@ def run_speed(args: argparse.Namespace) -> int:
 
     device = str(resolve_device(args.device))  # auto -> cuda when there is one; a missing GPU is a one-line error
     amp = args.amp or ("bf16" if device.startswith("cuda") else "fp32")
+    if args.compile:
+        from pss.dynamo import raise_recompile_limit
+
+        # one graph per keep ratio for training steps and one per keep ratio for inference
+        raise_recompile_limit(2 * len(args.keep) + 2)
     report = speed_benchmark(
         args.model, img_size=args.img_size, batch_size=args.batch_size, keep_ratios=args.keep, device=device,
         amp=amp, compile=args.compile, warmup=args.warmup, iters=args.iters, inference=args.inference,
