@@ -81,7 +81,7 @@ def test_kept_run_equals_masked_full_run(pos, method):
         if blk.attn.relative_position_bias_table is not None:
             torch.nn.init.normal_(blk.attn.relative_position_bias_table, std=1.0)
     x = torch.randn(3, 3, 32, 32)
-    pss.set_keep_ratio(model, 0.4, method)
+    pss.keep_ratio(model, 0.4, method)  # explicit: the model is in eval mode
     kept, keep_idx = model.forward_features_with_indices(x)
     assert keep_idx.shape == (3, 26)
 
@@ -111,7 +111,7 @@ def test_kept_run_equals_masked_full_run(pos, method):
 def test_magnitude_keeps_largest_embedded_tokens():
     model = pss.build_model("pss_vit_tiny_patch4_32", 10, pos_embed="learned", **TINY).eval()
     x = torch.randn(2, 3, 32, 32)
-    pss.set_keep_ratio(model, 0.25, "magnitude")
+    pss.keep_ratio(model, 0.25, "magnitude")  # explicit: eval mode
     _, keep_idx = model.forward_features_with_indices(x)
     emb = model._pos_embed(model.patch_embed(x))[:, 1:]
     expect = emb.abs().sum(-1).topk(16, dim=1).indices.sort(1).values
@@ -177,5 +177,8 @@ def test_attach_timm_models(name, size):
         model.eval()
         assert seen[-1] == model.num_prefix_tokens + pss.select.num_kept(n, rho)
     h.remove()
-    # dynamic inference differs from the full model
-    assert (model(x) - original(x)).abs().max() > 0
+    # eval() runs every token (the training ratio is for train mode), exactly the timm model
+    torch.testing.assert_close(model(x), original(x), rtol=0, atol=0)
+    # dynamic inference (an explicit ratio) differs from the full model
+    with pss.keep_ratio(model, 0.25):
+        assert (model(x) - original(x)).abs().max() > 0

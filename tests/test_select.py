@@ -101,7 +101,9 @@ def test_sampler_module_modes():
     s = PatchSampler(num_prefix_tokens=1, keep_ratio=0.5)
     x = torch.randn(2, 9, 4)
     assert s(x).shape == (2, 5, 4)
-    s.eval()  # eval with rho < 1 is dynamic inference: still drops
+    s.eval()  # eval runs every token unless a ratio is set explicitly (as timm's PatchDropout)
+    assert s(x).shape == (2, 9, 4)
+    s.explicit_keep_ratio = 0.5  # what pss.keep_ratio(model, 0.5) sets: dynamic inference
     assert s(x).shape == (2, 5, 4)
     s.return_indices = True
     out, idx = s(x)

@@ -66,7 +66,7 @@ def test_from_scratch_run_folder(scratch_run):
     run = scratch_run
     names = {p.name for p in run.iterdir()}
     assert {"config.yaml", "train_log.jsonl", "val_log.jsonl", "summary.json", "checkpoint-last.pt",
-            "checkpoint-best.pt", "model.safetensors", ".pss.lock"} == names
+            "checkpoint-best.pt", "model.safetensors", ".pss.lock", "summary.csv"} == names
 
     train_log = read_jsonl(run / "train_log.jsonl")
     assert [r["step"] for r in train_log] == list(range(8)) and [r["epoch"] for r in train_log] == [0] * 4 + [1] * 4

@@ -125,7 +125,8 @@ def speed_benchmark(
         ips = None
         if inference:
             model.eval()
-            ips = batch_size / _time(infer_step, dev, warmup, iters)
+            with pss.keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
+                ips = batch_size / _time(infer_step, dev, warmup, iters)
         rows.append(dict(keep_ratio=rho, tokens=model.num_prefix_tokens + num_kept(n_patches, rho),
                          step_time_s=step_time, step_flops=flops, infer_images_per_s=ips))
     pss.set_keep_ratio(model, 1.0, select)

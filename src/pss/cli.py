@@ -53,7 +53,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # timm habits (`--weight-decay 0.05`) get the `--set` form that would do it, not a bare refusal
+        hint = getattr(args, "unknown_hint", None)
+        extra = f"\n  {hint(unknown)}" if hint else f"; see pss {args.command} --help"
+        print(f"pss {args.command}: error: unrecognized arguments: {' '.join(unknown)}{extra}", file=sys.stderr)
+        return 2
     try:
         with _sigterm_as_interrupt():
             return int(args.func(args) or 0)

@@ -35,6 +35,7 @@ __all__ = [
     "EmaConfig",
     "EvalConfig",
     "LRSchedConfig",
+    "LoggingConfig",
     "MixupConfig",
     "ModelConfig",
     "OptimConfig",
@@ -97,9 +98,7 @@ class ModelConfig:
         import pss.models  # noqa: F401  (registers pss_vit_* with timm)
 
         if not timm.is_model(self.name):
-            close = difflib.get_close_matches(self.name, timm.list_models("*vit*"), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models('*vit*')"
-            raise ConfigError(f"unknown model.name {self.name!r}{hint}")
+            raise ConfigError(f"unknown model.name {self.name!r}; {pss.models.suggest_model_names(self.name)}")
 
 
 @dataclass
@@ -221,6 +220,24 @@ class EvalConfig:
             _check(self.batch_size >= 1, f"eval.batch_size must be >= 1, got {self.batch_size}")
 
 
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+@dataclass
+class LoggingConfig:
+    """Where `pss train` reports besides train_log.jsonl / val_log.jsonl (see pss.tracking)."""
+
+    csv: bool = True  # summary.csv, one row per epoch (timm's)
+    tensorboard: bool = False  # <output>/tensorboard event files (needs the tensorboard package)
+    wandb: bool = False  # Weights & Biases (needs the wandb package)
+    wandb_project: str = "pss"
+    wandb_mode: str | None = None  # online | offline | disabled; None: wandb's default (WANDB_MODE)
+
+    def __post_init__(self) -> None:
+        if self.wandb_mode is not None and self.wandb_mode not in WANDB_MODES:
+            raise ConfigError(f"logging.wandb_mode must be one of {', '.join(WANDB_MODES)} (or null), got {self.wandb_mode!r}")
+
+
 def _default_schedule() -> Schedule:
     return schedule_from_dict({"name": "fixed", "rho": 1.0})
 
@@ -242,6 +259,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema: EmaConfig = field(default_factory=EmaConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)  # summary.csv, TensorBoard, W&B
     task: str = "classification"
     epochs: int = 10
     batch_size: int = 128  # global

@@ -1,7 +1,19 @@
-"""The one way to set the keep ratio and selection method of a PSS model for its next forward passes.
+"""Set the keep ratio and selection method of a PSS model: for training steps, or explicitly.
 
 Works on our models, on timm ViTs after `pss.attach`, and through DDP / torch.compile wrappers,
 because it walks the module tree and sets the `PatchSampler` stages it finds.
+
+The eval rule (the same as timm's PatchDropout, so a user's loop evaluates what it expects):
+
+    pss.set_keep_ratio(model, 0.4)     # training keep ratio: used in model.train() mode only
+    model.eval(); model(x)             # every token (rho = 1.0): eval, "best" checkpoints, EMA copies
+    pss.keep_ratio(model, 0.5)         # explicit dial: rho = 0.5 in train and eval mode until cleared
+    pss.keep_ratio(model, None)        # clear the dial: back to the rule above
+    with pss.keep_ratio(model, 0.5):   # the dial for one block only (dynamic inference, sweeps)
+        model(x)
+
+An explicit setting always wins: `pss train` evaluates at `eval.keep_ratio` and `pss sweep` at each
+swept ratio through `pss.keep_ratio`, whatever the training ratio was.
 """
 from __future__ import annotations
 
@@ -18,35 +30,68 @@ def samplers(model: nn.Module) -> list[PatchSampler]:
     return [m for m in model.modules() if isinstance(m, PatchSampler)]
 
 
-def set_keep_ratio(model: nn.Module, keep_ratio: float, method: str | None = None) -> None:
-    """Set rho (and optionally the selection method) for every following forward pass of `model`."""
-    check_keep_ratio(keep_ratio)
-    if method is not None:
-        check_method(method)
+def _samplers_or_raise(model: nn.Module) -> list[PatchSampler]:
     found = samplers(model)
     if not found:
         raise TypeError(f"{type(model).__name__} has no PatchSampler: build it with pss or call pss.attach(model)")
+    return found
+
+
+def set_train_keep_ratio(found: list[PatchSampler], keep_ratio: float, method: str | None = None) -> None:
+    """`set_keep_ratio` on an already collected sampler list (no module walk: for per-step use)."""
+    check_keep_ratio(keep_ratio)
+    if method is not None:
+        check_method(method)
     for s in found:
         s.keep_ratio = float(keep_ratio)
         if method is not None:
             s.method = method
 
 
+def set_keep_ratio(model: nn.Module, keep_ratio: float, method: str | None = None) -> None:
+    """Set the *training* keep ratio rho (and optionally the selection method) of `model`.
+
+    It applies to forward passes in `train()` mode; in `eval()` mode the model runs every token
+    unless an explicit ratio is set with `pss.keep_ratio(model, rho)`.
+    """
+    set_train_keep_ratio(_samplers_or_raise(model), keep_ratio, method)
+
+
 def get_keep_ratio(model: nn.Module) -> float:
-    return samplers(model)[0].keep_ratio
+    """The keep ratio the next forward pass of `model` uses, in its current train / eval mode."""
+    return _samplers_or_raise(model)[0].effective_keep_ratio
 
 
-@contextlib.contextmanager
-def keep_ratio(model: nn.Module, rho: float, method: str | None = None) -> Iterator[nn.Module]:
-    """Temporarily run `model` at keep ratio `rho`: `with pss.keep_ratio(model, 0.5): model(x)`."""
-    s = samplers(model)
-    old = [(x.keep_ratio, x.method) for x in s]
-    set_keep_ratio(model, rho, method)
-    try:
-        yield model
-    finally:
-        for x, (r, m) in zip(s, old):
-            x.keep_ratio, x.method = r, m
+class keep_ratio(contextlib.AbstractContextManager):  # noqa: N801  (used like a function, as torch.no_grad)
+    """The explicit keep-ratio dial: `rho` in train and eval mode alike, winning over the eval rule.
+
+        pss.keep_ratio(model, 0.5)            # from now on (dynamic inference at half the patches)
+        pss.keep_ratio(model, None)           # back to: training ratio in train(), 1.0 in eval()
+        with pss.keep_ratio(model, 0.4):      # only inside the block; the previous state comes back
+            logits = model(images)
+
+    `method` (optional) also sets the selection method (restored on leaving a `with` block).
+    """
+
+    def __init__(self, model: nn.Module, rho: float | None, method: str | None = None) -> None:
+        if rho is not None:
+            check_keep_ratio(rho)
+        if method is not None:
+            check_method(method)
+        self.model = model
+        self._samplers = _samplers_or_raise(model)
+        self._old = [(s.explicit_keep_ratio, s.method) for s in self._samplers]
+        for s in self._samplers:
+            s.explicit_keep_ratio = None if rho is None else float(rho)
+            if method is not None:
+                s.method = method
+
+    def __enter__(self) -> nn.Module:
+        return self.model
+
+    def __exit__(self, *exc) -> None:
+        for s, (r, m) in zip(self._samplers, self._old):
+            s.explicit_keep_ratio, s.method = r, m
 
 
 @contextlib.contextmanager

@@ -45,7 +45,7 @@ from pss.checkpoint import (
     unwrap_model,
     atomic_save,
 )
-from pss.control import samplers, set_keep_ratio
+from pss.control import keep_ratio, samplers, set_train_keep_ratio
 from pss.errors import PssError
 from pss.schedule import Schedule
 from pss.select import num_kept
@@ -286,6 +286,12 @@ class RunWriter:
     def log_val(self, record: dict[str, Any]) -> None:
         self._append(self.val_log, [record])
 
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, float], train_time_s: float) -> None:
+        """An epoch ended (with `metrics` if it was evaluated); pss.tracking.TrackingWriter uses it."""
+
+    def close(self) -> None:
+        """The run ended; flush and close whatever the writer holds open."""
+
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         if self.enabled:
             data = (json.dumps(obj, indent=2) + "\n").encode()
@@ -349,7 +355,8 @@ class Trainer:
         self.folder = writer.folder
 
         bare = unwrap_model(model)
-        self.has_samplers = bool(samplers(bare))
+        self._samplers = samplers(bare)  # collected once: no module walk per step
+        self.has_samplers = bool(self._samplers)
         # Tokens through the blocks per image at keep ratio rho (prefix tokens are always kept).
         vit = getattr(bare, "encoder", bare)  # a pre-training wrapper (SimMIM) holds the ViT as `.encoder`
         self.num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
@@ -382,7 +389,7 @@ class Trainer:
             # 1. Keep ratio: a pure function of the step, so every rank (and a resumed run) agrees.
             rho = self.schedule(step, spe, total)
             if self.has_samplers:
-                set_keep_ratio(model, rho, method=loop.select)
+                set_train_keep_ratio(self._samplers, rho, method=loop.select)  # train() mode only
 
             # 2. Forward + backward over micro-batches. DDP all-reduces gradients in backward(); on
             #    all but the last micro-batch that would be wasted traffic, so `no_sync` defers it.
@@ -572,9 +579,11 @@ class Trainer:
     def _eval_model(self, model: nn.Module) -> dict[str, float]:
         if self.val_loader is None:
             return {}
-        if self.has_samplers:
-            set_keep_ratio(model, self.loop.eval_keep_ratio, method=self.loop.select)
-        return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
+        if not self.has_samplers:
+            return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
+        # An explicit ratio wins over the eval rule (eval() = every token), so eval.keep_ratio < 1 works.
+        with keep_ratio(model, self.loop.eval_keep_ratio, method=self.loop.select):
+            return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
 
     def _gather_rng(self) -> list[dict[str, Any]]:
         """Every rank's RNG state (each rank draws its own dropout / mixup / random selection)."""
@@ -656,6 +665,7 @@ class Trainer:
 
     def _log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         p = self.progress
+        self.writer.log_epoch(epoch, p.step, metrics, p.train_time_s)
         shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if not k.startswith("ema_") or k == "ema_acc1")
         log.info(
             "epoch %d/%d  step %d  %s  train %.1f s (data wait %.0f%%)",

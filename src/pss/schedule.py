@@ -4,7 +4,8 @@ A schedule is a frozen dataclass; calling it with `(step, steps_per_epoch, total
 keep ratio for that step. There is no hidden counter, so every rank computes the same rho at the
 same step and resuming from a checkpoint needs nothing but the step number.
 
-    sched = from_dict({"name": "cyclic", "low": 0.2, "high": 1.0})
+    sched = from_dict({"name": "cyclic", "low": 0.2, "high": 1.0})   # a recipe's mapping
+    sched = schedule_from_spec("cyclic:low=0.2,high=1.0")           # the same, as a one-line spec
     rho = sched(step, steps_per_epoch, total_steps)        # cheap float math, no tensors
 
 Every value goes through the same pipeline (McDanel & Huynh, arXiv 2208.09520):
@@ -35,7 +36,9 @@ __all__ = [
     "LinearSchedule",
     "Schedule",
     "from_dict",
+    "is_schedule_spec",
     "quantize",
+    "schedule_from_spec",
 ]
 
 # Largest allowed start/end/low/high: values above 1.0 are clamped, which lets a cyclic wave
@@ -253,14 +256,15 @@ SCHEDULES: dict[str, type[Schedule]] = {
 def from_dict(d: dict[str, Any] | float | int | str | Schedule) -> Schedule:
     """Build a schedule from `to_dict` output or a YAML mapping; a plain number means fixed(rho).
 
-    A bare name (e.g. "cyclic") builds that schedule with its defaults; a Schedule is returned as is.
+    A string is a spec (`schedule_from_spec`): "cyclic:low=0.2,high=1.0", a bare name such as
+    "cyclic" (that schedule with its defaults), or "0.5". A Schedule is returned as is.
     """
     if isinstance(d, Schedule):
         return d
     if isinstance(d, (int, float)) and not isinstance(d, bool):
         return FixedSchedule(rho=d)
     if isinstance(d, str):
-        d = {"name": d}
+        return schedule_from_spec(d)
     if not isinstance(d, dict):
         raise ConfigError(f"a schedule must be a mapping with a 'name' or a number (fixed rho), got {d!r}")
     kw = dict(d)
@@ -285,3 +289,51 @@ def from_dict(d: dict[str, Any] | float | int | str | Schedule) -> Schedule:
     if missing:
         raise ConfigError(f"schedule {name!r} needs {', '.join(map(repr, missing))}")
     return cls(**kw)
+
+
+def _spec_value(text: str) -> Any:
+    t = text.strip()
+    if t.lower() in ("none", "off", "null"):
+        return None
+    try:
+        return float(t)
+    except ValueError:
+        raise ConfigError(f"schedule parameter value must be a number or none, got {text!r}") from None
+
+
+def is_schedule_spec(text: str) -> bool:
+    """True for "cyclic:...", "linear", "0.5"; False for what looks like a recipe (file or shipped name)."""
+    from pathlib import Path
+
+    t = text.strip()
+    if t.endswith((".yaml", ".yml")) or Path(t).is_file():
+        return False
+    try:
+        float(t)
+        return True
+    except ValueError:
+        pass
+    return ":" in t or t in SCHEDULES
+
+
+def schedule_from_spec(spec: str) -> Schedule:
+    """Build a schedule from a one-line spec, the syntax every command and recipe accepts:
+
+        "cyclic:low=0.2,high=1.0"   "linear:start=0.4,end=1,warmup_epochs=1"   "cosine:start=0.2,end=1,grid=none"
+        "cyclic"                    (that schedule with its defaults)           "0.5"  (fixed keep ratio 0.5)
+
+    Keys are the schedule's parameters (`to_dict()` lists them); `none` / `off` / `null` = None.
+    """
+    text = spec.strip()
+    try:
+        return FixedSchedule(rho=float(text))
+    except ValueError:
+        pass
+    name, _, params = text.partition(":")
+    d: dict[str, Any] = {"name": name.strip()}
+    for item in filter(None, (p.strip() for p in params.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"schedule spec {spec!r}: expected key=value, got {item!r}")
+        d[key.strip()] = _spec_value(value)
+    return from_dict(d)

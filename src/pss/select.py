@@ -119,8 +119,15 @@ def select_tokens(
 class PatchSampler(nn.Module):
     """Drop-in for timm's `patch_drop` stage, driven by a keep ratio instead of a drop probability.
 
-    The keep ratio and method are plain attributes, set through `pss.set_keep_ratio(model, ...)`,
-    and apply in train and eval mode alike (eval with rho < 1 is dynamic inference).
+    Which keep ratio a forward pass uses (the eval rule, the same as timm's PatchDropout: fewer
+    tokens while training, all of them at evaluation unless asked):
+      * `explicit_keep_ratio`, when set (`pss.keep_ratio(model, rho)`, the dynamic-inference dial),
+        in train and eval mode alike;
+      * otherwise `keep_ratio` (the training keep ratio, set by `pss.set_keep_ratio` or a
+        `pss.KeepRatioScheduler` at every step) in `train()` mode, and 1.0 in `eval()` mode.
+    A copy (an EMA model, `copy.deepcopy`) carries both attributes, so it follows the same rule:
+    in eval mode it runs every token unless a dial was set on it (or on the model before copying).
+
     `return_indices=True` gives the `(x, keep_idx)` pair that timm's EVA expects from its
     `patch_drop`. With `record=True` the last keep indices are kept in `last_keep_idx` for analysis.
     """
@@ -137,16 +144,27 @@ class PatchSampler(nn.Module):
         check_method(method)
         self.num_prefix_tokens = num_prefix_tokens
         self.keep_ratio = float(keep_ratio)
+        self.explicit_keep_ratio: float | None = None
         self.method = method
         self.return_indices = return_indices
         self.record = False
         self.last_keep_idx: torch.Tensor | None = None
 
+    @property
+    def effective_keep_ratio(self) -> float:
+        """The keep ratio the next forward pass uses (see the class docstring for the rule)."""
+        if self.explicit_keep_ratio is not None:
+            return self.explicit_keep_ratio
+        # keep_ratio is only read in train mode, so a compiled eval graph does not guard on it
+        return self.keep_ratio if self.training else 1.0
+
     def forward(self, x: torch.Tensor):
-        x, keep_idx = select_tokens(x, self.keep_ratio, self.num_prefix_tokens, self.method)
+        x, keep_idx = select_tokens(x, self.effective_keep_ratio, self.num_prefix_tokens, self.method)
         if self.record:
             self.last_keep_idx = keep_idx
         return (x, keep_idx) if self.return_indices else x
 
     def extra_repr(self) -> str:
-        return f"keep_ratio={self.keep_ratio}, method={self.method!r}, num_prefix_tokens={self.num_prefix_tokens}"
+        explicit = "" if self.explicit_keep_ratio is None else f", explicit_keep_ratio={self.explicit_keep_ratio}"
+        return (f"keep_ratio={self.keep_ratio}{explicit}, method={self.method!r}, "
+                f"num_prefix_tokens={self.num_prefix_tokens}")

@@ -77,6 +77,7 @@ from pss.config import TrainConfig, config_from_dict, config_to_dict, diff_confi
 from pss.engine import Amp, ClassificationTask, DistInfo, LoopConfig, Progress, RunWriter, Task, Trainer
 from pss.errors import ConfigError, DataError, PssError
 from pss.outputs import hold_run_folder
+from pss.tracking import TrackingWriter, build_trackers
 
 log = logging.getLogger("pss.train")
 
@@ -94,7 +95,7 @@ __all__ = [
 # Files a run writes; a fresh run refuses to start in a folder holding any of them.
 OUTPUT_FILES = (
     "checkpoint-last.pt", "checkpoint-best.pt", "model.safetensors", "train_log.jsonl", "val_log.jsonl",
-    "summary.json", "config.yaml",
+    "summary.json", "config.yaml", "summary.csv",
 )
 # The shipped recipes: configs/ of a checkout (an editable install), else the copy a wheel carries
 # as pss/recipes/ (see pyproject.toml).
@@ -328,8 +329,10 @@ def train(
     resume_from: str | Path | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    trackers: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Train as `cfg` says; returns summary.json's content. Every check on the input (config, data,
+    """Train as `cfg` says; returns summary.json's content. `trackers` (pss.tracking.Tracker) get
+    every log record besides those the recipe's `logging` section turns on. Every check on the input (config, data,
     model, init weights, output folder) runs before the first step; nothing is overwritten unless
     `overwrite` (fresh run into a used folder) or `resume_from` (continue that run)."""
     dist_info = init_distributed(cfg.device)
@@ -342,7 +345,7 @@ def train(
         torch.backends.cudnn.benchmark = False
     try:
         with contextlib.ExitStack() as held:  # the run folder's lock, released on any exit
-            return _train(cfg, dist_info, resume_from, overwrite, quiet, held)
+            return _train(cfg, dist_info, resume_from, overwrite, quiet, held, trackers)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         if dist_info.enabled and dist.is_initialized():
@@ -350,7 +353,7 @@ def train(
 
 
 def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None, overwrite: bool, quiet: bool,
-           held: contextlib.ExitStack) -> dict[str, Any]:
+           held: contextlib.ExitStack, extra_trackers: list[Any] | None = None) -> dict[str, Any]:
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
     from timm.utils import ModelEmaV3
@@ -483,8 +486,11 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         )
     if cfg.compile:
         # The keep ratio is a Python attribute that dynamo guards on: each distinct rho (few, on
-        # the schedule's grid) is one more graph, train and eval. Allow enough of them.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        # the schedule's grid) is one more graph, and evaluation one more. Allow exactly those.
+        from pss.dynamo import compile_friendly
+
+        compile_friendly(cfg.schedule, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
+                         eval_keep_ratios=(cfg.eval.keep_ratio,))
         train_model = torch.compile(train_model)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -492,15 +498,22 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
 
     # 9. Run folder: resolved config, logs continued after the checkpoint's step.
     config = config_to_dict(cfg)
-    writer = RunWriter(folder, enabled=dist_info.is_main)
+    trackers: list[Any] = []
     if dist_info.is_main:
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(folder)  # left by a process killed while saving
         if resume_from is None and overwrite:
             _clear_output(folder)
         save_config(cfg, folder / "config.yaml")
-        if resume_from is not None:
-            writer.truncate(progress.step)
+        # summary.csv / TensorBoard / W&B / progress lines, as the recipe's `logging` section says
+        trackers = build_trackers(
+            cfg.logging, folder, config=config, resume_step=progress.step if resume_from is not None else None,
+            epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, batch_size=cfg.batch_size, quiet=quiet,
+            run_name=folder.name,
+        ) + list(extra_trackers or [])
+    writer = TrackingWriter(folder, enabled=dist_info.is_main, trackers=trackers)
+    if dist_info.is_main and resume_from is not None:
+        writer.truncate(progress.step)
     log.info(
         "training %s (%.1fM params) on %s x%d, %s, %d epochs x %d steps, batch %d, lr %.3g, schedule %s -> %s",
         cfg.model.name, num_params / 1e6, device, dist_info.world_size, amp.name, cfg.epochs, steps_per_epoch,
@@ -520,7 +533,10 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         scaler=scaler, ema=ema, progress=progress, config=config, class_names=class_names,
         resume_rng=resume_rng, device=device,
     )
-    p = trainer.fit()
+    try:
+        p = trainer.fit()
+    finally:
+        writer.close()
 
     summary = _summary(cfg, p, task, steps_per_epoch, device, amp, dist_info, num_params, time.perf_counter() - wall_t0)
     summary["skipped_images"] = len(report.corrupt)  # unreadable files left out (data.on_corrupt: skip)

@@ -191,47 +191,8 @@ def class_names(config: dict[str, Any], checkpoint: str | Path | None = None) ->
 # ----------------------------------------------------------------------------- schedules
 
 
-def _spec_value(text: str) -> Any:
-    t = text.strip()
-    if t.lower() in ("none", "off", "null"):
-        return None
-    try:
-        return float(t)
-    except ValueError:
-        raise ConfigError(f"schedule parameter value must be a number or none, got {text!r}") from None
-
-
-def is_schedule_spec(text: str) -> bool:
-    """True for "cyclic:...", "linear", "0.5"; False for what looks like a recipe (file or shipped name)."""
-    from pss.schedule import SCHEDULES
-
-    t = text.strip()
-    if t.endswith((".yaml", ".yml")) or Path(t).is_file():
-        return False
-    try:
-        float(t)
-        return True
-    except ValueError:
-        pass
-    return ":" in t or t in SCHEDULES
-
-
-def schedule_from_spec(spec: str) -> Schedule:
-    """Build a schedule from a short spec: "cyclic:low=0.2,high=1.0", "linear:start=0.4,end=1", "cosine",
-    or a bare number for a fixed keep ratio ("0.5")."""
-    text = spec.strip()
-    try:
-        return from_dict(float(text))
-    except ValueError:
-        pass
-    name, _, params = text.partition(":")
-    d: dict[str, Any] = {"name": name.strip()}
-    for item in filter(None, (p.strip() for p in params.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ConfigError(f"schedule spec {spec!r}: expected key=value, got {item!r}")
-        d[key.strip()] = _spec_value(value)
-    return from_dict(d)
+# The spec syntax lives with the schedules (every command and recipe accepts it); kept here by name.
+from pss.schedule import is_schedule_spec, schedule_from_spec  # noqa: E402,F401
 
 
 def plot_schedules(

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--img-size", type=int, default=None, help="input size (default: the model's)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--keep", type=_floats, default=(1.0, 0.8, 0.6, 0.4, 0.2), help="keep ratios, e.g. 1.0,0.6,0.2")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--amp", default=None, choices=["fp32", "bf16", "fp16"], help="default: bf16 on cuda, fp32 on cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--select", default="magnitude", help="selection method")
@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inference", action="store_true", help="also measure eval-mode images/s per keep ratio")
     p.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. --set pos_embed=rope --set depth=6")
-    p.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
+    p.add_argument("--output", "-o", "--json", dest="json", type=Path, default=None, metavar="FILE.json",
+                   help="write the results to this JSON file (--json: the old spelling)")
     p.set_defaults(func=run_speed)
 
 
@@ -52,9 +53,17 @@ def _model_kwargs(items: list[str]) -> dict:
 def run_speed(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         raise ConfigError("--batch-size and --iters must be >= 1 and --warmup >= 0")
-    amp = args.amp or ("bf16" if args.device.startswith("cuda") else "fp32")
+    from pss.analysis.sweep import resolve_device
+
+    device = str(resolve_device(args.device))  # auto -> cuda when there is one; a missing GPU is a one-line error
+    amp = args.amp or ("bf16" if device.startswith("cuda") else "fp32")
+    if args.compile:
+        from pss.dynamo import raise_recompile_limit
+
+        # one graph per keep ratio for training steps and one per keep ratio for inference
+        raise_recompile_limit(2 * len(args.keep) + 2)
     report = speed_benchmark(
-        args.model, img_size=args.img_size, batch_size=args.batch_size, keep_ratios=args.keep, device=args.device,
+        args.model, img_size=args.img_size, batch_size=args.batch_size, keep_ratios=args.keep, device=device,
         amp=amp, compile=args.compile, warmup=args.warmup, iters=args.iters, inference=args.inference,
         select=args.select, model_kwargs=_model_kwargs(args.model_kwargs),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from pss.commands.train import add_run_arguments
+from pss.commands.train import add_run_arguments, alias_overrides
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from pss.pretrain import pretrain, resolve_pretrain_config
 
     cfg, resume_from = resolve_pretrain_config(
-        args.config, args.overrides, data=args.data, output=args.output, init=args.init, resume=args.resume,
+        args.config, alias_overrides(args) + args.overrides, data=args.data, output=args.output, init=args.init, resume=args.resume,
     )
     pretrain(cfg, resume_from=resume_from, overwrite=args.overwrite, quiet=args.quiet)
     return 0

@@ -6,11 +6,17 @@ import difflib
 import timm
 from torch import nn
 
-from pss.errors import ConfigError
+from pss.errors import ConfigError, PssError
 from pss.models.adapter import attach
 from pss.models.vit import ARCHS, PssVisionTransformer
 
-__all__ = ["ARCHS", "PssVisionTransformer", "attach", "build_model"]
+__all__ = ["ARCHS", "PssVisionTransformer", "attach", "build_model", "suggest_model_names"]
+
+
+def suggest_model_names(name: str) -> str:
+    """"did you mean a, b?" from every registered model name (timm's and ours), or a pointer."""
+    close = difflib.get_close_matches(name, sorted(set(timm.list_models()) | ARCHS.keys()), n=3, cutoff=0.7)
+    return f"did you mean {', '.join(close)}?" if close else "see timm.list_models('*vit*') (or '*deit*', '*eva*')"
 
 
 def build_model(name: str, num_classes: int, img_size: int | None = None, **kwargs) -> nn.Module:
@@ -20,13 +26,21 @@ def build_model(name: str, num_classes: int, img_size: int | None = None, **kwar
     Never downloads anything unless `pretrained=True` is passed explicitly.
     """
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, ARCHS.keys() | set(timm.list_models("*vit*")), n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else " See `timm.list_models('*vit*')`."
-        raise ConfigError(f"unknown model name {name!r}.{hint}")
+        raise ConfigError(f"unknown model name {name!r}; {suggest_model_names(name)}")
     if img_size is not None:
         kwargs["img_size"] = img_size
     try:
         model = timm.create_model(name, num_classes=num_classes, **kwargs)
     except TypeError as e:  # an option the architecture does not take
         raise ConfigError(f"model {name!r} does not accept these options: {e}") from e
+    except PssError:
+        raise
+    except Exception as e:  # noqa: BLE001  (hub / network / file errors of the weight download)
+        if not kwargs.get("pretrained"):
+            raise
+        raise ConfigError(
+            f"could not load the pretrained weights of {name!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            "Offline? Put them in the Hugging Face cache (HF_HOME) first, or set model.kwargs.pretrained: false "
+            "and load a local file with --init PATH"
+        ) from e
     return attach(model)

@@ -12,12 +12,13 @@ tokens there needs changes inside their attention or their patch merging.
 from __future__ import annotations
 
 import logging
+import types
 
 from timm.layers import PatchDropout
 from torch import nn
 
 from pss.errors import ConfigError
-from pss.select import PatchSampler
+from pss.select import PatchSampler, check_keep_ratio, check_method
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +34,69 @@ def _kind(model: nn.Module) -> str | None:
     return None
 
 
-def attach(model: nn.Module, keep_ratio: float = 1.0, method: str = "magnitude") -> nn.Module:
+def _unsupported_message(model: nn.Module) -> str:
+    cls = type(model)
+    family = cls.__module__.rsplit(".", 1)[-1]
+    return (
+        f"cannot attach PSS to {cls.__name__} (timm.models.{family}): it has no patch-drop stage after the position "
+        "embedding, so tokens cannot be dropped without changing its attention (relative-position tables, windows) "
+        "or patch merging. Supported: models of timm's VisionTransformer class (most vit_* and deit_*, DINOv2/v3 "
+        "with registers, SigLIP, CLIP, FlexiViT, hybrid vit_*_r50_*) and Eva class (eva02_*, vit_*_rope_*); not "
+        "vit_relpos_*, samvit_*, beit*, swin*, or convolutional models. `timm.create_model(name).__class__` tells which"
+    )
+
+
+def _dense_features_guard(self: nn.Module, *args, **kwargs):
+    """forward_intermediates with every token only: its feature maps are reshaped to the full patch grid."""
+    rho = self.patch_drop.effective_keep_ratio
+    if rho < 1.0:
+        raise ConfigError(
+            f"forward_intermediates returns dense feature maps, which need every patch token, but this "
+            f"{type(self).__name__} would run at keep ratio {rho:g} ({'train' if self.training else 'eval'} mode). "
+            "Call it in eval() mode without an explicit keep ratio, or inside `with pss.keep_ratio(model, 1.0):`"
+        )
+    return type(self).forward_intermediates(self, *args, **kwargs)
+
+
+_dense_features_guard.__name__ = "forward_intermediates"  # a pickled bound method then resolves by name
+
+
+def attach(model: nn.Module, keep_ratio: float | None = None, method: str | None = None) -> nn.Module:
     """Replace the patch-drop stage of a timm ViT / DeiT / EVA with a PatchSampler, in place.
 
-    Returns the same model. Models already carrying a PatchSampler are returned unchanged.
+    Returns the same model. On a model that already carries a PatchSampler, `keep_ratio` and
+    `method`, when given, are set as its training keep ratio and selection method. Attach before
+    `torch.compile` and DDP: a wrapped model is refused. `forward_intermediates` (dense feature
+    maps; also behind `get_intermediate_layers`) raises if it would run with fewer tokens.
     """
-    if isinstance(getattr(model, "patch_drop", None), PatchSampler):
+    if hasattr(model, "_orig_mod"):
+        raise ConfigError(
+            "pss.attach got a torch.compile'd model: attach before compile, "
+            "i.e. model = torch.compile(pss.attach(model))"
+        )
+    if isinstance(model, nn.parallel.DistributedDataParallel) or type(model).__name__ == "DataParallel":
+        raise ConfigError("pss.attach got a DDP-wrapped model: attach before wrapping, i.e. DDP(pss.attach(model))")
+    sampler = getattr(model, "patch_drop", None)
+    if isinstance(sampler, PatchSampler):
+        if keep_ratio is not None:
+            check_keep_ratio(keep_ratio)
+            sampler.keep_ratio = float(keep_ratio)
+        if method is not None:
+            check_method(method)
+            sampler.method = method
         return model
     kind = _kind(model)
     if kind is None:
-        raise ConfigError(
-            f"cannot attach PSS to {type(model).__name__}: it has no patch-drop stage after the position "
-            "embedding; supported are timm VisionTransformer (vit_*, deit_*) and Eva (eva02_*, vit_*_rope_*) models"
-        )
+        raise ConfigError(_unsupported_message(model))
     old = model.patch_drop
     if isinstance(old, PatchDropout) and old.prob > 0:
         log.warning("pss.attach: replacing the model's PatchDropout(prob=%s) by the keep-ratio schedule", old.prob)
     model.patch_drop = PatchSampler(
         num_prefix_tokens=model.num_prefix_tokens,
-        keep_ratio=keep_ratio,
-        method=method,
+        keep_ratio=1.0 if keep_ratio is None else keep_ratio,
+        method=method or "magnitude",
         return_indices=kind == "eva",  # Eva gathers its rotary embedding with the returned indices
     )
+    if hasattr(type(model), "forward_intermediates"):
+        model.forward_intermediates = types.MethodType(_dense_features_guard, model)
     return model

@@ -1,0 +1,103 @@
+"""Integrations, each for real on CPU: the Lightning callback (TensorBoard logger, checkpoint,
+resume) and the Accelerate example script."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+import pss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _data(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return torch.utils.data.TensorDataset(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 4, (n,), generator=g))
+
+
+@pytest.mark.slow
+def test_lightning_callback_logs_checkpoints_and_resumes(tmp_path):
+    L = pytest.importorskip("lightning.pytorch")
+    pytest.importorskip("tensorboard")
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from pss.integrations.lightning import KeepRatioCallback
+    from test_tracking import read_scalars
+
+    class Classifier(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = pss.attach(timm.create_model(
+                "vit_tiny_patch16_224", img_size=32, patch_size=4, depth=1, embed_dim=32, num_heads=2, num_classes=4))
+            self.tokens: list[tuple[bool, int]] = []
+            self.model.blocks[0].register_forward_pre_hook(lambda m, a: self.tokens.append((m.training, a[0].shape[1])))
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self.model(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_loss", torch.nn.functional.cross_entropy(self.model(x), y))
+
+        def configure_optimizers(self):
+            opt = torch.optim.AdamW(self.parameters(), lr=1e-3)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 2), "interval": "step"}}
+
+    train = torch.utils.data.DataLoader(_data(40, 0), batch_size=8)  # 5 steps per epoch
+    val = torch.utils.data.DataLoader(_data(16, 1), batch_size=8)
+
+    def trainer(epochs: int, version: int) -> L.Trainer:
+        return L.Trainer(
+            max_epochs=epochs, accelerator="cpu", logger=TensorBoardLogger(tmp_path, name="tb", version=version),
+            callbacks=[KeepRatioCallback("cyclic:low=0.2,high=1.0"), LearningRateMonitor("step")],
+            log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        )
+
+    module = Classifier()
+    t = trainer(1, 0)
+    t.fit(module, train, val)
+    expect = pss.schedule_from_spec("cyclic:low=0.2,high=1.0").values(5, 10)  # over the 2-epoch run below: different
+    one_epoch = pss.schedule_from_spec("cyclic:low=0.2,high=1.0").values(5, 5)
+    n_patches = 64
+    seen_train = [n for training, n in module.tokens if training]
+    assert seen_train == [1 + pss.select.num_kept(n_patches, r) for r in one_epoch]
+    assert {n for training, n in module.tokens if not training} == {1 + n_patches}  # validation: every token
+    scalars = read_scalars(tmp_path / "tb" / "version_0")
+    assert [v for _, v in scalars["pss/keep_ratio"]] == pytest.approx(one_epoch)
+    assert "train_loss" in scalars and any(tag.startswith("lr-") for tag in scalars)
+    ckpt = tmp_path / "one_epoch.ckpt"
+    t.save_checkpoint(ckpt)
+    state = torch.load(ckpt, weights_only=False)["callbacks"]
+    (cb_state,) = [v for k, v in state.items() if "KeepRatioCallback" in k]
+    assert cb_state["step"] == 4  # the last step it set (global step 4 of 0..4)
+
+    # resume into a 2-epoch run: the schedule is laid out over 2 epochs and continues at step 5
+    module2 = Classifier()
+    trainer(2, 1).fit(module2, train, val, ckpt_path=ckpt)
+    seen2 = [n for training, n in module2.tokens if training]
+    assert seen2 == [1 + pss.select.num_kept(n_patches, r) for r in expect[5:]]
+    assert [s for s, _ in read_scalars(tmp_path / "tb" / "version_1")["pss/keep_ratio"]] == list(range(5, 10))
+
+
+@pytest.mark.slow
+def test_accelerate_example_runs(tmp_path):
+    pytest.importorskip("accelerate")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "ACCELERATE_USE_CPU": "true"}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "accelerate_train.py"), "--epochs", "2", "--output", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "epoch 2/2" in out.stdout and "eval tokens 65" in out.stdout
+    assert (tmp_path / "checkpoint.pt").exists()
