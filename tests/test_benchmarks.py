@@ -73,4 +73,4 @@ def test_speed_targets_checked_per_row():
             dict(keep_ratio=0.4, relative_time=0.5, flop_ratio=0.39), dict(keep_ratio=0.2, relative_time=0.31, flop_ratio=0.2)]
     t = speed.targets_met({"results": rows})
     assert t["within_1.15x_flop_ratio"] == {"1": True, "0.6": True, "0.4": False}
-    assert t["rho_0.2_at_most_0.30"] is False
+    assert t["rho_0.2_at_most_0.25"] is False

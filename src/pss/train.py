@@ -74,6 +74,7 @@ from pss.checkpoint import (
 from pss.config import TrainConfig, config_from_dict, config_to_dict, diff_configs, load_yaml, apply_overrides, save_config
 from pss.engine import Amp, ClassificationTask, DistInfo, LoopConfig, Progress, RunWriter, Task, Trainer
 from pss.errors import ConfigError, DataError, PssError
+from pss.models import attention_impl
 
 log = logging.getLogger("pss.train")
 
@@ -477,7 +478,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         # The keep ratio is a Python attribute that dynamo guards on: each distinct rho (few, on
         # the schedule's grid) is one more graph, train and eval. Allow enough of them.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model, **cfg.compile_options())
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -498,6 +499,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         cfg.model.name, num_params / 1e6, device, dist_info.world_size, amp.name, cfg.epochs, steps_per_epoch,
         cfg.batch_size, cfg.peak_lr(), cfg.schedule.name, folder,
     )
+    log.info("attention: %s", attention_impl(model, device))  # flex | sdpa, as chosen by model attn_impl
 
     loop = LoopConfig(
         epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, accum_steps=cfg.accum_steps,

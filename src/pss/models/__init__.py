@@ -4,13 +4,15 @@ from __future__ import annotations
 import difflib
 
 import timm
+import torch
 from torch import nn
 
 from pss.errors import ConfigError
 from pss.models.adapter import attach
+from pss.models.attention import ATTN_IMPLS
 from pss.models.vit import ARCHS, PssVisionTransformer
 
-__all__ = ["ARCHS", "PssVisionTransformer", "attach", "build_model"]
+__all__ = ["ARCHS", "ATTN_IMPLS", "PssVisionTransformer", "attach", "attention_impl", "build_model"]
 
 
 def build_model(name: str, num_classes: int, img_size: int | None = None, **kwargs) -> nn.Module:
@@ -30,3 +32,10 @@ def build_model(name: str, num_classes: int, img_size: int | None = None, **kwar
     except TypeError as e:  # an option the architecture does not take
         raise ConfigError(f"model {name!r} does not accept these options: {e}") from e
     return attach(model)
+
+
+def attention_impl(model: nn.Module, device: torch.device | str | None = None) -> str:
+    """The attention implementation `model` runs on `device`: "flex" or "sdpa". Our ViTs (also inside
+    DDP, torch.compile or SimMIM wrappers) follow their `attn_impl`; attached timm ViTs use SDPA."""
+    ours = next((m for m in model.modules() if isinstance(m, PssVisionTransformer)), None)  # once, at start-up
+    return ours.attention_impl(device) if ours is not None else "sdpa"
