@@ -66,6 +66,20 @@ def attention_kernels(fn) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def _time(fn, device: torch.device, warmup: int, iters: int) -> float:
+    """Median wall time of `fn()` over `iters` calls after `warmup` calls, device-synchronised."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def speed_benchmark(
     model_name: str,
     *,
