@@ -152,14 +152,16 @@ def test_checkpoint_moves_between_implementations(flex_cpu_backward, tmp_path, t
 
 def test_compiled_training_step_builds_one_graph_per_length():
     """torch.compile(dynamic=False), as training compiles: a keep-ratio cycle on the grid builds one graph
-    per sequence length (train, then eval) and nothing is recompiled on later cycles. Dynamo's own
-    frame counter; the aot_eager backend traces forward and backward like inductor, without codegen."""
+    per sequence length (train, then eval), each whole, and nothing is recompiled on later cycles.
+    Dynamo's own frame counter; the aot_eager backend traces forward and backward like inductor,
+    without its slow CPU code generation."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
     torch._dynamo.reset()
     model = pss.build_model("pss_vit_tiny_patch4_32", 10, depth=1, embed_dim=32, num_heads=2)  # rel_bias
     cnt = CompileCounterWithBackend("aot_eager")
-    run = torch.compile(model, backend=cnt, dynamic=False)
+    # fullgraph: no graph break anywhere, so no host sync (.item(), data-dependent shapes) in selection
+    run = torch.compile(model, backend=cnt, dynamic=False, fullgraph=True)
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
     frames = []
     for _ in range(2):

@@ -124,7 +124,7 @@ class Attention(nn.Module):
             if table is not None:
                 # (h, N0, N0): the full sequence's bias, batch-independent; flex reads the kept pairs from
                 # it inside the kernel through the keep indices (rel_index.seq), never as a (B, h, L, L) tensor.
-                score_mod = rel_bias_score_mod(table[rel_index.index].permute(2, 0, 1), rel_index.seq)
+                score_mod = rel_bias_score_mod(table.t()[:, rel_index.index], rel_index.seq)
             if attn_mask is not None:
                 score_mod = add_mask(score_mod, attn_mask)
             x = flex_attention(q, k, v, score_mod)
