@@ -99,6 +99,8 @@ def test_auto_resolves_per_device(monkeypatch):
     model = pss.build_model("pss_vit_tiny_patch4_32", 10, **TINY)  # attn_impl: auto
     assert model.attention_impl("cpu") == "sdpa"  # CPU trains through SDPA: flex has no CPU backward
     assert model.attention_impl("cuda") == ("flex" if attention.FLEX_AVAILABLE else "sdpa")
+    rope = pss.build_model("pss_vit_tiny_patch4_32", 10, pos_embed="rope", **TINY)
+    assert rope.attention_impl("cuda") == "sdpa"  # no bias: SDPA's own fused kernels
     assert pss.models.attention_impl(torch.nn.Sequential(model), "cpu") == "sdpa"  # found inside wrappers
     monkeypatch.setattr(attention, "FLEX_AVAILABLE", False)
     assert model.attention_impl("cuda") == "sdpa"

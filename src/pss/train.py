@@ -474,7 +474,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         train_model = nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    if cfg.compile:
+    if cfg.compile_options() is not None:
         # The keep ratio is a Python attribute that dynamo guards on: each distinct rho (few, on
         # the schedule's grid) is one more graph, train and eval. Allow enough of them.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)

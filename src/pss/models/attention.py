@@ -7,8 +7,9 @@ Two implementations compute the same attention (`attn_impl`):
   * "flex": `torch.nn.attention.flex_attention` with a `score_mod` that looks the bias up per kept
             (query, key) pair inside the kernel, through the keep indices: no (B, heads, L, L)
             tensor is made, and gradients reach the bias tables.
-"auto" (the default) takes flex where it is compiled into a fused kernel (CUDA, torch >= 2.6, no
-attention dropout) and sdpa elsewhere. On CPU FlexAttention has no backward pass, so flex there only
+"auto" (the default) takes flex for a relative bias where FlexAttention compiles to a fused kernel
+(CUDA, torch >= 2.6, no attention dropout), and sdpa elsewhere (also for rope / learned positions,
+which need no mask, so SDPA runs its own fused kernels). On CPU FlexAttention has no backward pass, so flex there only
 runs forward (inference); training on CPU uses sdpa.
 """
 from __future__ import annotations
@@ -62,11 +63,13 @@ def check_attn_impl(attn_impl: str, attn_drop: float = 0.0) -> None:
         raise ConfigError("attn_impl 'flex' has no attention dropout; set attn_drop_rate: 0 or attn_impl: auto")
 
 
-def resolve_attn_impl(attn_impl: str, device_type: str, attn_drop: float = 0.0) -> str:
-    """The implementation that runs on `device_type`: "flex" or "sdpa". Plain Python on constants, so
-    a compiled model specialises on it (no graph break, no per-step cost)."""
+def resolve_attn_impl(attn_impl: str, device_type: str, attn_drop: float = 0.0, has_bias: bool = True) -> str:
+    """The implementation that runs on `device_type`: "flex" or "sdpa". "auto" takes flex only for a
+    layer with a relative bias: without one (rope, learned) SDPA's flash / cuDNN kernels are at least
+    as fast. Plain Python on constants, so a compiled model specialises on it (no per-step cost)."""
     if attn_impl == "auto":
-        return "flex" if device_type in FLEX_FUSED_DEVICES and FLEX_AVAILABLE and attn_drop == 0 else "sdpa"
+        fused = device_type in FLEX_FUSED_DEVICES and FLEX_AVAILABLE
+        return "flex" if fused and has_bias and attn_drop == 0 else "sdpa"
     return attn_impl
 
 

@@ -13,7 +13,7 @@ Position information survives token dropping in one of three ways (`pos_embed=`)
                 needs no attention mask, so SDPA can use flash attention.
 Attention runs through `attn_impl` ("auto" | "flex" | "sdpa", see pss.models.attention): with
 rel_bias, "flex" looks the bias up per kept pair inside a FlexAttention kernel (no (B, h, L, L)
-tensor); "auto" takes it on CUDA and keeps SDPA elsewhere. Both give the same numbers and the same
+tensor); "auto" takes it for rel_bias on CUDA and keeps SDPA elsewhere. Both give the same numbers and the same
 parameters, so a checkpoint moves between them unchanged.
 Parameter names follow timm's VisionTransformer (and BEiT's for the bias tables), so timm and
 BEiT-style checkpoints map onto it, and timm's optimizer factory / layer decay work unchanged.
@@ -30,7 +30,9 @@ from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, apply_rot_embed_cat
 from torch import nn
 
 from pss.errors import ConfigError
-from pss.models.attention import AttnImpl, add_mask, check_attn_impl, flex_attention, rel_bias_score_mod, resolve_attn_impl
+from pss.models.attention import (
+    AttnImpl, add_mask, check_attn_impl, flex_attention, rel_bias_score_mod, resolve_attn_impl,
+)
 from pss.select import PatchSampler
 
 PosEmbed = Literal["learned", "rel_bias", "rope"]
@@ -105,7 +107,8 @@ class Attention(nn.Module):
 
     def impl(self, device: torch.device) -> str:
         """The implementation this layer runs on `device`: "flex" or "sdpa"."""
-        return resolve_attn_impl(self.attn_impl, device.type, self.attn_drop)
+        has_bias = self.relative_position_bias_table is not None
+        return resolve_attn_impl(self.attn_impl, device.type, self.attn_drop, has_bias)
 
     def forward(
         self,
