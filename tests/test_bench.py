@@ -30,8 +30,26 @@ def test_bench_speed_json(tmp_path, capsys):
     for r in rows[1:]:
         expected = max(r["step_time_s"] - opt, 0.0) / (rows[0]["step_time_s"] - opt)
         assert r["model_relative_time"] == pytest.approx(expected)
+    # the attention implementation and the kernels a step ran; peak memory is measured on CUDA only
+    assert report["attention"] == "sdpa" and report["pos_embed"] == "rel_bias"
+    assert all(any("scaled_dot_product" in k for k in r["attention_kernels"]) for r in rows)
+    assert all(r["peak_memory_mb"] is None for r in rows)
     out = capsys.readouterr().out
     assert "| 0.50 | 33 |" in out and "optimizer step alone:" in out
+    assert "attention: sdpa; kernels aten::_scaled_dot_product" in out and "peak mem (MB)" in out
+
+
+def test_bench_attn_impl(capsys):
+    tiny = ["--model", "pss_vit_tiny_patch4_32", "--batch-size", "2", "--keep", "0.5", "--warmup", "0", "--iters", "1",
+            "--set", "depth=1", "--set", "embed_dim=32", "--set", "num_heads=2"]
+    assert main(["bench", "speed", *tiny, "--attn-impl", "sdpa"]) == 0
+    assert "attention: sdpa" in capsys.readouterr().out
+    # FlexAttention cannot train on the CPU: one line saying so, and what to set instead
+    assert main(["bench", "speed", *tiny, "--attn-impl", "flex"]) == 2
+    err = capsys.readouterr().err
+    assert "attn_impl" in err and "auto" in err
+    assert main(["bench", "speed", "--model", "vit_tiny_patch16_224", "--attn-impl", "flex"]) == 2
+    assert "--attn-impl applies to pss_vit_* models" in capsys.readouterr().err
 
 
 def test_bench_timm_model_and_bad_values(capsys):

@@ -132,3 +132,29 @@ def test_recipe_study_plans_resumes_and_records(tiny_image_folder, tmp_path):
         study.main([*argv, "--set", "epochs=4"])
     with pytest.raises(SystemExit, match="unknown arm"):
         study.main(["--runs", "baseline,nope"])
+
+
+    assert t["rho_0.2_at_most_0.25"] is False
+
+
+def test_speed_attention_comparison_table_and_targets():
+    speed = _load("speed")
+
+    def rep(pos, impl, t1, mem):
+        rows = [dict(keep_ratio=1.0, flop_ratio=1.0, relative_time=1.0, step_time_s=t1, peak_memory_mb=mem,
+                     attention_kernels=("aten::_scaled_dot_product_flash_attention",)),
+                dict(keep_ratio=0.2, flop_ratio=0.21, relative_time=0.24, step_time_s=0.24 * t1, peak_memory_mb=mem,
+                     attention_kernels=())]
+        return dict(model="m", compile=False, pos_embed=pos, attn_impl=impl, batch_size=8, amp="bf16", results=rows)
+
+    reports = [rep("rel_bias", "sdpa", 0.15, 900), rep("rel_bias", "flex", 0.105, 700), rep("rope", "sdpa", 0.1, 650),
+               dict(model="m", compile=False, pos_embed="rope", attn_impl="flex", batch_size=8, amp="bf16", skipped="why")]
+    assert speed.cross_targets(reports) == {
+        "m: rel_bias sdpa rho=1 within 10% of rope sdpa": False,
+        "m: rel_bias flex rho=1 within 10% of rope sdpa": True,
+        "m: flex peak memory at rho=1 below sdpa": True,
+    }
+    table = speed.side_by_side(reports)
+    assert "| keep ratio | FLOP ratio | rel_bias sdpa | rel_bias flex | rope sdpa |" in table
+    assert "| 0.20 | 0.210 | 0.240 | 0.240 | 0.240 |" in table
+    assert "| rho=1 peak (MB) | | 900 | 700 | 650 |" in table and "skipped rope flex: why" in table

@@ -50,6 +50,7 @@ __all__ = [
 
 AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_KEYS = frozenset({"mode", "dynamic", "fullgraph", "backend", "options"})  # torch.compile arguments a recipe may set
 TASKS = ("classification",)
 LR_SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant", "none")
 
@@ -265,7 +266,7 @@ class TrainConfig:
     batch_size: int = 128  # global
     accum_steps: int = 1  # gradient-accumulation micro-steps per optimizer step
     amp: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
-    compile: bool = False
+    compile: bool | dict[str, Any] = False  # true, or torch.compile options, e.g. {mode: reduce-overhead}
     deterministic: bool = False  # deterministic kernels (bit-reproducible runs and resumes; can be slower)
     device: str = "auto"
     seed: int = 0
@@ -292,6 +293,8 @@ class TrainConfig:
             self.batch_size % self.accum_steps == 0,
             f"batch_size ({self.batch_size}) must be divisible by accum_steps ({self.accum_steps})",
         )
+        if isinstance(self.compile, dict):
+            _check(set(self.compile) <= COMPILE_KEYS, f"compile takes {', '.join(sorted(COMPILE_KEYS))}; got {self.compile!r}")
         _check(self.amp in AMP_MODES, f"unknown amp {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
         _check(self.device in DEVICES, f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         _check(self.log_interval >= 1, f"log_interval must be >= 1 step, got {self.log_interval}")
@@ -311,6 +314,13 @@ class TrainConfig:
                 (self.batch_size // self.accum_steps) % 2 == 0,
                 "mixup/cutmix need an even micro-batch (batch_size / accum_steps per optimizer step)",
             )
+
+    def compile_options(self) -> dict[str, Any] | None:
+        """torch.compile keyword arguments, or None when not compiling. `dynamic=False` unless given: one
+        static graph per sequence length (few, on the keep-ratio grid), each CUDA-graphable."""
+        if self.compile is False:
+            return None
+        return {"dynamic": False, **(self.compile if isinstance(self.compile, dict) else {})}
 
     def peak_lr(self) -> float:
         return self.optim.peak_lr(self.batch_size)

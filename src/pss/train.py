@@ -78,6 +78,7 @@ from pss.engine import Amp, ClassificationTask, DistInfo, LoopConfig, Progress, 
 from pss.errors import ConfigError, DataError, PssError
 from pss.outputs import hold_run_folder
 from pss.tracking import TrackingWriter, build_trackers
+from pss.models import attention_impl
 
 log = logging.getLogger("pss.train")
 
@@ -484,14 +485,14 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         train_model = nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    if cfg.compile:
+    if cfg.compile_options() is not None:
         # The keep ratio is a Python attribute that dynamo guards on: each distinct rho (few, on
         # the schedule's grid) is one more graph, and evaluation one more. Allow exactly those.
         from pss.dynamo import compile_friendly
 
         compile_friendly(cfg.schedule, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
                          eval_keep_ratios=(cfg.eval.keep_ratio,))
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model, **cfg.compile_options())
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -519,6 +520,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         cfg.model.name, num_params / 1e6, device, dist_info.world_size, amp.name, cfg.epochs, steps_per_epoch,
         cfg.batch_size, cfg.peak_lr(), cfg.schedule.name, folder,
     )
+    log.info("attention: %s", attention_impl(model, device))  # flex | sdpa, as chosen by model attn_impl
 
     loop = LoopConfig(
         epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, accum_steps=cfg.accum_steps,

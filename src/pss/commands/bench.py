@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pss.bench import format_speed_table, speed_benchmark
 from pss.errors import ConfigError
+from pss.models.attention import ATTN_IMPLS
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -27,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--amp", default=None, choices=["fp32", "bf16", "fp16"], help="default: bf16 on cuda, fp32 on cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--attn-impl", default=None, choices=ATTN_IMPLS,
+                   help="attention of pss_vit_* models: flex (FlexAttention), sdpa, or auto (flex on CUDA); "
+                        "default: the model's (auto)")
     p.add_argument("--select", default="magnitude", help="selection method")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
@@ -65,7 +69,7 @@ def run_speed(args: argparse.Namespace) -> int:
     report = speed_benchmark(
         args.model, img_size=args.img_size, batch_size=args.batch_size, keep_ratios=args.keep, device=device,
         amp=amp, compile=args.compile, warmup=args.warmup, iters=args.iters, inference=args.inference,
-        select=args.select, model_kwargs=_model_kwargs(args.model_kwargs),
+        select=args.select, model_kwargs=_model_kwargs(args.model_kwargs), attn_impl=args.attn_impl,
     )
     print(format_speed_table(report))
     if args.json:

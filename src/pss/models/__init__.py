@@ -4,13 +4,15 @@ from __future__ import annotations
 import difflib
 
 import timm
+import torch
 from torch import nn
 
 from pss.errors import ConfigError, PssError
 from pss.models.adapter import attach
+from pss.models.attention import ATTN_IMPLS
 from pss.models.vit import ARCHS, PssVisionTransformer
 
-__all__ = ["ARCHS", "PssVisionTransformer", "attach", "build_model", "suggest_model_names"]
+__all__ = ["ARCHS", "ATTN_IMPLS", "PssVisionTransformer", "attach", "attention_impl", "build_model", "suggest_model_names"]
 
 
 def suggest_model_names(name: str) -> str:
@@ -44,3 +46,10 @@ def build_model(name: str, num_classes: int, img_size: int | None = None, **kwar
             "and load a local file with --init PATH"
         ) from e
     return attach(model)
+
+
+def attention_impl(model: nn.Module, device: torch.device | str | None = None) -> str:
+    """The attention implementation `model` runs on `device`: "flex" or "sdpa". Our ViTs (also inside
+    DDP, torch.compile or SimMIM wrappers) follow their `attn_impl`; attached timm ViTs use SDPA."""
+    ours = next((m for m in model.modules() if isinstance(m, PssVisionTransformer)), None)  # once, at start-up
+    return ours.attention_impl(device) if ours is not None else "sdpa"

@@ -11,13 +11,17 @@ Position information survives token dropping in one of three ways (`pos_embed=`)
                 exactly the bias it would have had in the full sequence;
   * "rope":     2D rotary embedding (timm's RotaryEmbeddingCat) gathered for the kept indices;
                 needs no attention mask, so SDPA can use flash attention.
+Attention runs through `attn_impl` ("auto" | "flex" | "sdpa", see pss.models.attention): with
+rel_bias, "flex" looks the bias up per kept pair inside a FlexAttention kernel (no (B, h, L, L)
+tensor); "auto" takes it for rel_bias on CUDA and keeps SDPA elsewhere. Both give the same numbers and the same
+parameters, so a checkpoint moves between them unchanged.
 Parameter names follow timm's VisionTransformer (and BEiT's for the bias tables), so timm and
 BEiT-style checkpoints map onto it, and timm's optimizer factory / layer decay work unchanged.
 """
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +31,9 @@ from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, apply_rot_embed_cat
 from torch import nn
 
 from pss.errors import ConfigError
+from pss.models.attention import (
+    AttnImpl, add_mask, check_attn_impl, flex_attention, rel_bias_score_mod, resolve_attn_impl,
+)
 from pss.select import PatchSampler
 
 PosEmbed = Literal["learned", "rel_bias", "rope"]
@@ -58,9 +65,24 @@ def relative_position_index(grid: tuple[int, int], num_prefix_tokens: int) -> to
     return index
 
 
+class RelPos(NamedTuple):
+    """Relative-bias lookup for the kept sequence (L tokens: prefix + kept patches) of N0 in the full one.
+
+    index: (N0, N0) table rows of the full sequence (a buffer);
+    pairs: (B, L, L) positions of the kept (query, key) pairs in the flattened (N0 x N0) bias, for SDPA's
+           gathered mask; None when all tokens are kept or when flex runs;
+    seq:   (B, L) positions of the kept tokens in the full sequence, for flex's in-kernel lookup;
+           None when all tokens are kept or when SDPA runs.
+    """
+
+    index: torch.Tensor
+    pairs: torch.Tensor | None = None
+    seq: torch.Tensor | None = None
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention through F.scaled_dot_product_attention, with optional per-layer
-    relative position bias (gathered by a shared index) and rotary embedding."""
+    """Multi-head self-attention through SDPA or FlexAttention (`attn_impl`), with optional per-layer
+    relative position bias (looked up through a shared index) and rotary embedding."""
 
     def __init__(
         self,
@@ -71,8 +93,11 @@ class Attention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         rel_bias_rows: int = 0,
+        attn_impl: AttnImpl = "auto",
     ) -> None:
         super().__init__()
+        check_attn_impl(attn_impl, attn_drop)
+        self.attn_impl = attn_impl
         if dim % num_heads:
             raise ConfigError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
@@ -85,31 +110,49 @@ class Attention(nn.Module):
             nn.Parameter(torch.zeros(rel_bias_rows, num_heads)) if rel_bias_rows else None
         )
 
+    def impl(self, device: torch.device) -> str:
+        """The implementation this layer runs on `device`: "flex" or "sdpa"."""
+        has_bias = self.relative_position_bias_table is not None
+        return resolve_attn_impl(self.attn_impl, device.type, self.attn_drop, has_bias)
+
     def forward(
         self,
         x: torch.Tensor,
-        rel_index: torch.Tensor | None = None,
+        rel_index: RelPos | None = None,
         rope: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         if rope is not None:  # rope: (N, 2d) or (B, 1, N, 2d); identity rows for prefix tokens
-            q, k = apply_rot_embed_cat(q, rope), apply_rot_embed_cat(k, rope)
-        bias = None
-        if self.relative_position_bias_table is not None:
-            index, pairs = rel_index  # (N0, N0) table rows of the full sequence; kept (query, key) pairs or None
-            bias = self.relative_position_bias_table[index]  # (N0, N0, h): the full model's bias
-            if pairs is None:
-                bias = bias.permute(2, 0, 1).unsqueeze(0)  # (1, h, N0, N0)
-            else:
-                # Gather the kept pairs from the full (batch-independent) bias rather than straight from
-                # the table: the backward scatter then spreads over N0^2 slots, not over a few hundred
-                # table rows, which keeps its atomic adds from piling up on the GPU.
-                bias = bias.flatten(0, 1)[pairs].permute(0, 3, 1, 2)  # (B, h, N, N)
-            bias = bias.to(q.dtype)
-        if attn_mask is not None:
-            bias = attn_mask.to(q.dtype) if bias is None else bias + attn_mask.to(q.dtype)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0)
+            # back to v's dtype: a float32 rope table would promote bf16 q, k and keep SDPA off flash
+            q, k = apply_rot_embed_cat(q, rope).type_as(v), apply_rot_embed_cat(k, rope).type_as(v)
+        table = self.relative_position_bias_table
+        if self.impl(x.device) == "flex":
+            score_mod = None
+            if table is not None:
+                # (h, N0, N0): the full sequence's bias, batch-independent; flex reads the kept pairs from
+                # it inside the kernel through the keep indices (rel_index.seq), never as a (B, h, L, L) tensor.
+                score_mod = rel_bias_score_mod(table.t()[:, rel_index.index], rel_index.seq)
+            if attn_mask is not None:
+                score_mod = add_mask(score_mod, attn_mask)
+            x = flex_attention(q, k, v, score_mod)
+        else:
+            bias = None
+            if table is not None:
+                bias = table[rel_index.index]  # (N0, N0, h): the full model's bias
+                if rel_index.pairs is None:
+                    bias = bias.permute(2, 0, 1).unsqueeze(0)  # (1, h, N0, N0)
+                else:
+                    # Gather the kept pairs from the full (batch-independent) bias rather than straight from
+                    # the table: the backward scatter then spreads over N0^2 slots, not over a few hundred
+                    # table rows, which keeps its atomic adds from piling up on the GPU.
+                    bias = bias.flatten(0, 1)[rel_index.pairs].permute(0, 3, 1, 2)  # (B, h, N, N)
+                bias = bias.to(q.dtype)
+            if attn_mask is not None:
+                bias = attn_mask.to(q.dtype) if bias is None else bias + attn_mask.to(q.dtype)
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
+            )
         return self.proj_drop(self.proj(rearrange(x, "b h n d -> b n (h d)")))
 
 
@@ -128,11 +171,13 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         init_values: float | None = None,
         rel_bias_rows: int = 0,
+        attn_impl: AttnImpl = "auto",
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(
-            dim, num_heads=num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, rel_bias_rows=rel_bias_rows
+            dim, num_heads=num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, rel_bias_rows=rel_bias_rows,
+            attn_impl=attn_impl,
         )
         self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -176,6 +221,7 @@ class PssVisionTransformer(nn.Module):
         keep_ratio: float = 1.0,
         select: str = "magnitude",
         weight_init: WeightInit = "timm",
+        attn_impl: AttnImpl = "auto",
     ) -> None:
         super().__init__()
         if weight_init not in WEIGHT_INITS:
@@ -238,6 +284,7 @@ class PssVisionTransformer(nn.Module):
                 drop_path=dpr[i],
                 init_values=init_values,
                 rel_bias_rows=rel_rows,
+                attn_impl=attn_impl,
             )
             for i in range(depth)
         )
@@ -287,6 +334,11 @@ class PssVisionTransformer(nn.Module):
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
 
+    def attention_impl(self, device: torch.device | str | None = None) -> str:
+        """The attention implementation that runs on `device` (default: the model's): "flex" or "sdpa"."""
+        device = torch.device(device) if device is not None else self.prefix_index.device
+        return self.blocks[0].attn.impl(device) if len(self.blocks) else "sdpa"
+
     # forward ----------------------------------------------------------------------------------
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """Prepend prefix tokens; add the learned absolute embedding (before selection)."""
@@ -297,18 +349,21 @@ class PssVisionTransformer(nn.Module):
         return self.pos_drop(x)
 
     def _kept_positions(self, keep_idx: torch.Tensor | None):
-        """Position terms for the kept sequence (prefix + kept patches): the relative-bias index as
-        ((N0, N0) full index, (B, L, L) kept pairs or None), and the rotary embedding (None if unused)."""
-        full_rel = None if self.relative_position_index is None else (self.relative_position_index, None)
+        """Position terms for the kept sequence (prefix + kept patches): the relative-bias lookup (a
+        RelPos for the attention implementation that runs, None if unused) and the rotary embedding."""
+        flex = self.attention_impl() == "flex"
+        full_rel = None if self.relative_position_index is None else RelPos(self.relative_position_index)
         if keep_idx is None:  # all kept: the full, batch-independent tables
             return full_rel, self.rope_embed
         p = self.num_prefix_tokens
         seq_idx = torch.cat([self.prefix_index.expand(keep_idx.shape[0], -1), keep_idx + p], dim=1)  # (B, L)
         rel_index = rope = None
-        if full_rel is not None:
+        if full_rel is not None and flex:
+            rel_index = RelPos(self.relative_position_index, seq=seq_idx)  # looked up inside the kernel
+        elif full_rel is not None:
             # (B, L, L) positions of the kept (query, key) pairs in the flattened full (N0 x N0) bias
             n0 = self.relative_position_index.shape[0]
-            rel_index = (self.relative_position_index, seq_idx[:, :, None] * n0 + seq_idx[:, None, :])
+            rel_index = RelPos(self.relative_position_index, pairs=seq_idx[:, :, None] * n0 + seq_idx[:, None, :])
         if self.rope_embed is not None:
             rope = self.rope_embed[seq_idx].unsqueeze(1)  # (B, 1, L, 2d), broadcast over heads
         return rel_index, rope
