@@ -15,8 +15,9 @@ baselines of 0.6x and 0.8x the epochs (LR schedule fully decayed over the shorte
 alike): together they draw the equal-time frontier that a PSS run must beat to be worth it.
 
 The CPU set-up (`STUDY_CPU`): the 4-block ViT of width 96 on 1,000 CIFAR-10 images per class, 15
-epochs, batch 64 (~6 minutes per full baseline on 2 idle cores); `--set` adjusts it, and `--gpu` drops
-it for the shipped recipes' full-size set-up. Records `benchmarks/results/recipe_study_<tag>_<date>.json`
+epochs, batch 64 (~9.5 minutes per full baseline on one core; the recorded study ran pinned to one core
+with one thread, `OMP_NUM_THREADS=1 taskset -c 0`, so that its timings were not shared with other work);
+`--set` adjusts it, and `--gpu` drops it for the shipped recipes' full-size set-up. Records `benchmarks/results/recipe_study_<tag>_<date>.json`
 / `.md` / `.png` from every finished run; run folders go under --output (never committed).
 """
 from __future__ import annotations
