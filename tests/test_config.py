@@ -26,8 +26,14 @@ EXPECTED = {
 }
 
 
+# What the recipe study chose (README, "Which recipe"); every recommended *_pss recipe carries it.
+RECOMMENDED = {"budget": 0.6, "select": "random", "schedule": {"name": "cyclic", "high": 1.0, "grid": 0.2}}
+
+
 def test_all_recipes_are_shipped():
     assert EXPECTED <= {p.stem for p in RECIPES}
+    pss_recipes = {p.stem for p in RECIPES if p.stem.endswith("_pss") and not p.stem.startswith("paper_")}
+    assert {f"paper_{n}" for n in pss_recipes} <= {p.stem for p in RECIPES}  # the paper's settings stay available
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -35,14 +41,22 @@ def test_recipe_loads_validates_and_round_trips(path, tmp_path):
     cfg = load_config(path)
     cfg.validate()  # model name known to the registry
     assert cfg.peak_lr() > 0
-    # Each PSS recipe differs from its baseline only in the schedule (and its comments).
+    # The paper's PSS recipes differ from their baselines only in the schedule (and comments); the
+    # recommended ones also in the selection rule and the compute budget that solves the schedule.
     if path.stem.endswith("_pss"):
-        base = load_config(path.with_name(path.stem[: -len("_pss")] + "_baseline.yaml"))
-        assert diff_configs(config_to_dict(base), config_to_dict(cfg)) == [
-            "schedule.grid", "schedule.high", "schedule.low", "schedule.name", "schedule.period_epochs", "schedule.rho",
-        ]
-        assert isinstance(cfg.schedule, CyclicSchedule) and (cfg.schedule.low, cfg.schedule.high) == (0.2, 1.0)
-        assert cfg.select == "magnitude"
+        paper = path.stem.startswith("paper_")
+        stem = path.stem.removeprefix("paper_")[: -len("_pss")]
+        base = load_config(path.with_name(stem + "_baseline.yaml"))
+        diff = diff_configs(config_to_dict(base), config_to_dict(cfg))
+        if paper:
+            assert diff == ["schedule.grid", "schedule.high", "schedule.low", "schedule.name", "schedule.period_epochs",
+                            "schedule.rho"]
+            assert isinstance(cfg.schedule, CyclicSchedule) and (cfg.schedule.low, cfg.schedule.high) == (0.2, 1.0)
+            assert cfg.select == "magnitude" and cfg.budget is None
+        else:
+            assert {k for k in diff if not k.startswith("schedule.")} == {"select", "budget"}
+            assert cfg.budget == RECOMMENDED["budget"] and cfg.select == RECOMMENDED["select"]
+            assert {k: getattr(cfg.schedule, k) for k in RECOMMENDED["schedule"]} == RECOMMENDED["schedule"]
     # The resolved config written into a run folder loads back to the same config.
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
