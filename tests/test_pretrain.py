@@ -221,12 +221,13 @@ def test_shipped_pretrain_finetune_recipes_load():
     assert isinstance(pre, PretrainConfig) and pre.mim.mask_patch_size == 8 and pre.schedule(0, 10, 100) == 1.0
     base = load_config(ROOT / "configs" / "cifar10_finetune_baseline.yaml")
     ps = load_config(ROOT / "configs" / "cifar10_finetune_pss.yaml")
-    # The two fine-tuning recipes differ only in the keep-ratio schedule.
+    # The two fine-tuning recipes differ only in the keep-ratio schedule (the recommended one: also its
+    # selection rule and compute budget).
     from pss.config import config_to_dict, diff_configs
 
     changed = diff_configs(config_to_dict(base), config_to_dict(ps))
-    assert changed and all(k.startswith("schedule.") for k in changed), changed
-    assert ps.schedule.to_dict()["name"] == "cyclic" and ps.select == "magnitude"
+    assert changed and all(k.startswith("schedule.") or k in ("select", "budget") for k in changed), changed
+    assert ps.schedule.to_dict()["name"] == "cyclic" and ps.select == "random" and ps.budget == 0.6
     # Same architecture as pre-trained (so the encoder fits), pooled by average for fine-tuning.
     for k in ("pos_embed", "init_values"):
         assert base.model.kwargs[k] == pre.model.kwargs[k]
