@@ -142,3 +142,17 @@ def test_subprocess_entry_point():
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert [r["keep_ratio"] for r in json.loads(res.stdout)] == [0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4]
+
+
+def test_spec_syntax_matches_the_flags(capsys):
+    flags = ["schedule", "cyclic", "--low", "0.4", "--high", "1.0", "--cooldown-epochs", "1", "--epochs", "3",
+             "--steps-per-epoch", "5", "--json"]
+    assert main(flags) == 0
+    by_flags = json.loads(capsys.readouterr().out)
+    assert main(["schedule", "spec", "cyclic:low=0.4,high=1.0,cooldown_epochs=1", "--epochs", "3",
+                 "--steps-per-epoch", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_flags and by_flags[-1]["keep_ratio"] == 1.0
+    assert main(["schedule", "spec", "0.6", "--epochs", "1", "--steps-per-epoch", "2", "--json"]) == 0
+    assert [r["keep_ratio"] for r in json.loads(capsys.readouterr().out)] == [0.6, 0.6]
+    assert main(["schedule", "spec", "triangle:low=1", "--epochs", "1", "--steps-per-epoch", "2"]) == 2
+    assert "unknown schedule 'triangle'" in capsys.readouterr().err

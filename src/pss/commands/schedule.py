@@ -4,6 +4,10 @@
     pss schedule linear --start 0.4 --end 1.0 --epochs 100 --steps-per-epoch 1250 --grid none
     pss schedule fixed --rho 0.6 --epochs 2 --steps-per-epoch 5 --json
     pss schedule cyclic --budget 0.6 --model pss_vit_small_patch16_224 --epochs 100 --steps-per-epoch 1250
+    pss schedule spec "cyclic:low=0.2,high=1.0,cooldown_epochs=2" --epochs 20 --steps-per-epoch 100
+
+`spec SPEC` takes the one-line schedule syntax every recipe and `--set schedule=...` accepts
+(pss.schedule_from_spec), instead of one flag per parameter.
 
 `--budget B` solves the schedule's free parameter (cyclic --low, linear/cosine --start, fixed --rho) so
 that the run costs B of the full-token run (pss.budget): by the FLOPs of `--model` (options with --set,
@@ -22,7 +26,7 @@ from typing import Any
 
 from pss.errors import ConfigError
 from pss.budget import FREE_PARAMETER
-from pss.schedule import SCHEDULES, Schedule, from_dict
+from pss.schedule import SCHEDULES, Schedule, from_dict, schedule_from_spec
 
 # Per-kind parameters: (flag, dataclass field, required, help).
 _PARAMS: dict[str, list[tuple[str, str, bool, str]]] = {
@@ -60,9 +64,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Show the keep ratio per step of a keep-ratio schedule (summary, or --json).",
     )
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
-    for kind in SCHEDULES:
-        k = kinds.add_parser(kind, help=(SCHEDULES[kind].__doc__ or "").splitlines()[0])
-        for flag, dest, required, help_ in _PARAMS[kind]:
+    for kind in [*SCHEDULES, "spec"]:
+        if kind == "spec":
+            k = kinds.add_parser(kind, help="a one-line spec, e.g. cyclic:low=0.2,high=1.0 (as in recipes and --set)")
+            k.add_argument("spec", metavar="SPEC", help="e.g. cyclic:low=0.2,high=1.0 or linear:start=0.4,end=1 or 0.6")
+        else:
+            k = kinds.add_parser(kind, help=(SCHEDULES[kind].__doc__ or "").splitlines()[0])
+        for flag, dest, required, help_ in _PARAMS.get(kind, []):
             # with --budget the free parameter is solved, so it may be left out
             free = dest == FREE_PARAMETER[kind]
             k.add_argument(flag, dest=dest, type=float, default=None, required=required and not free,
@@ -88,6 +96,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def build_schedule(args: argparse.Namespace) -> Schedule:
     """The schedule the flags describe; flags left out take the schedule's own defaults. With --budget
     the free parameter may be left out (a placeholder is solved away)."""
+    if args.kind == "spec":  # the one-line syntax; the flags for shared settings still apply on top
+        base = schedule_from_spec(args.spec)
+        extra = {n: getattr(args, n) for n in ("grid", "warmup_epochs", "cooldown_epochs") if getattr(args, n) is not None}
+        return from_dict({**base.to_dict(), **extra}) if extra else base
     spec: dict[str, Any] = {"name": args.kind}
     names = [dest for _, dest, _, _ in _PARAMS[args.kind]] + ["grid", "warmup_epochs", "cooldown_epochs"]
     spec.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
