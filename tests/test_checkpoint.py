@@ -309,3 +309,19 @@ def test_atomic_writes_follow_the_umask(tmp_path):
         assert (tmp_path / "checkpoint-last.pt").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_random_bytes_are_refused_as_checkpoints(tmp_path):
+    """Garbage read as a legacy pickle trips the weights-only unpickler in many ways (IndexError on an
+    empty stack, KeyError, ...): every one is a one-line CheckpointError, never a traceback."""
+    import random
+
+    from pss.checkpoint import load_checkpoint
+    from pss.errors import CheckpointError
+
+    rng = random.Random(0)
+    for _ in range(300):
+        path = tmp_path / "junk.pt"
+        path.write_bytes(rng.randbytes(rng.choice([1, 7, 64, 4096])))
+        with pytest.raises(CheckpointError):
+            load_checkpoint(path)

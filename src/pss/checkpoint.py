@@ -313,8 +313,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{str(path)!r} holds pickled Python objects that weights-only loading refuses ({first}); "
             "pss never runs code from a checkpoint: re-save it as a plain state dict (or .safetensors)"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated?): {e}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError, TypeError,
+            AttributeError, UnicodeDecodeError) as e:
+        # random bytes read as a legacy pickle trip the weights-only unpickler in many ways (e.g. an
+        # IndexError on an empty stack): all of them mean the file is not a checkpoint
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated?): "
+                              f"{type(e).__name__}: {e}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, expected a dict / state dict")
     return obj
