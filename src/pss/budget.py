@@ -93,7 +93,7 @@ class FlopCost:
     def __call__(self, keep_ratio: float) -> float:
         return self.flops(num_kept(self.num_patches, keep_ratio)) / self.flops(self.num_patches)
 
-    def check(self, keep_ratios: set[float]) -> None:
+    def check(self, keep_ratios: set[float], gridded: bool) -> None:
         """Every keep ratio is covered (the FLOP model has no gaps)."""
 
     @classmethod
@@ -130,7 +130,6 @@ class TableCost:
 
     table: tuple[tuple[float, float], ...]  # (keep ratio, time / time at 1.0), ascending keep ratio
     source: str = ""
-    grid: bool = True  # a gridded schedule must find each of its keep ratios in the table
     name: str = "table"
 
     def __call__(self, keep_ratio: float) -> float:
@@ -145,10 +144,11 @@ class TableCost:
                 return c0 + (c1 - c0) * (keep_ratio - r0) / (r1 - r0)
         raise ConfigError(self._missing([keep_ratio]))  # unreachable: the range was checked
 
-    def check(self, keep_ratios: set[float]) -> None:
-        """Refuse a schedule that needs keep ratios the table does not hold (gridded) or cover."""
+    def check(self, keep_ratios: set[float], gridded: bool) -> None:
+        """Refuse a schedule that needs keep ratios the table does not hold (a gridded schedule: each of
+        its few keep ratios measured) or does not cover (no grid: interpolated between measured ones)."""
         have = [r for r, _ in self.table]
-        if self.grid:
+        if gridded:
             missing = sorted(r for r in keep_ratios if not any(abs(r - h) < 1e-6 for h in have))
         else:
             missing = sorted(r for r in keep_ratios if not have[0] - 1e-9 <= r <= have[-1] + 1e-9)
@@ -277,7 +277,7 @@ def solve_budget(
         best = max(lo, math.floor(a * 10**_DECIMALS) / 10**_DECIMALS)
     solved = _with(schedule, param, best)
     values = set(solved.values(steps_per_epoch, total_steps))
-    getattr(cost, "check", lambda _: None)(values)
+    getattr(cost, "check", lambda *_: None)(values, solved.grid is not None)
     return BudgetPlan(solved, float(budget), run_cost(best), param, best, getattr(cost, "name", "custom"))
 
 
