@@ -73,7 +73,8 @@ def test_ema_copy_follows_the_eval_rule():
 
 def test_engine_eval_keep_ratio_still_wins(tmp_path):
     """pss train evaluates at eval.keep_ratio (explicit) although eval() alone would run every token."""
-    from pss.engine import ClassificationTask, DistInfo, LoopConfig, RunWriter, Trainer, Amp
+    from pss.engine import Amp, ClassificationTask, LoopConfig, Progress, Trainer
+    from pss.runfolder import Checkpointer, RunWriter, StepLogger, TrainState
     from pss.schedule import FixedSchedule
 
     model = _vit()
@@ -86,10 +87,10 @@ def test_engine_eval_keep_ratio_still_wins(tmp_path):
             pass
 
     trainer = Trainer(
-        model=model, task=ClassificationTask(4), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        lr_scheduler=None, schedule=FixedSchedule(rho=0.4), train_loader=Loader(data), val_loader=data,
-        loop=LoopConfig(epochs=1, steps_per_epoch=2, eval_keep_ratio=0.5, quiet=True), amp=Amp("cpu", None),
-        writer=RunWriter(tmp_path),
+        state=TrainState(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress=Progress()),
+        task=ClassificationTask(4), schedule=FixedSchedule(rho=0.4), train_loader=Loader(data), val_loader=data,
+        loop=LoopConfig(epochs=1, steps_per_epoch=2, eval_keep_ratio=0.5), amp=Amp("cpu", None),
+        logger=StepLogger(RunWriter(tmp_path), quiet=True), checkpointer=Checkpointer(tmp_path),
     )
     trainer.fit()
     assert {n for training, n in seen if training} == {1 + 26}

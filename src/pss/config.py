@@ -22,7 +22,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -51,7 +52,13 @@ __all__ = [
 AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_KEYS = frozenset({"mode", "dynamic", "fullgraph", "backend", "options"})  # torch.compile arguments a recipe may set
-TASKS = ("classification",)
+# What can be learned, by `task:` value: the config class that validates its recipe and the builder
+# of the engine's Task (pss.engine.Task), as "module:attribute", imported on first use so that loading
+# a config imports neither timm nor the task's module.
+TASKS: dict[str, tuple[str, str]] = {
+    "classification": ("pss.config:TrainConfig", "pss.train:classification_task"),
+    "simmim": ("pss.pretrain:PretrainConfig", "pss.pretrain:simmim_task"),
+}
 LR_SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant", "none")
 
 
@@ -248,8 +255,6 @@ class TrainConfig:
     """Everything one `pss train` run needs. `batch_size` is the *global* batch per optimizer step
     (over all processes and accumulation micro-steps), so a recipe means the same thing on 1 or 8 GPUs."""
 
-    TASKS: ClassVar[tuple[str, ...]] = TASKS  # `task` values this config class accepts (PretrainConfig: simmim)
-
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     schedule: Schedule = field(default_factory=_default_schedule)  # keep ratio per step
@@ -284,7 +289,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.schedule = schedule_from_dict(self.schedule)
         _check(self.select in METHODS, f"unknown select method {self.select!r}; choose one of {', '.join(METHODS)}")
-        _check(self.task in self.TASKS, f"unknown task {self.task!r}; choose one of {', '.join(self.TASKS)}")
+        mine = tasks_of(type(self))
+        _check(self.task in mine, f"unknown task {self.task!r}; choose one of {', '.join(mine)}")
         _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -425,21 +431,30 @@ def _from_dict(cls: type, d: Any, prefix: str = "") -> Any:
         raise ConfigError(f"invalid {prefix or 'config'}: {e}") from e
 
 
-# Config classes of tasks other than classification, by `task:` value ("module:Class", imported on
-# first use so that this module depends on none of them).
-TASK_CONFIGS = {"simmim": "pss.pretrain:PretrainConfig"}
+def _resolve(target: str) -> Any:
+    import importlib
+
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def tasks_of(cls: type) -> tuple[str, ...]:
+    """The `task:` values whose recipes `cls` validates (TrainConfig: classification)."""
+    return tuple(t for t, (c, _) in TASKS.items() if c == f"{cls.__module__}:{cls.__qualname__}")
 
 
 def config_class(task: Any) -> type[TrainConfig]:
     """The config class of a recipe's `task:` (TrainConfig for classification and unknown values,
     which TrainConfig then refuses with the list of valid tasks)."""
-    import importlib
+    entry = TASKS.get(task) if isinstance(task, str) else None
+    return TrainConfig if entry is None else _resolve(entry[0])
 
-    target = TASK_CONFIGS.get(task) if isinstance(task, str) else None
-    if target is None:
-        return TrainConfig
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+
+def task_builder(task: str) -> Callable[[TrainConfig, list[str]], Any]:
+    """The function that builds the engine's Task for a validated config: `builder(cfg, class_names)`."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return _resolve(TASKS[task][1])
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:

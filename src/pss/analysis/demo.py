@@ -45,7 +45,7 @@ def warm_up(cfg: Any, steps: int = 3) -> None:
     """A few throw-away training steps of the recipe's model, so that one-time process costs (thread
     pools, allocator, kernel selection, lazy initialisation) are not billed to the baseline, which
     runs first, while the PSS run after it skips them: the time comparison stays fair."""
-    from pss.engine import DistInfo
+    from pss.runtime import DistInfo
     from pss.train import build_model_for, resolve_amp
     from pss.train import resolve_device as train_device
 
