@@ -332,7 +332,8 @@ class TrainConfig:
         return self.optim.peak_lr(self.batch_size)
 
     def validate(self) -> None:
-        """Checks that need the model registry or the schedule's run length (cheap, no data read)."""
+        """Checks that import the model registry or read a file (the budget's cost table); cheap, no data
+        read. The schedule's fit to the run length is checked once the data gives steps per epoch."""
         self.model.check_name()
         if self.budget is not None and self.budget_cost != "flops":
             from pss.budget import TableCost
