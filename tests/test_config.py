@@ -1,6 +1,8 @@
 """Training config: every shipped recipe validates; overrides, unknown keys and impossible values."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,17 @@ def test_empty_recipes_and_duplicate_keys_are_refused(tmp_path):
     (tmp_path / "dup_top.yaml").write_text("epochs: 2\nepochs: 3\n")
     with pytest.raises(ConfigError, match="'epochs' is given twice"):
         load_config(tmp_path / "dup_top.yaml")
+
+
+@pytest.mark.parametrize("recipe", ["demo", "cifar10_pss"])
+def test_loading_a_recipe_does_not_import_the_data_pipeline(recipe):
+    # DataConfig lives in pss.config: validating a recipe's data section needs none of pss.data (its
+    # image decoding, folders and loaders), unless the recipe asks timm to parse an auto_augment policy.
+    # (torchvision and PIL are loaded anyway: `import pss` registers its models with timm, which imports
+    # torchvision, and OptimConfig asks timm.optim for the optimizer names.)
+    code = ("import sys, pss.config; pss.config.load_config(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m == 'pss.data' or m.startswith('pss.data.')))")
+    res = subprocess.run([sys.executable, "-c", code, str(CONFIGS / f"{recipe}.yaml")], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -24,8 +24,6 @@ GPU if asked) and augmented batch-wise on that device, so the input pipeline nev
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import difflib
 import json
 import logging
 import math
@@ -50,151 +48,21 @@ from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
+from pss.config import GLYPH_IMG_SIZE, IMAGENET_MEAN, IMAGENET_STD, DataConfig
 from pss.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 SMALL_IMAGE_MAX = 64  # at or below this size, train crops are CIFAR-style (pad + random crop), not RRC
 DEFAULT_CACHE_DIR = "~/.cache/pss-data"
 _MARKER_SUFFIX = ".pss-extracted.json"
-_INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "random")
-_AUTO_AUGMENT_PREFIXES = ("rand", "augmix", "original", "v0", "3a")
-
-
-# --------------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class DataConfig:
-    """The ``data:`` section of a recipe. Validated on construction (raises `ConfigError`)."""
-
-    path: str | None = None  # folder, .tar.gz archive, or None for the built-in glyph set
-    train_split: str = "train"
-    val_split: str = "val"  # the CIFAR-10 archive uses "test"
-    img_size: int = 32
-    in_memory: bool = False  # decode once into uint8 tensors on `device`; augment batch-wise there
-    on_corrupt: str = "skip"  # "skip": count, log and leave out unreadable images; "fail": raise
-    num_workers: int = 2
-    cache_dir: str | None = None  # where archives are extracted; None -> $PSS_DATA_CACHE or ~/.cache/pss-data
-    # Corrupt-image scan in check_data: every file when the dataset has at most scan_max_files files,
-    # otherwise a seeded random sample of scan_sample_size (the rest is caught at load time).
-    scan_images: bool = True
-    scan_max_files: int = 200_000
-    scan_sample_size: int = 10_000
-    # Class-balanced subset of a folder dataset (the first N files of each class, in sorted order):
-    # quick experiments and the reduced CPU benchmarks. None = every image.
-    max_train_per_class: int | None = None
-    max_val_per_class: int | None = None
-    # Built-in glyph set (path: null).
-    builtin_num_train: int = 2000
-    builtin_num_val: int = 500
-    builtin_num_classes: int = 10
-    seed: int = 0
-    # Augmentation (DeiT recipe names; passed to timm.data.create_transform).
-    auto_augment: str | None = None  # e.g. "rand-m9-mstd0.5-inc1"; not with in_memory
-    re_prob: float = 0.0  # random erasing probability
-    re_mode: str = "pixel"
-    re_count: int = 1
-    color_jitter: float | None = None  # None/0 -> off (timm turns it off anyway when auto_augment is set)
-    interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    hflip: float = 0.5
-    crop_padding: int = 4  # small images: zero padding before the random crop
-    scale: tuple[float, float] | None = None  # large images: RandomResizedCrop area range (timm default 0.08-1)
-    crop_pct: float | None = None  # large images, eval: resize to img_size / crop_pct then centre crop
-
-    def __post_init__(self) -> None:
-        if self.path is not None:
-            self.path = os.fspath(self.path)
-            if not self.path.strip():
-                self.path = None
-        self.mean = tuple(float(m) for m in self.mean)  # YAML gives lists
-        self.std = tuple(float(s) for s in self.std)
-        if self.scale is not None:
-            self.scale = tuple(float(s) for s in self.scale)
-        if self.on_corrupt not in ("skip", "fail"):
-            raise ConfigError(f"data.on_corrupt must be 'skip' or 'fail', got {self.on_corrupt!r}")
-        for name in ("train_split", "val_split"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value or "/" in value or value in (".", ".."):
-                raise ConfigError(f"data.{name} must be a folder name such as 'train', got {value!r}")
-        for name, low in [("img_size", 1), ("num_workers", 0), ("scan_max_files", 1), ("scan_sample_size", 1),
-                          ("builtin_num_train", 1), ("builtin_num_val", 1), ("seed", 0), ("re_count", 1),
-                          ("crop_padding", 0)]:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"data.{name} must be an integer >= {low}, got {value!r}")
-        for name in ("max_train_per_class", "max_val_per_class"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"data.{name} must be null (all images) or an integer >= 1, got {value!r}")
-        if not 2 <= self.builtin_num_classes <= 100:
-            raise ConfigError(f"data.builtin_num_classes must be in [2, 100], got {self.builtin_num_classes}")
-        if self.path is None:
-            if self.builtin_num_train < self.builtin_num_classes or self.builtin_num_val < self.builtin_num_classes:
-                raise ConfigError("data.builtin_num_train and builtin_num_val must be >= builtin_num_classes "
-                                  "(the built-in set is class-balanced)")
-            if self.img_size < GLYPH_IMG_SIZE:
-                raise ConfigError(f"the built-in set is drawn at {GLYPH_IMG_SIZE} px and shrinking it would blur "
-                                  f"the glyphs: set data.img_size >= {GLYPH_IMG_SIZE} (got {self.img_size})")
-        for name in ("re_prob", "hflip"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ConfigError(f"data.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if self.re_mode not in ("const", "rand", "pixel"):
-            raise ConfigError(f"data.re_mode must be 'const', 'rand' or 'pixel', got {self.re_mode!r}")
-        if self.interpolation not in _INTERPOLATIONS:
-            raise ConfigError(f"data.interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError(f"data.mean and data.std need 3 values (RGB), std > 0; got {self.mean}, {self.std}")
-        if self.color_jitter is not None and float(self.color_jitter) < 0:
-            raise ConfigError(f"data.color_jitter must be >= 0 or null, got {self.color_jitter!r}")
-        if self.scale is not None and not (len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1):
-            raise ConfigError(f"data.scale must be [min, max] with 0 < min <= max <= 1, got {self.scale}")
-        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
-            raise ConfigError(f"data.crop_pct must be in (0, 1], got {self.crop_pct}")
-        if self.auto_augment:
-            if not self.auto_augment.startswith(_AUTO_AUGMENT_PREFIXES):
-                raise ConfigError(f"data.auto_augment {self.auto_augment!r} is not a timm policy: use e.g. "
-                                  "'rand-m9-mstd0.5-inc1' (RandAugment), 'augmix-m5-w4-d2' or 'original'")
-            try:  # let timm parse the policy string now rather than mid-run
-                _timm_train_transform(self)
-            except (AssertionError, ValueError, KeyError, IndexError) as e:
-                raise ConfigError(f"data.auto_augment {self.auto_augment!r} is not understood by timm ({e}); "
-                                  "use e.g. 'rand-m9-mstd0.5-inc1'") from e
-        if self.in_memory and (self.auto_augment or self.color_jitter):
-            # RandAugment / ColorJitter are per-image PIL ops: they would put the CPU back on the hot path.
-            raise ConfigError("data.in_memory augments on the device (random crop, flip, random erasing) and "
-                              "cannot apply auto_augment or color_jitter: set data.in_memory: false to keep "
-                              "them, or drop them")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> DataConfig:
-        """Build from a recipe's ``data:`` mapping; unknown keys raise `ConfigError` with a suggestion."""
-        d = dict(d or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(names)}"
-                raise ConfigError(f"unknown key data.{key}{hint}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types (lists, not tuples) for YAML/JSON."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 # --------------------------------------------------------------------------------------------------
 # Built-in glyph set
 # --------------------------------------------------------------------------------------------------
 
-GLYPH_IMG_SIZE = 32  # the set is drawn at this size; larger img_size is a nearest-neighbour upscale
 GLYPH_SIZE = 6  # glyph side in pixels: mostly 2x2 patches of 4 px, sometimes 2x3 or 3x3
 _GLYPH_SLOTS = 3  # glyphs sit in distinct cells of a 3x3 grid, so they never overlap
 _GLYPH_MAX_COUNT = 3
@@ -719,7 +587,7 @@ class CheckedImageFolder(ImageFolder):
         raise DataError(f"no readable image in {self.root}")
 
 
-def _timm_train_transform(cfg: DataConfig) -> Callable:
+def timm_train_transform(cfg: DataConfig) -> Callable:
     """Train transform from timm's factory; small images get a CIFAR-style crop instead of RRC.
 
     RandomResizedCrop with timm's default area range (0.08-1) throws away most of a 32 px image,
@@ -743,7 +611,7 @@ def _timm_train_transform(cfg: DataConfig) -> Callable:
     return T.Compose(primary + list(secondary.transforms) + list(final.transforms))
 
 
-def _timm_eval_transform(cfg: DataConfig, normalize: bool = True) -> Callable:
+def timm_eval_transform(cfg: DataConfig, normalize: bool = True) -> Callable:
     """Eval transform: resize + centre crop (small images: crop_pct 1, i.e. just resize) -> tensor."""
     from timm.data import create_transform
 
@@ -755,7 +623,7 @@ def _timm_eval_transform(cfg: DataConfig, normalize: bool = True) -> Callable:
 
 def build_transforms(cfg: DataConfig) -> tuple[Callable, Callable]:
     """(train, eval) per-image transforms: PIL image -> normalised float tensor (3, img_size, img_size)."""
-    return _timm_train_transform(cfg), _timm_eval_transform(cfg)
+    return timm_train_transform(cfg), timm_eval_transform(cfg)
 
 
 def _check_memory(num: int, size: int, device: torch.device) -> None:
@@ -818,7 +686,7 @@ def build_datasets(cfg: DataConfig, device: torch.device | str | None = None,
     to_u8 = T.Compose([T.Resize(cfg.img_size, interpolation=interp), T.CenterCrop(cfg.img_size), T.PILToTensor()])
     out = []
     for folder, samples, tf in ((train_root, report.train_samples, to_u8),
-                                (val_root, report.val_samples, _timm_eval_transform(cfg, normalize=False))):
+                                (val_root, report.val_samples, timm_eval_transform(cfg, normalize=False))):
         ds = CheckedImageFolder(folder, samples, tf, cfg.on_corrupt)
         x, y = _decode_all(ds, cfg.img_size, cfg.num_workers, device)
         out.append(InMemoryDataset(x, y, report.classes, cfg.mean, cfg.std))

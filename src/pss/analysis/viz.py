@@ -140,7 +140,7 @@ def find_images(items: Sequence[str | Path]) -> list[Path]:
 
 def eval_data_config(model: nn.Module, config: dict[str, Any]):
     """The checkpoint's `data` settings (normalisation, interpolation, crop) at the model's input size."""
-    from pss.data import DataConfig
+    from pss.config import DataConfig
 
     d = dict(config.get("data") or {})
     (grid_h, _), (patch_h, _) = patch_grid(model)
