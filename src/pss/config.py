@@ -202,7 +202,7 @@ class DataConfig:
             _check(self.auto_augment.startswith(_AUTO_AUGMENT_PREFIXES),
                    f"data.auto_augment {self.auto_augment!r} is not a timm policy: use e.g. "
                    "'rand-m9-mstd0.5-inc1' (RandAugment), 'augmix-m5-w4-d2' or 'original'")
-            from pss.data import timm_train_transform  # imports timm.data (and torchvision): only here
+            from pss.data.datasets import timm_train_transform  # imports timm.data (and torchvision): only here
 
             try:  # let timm parse the policy string now rather than mid-run
                 timm_train_transform(self)
