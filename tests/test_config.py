@@ -14,6 +14,7 @@ from pss.config import (
     config_from_dict,
     config_to_dict,
     diff_configs,
+    find_recipe,
     load_config,
     save_config,
 )
@@ -175,3 +176,11 @@ def test_loading_a_recipe_does_not_import_the_data_pipeline(recipe):
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_find_recipe_by_path_or_shipped_name(tmp_path):
+    assert find_recipe("demo") == find_recipe("demo.yaml") == CONFIGS / "demo.yaml"
+    (tmp_path / "mine.yaml").write_text("epochs: 2\n")
+    assert find_recipe(tmp_path / "mine.yaml") == tmp_path / "mine.yaml"
+    with pytest.raises(ConfigError, match="'no_such_recipe' not found; shipped recipes: .*demo"):
+        find_recipe("no_such_recipe")

@@ -44,6 +44,7 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "find_recipe",
     "load_config",
     "load_yaml",
     "save_config",
@@ -614,6 +615,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# The shipped recipes: configs/ of a checkout (an editable install), else the copy a wheel carries
+# as pss/recipes/ (see pyproject.toml).
+_CHECKOUT_RECIPES = Path(__file__).resolve().parents[2] / "configs"
+_PACKAGED_RECIPES = Path(__file__).resolve().parent / "recipes"
+RECIPES_DIR = _PACKAGED_RECIPES if not _CHECKOUT_RECIPES.is_dir() and _PACKAGED_RECIPES.is_dir() else _CHECKOUT_RECIPES
+
+
+def find_recipe(name: str | Path) -> Path:
+    """A recipe path, or a bare name of a shipped recipe (`demo` -> configs/demo.yaml)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    for cand in (RECIPES_DIR / f"{name}", RECIPES_DIR / f"{name}.yaml"):
+        if cand.is_file():
+            return cand
+    shipped = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
+    hint = f"; shipped recipes: {', '.join(shipped)}" if shipped else ""
+    raise ConfigError(f"config file {str(name)!r} not found{hint}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -73,7 +73,8 @@ from pss.checkpoint import (
     restore_training_state,
     unwrap_model,
 )
-from pss.config import TrainConfig, config_from_dict, config_to_dict, diff_configs, load_yaml, apply_overrides, save_config
+from pss.config import (TrainConfig, apply_overrides, config_from_dict, config_to_dict, diff_configs, find_recipe,
+                        load_yaml, save_config)
 from pss.engine import Amp, ClassificationTask, DistInfo, LoopConfig, Progress, RunWriter, Task, Trainer
 from pss.errors import ConfigError, DataError, PssError
 from pss.outputs import hold_run_folder
@@ -98,28 +99,10 @@ OUTPUT_FILES = (
     "checkpoint-last.pt", "checkpoint-best.pt", "model.safetensors", "train_log.jsonl", "val_log.jsonl",
     "summary.json", "config.yaml", "summary.csv",
 )
-# The shipped recipes: configs/ of a checkout (an editable install), else the copy a wheel carries
-# as pss/recipes/ (see pyproject.toml).
-_CHECKOUT_RECIPES = Path(__file__).resolve().parents[2] / "configs"
-_PACKAGED_RECIPES = Path(__file__).resolve().parent / "recipes"
-RECIPES_DIR = _PACKAGED_RECIPES if not _CHECKOUT_RECIPES.is_dir() and _PACKAGED_RECIPES.is_dir() else _CHECKOUT_RECIPES
 
 
 # ---------------------------------------------------------------------------------------------
 # config resolution (CLI arguments -> TrainConfig)
-
-
-def find_recipe(name: str | Path) -> Path:
-    """A recipe path, or a bare name of a shipped recipe (`demo` -> configs/demo.yaml)."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    for cand in (RECIPES_DIR / f"{name}", RECIPES_DIR / f"{name}.yaml"):
-        if cand.is_file():
-            return cand
-    shipped = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
-    hint = f"; shipped recipes: {', '.join(shipped)}" if shipped else ""
-    raise ConfigError(f"config file {str(name)!r} not found{hint}")
 
 
 def resolve_config(

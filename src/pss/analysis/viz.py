@@ -230,8 +230,7 @@ def plot_schedules(
 
 def schedule_from_recipe(path: str | Path) -> tuple[Schedule, int]:
     """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
-    from pss.config import load_config
-    from pss.train import find_recipe
+    from pss.config import find_recipe, load_config
 
     cfg = load_config(find_recipe(path))
     return cfg.schedule, cfg.epochs
