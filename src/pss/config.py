@@ -688,9 +688,9 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
     return d
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> TrainConfig:
-    """Read a YAML recipe (or start from `base`, or the defaults), apply overrides, validate."""
-    d = load_yaml(path) if path is not None else copy.deepcopy(base or {})
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML recipe (or start from the defaults), apply overrides, validate."""
+    d = load_yaml(path) if path is not None else {}
     return config_from_dict(apply_overrides(d, overrides))
 
 

@@ -46,19 +46,6 @@ class DataReport:
     def num_val(self) -> int:
         return sum(self.val_counts.values())
 
-    def summary(self) -> str:
-        """A few human-readable lines for the CLI."""
-        where = "built-in glyph set" if self.source == "builtin" else self.root
-        lines = [f"data: {where}",
-                 f"  {len(self.classes)} classes, {self.num_train} train / {self.num_val} val images"]
-        if self.source == "folder":
-            scan = f"  scanned {self.scanned} files" + (" (a sample)" if self.sampled else "")
-            lines.append(f"{scan}, {len(self.corrupt)} unreadable")
-            lines += [f"    unreadable: {p}" for p in self.corrupt[:10]]
-            if len(self.corrupt) > 10:
-                lines.append(f"    ... and {len(self.corrupt) - 10} more")
-        return "\n".join(lines)
-
 
 def _image_error(path: str) -> str | None:
     """None if PIL can parse the file's header and structure, else the reason."""

@@ -106,8 +106,7 @@ class FolderLoader:
     reproducible on resume (with num_workers > 0).
     """
 
-    def __init__(self, ds: Dataset, batch_size: int, train: bool, cfg: DataConfig, sampler: ShardSampler,
-                 drop_last: bool) -> None:
+    def __init__(self, ds: Dataset, batch_size: int, cfg: DataConfig, sampler: ShardSampler, drop_last: bool) -> None:
         self.dataset, self.sampler, self.batch_size, self.drop_last = ds, sampler, batch_size, drop_last
         self.generator = torch.Generator()
         self.loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=cfg.num_workers,
@@ -151,4 +150,4 @@ def build_loader(ds: Dataset, batch_size: int, train: bool, cfg: DataConfig, dis
                           "full batch exists: lower the batch size or use more data")
     if isinstance(ds, InMemoryDataset) and ds.transform is None:
         return InMemoryLoader(ds, batch_size, train, cfg, sampler, drop_last)
-    return FolderLoader(ds, batch_size, train, cfg, sampler, drop_last)
+    return FolderLoader(ds, batch_size, cfg, sampler, drop_last)
