@@ -8,8 +8,8 @@ import torch
 import pss
 from pss.checkpoint import atomic_save, training_checkpoint
 from pss.cli import main
-from pss.config import ModelConfig, TrainConfig, config_to_dict
-from pss.data import DataConfig, builtin_class_names
+from pss.config import DataConfig, ModelConfig, TrainConfig, config_to_dict
+from pss.data import builtin_class_names
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
 

@@ -77,14 +77,15 @@ from pss.config import (
     config_from_dict,
     config_to_dict,
     diff_configs,
+    find_recipe,
     load_yaml,
     save_config,
     task_builder,
 )
 from pss.engine import Amp, ClassificationTask, LoopConfig, Progress, Task, Trainer
+from pss.errors import ConfigError, PssError
 from pss.runfolder import Checkpointer, StepLogger, TrainState
 from pss.runtime import DistInfo
-from pss.errors import ConfigError, PssError
 from pss.outputs import hold_run_folder
 from pss.tracking import TrackingWriter, build_trackers
 from pss.models import attention_impl
@@ -107,28 +108,10 @@ OUTPUT_FILES = (
     "checkpoint-last.pt", "checkpoint-best.pt", "model.safetensors", "train_log.jsonl", "val_log.jsonl",
     "summary.json", "config.yaml", "summary.csv",
 )
-# The shipped recipes: configs/ of a checkout (an editable install), else the copy a wheel carries
-# as pss/recipes/ (see pyproject.toml).
-_CHECKOUT_RECIPES = Path(__file__).resolve().parents[2] / "configs"
-_PACKAGED_RECIPES = Path(__file__).resolve().parent / "recipes"
-RECIPES_DIR = _PACKAGED_RECIPES if not _CHECKOUT_RECIPES.is_dir() and _PACKAGED_RECIPES.is_dir() else _CHECKOUT_RECIPES
 
 
 # ---------------------------------------------------------------------------------------------
 # config resolution (CLI arguments -> TrainConfig)
-
-
-def find_recipe(name: str | Path) -> Path:
-    """A recipe path, or a bare name of a shipped recipe (`demo` -> configs/demo.yaml)."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    for cand in (RECIPES_DIR / f"{name}", RECIPES_DIR / f"{name}.yaml"):
-        if cand.is_file():
-            return cand
-    shipped = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
-    hint = f"; shipped recipes: {', '.join(shipped)}" if shipped else ""
-    raise ConfigError(f"config file {str(name)!r} not found{hint}")
 
 
 def resolve_config(

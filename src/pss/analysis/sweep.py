@@ -306,7 +306,8 @@ def checkpoint_label(path: str | Path) -> str:
 def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, max_images: int | None = None):
     """Validation loader from a checkpoint's resolved config (`data` overrides its data path), and
     the data's class names."""
-    from pss.data import DataConfig, build_datasets, build_loader
+    from pss.config import DataConfig
+    from pss.data import build_datasets, build_loader
 
     d = dict(config.get("data") or {})
     if data is not None:

@@ -140,7 +140,7 @@ def find_images(items: Sequence[str | Path]) -> list[Path]:
 
 def eval_data_config(model: nn.Module, config: dict[str, Any]):
     """The checkpoint's `data` settings (normalisation, interpolation, crop) at the model's input size."""
-    from pss.data import DataConfig
+    from pss.config import DataConfig
 
     d = dict(config.get("data") or {})
     (grid_h, _), (patch_h, _) = patch_grid(model)
@@ -230,8 +230,7 @@ def plot_schedules(
 
 def schedule_from_recipe(path: str | Path) -> tuple[Schedule, int]:
     """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
-    from pss.config import load_config
-    from pss.train import find_recipe
+    from pss.config import find_recipe, load_config
 
     cfg = load_config(find_recipe(path))
     return cfg.schedule, cfg.epochs
