@@ -25,7 +25,6 @@ from pss.checkpoint import (
     get_rng_state,
     load_checkpoint,
     load_init_weights,
-    load_model,
     remove_stale_temp_files,
     restore_training_state,
     set_rng_state,
@@ -33,6 +32,7 @@ from pss.checkpoint import (
 )
 from pss.config import config_to_dict, load_config
 from pss.errors import CheckpointError
+from pss.models.hub import load_model
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
 
