@@ -19,9 +19,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import pss
-from pss.checkpoint import load_checkpoint, load_init_weights, unwrap_model
+from pss.checkpoint import load_checkpoint, unwrap_model
 from pss.cli import main
 from pss.errors import CheckpointError
+from pss.models.convert import load_init_weights
 from pss.models.hub import load_model
 
 ROOT = Path(__file__).resolve().parents[1]

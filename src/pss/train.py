@@ -68,7 +68,6 @@ from pss.checkpoint import (
     CheckpointError,
     is_training_checkpoint,
     load_checkpoint,
-    load_init_weights,
     remove_stale_temp_files,
     restore_training_state,
     unwrap_model,
@@ -76,6 +75,7 @@ from pss.checkpoint import (
 from pss.config import TrainConfig, config_from_dict, config_to_dict, diff_configs, load_yaml, apply_overrides, save_config
 from pss.engine import Amp, ClassificationTask, DistInfo, LoopConfig, Progress, RunWriter, Task, Trainer
 from pss.errors import ConfigError, DataError, PssError
+from pss.models.convert import load_init_weights
 from pss.outputs import hold_run_folder
 from pss.tracking import TrackingWriter, build_trackers
 from pss.models import attention_impl
