@@ -8,9 +8,10 @@ import torch.nn.functional as F
 import pss
 import pss.models.attention as attention
 import pss.models.vit as vit
-from pss.checkpoint import atomic_save, load_init_weights, training_checkpoint
+from pss.checkpoint import atomic_save, training_checkpoint
 from pss.config import TrainConfig, config_from_dict
 from pss.errors import ConfigError
+from pss.models.convert import load_init_weights
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
 needs_flex = pytest.mark.skipif(not attention.FLEX_AVAILABLE, reason="this torch has no FlexAttention with bias gradients")

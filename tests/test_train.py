@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 
-from pss.checkpoint import load_checkpoint, load_model
+from pss.checkpoint import load_checkpoint
 from pss.cli import main
 from pss.config import load_config
+from pss.models.hub import load_model
 from pss.schedule import from_dict
 
 # A tiny recipe: built-in data in memory, 4 steps per epoch, 2 epochs, cyclic schedule.

@@ -67,7 +67,6 @@ from pss.checkpoint import (
     CheckpointError,
     is_training_checkpoint,
     load_checkpoint,
-    load_init_weights,
     remove_stale_temp_files,
     restore_training_state,
 )
@@ -86,6 +85,7 @@ from pss.engine import Amp, ClassificationTask, LoopConfig, Progress, Task, Trai
 from pss.errors import ConfigError, PssError
 from pss.runfolder import Checkpointer, StepLogger, TrainState
 from pss.runtime import DistInfo
+from pss.models.convert import load_init_weights
 from pss.outputs import hold_run_folder
 from pss.tracking import TrackingWriter, build_trackers
 from pss.models import attention_impl

@@ -98,7 +98,7 @@ def run_demo(
     Re-running replaces the previous demo results in `output`.
     """
     from pss.budget import equal_time_overrides
-    from pss.checkpoint import load_model
+    from pss.models.hub import load_model
     from pss.train import resolve_config, train
 
     out = Path(output)

@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_patches(args: argparse.Namespace) -> int:
-    from pss.checkpoint import load_model
+    from pss.models.hub import load_model
 
     keep = parse_keep_ratios(args.keep)
     output = check_output_file(args.output, "patches.png")

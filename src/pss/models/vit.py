@@ -394,7 +394,7 @@ class PssVisionTransformer(nn.Module):
 # Registration with timm ---------------------------------------------------------------------------
 # `timm.create_model("pss_vit_small_patch16_224", pos_embed="rope", num_classes=10)` after `import pss`.
 # No pretrained weights are published for these architectures: start from scratch or from a
-# checkpoint with `pss train --init` (timm / MAE / SimMIM / BEiT weights map onto the names).
+# checkpoint with `pss train --init` (timm / MAE / SimMIM / BEiT weights map onto the names: pss.models.convert).
 
 def _cfg(img_size: int, **kw) -> dict:
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
