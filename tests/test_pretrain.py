@@ -19,9 +19,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import pss
-from pss.checkpoint import load_checkpoint, load_init_weights, load_model, unwrap_model
+from pss.checkpoint import load_checkpoint, load_init_weights, load_model
 from pss.cli import main
 from pss.errors import CheckpointError
+from pss.runtime import unwrap_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depth=2, embed_dim=32, num_heads=2)

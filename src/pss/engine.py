@@ -42,20 +42,18 @@ from pss.checkpoint import (
     get_rng_state,
     set_rng_state,
     training_checkpoint,
-    unwrap_model,
     atomic_save,
 )
 from pss.control import keep_ratio, samplers, set_train_keep_ratio
 from pss.errors import PssError
+from pss.runtime import Amp, DistInfo, topk_correct, unwrap_model, wraps_ddp
 from pss.schedule import Schedule
 from pss.select import num_kept
 
 log = logging.getLogger("pss.train")
 
 __all__ = [
-    "Amp",
     "ClassificationTask",
-    "DistInfo",
     "LoopConfig",
     "NonFiniteLossError",
     "Progress",
@@ -71,40 +69,6 @@ class NonFiniteLossError(PssError):
 
 # ---------------------------------------------------------------------------------------------
 # small pieces the loop is made of
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """Where this process stands in a torchrun job (a single process: rank 0 of 1)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-@dataclass(frozen=True)
-class Amp:
-    """Mixed precision: autocast dtype (None: fp32) and whether fp16 loss scaling is on."""
-
-    device_type: str
-    dtype: torch.dtype | None
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-    @property
-    def name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
 
 class Task(Protocol):
@@ -173,11 +137,9 @@ class ClassificationTask:
             targets = targets.to(device, non_blocking=True)
             with amp.autocast():
                 logits = model(images)
-            k = min(5, logits.shape[1])
-            top = logits.topk(k, dim=1).indices
-            hit = top.eq(targets[:, None])
+            c1, c5 = topk_correct(logits, targets, (1, 5))
             sums += torch.stack([
-                hit[:, :1].sum(), hit.sum(),
+                c1, c5,
                 F.cross_entropy(logits.float(), targets, reduction="sum"),
                 torch.tensor(targets.numel(), device=device),
             ]).double()
@@ -361,7 +323,7 @@ class Trainer:
         vit = getattr(bare, "encoder", bare)  # a pre-training wrapper (SimMIM) holds the ViT as `.encoder`
         self.num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
         self.num_prefix = int(getattr(vit, "num_prefix_tokens", 0))
-        self.is_ddp = _wraps_ddp(model)
+        self.is_ddp = wraps_ddp(model)
         self._pending: list[_Pending] = []
         self._bar = None
         self._last_flush_t = time.perf_counter()
@@ -672,16 +634,6 @@ class Trainer:
             epoch + 1, self.loop.epochs, p.step, shown or "(no eval)", p.train_time_s,
             100 * p.data_time_s / max(p.train_time_s, 1e-9),
         )
-
-
-def _wraps_ddp(model: nn.Module) -> bool:
-    """True for DDP(model) and compile(DDP(model)); `no_sync()` reaches DDP through both."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            return True
-        if not hasattr(model, "_orig_mod"):
-            return False
-        model = model._orig_mod
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

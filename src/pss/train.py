@@ -71,12 +71,12 @@ from pss.checkpoint import (
     load_init_weights,
     remove_stale_temp_files,
     restore_training_state,
-    unwrap_model,
 )
 from pss.config import TrainConfig, config_from_dict, config_to_dict, diff_configs, load_yaml, apply_overrides, save_config
-from pss.engine import Amp, ClassificationTask, DistInfo, LoopConfig, Progress, RunWriter, Task, Trainer
+from pss.engine import ClassificationTask, LoopConfig, Progress, RunWriter, Task, Trainer
 from pss.errors import ConfigError, DataError, PssError
 from pss.outputs import hold_run_folder
+from pss.runtime import Amp, DistInfo, resolve_amp, resolve_device
 from pss.tracking import TrackingWriter, build_trackers
 from pss.models import attention_impl
 
@@ -87,9 +87,7 @@ __all__ = [
     "TASK_BUILDERS",
     "build_model_for",
     "init_distributed",
-    "resolve_amp",
     "resolve_config",
-    "resolve_device",
     "train",
 ]
 
@@ -199,7 +197,7 @@ def _default_output(config: str | Path | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# devices, precision, processes
+# processes (devices and precision: pss.runtime)
 
 
 def init_distributed(device: str) -> DistInfo:
@@ -217,25 +215,6 @@ def init_distributed(device: str) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
     return DistInfo(rank=rank, world_size=world, local_rank=local)
-
-
-def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but no CUDA GPU is available; use device: auto or cpu")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", dist_info.local_rank)
-
-
-def resolve_amp(name: str, device: torch.device) -> Amp:
-    """auto: bf16 on CUDA GPUs that support it (fp16 otherwise), fp32 on CPU."""
-    if name == "auto":
-        if device.type == "cuda":
-            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            name = "fp32"
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-    return Amp(device.type, dtype)
 
 
 def seed_everything(seed: int) -> None:

@@ -10,9 +10,10 @@ import argparse
 from pathlib import Path
 
 from pss.analysis import viz
-from pss.analysis.sweep import parse_keep_ratios, resolve_device
+from pss.analysis.sweep import parse_keep_ratios
 from pss.errors import ConfigError
 from pss.outputs import check_output_file
+from pss.runtime import resolve_device
 from pss.select import METHODS
 
 
