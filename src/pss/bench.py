@@ -26,12 +26,13 @@ import torch.nn.functional as F
 
 import pss
 from pss.analysis.flops import count_flops, example_input
+from pss.control import num_tokens
 from pss.errors import ConfigError
 from pss.models import attention_impl
 from pss.models.attention import ATTN_IMPLS
 from pss.runinfo import run_info
 from pss.runtime import resolve_amp, resolve_device, synchronize
-from pss.select import check_keep_ratio, num_kept
+from pss.select import check_keep_ratio
 
 
 @dataclass
@@ -114,7 +115,6 @@ def speed_benchmark(
     model = pss.build_model(model_name, num_classes=1000, img_size=img_size, **model_kwargs).to(dev)
     x = example_input(model, batch_size)
     y = torch.randint(0, 1000, (batch_size,), device=dev)
-    n_patches = model.patch_embed.num_patches
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_mode.dtype == torch.float16)
     # dynamic=False: one static graph per sequence length (as training compiles), not one symbolic graph
@@ -163,7 +163,7 @@ def speed_benchmark(
             model.eval()
             with pss.keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
                 ips = batch_size / _time(infer_step, dev, warmup, iters)
-        rows.append(dict(keep_ratio=rho, tokens=model.num_prefix_tokens + num_kept(n_patches, rho),
+        rows.append(dict(keep_ratio=rho, tokens=num_tokens(model, rho),
                          step_time_s=step_time, step_flops=flops, infer_images_per_s=ips, peak_memory_mb=peak,
                          attention_kernels=kernels))
     pss.set_keep_ratio(model, 1.0, select)

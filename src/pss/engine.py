@@ -44,11 +44,10 @@ from pss.checkpoint import (
     training_checkpoint,
     atomic_save,
 )
-from pss.control import keep_ratio, samplers, set_train_keep_ratio
+from pss.control import keep_ratio, num_tokens, samplers, set_train_keep_ratio
 from pss.errors import PssError
 from pss.runtime import Amp, DistInfo, topk_correct, unwrap_model, wraps_ddp
 from pss.schedule import Schedule
-from pss.select import num_kept
 
 log = logging.getLogger("pss.train")
 
@@ -319,10 +318,6 @@ class Trainer:
         bare = unwrap_model(model)
         self._samplers = samplers(bare)  # collected once: no module walk per step
         self.has_samplers = bool(self._samplers)
-        # Tokens through the blocks per image at keep ratio rho (prefix tokens are always kept).
-        vit = getattr(bare, "encoder", bare)  # a pre-training wrapper (SimMIM) holds the ViT as `.encoder`
-        self.num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
-        self.num_prefix = int(getattr(vit, "num_prefix_tokens", 0))
         self.is_ddp = wraps_ddp(model)
         self._pending: list[_Pending] = []
         self._bar = None
@@ -433,10 +428,7 @@ class Trainer:
         return it
 
     def _num_tokens(self, rho: float) -> int | None:
-        if self.num_patches is None:
-            return None
-        kept = num_kept(self.num_patches, rho) if rho < 1.0 else self.num_patches
-        return self.num_prefix + kept
+        return num_tokens(self.model, rho)
 
     # -- logging ---------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from torch import nn
 
 import pss
 from pss.analysis.flops import count_flops, example_input
+from pss.control import num_tokens
 from pss.errors import ConfigError
 from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk_correct
 
@@ -128,21 +129,6 @@ def measure_throughput_models(
     return [{rho: batch_size / statistics.median(ts) for rho, ts in t.items()} for t in times]
 
 
-def tokens_at(model: nn.Module, keep_ratio: float, method: str | None = None) -> int:
-    """Sequence length (prefix + kept patch tokens) the blocks see at `keep_ratio`, measured."""
-    sampler = pss.samplers(model)[0]
-    seen: list[int] = []
-    handle = sampler.register_forward_hook(
-        lambda m, i, out: seen.append((out[0] if isinstance(out, tuple) else out).shape[1])
-    )
-    try:
-        with torch.inference_mode(), pss.keep_ratio(model, keep_ratio, method):
-            model(example_input(model, 1))
-    finally:
-        handle.remove()
-    return seen[0]
-
-
 def ensure_sampler(model: nn.Module) -> nn.Module:
     """Attach a PatchSampler to a plain timm ViT (a model trained without PSS), in place."""
     if not pss.samplers(model):
@@ -180,7 +166,7 @@ def sweep_model(
         model.eval()
         row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, method=method) / 1e9
         model.train(was_training)
-        row["tokens"] = tokens_at(model, rho, method)
+        row["tokens"] = num_tokens(model, rho)
         rows.append(row)
     return rows
 
