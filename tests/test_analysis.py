@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import pss
-from pss.analysis import count_flops, flops_per_image
 from pss.analysis import sweep as sw
 from pss.analysis import viz
 from pss.errors import ConfigError
+from pss.flops import count_flops, flops_per_image
 from pss.schedule import CyclicSchedule, FixedSchedule, LinearSchedule
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2)

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 import pss
-from pss.analysis.flops import count_flops, example_input
 from pss.control import num_tokens
 from pss.errors import ConfigError
+from pss.flops import count_flops, example_input
 from pss.models import attention_impl
 from pss.models.attention import ATTN_IMPLS
 from pss.runinfo import run_info

@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pss
-from pss.analysis.flops import count_flops, example_input
 from pss.control import num_tokens
 from pss.errors import ConfigError
+from pss.flops import count_flops, example_input
 from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk_correct
 
 DEFAULT_KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)

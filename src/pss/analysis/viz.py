@@ -226,12 +226,3 @@ def plot_schedules(
     fig.legend(title="schedule", loc="outside lower center", ncols=min(2, len(schedules)), fontsize=9)
     fig.savefig(path)
     return {"path": str(path), "mean_keep_ratio": means}
-
-
-def schedule_from_recipe(path: str | Path) -> tuple[Schedule, int]:
-    """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
-    from pss.config import load_config
-    from pss.train import find_recipe
-
-    cfg = load_config(find_recipe(path))
-    return cfg.schedule, cfg.epochs

@@ -14,6 +14,7 @@ from pss.analysis.sweep import parse_keep_ratios
 from pss.errors import ConfigError
 from pss.outputs import check_output_file
 from pss.runtime import resolve_device
+from pss.schedule import Schedule
 from pss.select import METHODS
 
 
@@ -71,6 +72,15 @@ def run_patches(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schedule_from_recipe(path: str) -> tuple[Schedule, int]:
+    """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
+    from pss.config import load_config
+    from pss.train import find_recipe
+
+    cfg = load_config(find_recipe(path))
+    return cfg.schedule, cfg.epochs
+
+
 def run_schedule(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, "schedules.png")
     schedules, epochs = {}, None
@@ -78,7 +88,7 @@ def run_schedule(args: argparse.Namespace) -> int:
         if viz.is_schedule_spec(item):
             schedules[item] = viz.schedule_from_spec(item)
         else:  # a recipe file, or a shipped recipe's name (demo, cifar10_pss, ...)
-            sched, recipe_epochs = viz.schedule_from_recipe(item)
+            sched, recipe_epochs = _schedule_from_recipe(item)
             schedules[f"{Path(item).name} ({sched.name})"] = sched
             epochs = recipe_epochs if epochs is None else epochs
     epochs = args.epochs if args.epochs is not None else (epochs or 3)

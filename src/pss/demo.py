@@ -46,11 +46,10 @@ def warm_up(cfg: Any, steps: int = 3) -> None:
     """A few throw-away training steps of the recipe's model, so that one-time process costs (thread
     pools, allocator, kernel selection, lazy initialisation) are not billed to the baseline, which
     runs first, while the PSS run after it skips them: the time comparison stays fair."""
-    from pss.train import build_model_for
-
     import copy
 
     from pss.data import check_data
+    from pss.train import build_model_for
 
     device = resolve_device(cfg.device, DistInfo())
     amp = resolve_amp(cfg.amp, device)
