@@ -113,7 +113,10 @@ def resolve_device(name: str | torch.device, dist_info: DistInfo | None = None) 
         raise ConfigError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N") from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {text!r} was asked for but no CUDA GPU is available; use device auto or cpu")
+            raise ConfigError(
+                f"device {text!r} was asked for but no CUDA GPU is available; use --device auto or cpu "
+                "(device: auto in a recipe)"
+            )
         if dev.index is None and dist_info is not None:
             dev = torch.device("cuda", dist_info.local_rank)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
