@@ -46,10 +46,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on the GPU machine
 
-from pss.analysis.demo import warm_up  # noqa: E402
 from pss.analysis.report import write_report  # noqa: E402
-from pss.analysis.study import PlannedRun, add_study_arguments, equal_time_ratio, planned_run, run_plan  # noqa: E402
 from pss.analysis.sweep import sweep_checkpoints, write_sweep  # noqa: E402
+from pss.demo import warm_up  # noqa: E402
+from pss.study import PlannedRun, add_study_arguments, equal_time_ratio, planned_run, run_plan  # noqa: E402
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 

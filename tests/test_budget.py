@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 import pss
-from pss.analysis.flops import count_flops, example_input
+from pss.flops import count_flops, example_input
 from pss.budget import (
     FlopCost,
     TableCost,

@@ -12,7 +12,7 @@ from PIL import Image
 
 from pss import data as D
 from pss.config import DataConfig
-from pss.data import build_datasets, build_loader, check_data, extract_archive, write_builtin_folder
+from pss.data import build_datasets, build_loader, check_data, extract_archive
 from pss.errors import ConfigError, DataError
 
 MEAN = torch.tensor(D.IMAGENET_MEAN).view(1, 3, 1, 1)

@@ -19,11 +19,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import pss
-from pss.checkpoint import load_checkpoint, unwrap_model
+from pss.checkpoint import load_checkpoint
 from pss.cli import main
 from pss.errors import CheckpointError
 from pss.models.convert import load_init_weights
 from pss.models.hub import load_model
+from pss.runtime import unwrap_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depth=2, embed_dim=32, num_heads=2)

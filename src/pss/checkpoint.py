@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from pss.errors import CheckpointError, OutputError
+from pss.runtime import unwrap_model
 
 __all__ = [
     "FORMAT",
@@ -65,7 +66,6 @@ __all__ = [
     "signals_deferred",
     "stored_class_names",
     "training_checkpoint",
-    "unwrap_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -245,17 +245,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # training checkpoints
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The bare model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def training_checkpoint(

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from pss.select import PatchSampler, check_keep_ratio, check_method
+from pss.runtime import unwrap_model
+from pss.select import PatchSampler, check_keep_ratio, check_method, num_kept
 
 
 def samplers(model: nn.Module) -> list[PatchSampler]:
@@ -92,6 +93,19 @@ class keep_ratio(contextlib.AbstractContextManager):  # noqa: N801  (used like a
     def __exit__(self, *exc) -> None:
         for s, (r, m) in zip(self._samplers, self._old):
             s.explicit_keep_ratio, s.method = r, m
+
+
+def num_tokens(model: nn.Module, keep_ratio: float) -> int | None:
+    """Tokens through the blocks per image at `keep_ratio`: the prefix tokens (CLS, registers: always
+    kept) plus the kept patches (`pss.select.num_kept`). Sees through DDP / torch.compile wrappers and
+    a pre-training wrapper holding the ViT as `.encoder` (SimMIM); None for a model without a patch
+    embedding."""
+    bare = unwrap_model(model)
+    vit = getattr(bare, "encoder", bare)
+    num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
+    if num_patches is None:
+        return None
+    return int(getattr(vit, "num_prefix_tokens", 0)) + num_kept(num_patches, keep_ratio)
 
 
 @contextlib.contextmanager

@@ -36,17 +36,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from pss.checkpoint import unwrap_model
-from pss.control import keep_ratio, samplers, set_train_keep_ratio
+from pss.control import keep_ratio, num_tokens, samplers, set_train_keep_ratio
 from pss.runfolder import Checkpointer, StepLogger, TrainState
-from pss.runtime import DistInfo
+from pss.runtime import Amp, DistInfo, topk_correct, unwrap_model, wraps_ddp
 from pss.schedule import Schedule
-from pss.select import num_kept
 
 log = logging.getLogger("pss.train")
 
 __all__ = [
-    "Amp",
     "ClassificationTask",
     "LoopConfig",
     "Progress",
@@ -57,23 +54,6 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------
 # small pieces the loop is made of
-
-
-@dataclass(frozen=True)
-class Amp:
-    """Mixed precision: the autocast device type and dtype (None: fp32)."""
-
-    device_type: str
-    dtype: torch.dtype | None
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-    @property
-    def name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
 
 class Task(Protocol):
@@ -142,11 +122,9 @@ class ClassificationTask:
             targets = targets.to(device, non_blocking=True)
             with amp.autocast():
                 logits = model(images)
-            k = min(5, logits.shape[1])
-            top = logits.topk(k, dim=1).indices
-            hit = top.eq(targets[:, None])
+            c1, c5 = topk_correct(logits, targets, (1, 5))
             sums += torch.stack([
-                hit[:, :1].sum(), hit.sum(),
+                c1, c5,
                 F.cross_entropy(logits.float(), targets, reduction="sum"),
                 torch.tensor(targets.numel(), device=device),
             ]).double()
@@ -251,11 +229,8 @@ class Trainer:
         bare = unwrap_model(self.model)
         self._samplers = samplers(bare)  # collected once: no module walk per step
         self._rho: float | None = None  # the training keep ratio last set on them
-        # Tokens through the blocks per image at keep ratio rho (prefix tokens are always kept).
-        vit = getattr(bare, "encoder", bare)  # a pre-training wrapper (SimMIM) holds the ViT as `.encoder`
-        self.num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
-        self.num_prefix = int(getattr(vit, "num_prefix_tokens", 0))
-        self.is_ddp = _wraps_ddp(self.model)
+        self._tokens: int | None = None  # tokens per image through the blocks at that ratio
+        self.is_ddp = wraps_ddp(self.model)
 
     # -- the step --------------------------------------------------------------------------------
 
@@ -276,7 +251,7 @@ class Trainer:
 
             # 1. Keep ratio: a pure function of the step, so every rank (and a resumed run) agrees.
             rho = self.schedule(step, spe, total)
-            self._set_keep_ratio(rho)
+            tokens = self._set_keep_ratio(rho)
 
             # 2. Forward + backward over micro-batches. DDP all-reduces gradients in backward(); on
             #    all but the last micro-batch that would be wasted traffic, so `no_sync` defers it.
@@ -309,7 +284,7 @@ class Trainer:
                 "loss": None,
                 "lr": lr,
                 "keep_ratio": rho,
-                "num_tokens": self._num_tokens(rho),
+                "num_tokens": tokens,
                 "step_time_s": now - t_last,
                 "data_time_s": data_time,
             }
@@ -352,11 +327,14 @@ class Trainer:
             s.ema.update(unwrap_model(self.model), step=p.step)
         return grad_norm
 
-    def _set_keep_ratio(self, rho: float) -> None:
-        """The training keep ratio on the cached samplers, only when it changes (train() mode only)."""
-        if self._samplers and rho != self._rho:
-            set_train_keep_ratio(self._samplers, rho, method=self.loop.select)
-            self._rho = rho
+    def _set_keep_ratio(self, rho: float) -> int | None:
+        """Set the training keep ratio on the cached samplers (train() mode only), only when it changes;
+        returns the tokens per image through the blocks at that ratio."""
+        if rho != self._rho:
+            if self._samplers:
+                set_train_keep_ratio(self._samplers, rho, method=self.loop.select)
+            self._rho, self._tokens = rho, num_tokens(self.model, rho)
+        return self._tokens
 
     def _batches(self, start: int) -> Iterator[Any]:
         """This epoch's batches from index `start` on, exactly as an uninterrupted run sees them."""
@@ -371,12 +349,6 @@ class Trainer:
         # drop-path / mixup / random selection continue where the checkpoint left off.
         self.checkpointer.restore_rng()
         return it
-
-    def _num_tokens(self, rho: float) -> int | None:
-        if self.num_patches is None:
-            return None
-        kept = num_kept(self.num_patches, rho) if rho < 1.0 else self.num_patches
-        return self.num_prefix + kept
 
     # -- evaluation and checkpoints --------------------------------------------------------------
 
@@ -456,16 +428,6 @@ class Trainer:
             epoch + 1, self.loop.epochs, p.step, shown or "(no eval)", p.train_time_s,
             100 * p.data_time_s / max(p.train_time_s, 1e-9),
         )
-
-
-def _wraps_ddp(model: nn.Module) -> bool:
-    """True for DDP(model) and compile(DDP(model)); `no_sync()` reaches DDP through both."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            return True
-        if not hasattr(model, "_orig_mod"):
-            return False
-        model = model._orig_mod
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

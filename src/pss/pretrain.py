@@ -43,13 +43,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pss.checkpoint import export_safetensors, unwrap_model
+from pss.checkpoint import export_safetensors
 from pss.config import TrainConfig
-from pss.engine import Amp
-from pss.runtime import DistInfo
 from pss.errors import ConfigError
 from pss.models.simmim import SimMIM, check_mask_args
 from pss.models.vit import PssVisionTransformer
+from pss.runtime import Amp, DistInfo, unwrap_model
 from pss.schedule import FixedSchedule
 
 log = logging.getLogger("pss.pretrain")

@@ -81,12 +81,12 @@ from pss.config import (
     save_config,
     task_builder,
 )
-from pss.engine import Amp, ClassificationTask, LoopConfig, Progress, Task, Trainer
+from pss.engine import ClassificationTask, LoopConfig, Progress, Task, Trainer
 from pss.errors import ConfigError, PssError
-from pss.runfolder import Checkpointer, StepLogger, TrainState
-from pss.runtime import DistInfo
 from pss.models.convert import load_init_weights
+from pss.runfolder import Checkpointer, StepLogger, TrainState
 from pss.outputs import hold_run_folder
+from pss.runtime import Amp, DistInfo, resolve_amp, resolve_device
 from pss.tracking import TrackingWriter, build_trackers
 from pss.models import attention_impl
 
@@ -97,9 +97,7 @@ __all__ = [
     "build_model_for",
     "classification_task",
     "init_distributed",
-    "resolve_amp",
     "resolve_config",
-    "resolve_device",
     "train",
 ]
 
@@ -191,7 +189,7 @@ def _default_output(config: str | Path | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# devices, precision, processes
+# processes (devices and precision: pss.runtime)
 
 
 def init_distributed(device: str) -> DistInfo:
@@ -209,25 +207,6 @@ def init_distributed(device: str) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
     return DistInfo(rank=rank, world_size=world, local_rank=local)
-
-
-def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but no CUDA GPU is available; use device: auto or cpu")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", dist_info.local_rank)
-
-
-def resolve_amp(name: str, device: torch.device) -> Amp:
-    """auto: bf16 on CUDA GPUs that support it (fp16 otherwise), fp32 on CPU."""
-    if name == "auto":
-        if device.type == "cuda":
-            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            name = "fp32"
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-    return Amp(device.type, dtype)
 
 
 def seed_everything(seed: int) -> None:

@@ -7,7 +7,6 @@ dynamic-inference figure from the result.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import statistics
@@ -22,8 +21,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pss
-from pss.analysis.flops import count_flops, example_input
+from pss.control import num_tokens
 from pss.errors import ConfigError
+from pss.flops import count_flops, example_input
+from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk_correct
 
 DEFAULT_KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
@@ -40,48 +41,6 @@ def parse_keep_ratios(text: str) -> list[float]:
         if not 0.0 < v <= 1.0:
             raise ConfigError(f"keep ratio must be in (0, 1], got {v:g}")
     return values
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait for queued kernels, so wall-clock timings measure the work and not just its launch."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def autocast(device: torch.device | str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """torch.autocast for `dtype` (bf16/fp16), or nothing for fp32 (None)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
-
-
-def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """"auto" = bf16 on CUDA, fp32 elsewhere; returns the autocast dtype (None = fp32)."""
-    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else None
-    if precision not in table:
-        raise ConfigError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
-    return table[precision]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" = the first CUDA device when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ConfigError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N") from e
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {str(device)!r} was asked for but no CUDA GPU is available; use --device auto or cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    return dev
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -112,10 +71,8 @@ def evaluate(
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
                 logits = model(images).float()
-                top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
-                hit = top == targets[:, None]
-                sums += torch.stack([F.cross_entropy(logits, targets, reduction="sum"),
-                                     hit[:, 0].sum(), hit.any(dim=1).sum()]).double()
+                top1, top5 = topk_correct(logits, targets, (1, 5))
+                sums += torch.stack([F.cross_entropy(logits, targets, reduction="sum"), top1, top5]).double()
                 n += targets.shape[0]
     finally:
         model.train(was_training)
@@ -172,21 +129,6 @@ def measure_throughput_models(
     return [{rho: batch_size / statistics.median(ts) for rho, ts in t.items()} for t in times]
 
 
-def tokens_at(model: nn.Module, keep_ratio: float, method: str | None = None) -> int:
-    """Sequence length (prefix + kept patch tokens) the blocks see at `keep_ratio`, measured."""
-    sampler = pss.samplers(model)[0]
-    seen: list[int] = []
-    handle = sampler.register_forward_hook(
-        lambda m, i, out: seen.append((out[0] if isinstance(out, tuple) else out).shape[1])
-    )
-    try:
-        with torch.inference_mode(), pss.keep_ratio(model, keep_ratio, method):
-            model(example_input(model, 1))
-    finally:
-        handle.remove()
-    return seen[0]
-
-
 def ensure_sampler(model: nn.Module) -> nn.Module:
     """Attach a PatchSampler to a plain timm ViT (a model trained without PSS), in place."""
     if not pss.samplers(model):
@@ -224,7 +166,7 @@ def sweep_model(
         model.eval()
         row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, method=method) / 1e9
         model.train(was_training)
-        row["tokens"] = tokens_at(model, rho, method)
+        row["tokens"] = num_tokens(model, rho)
         rows.append(row)
     return rows
 
@@ -401,7 +343,7 @@ def sweep_checkpoints(
     if batch_size < 1 or iters < 1 or warmup < 0:
         raise ConfigError(f"need batch_size >= 1, iters >= 1, warmup >= 0; got {batch_size}, {iters}, {warmup}")
     device = resolve_device(device)
-    amp_dtype = resolve_precision(precision, device)
+    amp_dtype = resolve_amp(precision, device).dtype
     keep_ratios = [float(r) for r in keep_ratios]
     if names is not None and len(names) != len(paths):
         raise ConfigError(f"got {len(names)} names for {len(paths)} checkpoints")

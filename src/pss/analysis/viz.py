@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pss
-from pss.errors import ConfigError, DataError
-from pss.schedule import Schedule, from_dict
+from pss.errors import DataError
+from pss.schedule import Schedule
 
 GREY = 0.85  # light grey for a dropped patch (lighter than typical mid-tone backgrounds)
 GHOST = 0.15  # how much of the dropped patch's luminance stays visible
@@ -191,10 +191,6 @@ def class_names(config: dict[str, Any], checkpoint: str | Path | None = None) ->
 # ----------------------------------------------------------------------------- schedules
 
 
-# The spec syntax lives with the schedules (every command and recipe accepts it); kept here by name.
-from pss.schedule import is_schedule_spec, schedule_from_spec  # noqa: E402,F401
-
-
 def plot_schedules(
     schedules: dict[str, Schedule],
     steps_per_epoch: int,
@@ -226,11 +222,3 @@ def plot_schedules(
     fig.legend(title="schedule", loc="outside lower center", ncols=min(2, len(schedules)), fontsize=9)
     fig.savefig(path)
     return {"path": str(path), "mean_keep_ratio": means}
-
-
-def schedule_from_recipe(path: str | Path) -> tuple[Schedule, int]:
-    """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
-    from pss.config import find_recipe, load_config
-
-    cfg = load_config(find_recipe(path))
-    return cfg.schedule, cfg.epochs

@@ -11,6 +11,7 @@ import argparse
 
 from pss.analysis.sweep import CLASS_MODES, DEFAULT_KEEP_RATIOS, parse_keep_ratios, sweep_checkpoints, write_sweep
 from pss.outputs import check_output_folder
+from pss.runtime import PRECISIONS
 from pss.select import METHODS
 
 
@@ -34,8 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--select", choices=METHODS, default="magnitude", help="token selection method (default magnitude)")
     p.add_argument("--batch-size", type=int, default=64, help="evaluation and throughput batch size (default 64)")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
-    p.add_argument("--amp", "--precision", dest="precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="autocast dtype; auto = bf16 on CUDA, fp32 on CPU (--precision: the old spelling)")
+    p.add_argument("--amp", "--precision", dest="precision", choices=PRECISIONS, default="auto",
+                   help="autocast dtype; auto = bf16 on CUDA GPUs that support it, else fp16 on CUDA; fp32 on CPU "
+                   "(--precision: the old spelling)")
     p.add_argument("--names", default=None, help="comma-separated display names, one per checkpoint")
     p.add_argument("--max-images", type=int, default=None, help="evaluate on the first N validation images only")
     p.add_argument("--warmup", type=int, default=3, help="throughput: warm-up batches per keep ratio (default 3)")

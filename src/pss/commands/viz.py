@@ -10,9 +10,11 @@ import argparse
 from pathlib import Path
 
 from pss.analysis import viz
-from pss.analysis.sweep import parse_keep_ratios, resolve_device
+from pss.analysis.sweep import parse_keep_ratios
 from pss.errors import ConfigError
 from pss.outputs import check_output_file
+from pss.runtime import resolve_device
+from pss.schedule import Schedule, is_schedule_spec, schedule_from_spec
 from pss.select import METHODS
 
 
@@ -70,14 +72,22 @@ def run_patches(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schedule_from_recipe(path: str) -> tuple[Schedule, int]:
+    """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
+    from pss.config import find_recipe, load_config
+
+    cfg = load_config(find_recipe(path))
+    return cfg.schedule, cfg.epochs
+
+
 def run_schedule(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, "schedules.png")
     schedules, epochs = {}, None
     for item in args.schedules:
-        if viz.is_schedule_spec(item):
-            schedules[item] = viz.schedule_from_spec(item)
+        if is_schedule_spec(item):
+            schedules[item] = schedule_from_spec(item)
         else:  # a recipe file, or a shipped recipe's name (demo, cifar10_pss, ...)
-            sched, recipe_epochs = viz.schedule_from_recipe(item)
+            sched, recipe_epochs = _schedule_from_recipe(item)
             schedules[f"{Path(item).name} ({sched.name})"] = sched
             epochs = recipe_epochs if epochs is None else epochs
     epochs = args.epochs if args.epochs is not None else (epochs or 3)

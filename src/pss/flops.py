@@ -3,6 +3,9 @@
 FlopCounterMode counts the matrix products (linear, conv, bmm, attention); elementwise ops,
 norms and softmax are not counted, as in the paper and most ViT FLOP tables. One multiply-add
 counts as 2 FLOPs.
+
+    from pss.flops import count_flops, example_input
+    count_flops(model, example_input(model, 8), keep_ratio=0.5, backward=True)   # one training step, batch 8
 """
 from __future__ import annotations
 

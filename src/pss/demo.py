@@ -26,7 +26,8 @@ import torch
 import pss
 from pss.analysis import viz
 from pss.analysis.report import format_duration, write_report
-from pss.analysis.sweep import resolve_device, sweep_checkpoints, write_sweep
+from pss.analysis.sweep import sweep_checkpoints, write_sweep
+from pss.runtime import DistInfo, resolve_amp, resolve_device
 from pss.schedule import from_dict as schedule_from_dict
 
 log = logging.getLogger("pss.demo")
@@ -45,20 +46,13 @@ def warm_up(cfg: Any, steps: int = 3) -> None:
     """A few throw-away training steps of the recipe's model, so that one-time process costs (thread
     pools, allocator, kernel selection, lazy initialisation) are not billed to the baseline, which
     runs first, while the PSS run after it skips them: the time comparison stays fair."""
-    from pss.runtime import DistInfo
-    from pss.train import build_model_for, resolve_amp
-    from pss.train import resolve_device as train_device
-
-    import copy
-
     from pss.data import check_data
+    from pss.train import build_model_for, resolve_data_geometry
 
-    device = train_device(cfg.device, DistInfo())
+    device = resolve_device(cfg.device, DistInfo())
     amp = resolve_amp(cfg.amp, device)
-    # The model the run will build: classes from the data check, image size from the data (as train does).
-    cfg = copy.deepcopy(cfg)
-    cfg.model.num_classes = cfg.model.num_classes or len(check_data(cfg.data).classes)
-    cfg.model.img_size = size = cfg.model.img_size or cfg.data.img_size
+    cfg = resolve_data_geometry(cfg, len(check_data(cfg.data).classes))  # the model the run will build
+    size = cfg.model.img_size
     model = build_model_for(cfg, cfg.model.num_classes).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(cfg.batch_size // cfg.accum_steps, 3, size, size, device=device)
