@@ -164,7 +164,7 @@ def sweep_run(run: PlannedRun, device: str = "cpu") -> dict[str, float]:
     cache = run.folder / "study_sweep.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    res = sweep_checkpoints([run.folder], keep_ratios=SWEEP_KEEP, method="magnitude", device=device,
+    res = sweep_checkpoints([run.folder], keep_ratios=SWEEP_KEEP, select="magnitude", device=device,
                             names=[run.label], batch_size=64, warmup=0, iters=1)
     accs = {f"{r['keep_ratio']:g}": r["acc1"] for r in res["checkpoints"][0]["results"]}
     cache.write_text(json.dumps(accs) + "\n")

@@ -103,7 +103,7 @@ def test_sweep_attaches_plain_vit(plain_vit):
 def test_plot_sweep_and_json(tmp_path):
     rows = [dict(keep_ratio=r, acc1=80 * r, acc5=95.0, loss=1.0, images_per_s=100 / r, gflops_per_image=r,
                  tokens=int(64 * r) + 1) for r in (1.0, 0.5, 0.2)]
-    result = {"method": "magnitude", "device": "cpu", "batch_size": 4,
+    result = {"select": "magnitude", "device": "cpu", "batch_size": 4,
               "checkpoints": [{"name": "baseline", "results": rows}, {"name": "pss", "results": rows[:2]}]}
     paths = sw.write_sweep(result, tmp_path)
     assert json.loads(open(paths["json"]).read())["checkpoints"][1]["name"] == "pss"

@@ -45,7 +45,7 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
     assert main(argv) == 0
     assert "picture:" in capsys.readouterr().out
     result = json.loads((out / "sweep.json").read_text())
-    assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["method"] == "magnitude"
+    assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["select"] == "magnitude"
     assert result["precision"] == "fp32" and result["device"].startswith("cpu")
     assert [c["name"] for c in result["checkpoints"]] == ["baseline", "pss"]
     assert result["checkpoints"][1]["trained_schedule"]["name"] == "cyclic"

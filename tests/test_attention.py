@@ -41,9 +41,9 @@ def _pair(pos: str = "rel_bias", reg: int = 0) -> tuple[torch.nn.Module, torch.n
     return sdpa, flex
 
 
-def _step(model, x, rho, method):
+def _step(model, x, rho, select):
     """Outputs, input gradient and parameter gradients of one forward/backward at keep ratio rho."""
-    pss.set_keep_ratio(model, rho, method)
+    pss.set_keep_ratio(model, rho, select)
     x = x.clone().requires_grad_()
     torch.manual_seed(1)  # random selection draws the same indices for both models
     y = model(x)
@@ -52,17 +52,17 @@ def _step(model, x, rho, method):
 
 
 @needs_flex
-@pytest.mark.parametrize("method", ["magnitude", "random"])
+@pytest.mark.parametrize("select", ["magnitude", "random"])
 @pytest.mark.parametrize("reg", [0, 2], ids=["cls", "cls+2reg"])
 @pytest.mark.parametrize("rho", [1.0, 0.6, 0.2])
-def test_flex_equals_sdpa_outputs_and_gradients(flex_cpu_backward, monkeypatch, rho, reg, method):
+def test_flex_equals_sdpa_outputs_and_gradients(flex_cpu_backward, monkeypatch, rho, reg, select):
     sdpa, flex = _pair(reg=reg)
     calls = []
     monkeypatch.setattr(vit, "flex_attention", lambda *a: calls.append(1) or attention.flex_attention(*a))
     assert (sdpa.attention_impl(), flex.attention_impl()) == ("sdpa", "flex")
     x = torch.randn(3, 3, 32, 32)
-    y0, gx0, g0 = _step(sdpa, x, rho, method)
-    y1, gx1, g1 = _step(flex, x, rho, method)
+    y0, gx0, g0 = _step(sdpa, x, rho, select)
+    y1, gx1, g1 = _step(flex, x, rho, select)
     assert len(calls) == len(flex.blocks)  # flex really ran, in every block
     torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(gx1, gx0, rtol=1e-4, atol=1e-5)
@@ -177,7 +177,7 @@ def test_compiled_training_step_builds_one_graph_per_length():
     with torch.no_grad():
         for _ in range(2):
             for rho in (1.0, 0.6, 0.2):
-                with pss.keep_ratio(model, rho):  # in eval, only an explicit keep ratio drops tokens
+                with pss.use_keep_ratio(model, rho):  # in eval, only an explicit keep ratio drops tokens
                     run(x)
             frames.append(cnt.frame_count)
     assert frames == [3, 3, 6, 6]

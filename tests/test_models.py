@@ -93,9 +93,9 @@ def _masked_block(blk, x, rel, rope, keys_kept):
 @pytest.mark.parametrize("impl", ["sdpa", pytest.param("flex", marks=pytest.mark.skipif(
     not pss.models.attention.FLEX_AVAILABLE, reason="this torch has no FlexAttention (torch >= 2.6)"))])
 @pytest.mark.parametrize("pos", ["learned", "rel_bias", "rope"])
-@pytest.mark.parametrize("method", ["magnitude", "random"])
+@pytest.mark.parametrize("select", ["magnitude", "random"])
 @torch.no_grad()  # forward only: FlexAttention has no backward on CPU
-def test_kept_run_equals_masked_full_run(pos, method, impl):
+def test_kept_run_equals_masked_full_run(pos, select, impl):
     """The proof that position handling is right: running only the kept tokens (through either
     attention implementation) gives the same outputs for those tokens as running the full sequence
     with the dropped keys masked out (an independent attention written out below)."""
@@ -105,7 +105,7 @@ def test_kept_run_equals_masked_full_run(pos, method, impl):
         if blk.attn.relative_position_bias_table is not None:
             torch.nn.init.normal_(blk.attn.relative_position_bias_table, std=1.0)
     x = torch.randn(3, 3, 32, 32)
-    pss.keep_ratio(model, 0.4, method)  # explicit: the model is in eval mode
+    pss.use_keep_ratio(model, 0.4, select)  # explicit: the model is in eval mode
     kept, keep_idx = model.forward_features_with_indices(x)
     assert keep_idx.shape == (3, 26)
 
@@ -134,7 +134,7 @@ def test_kept_run_equals_masked_full_run(pos, method, impl):
 def test_magnitude_keeps_largest_embedded_tokens():
     model = pss.build_model("pss_vit_tiny_patch4_32", 10, pos_embed="learned", **TINY).eval()
     x = torch.randn(2, 3, 32, 32)
-    pss.keep_ratio(model, 0.25, "magnitude")  # explicit: eval mode
+    pss.use_keep_ratio(model, 0.25, "magnitude")  # explicit: eval mode
     _, keep_idx = model.forward_features_with_indices(x)
     emb = model._pos_embed(model.patch_embed(x))[:, 1:]
     expect = emb.abs().sum(-1).topk(16, dim=1).indices.sort(1).values
@@ -144,12 +144,12 @@ def test_magnitude_keeps_largest_embedded_tokens():
 def test_keep_ratio_control_and_recording():
     model = pss.build_model("pss_vit_tiny_patch4_32", 10, **TINY)
     assert pss.get_keep_ratio(model) == 1.0
-    with pss.keep_ratio(model, 0.5, "random"):
-        assert pss.get_keep_ratio(model) == 0.5 and model.patch_drop.method == "random"
+    with pss.use_keep_ratio(model, 0.5, "random"):
+        assert pss.get_keep_ratio(model) == 0.5 and model.patch_drop.select == "random"
         with pss.recording(model) as samplers:
             model(torch.randn(2, 3, 32, 32))
             assert samplers[0].last_keep_idx.shape == (2, 32)
-    assert pss.get_keep_ratio(model) == 1.0 and model.patch_drop.method == "magnitude"
+    assert pss.get_keep_ratio(model) == 1.0 and model.patch_drop.select == "magnitude"
     with pytest.raises(ConfigError):
         pss.set_keep_ratio(model, 0.0)
     with pytest.raises(TypeError, match="pss.attach"):
@@ -203,5 +203,5 @@ def test_attach_timm_models(name, size):
     # eval() runs every token (the training ratio is for train mode), exactly the timm model
     torch.testing.assert_close(model(x), original(x), rtol=0, atol=0)
     # dynamic inference (an explicit ratio) differs from the full model
-    with pss.keep_ratio(model, 0.25):
+    with pss.use_keep_ratio(model, 0.25):
         assert (model(x) - original(x)).abs().max() > 0

@@ -18,7 +18,7 @@ def _seen(model: nn.Module, blocks: nn.Module, rho: float) -> int:
     seen = []
     h = blocks[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
     try:
-        with torch.no_grad(), pss.keep_ratio(model, rho):
+        with torch.no_grad(), pss.use_keep_ratio(model, rho):
             model(torch.randn(1, 3, 32, 32))
     finally:
         h.remove()

@@ -187,7 +187,7 @@ def test_train_attached_timm_model(tmp_path, name):
     assert model.num_prefix_tokens == 1
     assert [r["num_tokens"] for r in log] == [model.num_prefix_tokens + k for k in (13, 38, 64, 38)] * 2
     x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad(), pss.keep_ratio(model, 0.5):
+    with torch.no_grad(), pss.use_keep_ratio(model, 0.5):
         assert model(x).shape == (2, 10)
 
 

@@ -161,7 +161,7 @@ def speed_benchmark(
         ips = None
         if inference:
             model.eval()
-            with pss.keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
+            with pss.use_keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
                 ips = batch_size / _time(infer_step, dev, warmup, iters)
         rows.append(dict(keep_ratio=rho, tokens=num_tokens(model, rho),
                          step_time_s=step_time, step_flops=flops, infer_images_per_s=ips, peak_memory_mb=peak,

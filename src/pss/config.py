@@ -30,7 +30,7 @@ import yaml
 
 from pss.errors import ConfigError
 from pss.schedule import Schedule, from_dict as schedule_from_dict
-from pss.select import METHODS
+from pss.select import SELECT_RULES
 
 __all__ = [
     "DataConfig",
@@ -389,7 +389,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     schedule: Schedule = field(default_factory=_default_schedule)  # keep ratio per step
-    select: str = "magnitude"  # token selection method: magnitude | random | l2 | grid
+    select: str = "magnitude"  # token selection rule: magnitude | random | l2 | grid | mixed
     optim: OptimConfig = field(default_factory=OptimConfig)
     lr_sched: LRSchedConfig = field(default_factory=LRSchedConfig)
     mixup: MixupConfig = field(default_factory=MixupConfig)
@@ -419,7 +419,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.schedule = schedule_from_dict(self.schedule)
-        _check(self.select in METHODS, f"unknown select method {self.select!r}; choose one of {', '.join(METHODS)}")
+        _check(self.select in SELECT_RULES, f"unknown selection rule {self.select!r}; choose one of {', '.join(SELECT_RULES)}")
         mine = tasks_of(type(self))
         _check(self.task in mine, f"unknown task {self.task!r}; choose one of {', '.join(mine)}")
         _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")

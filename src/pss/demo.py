@@ -58,7 +58,7 @@ def warm_up(cfg: Any, steps: int = 3) -> None:
     x = torch.randn(cfg.batch_size // cfg.accum_steps, 3, size, size, device=device)
     y = torch.zeros(x.shape[0], dtype=torch.long, device=device)
     for i in range(steps):
-        with pss.keep_ratio(model, 1.0 if i == 0 else 0.2 * i, cfg.select), amp.autocast():
+        with pss.use_keep_ratio(model, 1.0 if i == 0 else 0.2 * i, cfg.select), amp.autocast():
             loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
@@ -115,7 +115,7 @@ def run_demo(
     runs = [out / name for name in RUNS]
     log.info("demo: sweeping keep ratios %s", ", ".join(f"{r:g}" for r in keep_ratios))
     device = resolve_device(cfgs["pss"].device)
-    sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios, method="magnitude",
+    sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios, select="magnitude",
                               batch_size=min(64, cfgs["pss"].batch_size), device=device, names=list(RUNS))
     sweep_paths = write_sweep(sweep, out / "sweep")
     report = write_report(runs, out / "report", names=list(RUNS))
@@ -124,7 +124,7 @@ def run_demo(
     model, _ = load_model(out / "pss", device)
     x, display, labels, names = sample_val_images(cfgs["pss"])
     patches = viz.plot_patch_grid(model, x, display, keep_ratios, out / "patches.png", class_names=names,
-                                  method="magnitude", row_labels=labels)
+                                  select="magnitude", row_labels=labels)
     s = summaries["pss"]
     spe = max(1, s["steps"] // max(1, s["epochs"]))
     solved = {n: schedule_from_dict(summaries[n]["schedule"]) for n in ("baseline", "pss")}

@@ -36,7 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from pss.control import keep_ratio, num_tokens, samplers, set_train_keep_ratio
+from pss.control import num_tokens, samplers, set_train_keep_ratio, use_keep_ratio
 from pss.runfolder import Checkpointer, StepLogger, TrainState
 from pss.runtime import Amp, DistInfo, topk_correct, unwrap_model, wraps_ddp
 from pss.schedule import Schedule
@@ -148,7 +148,7 @@ class LoopConfig:
     checkpoint_interval_steps: int | None = None
     eval_interval: int = 1
     eval_keep_ratio: float = 1.0
-    select: str | None = None  # selection method set with every keep ratio
+    select: str | None = None  # selection rule set with every keep ratio
 
     @property
     def total_steps(self) -> int:
@@ -332,7 +332,7 @@ class Trainer:
         returns the tokens per image through the blocks at that ratio."""
         if rho != self._rho:
             if self._samplers:
-                set_train_keep_ratio(self._samplers, rho, method=self.loop.select)
+                set_train_keep_ratio(self._samplers, rho, select=self.loop.select)
             self._rho, self._tokens = rho, num_tokens(self.model, rho)
         return self._tokens
 
@@ -370,7 +370,7 @@ class Trainer:
         if not self._samplers:
             return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
         # An explicit ratio wins over the eval rule (eval() = every token), so eval.keep_ratio < 1 works.
-        with keep_ratio(model, self.loop.eval_keep_ratio, method=self.loop.select):
+        with use_keep_ratio(model, self.loop.eval_keep_ratio, select=self.loop.select):
             return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
 
     def save_last(self) -> None:

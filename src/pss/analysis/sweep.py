@@ -52,7 +52,7 @@ def evaluate(
     model: nn.Module,
     loader: Iterable,
     keep_ratio: float = 1.0,
-    method: str | None = None,
+    select: str | None = None,
     amp_dtype: torch.dtype | None = None,
     max_batches: int | None = None,
 ) -> dict[str, float]:
@@ -64,7 +64,7 @@ def evaluate(
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     n = 0
     try:
-        with pss.keep_ratio(model, keep_ratio, method), autocast(device, amp_dtype):
+        with pss.use_keep_ratio(model, keep_ratio, select), autocast(device, amp_dtype):
             for i, (images, targets) in enumerate(loader):
                 if max_batches is not None and i >= max_batches:
                     break
@@ -87,7 +87,7 @@ def measure_throughput_models(
     models: list[nn.Module],
     batch_size: int = 64,
     keep_ratios: Iterable[float] = (1.0,),
-    method: str | None = None,
+    select: str | None = None,
     amp_dtype: torch.dtype | None = None,
     warmup: int = 3,
     iters: int = 10,
@@ -110,14 +110,14 @@ def measure_throughput_models(
     try:
         for rho in rhos:
             for m, x in zip(models, inputs):
-                with autocast(model_device(m), amp_dtype), pss.keep_ratio(m, rho, method):
+                with autocast(model_device(m), amp_dtype), pss.use_keep_ratio(m, rho, select):
                     for _ in range(warmup):  # allocator, kernel selection / autotuning, lazy init
                         m(x)
         for _ in range(iters):
             for rho in rhos:
                 for m, x, t in zip(models, inputs, times):
                     device = model_device(m)
-                    with autocast(device, amp_dtype), pss.keep_ratio(m, rho, method):
+                    with autocast(device, amp_dtype), pss.use_keep_ratio(m, rho, select):
                         synchronize(device)
                         t0 = time.perf_counter()
                         m(x)
@@ -140,7 +140,7 @@ def sweep_model(
     model: nn.Module,
     loader: Iterable | None,
     keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
-    method: str = "magnitude",
+    select: str = "magnitude",
     batch_size: int = 64,
     amp_dtype: torch.dtype | None = None,
     warmup: int = 3,
@@ -155,16 +155,16 @@ def sweep_model(
     ensure_sampler(model)
     keep_ratios = [float(r) for r in keep_ratios]
     if speed is None:
-        speed = measure_throughput_models([model], batch_size, keep_ratios, method, amp_dtype, warmup, iters)[0]
+        speed = measure_throughput_models([model], batch_size, keep_ratios, select, amp_dtype, warmup, iters)[0]
     rows = []
     for rho in keep_ratios:
         row: dict[str, Any] = {"keep_ratio": rho}
         if loader is not None:
-            row.update(evaluate(model, loader, rho, method, amp_dtype, max_batches))
+            row.update(evaluate(model, loader, rho, select, amp_dtype, max_batches))
         row["images_per_s"] = speed[rho]
         was_training = model.training
         model.eval()
-        row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, method=method) / 1e9
+        row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, select=select) / 1e9
         model.train(was_training)
         row["tokens"] = num_tokens(model, rho)
         rows.append(row)
@@ -196,8 +196,8 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
         ax2.plot(ips, acc, marker="o", color=color, label=entry["name"])
         for x, y, r in zip(ips, acc, rho):
             ax2.annotate(f"{r:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
-    method = result.get("method", "")
-    ax.set_title(f"Dynamic inference: accuracy vs keep ratio ({method} selection)")
+    select = result.get("select", result.get("method", ""))  # records before 2026-11-24 say "method"
+    ax.set_title(f"Dynamic inference: accuracy vs keep ratio ({select} selection)")
     ax.set_xlabel("keep ratio rho (fraction of patch tokens kept; labels: images/s)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.invert_xaxis()  # fewer patches (faster) to the right
@@ -324,7 +324,7 @@ def sweep_checkpoints(
     paths: list[str | Path],
     data: str | None = None,
     keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
-    method: str = "magnitude",
+    select: str = "magnitude",
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     precision: str = "auto",
@@ -358,10 +358,10 @@ def sweep_checkpoints(
         table = match_classes(stored_class_names(path), num_outputs, data_classes, classes, label=str(path))
         loaders.append(loader if table is None else _MappedLabels(loader, table))
     models = [ensure_sampler(model) for model, _ in loaded]
-    speeds = measure_throughput_models(models, batch_size, keep_ratios, method, amp_dtype, warmup, iters)
+    speeds = measure_throughput_models(models, batch_size, keep_ratios, select, amp_dtype, warmup, iters)
     entries = []
     for i, (path, (model, config), speed, loader) in enumerate(zip(paths, loaded, speeds, loaders)):
-        rows = sweep_model(model, loader, keep_ratios, method, batch_size, amp_dtype, warmup, iters, speed=speed)
+        rows = sweep_model(model, loader, keep_ratios, select, batch_size, amp_dtype, warmup, iters, speed=speed)
         entries.append({
             "name": names[i] if names else checkpoint_label(path),
             "checkpoint": str(path),
@@ -373,7 +373,7 @@ def sweep_checkpoints(
         })
     return {
         "keep_ratios": keep_ratios,
-        "method": method,
+        "select": select,
         "batch_size": batch_size,
         "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
         **run_info(device),

@@ -56,13 +56,13 @@ def grey_out(image: torch.Tensor, mask: torch.Tensor, patch_size: tuple[int, int
 
 @torch.inference_mode()
 def predict_kept(
-    model: nn.Module, x: torch.Tensor, keep_ratio: float, method: str | None = None
+    model: nn.Module, x: torch.Tensor, keep_ratio: float, select: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Class probabilities (B, classes) at `keep_ratio` and the (B, K) patch indices the model kept."""
     was_training = model.training
     model.eval()
     try:
-        with pss.keep_ratio(model, keep_ratio, method), pss.recording(model) as samplers:
+        with pss.use_keep_ratio(model, keep_ratio, select), pss.recording(model) as samplers:
             probs = model(x).float().softmax(dim=-1)
             keep_idx = samplers[0].last_keep_idx
     finally:
@@ -77,7 +77,7 @@ def plot_patch_grid(
     keep_ratios: Sequence[float],
     path: str | Path,
     class_names: Sequence[str] | None = None,
-    method: str | None = None,
+    select: str | None = None,
     row_labels: Sequence[str] | None = None,
     panel_inches: float = 2.0,
     dpi: int = 100,
@@ -97,7 +97,7 @@ def plot_patch_grid(
     axes = fig.subplots(n, cols, squeeze=False)
     preds: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     for j, rho in enumerate(keep_ratios):
-        probs, keep_idx = predict_kept(model, images.to(device), rho, method)
+        probs, keep_idx = predict_kept(model, images.to(device), rho, select)
         for i in range(n):
             mask = kept_mask(None if keep_idx is None else keep_idx[i], grid)
             p, c = probs[i].max(dim=0)
@@ -114,7 +114,7 @@ def plot_patch_grid(
             ax.set_title(title, fontsize=9)
             if j == 0 and row_labels is not None:
                 ax.set_ylabel(row_labels[i], fontsize=8)
-    fig.suptitle(f"Patches kept by the model ({method or pss.samplers(model)[0].method} selection; grey = dropped)")
+    fig.suptitle(f"Patches kept by the model ({select or pss.samplers(model)[0].select} selection; grey = dropped)")
     fig.savefig(path)
     return {"path": str(path), "predictions": preds}
 

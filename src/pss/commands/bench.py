@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attn-impl", default=None, choices=ATTN_IMPLS,
                    help="attention of pss_vit_* models: flex (FlexAttention), sdpa, or auto (flex on CUDA); "
                         "default: the model's (auto)")
-    p.add_argument("--select", default="magnitude", help="selection method")
+    p.add_argument("--select", default="magnitude", help="selection rule")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--inference", action="store_true", help="also measure eval-mode images/s per keep ratio")

@@ -189,8 +189,8 @@ class Block(nn.Module):
 class PssVisionTransformer(nn.Module):
     """Vision Transformer trained and run with a fraction of its patch tokens.
 
-    The keep ratio and selection method live in `self.patch_drop` (a PatchSampler) and are set with
-    `pss.set_keep_ratio(model, rho, method)`; rho = 1.0 is exactly the unmodified model.
+    The keep ratio and selection rule live in `self.patch_drop` (a PatchSampler) and are set with
+    `pss.set_keep_ratio(model, rho, select)`; rho = 1.0 is exactly the unmodified model.
     """
 
     def __init__(
