@@ -62,6 +62,7 @@ def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path):
     assert list(tmp_path.iterdir()) == [path]  # no temp file left
 
 
+@pytest.mark.slow  # a killed subprocess
 def test_sigkill_while_saving_leaves_previous_checkpoint_intact(tmp_path):
     path = tmp_path / "checkpoint-last.pt"
     atomic_save({"step": torch.tensor(1)}, path)

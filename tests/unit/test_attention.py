@@ -153,6 +153,7 @@ def test_checkpoint_moves_between_implementations(flex_cpu_backward, tmp_path, t
 
 # Few shapes, compiled once -------------------------------------------------------------------------
 
+@pytest.mark.slow  # torch.compile: seconds
 def test_compiled_training_step_builds_one_graph_per_length():
     """torch.compile(dynamic=False), as training compiles: a keep-ratio cycle on the grid builds one graph
     per sequence length (train, then eval), each whole, and nothing is recompiled on later cycles.

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,8 +19,9 @@ from pss.config import (
 )
 from pss.errors import ConfigError
 from pss.schedule import CyclicSchedule, FixedSchedule
+from conftest import ROOT
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = ROOT / "configs"
 RECIPES = sorted(CONFIGS.glob("*.yaml"))
 EXPECTED = {
     "deit_small_224_baseline", "deit_small_224_pss", "vit_base_finetune_baseline", "vit_base_finetune_pss",

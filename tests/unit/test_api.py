@@ -140,6 +140,7 @@ def test_schedule_spec_everywhere():
 
 # -- torch.compile ---------------------------------------------------------------------------------
 
+@pytest.mark.slow  # torch.compile: seconds
 def test_compile_friendly_avoids_the_recompile_limit():
     """A schedule with more keep ratios than dynamo's default limit compiles every one of them."""
     import torch._dynamo
