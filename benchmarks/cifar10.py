@@ -46,10 +46,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on the GPU machine
 
-from pss.analysis.demo import warm_up  # noqa: E402
 from pss.analysis.report import write_report  # noqa: E402
-from pss.analysis.study import PlannedRun, add_study_arguments, equal_time_ratio, planned_run, run_plan  # noqa: E402
 from pss.analysis.sweep import sweep_checkpoints, write_sweep  # noqa: E402
+from pss.demo import warm_up  # noqa: E402
+from pss.study import PlannedRun, add_study_arguments, equal_time_ratio, planned_run, run_plan  # noqa: E402
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = [f"{name}_s{seed}" for name, seed, _ in plan]
     device = plan[0][2].device if plan[0][2].device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     # throughput is timed on batches of 256 on the GPU, 64 (fewer repeats) on the reduced CPU set-up
-    sweep = sweep_checkpoints(run_dirs, keep_ratios=SWEEP_KEEP, method="magnitude", device=device, names=labels,
+    sweep = sweep_checkpoints(run_dirs, keep_ratios=SWEEP_KEEP, select="magnitude", device=device, names=labels,
                               batch_size=64 if args.cpu_reduced else 256, iters=3 if args.cpu_reduced else 10)
     write_sweep(sweep, out / "sweep")
     report = write_report(run_dirs, out / "report", names=labels)

@@ -36,10 +36,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on the GPU machine
 
-from pss.analysis.demo import warm_up  # noqa: E402
-from pss.analysis.study import PlannedRun, add_study_arguments, planned_run, run_plan, run_state  # noqa: E402
 from pss.budget import equal_time_overrides  # noqa: E402
+from pss.demo import warm_up  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
+from pss.study import PlannedRun, add_study_arguments, planned_run, run_plan, run_state  # noqa: E402
 
 log = logging.getLogger("pss.study")
 
@@ -164,7 +164,7 @@ def sweep_run(run: PlannedRun, device: str = "cpu") -> dict[str, float]:
     cache = run.folder / "study_sweep.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    res = sweep_checkpoints([run.folder], keep_ratios=SWEEP_KEEP, method="magnitude", device=device,
+    res = sweep_checkpoints([run.folder], keep_ratios=SWEEP_KEEP, select="magnitude", device=device,
                             names=[run.label], batch_size=64, warmup=0, iters=1)
     accs = {f"{r['keep_ratio']:g}": r["acc1"] for r in res["checkpoints"][0]["results"]}
     cache.write_text(json.dumps(accs) + "\n")

@@ -27,9 +27,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import pss  # noqa: E402
-from pss.analysis.sweep import synchronize  # noqa: E402
 from pss.models.vit import ARCHS  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
+from pss.runtime import synchronize  # noqa: E402
 
 
 def ref_model_class(ref: str) -> type:

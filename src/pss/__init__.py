@@ -6,9 +6,9 @@ In your own loop (README, "Use it in your own loop"):
 
     model = pss.attach(timm.create_model("deit_small_patch16_224"))
     keep = pss.KeepRatioScheduler(model, "cyclic:low=0.2,high=1.0", steps_per_epoch, epochs)
-    ... keep.step() after each optimizer step; eval() runs every token unless pss.keep_ratio(model, rho)
+    ... keep.step() after each optimizer step; eval() runs every token unless pss.use_keep_ratio(model, rho)
 """
-from pss.control import get_keep_ratio, keep_ratio, recording, samplers, set_keep_ratio
+from pss.control import get_keep_ratio, recording, samplers, set_keep_ratio, use_keep_ratio
 from pss.dynamo import compile_friendly
 from pss.models import attach, build_model
 from pss.schedule import (
@@ -36,10 +36,10 @@ __all__ = [
     "build_model",
     "compile_friendly",
     "get_keep_ratio",
-    "keep_ratio",
     "recording",
     "samplers",
     "schedule_from_spec",
     "select_tokens",
     "set_keep_ratio",
+    "use_keep_ratio",
 ]

@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 
 import pss
-from pss.analysis.flops import count_flops, example_input
-from pss.analysis.sweep import autocast as amp_autocast
-from pss.analysis.sweep import resolve_precision, synchronize
+from pss.control import num_tokens
 from pss.errors import ConfigError
+from pss.flops import count_flops, example_input
 from pss.models import attention_impl
 from pss.models.attention import ATTN_IMPLS
 from pss.runinfo import run_info
-from pss.select import check_keep_ratio, num_kept
+from pss.runtime import resolve_amp, resolve_device, synchronize
+from pss.select import check_keep_ratio
 
 
 @dataclass
@@ -97,7 +97,8 @@ def speed_benchmark(
     attn_impl: str | None = None,
 ) -> dict:
     """Time training steps of `model_name` at each keep ratio; see the module docstring.
-    `attn_impl` (auto | flex | sdpa) is passed to pss_vit_* models; None keeps the model's default."""
+    `device` and `amp` (auto included) are resolved by `pss.runtime`; the report names the precision
+    that ran. `attn_impl` (auto | flex | sdpa) is passed to pss_vit_* models; None keeps the model's default."""
     for r in keep_ratios:
         check_keep_ratio(r)
     model_kwargs = dict(model_kwargs or {})
@@ -107,23 +108,20 @@ def speed_benchmark(
         if not model_name.startswith("pss_vit"):
             raise ConfigError(f"--attn-impl applies to pss_vit_* models; {model_name} uses timm's attention (SDPA)")
         model_kwargs["attn_impl"] = attn_impl
-    amp_dtype = resolve_precision(amp, device)  # validates the name too
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    dev = resolve_device(device)  # auto -> cuda when there is one; a missing GPU is a one-line error
+    amp_mode = resolve_amp(amp, dev)  # validates the name too
     keep_ratios = tuple(sorted(set(keep_ratios) | {1.0}, reverse=True))  # rho = 1.0 is the reference
 
     model = pss.build_model(model_name, num_classes=1000, img_size=img_size, **model_kwargs).to(dev)
     x = example_input(model, batch_size)
     y = torch.randint(0, 1000, (batch_size,), device=dev)
-    n_patches = model.patch_embed.num_patches
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_mode.dtype == torch.float16)
     # dynamic=False: one static graph per sequence length (as training compiles), not one symbolic graph
     run = torch.compile(model, dynamic=False) if compile else model
 
     def train_step() -> None:
-        with amp_autocast(dev, amp_dtype):
+        with amp_mode.autocast():
             loss = F.cross_entropy(run(x), y)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -132,13 +130,13 @@ def speed_benchmark(
 
     @torch.no_grad()
     def infer_step() -> None:
-        with amp_autocast(dev, amp_dtype):
+        with amp_mode.autocast():
             run(x)
 
     def optimizer_time() -> float:
         """Median time of the optimizer step alone, on the gradients of one backward (kept between
         calls, so every call does the full update); the same at every keep ratio."""
-        with amp_autocast(dev, amp_dtype):
+        with amp_mode.autocast():
             loss = F.cross_entropy(run(x), y)
         scaler.scale(loss).backward()
 
@@ -163,9 +161,9 @@ def speed_benchmark(
         ips = None
         if inference:
             model.eval()
-            with pss.keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
+            with pss.use_keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
                 ips = batch_size / _time(infer_step, dev, warmup, iters)
-        rows.append(dict(keep_ratio=rho, tokens=model.num_prefix_tokens + num_kept(n_patches, rho),
+        rows.append(dict(keep_ratio=rho, tokens=num_tokens(model, rho),
                          step_time_s=step_time, step_flops=flops, infer_images_per_s=ips, peak_memory_mb=peak,
                          attention_kernels=kernels))
     pss.set_keep_ratio(model, 1.0, select)
@@ -187,7 +185,7 @@ def speed_benchmark(
         "model_kwargs": dict(model_kwargs or {}),  # lets a `budget_cost: FILE` check it is for the same model
         "img_size": model.patch_embed.img_size[0],
         "batch_size": batch_size,
-        "amp": amp,
+        "amp": amp_mode.name,
         "compile": compile,
         "attention": attention_impl(model, dev),
         "pos_embed": getattr(model, "pos_embed_type", None),

@@ -101,8 +101,8 @@ class FlopCost:
         """Count one image's training-step FLOPs at three token counts and fit the quadratic exactly."""
         import torch
 
-        from pss.analysis.flops import count_flops, example_input
         from pss.control import samplers
+        from pss.flops import count_flops, example_input
 
         n = model.patch_embed.num_patches
         if not samplers(model):

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic saving, weights-only loading, exact-resume state, and weight conversion.
+"""Checkpoints: atomic saving, weights-only loading, exact-resume state, safetensors export.
 
 Everything in a pss checkpoint is a tensor, number, string, None, or a list / dict of those, so it
 loads with `torch.load(path, weights_only=True)`: loading never runs pickled code from the file.
@@ -25,11 +25,8 @@ the target: a crash (even SIGKILL) while saving leaves the previous file intact.
 arriving during a write take effect once the file is complete; a full disk is one line naming the
 folder and the space needed.
 
-`load_init_weights` is the one place where foreign weights are mapped onto our models: our
-checkpoints, timm state dicts (.pth / .bin / .safetensors), and SimMIM / MAE / BEiT-style encoder
-checkpoints (prefix stripping, decoder removal, BEiT q/v bias and layer-scale renaming, shared
-relative-bias copying, position-embedding and relative-bias resizing, new head when the number
-of classes differs).
+Mapping foreign weights (timm, SimMIM, MAE, BEiT) onto our models for fine-tuning is
+`pss.models.convert`; rebuilding a trained model from a run folder is `pss.models.hub.load_model`.
 """
 from __future__ import annotations
 
@@ -41,13 +38,11 @@ import math
 import os
 import pickle
 import random
-import re
 import shutil
 import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,26 +51,21 @@ import torch
 from torch import nn
 
 from pss.errors import CheckpointError, OutputError
+from pss.runtime import unwrap_model
 
 __all__ = [
     "FORMAT",
-    "InitReport",
     "atomic_save",
     "atomic_write",
     "best_checkpoint",
-    "convert_state_dict",
     "export_safetensors",
     "get_rng_state",
     "load_checkpoint",
-    "load_init_weights",
-    "load_model",
-    "load_state_dict_file",
     "restore_training_state",
     "set_rng_state",
     "signals_deferred",
     "stored_class_names",
     "training_checkpoint",
-    "unwrap_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -255,17 +245,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # training checkpoints
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The bare model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def training_checkpoint(
@@ -450,203 +429,7 @@ def safetensors_metadata(path: str | Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# loading foreign weights for fine-tuning
-
-# Keys that belong to pre-training heads, never to the encoder we fine-tune.
-_DROP = re.compile(
-    r"^(mask_token|decoder|decoder_\w+|lm_head|head_pretrain|"
-    r"(.*\.)?relative_position_index|rel_pos_bias\.relative_position_index)(\.|$)"
-)
-# Wrapper prefixes added by training code: DDP, torch.compile, SimMIM's encoder, detection backbones.
-_PREFIXES = ("module.", "_orig_mod.", "encoder.", "backbone.", "model.")
-
-
-@dataclass
-class InitReport:
-    """What `load_init_weights` did, for the log and for tests."""
-
-    source: str
-    loaded: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)  # in the file, not used (decoder, mask token, old head)
-    renamed: list[str] = field(default_factory=list)
-    resized: list[str] = field(default_factory=list)
-    new: list[str] = field(default_factory=list)  # in the model, freshly initialised (head, fc_norm)
-
-    def summary(self) -> str:
-        s = f"loaded {len(self.loaded)} tensors from {self.source}"
-        for what in ("renamed", "resized", "dropped", "new"):
-            items = getattr(self, what)
-            if items:
-                s += f"; {what}: {', '.join(_cap(items, 4))}"
-        return s
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """The weights in a file: our checkpoint (its `model`), a timm / torchvision state dict
-    (.pth / .pt / .bin / .safetensors), or a research checkpoint wrapping them in `model` /
-    `state_dict` / `module`. Weights-only: never unpickles code."""
-    obj = load_checkpoint(path)
-    for key in ("model", "state_dict", "module", "model_state"):
-        inner = obj.get(key)
-        if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-            obj = inner
-            break
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(f"{str(path)!r} holds no weight tensors (keys: {', '.join(_cap(list(obj)))})")
-    return tensors
-
-
-def _strip_prefixes(sd: dict[str, torch.Tensor], report: InitReport) -> dict[str, torch.Tensor]:
-    changed = True
-    while changed:
-        changed = False
-        for p in _PREFIXES:
-            hits = [k for k in sd if k.startswith(p)]
-            if not hits:
-                continue
-            if p in ("encoder.", "backbone.", "model."):
-                # An encoder-decoder file (SimMIM: encoder.* + decoder.*): keep the encoder part.
-                report.dropped += [k for k in sd if not k.startswith(p)]
-                sd = {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)}
-            elif len(hits) == len(sd):
-                sd = {k[len(p) :]: v for k, v in sd.items()}
-            else:
-                continue
-            changed = True
-    return sd
-
-
-def convert_state_dict(sd: dict[str, torch.Tensor], model: nn.Module, source: str = "state dict") -> tuple[dict[str, torch.Tensor], InitReport]:
-    """Map a foreign encoder state dict onto `model`'s parameter names and shapes (see module docs).
-
-    Returns (state dict ready for `model.load_state_dict(strict=False)`, report). Raises
-    CheckpointError naming keys and shapes when the weights cannot fit.
-    """
-    report = InitReport(source)
-    own = model.state_dict()
-    sd = _strip_prefixes(dict(sd), report)
-
-    out: dict[str, torch.Tensor] = {}
-    for k, v in sd.items():
-        if _DROP.match(k):
-            report.dropped.append(k)
-            continue
-        # BEiT / SimMIM: separate q and v biases (k has none) -> one qkv bias.
-        m = re.match(r"^(blocks\.\d+\.attn)\.q_bias$", k)
-        if m:
-            vb = sd.get(f"{m.group(1)}.v_bias")
-            if vb is not None and f"{m.group(1)}.qkv.bias" in own:
-                out[f"{m.group(1)}.qkv.bias"] = torch.cat([v, torch.zeros_like(v), vb])
-                report.renamed.append(f"{m.group(1)}.q_bias/v_bias -> qkv.bias")
-                continue
-        if re.match(r"^blocks\.\d+\.attn\.v_bias$", k) and k.replace("v_bias", "qkv.bias") in own and k.replace("v_bias", "q_bias") in sd:
-            continue  # merged above
-        # BEiT layer scale names.
-        m = re.match(r"^(blocks\.\d+)\.gamma_([12])$", k)
-        if m:
-            new = f"{m.group(1)}.ls{m.group(2)}.gamma"
-            report.renamed.append(f"{k} -> {new}")
-            k = new
-        # BEiT shared relative position bias -> a copy in every block.
-        if k == "rel_pos_bias.relative_position_bias_table":
-            targets = [t for t in own if t.endswith("attn.relative_position_bias_table")]
-            for t in targets:
-                out.setdefault(t, v.clone())
-            report.renamed.append(f"{k} -> {len(targets)} x blocks.N.attn.relative_position_bias_table")
-            continue
-        out[k] = v
-
-    # MAE fine-tuning with average pooling uses a fresh fc_norm; the encoder's final norm is unused.
-    if any(k.startswith("fc_norm.") for k in own) and not any(k.startswith("norm.") for k in own):
-        for k in [k for k in out if k.startswith("norm.")]:
-            report.dropped.append(k)
-            del out[k]
-
-    # Resize position terms when the patch grid differs (e.g. pre-trained at 192 px, fine-tuned at 224).
-    if "pos_embed" in out and "pos_embed" in own and out["pos_embed"].shape != own["pos_embed"].shape:
-        out["pos_embed"] = _resize_pos_embed(out["pos_embed"], own["pos_embed"], model)
-        report.resized.append("pos_embed")
-    for k in [k for k in out if k.endswith("relative_position_bias_table")]:
-        if k in own and out[k].shape != own[k].shape and out[k].shape[1] == own[k].shape[1]:
-            from timm.layers import resize_rel_pos_bias_table
-
-            grid = tuple(unwrap_model(model).patch_embed.grid_size)
-            try:
-                out[k] = resize_rel_pos_bias_table(out[k], new_window_size=grid, new_bias_shape=tuple(own[k].shape))
-            except (ValueError, AssertionError) as e:
-                raise CheckpointError(f"cannot resize {k} from {tuple(out[k].shape)} to {tuple(own[k].shape)}: {e}") from None
-            report.resized.append(k)
-
-    # A different number of classes (or no head in the file): the head starts fresh.
-    for k in [k for k in out if k.startswith("head.")]:
-        if k not in own or out[k].shape != own[k].shape:
-            report.dropped.append(f"{k} {tuple(out[k].shape)}")
-            del out[k]
-
-    new_ok = ("head.", "fc_norm.")
-    problems = _fit_problems(model, out, allow_missing=new_ok)
-    if problems:
-        hint = ""
-        if "pos_embed" in out and "pos_embed" not in own:
-            hint = " (the checkpoint has absolute position embeddings: build the model with model.kwargs.pos_embed=learned)"
-        elif any(k.endswith("relative_position_bias_table") for k in out) and not any(k.endswith("relative_position_bias_table") for k in own):
-            hint = " (the checkpoint has relative position bias: build the model with model.kwargs.pos_embed=rel_bias)"
-        raise CheckpointError(f"weights in {source} do not fit the model: {problems}{hint}")
-    report.loaded = list(out)
-    report.new = [k for k in own if k not in out]
-    return out, report
-
-
-def _resize_pos_embed(pos: torch.Tensor, target: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    from timm.layers import resample_abs_pos_embed
-
-    bare = unwrap_model(model)
-    prefix = int(getattr(bare, "num_prefix_tokens", 1))
-    n_old = pos.shape[1] - prefix
-    side = int(round(n_old**0.5))
-    if side * side != n_old or pos.shape[2] != target.shape[2]:
-        raise CheckpointError(
-            f"cannot resize pos_embed: checkpoint {tuple(pos.shape)} vs model {tuple(target.shape)} "
-            f"({prefix} prefix tokens; only square grids of the same width can be resized)"
-        )
-    grid = list(bare.patch_embed.grid_size)
-    return resample_abs_pos_embed(pos, new_size=grid, old_size=[side, side], num_prefix_tokens=prefix)
-
-
-def _pretrained_architecture(path: str | Path) -> dict[str, Any] | None:
-    """The architecture an `encoder.safetensors` of `pss pretrain` records in its metadata, if any."""
-    path = Path(path).expanduser()
-    if path.suffix != ".safetensors":
-        return None
-    try:
-        arch = safetensors_metadata(path).get("pss_encoder")
-    except Exception:  # unreadable metadata: the hint is optional
-        return None
-    return arch if isinstance(arch, dict) else None
-
-
-def load_init_weights(model: nn.Module, path: str | Path) -> InitReport:
-    """Initialise `model` (in place) from a checkpoint file for fine-tuning; see `convert_state_dict`."""
-    sd = load_state_dict_file(path)
-    bare = unwrap_model(model)
-    try:
-        out, report = convert_state_dict(sd, bare, source=str(path))
-    except CheckpointError as e:
-        arch = _pretrained_architecture(path)
-        if not arch:
-            raise
-        raise CheckpointError(
-            f"{e}. The file was pre-trained (pss pretrain) as {arch}: fine-tune the same architecture "
-            "(model.name and model.kwargs; global_pool may differ)"
-        ) from None
-    bare.load_state_dict(out, strict=False)
-    log.info("init: %s", report.summary())
-    return report
-
-
-# ---------------------------------------------------------------------------------------------
-# rebuilding a model for analysis / inference
+# run folders (`pss.models.hub.load_model` rebuilds the model from one)
 
 
 def best_checkpoint(run_dir: str | Path) -> Path:
@@ -664,46 +447,3 @@ def stored_class_names(path: str | Path) -> list[str] | None:
     stored = safetensors_metadata(path) if path.suffix == ".safetensors" else load_checkpoint(path)
     names = stored.get("class_names")
     return [str(n) for n in names] if isinstance(names, list) and names else None
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a trained model (eval mode) and its resolved config dict.
-
-    `path`: a `pss train` output folder (uses model.safetensors + config.yaml, else the
-    checkpoints), one of our .pt checkpoints, or a .safetensors file with config.yaml beside it.
-    """
-    import yaml
-
-    from pss.config import config_from_dict
-    from pss.models import build_model
-
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = best_checkpoint(path)
-    if path.suffix == ".safetensors":
-        meta = safetensors_metadata(path) if path.is_file() else {}
-        config = meta.get("pss_config")
-        if config is None:
-            cfg_file = path.parent / "config.yaml"
-            if not cfg_file.is_file():
-                raise CheckpointError(f"{str(path)!r} has no config in its metadata and no config.yaml beside it")
-            config = yaml.safe_load(cfg_file.read_text())
-        sd = _load_safetensors(path)
-    else:
-        ckpt = load_checkpoint(path)
-        if not is_training_checkpoint(ckpt):
-            raise CheckpointError(f"{str(path)!r} is not a pss checkpoint; to fine-tune from it use `pss train --init`")
-        config, sd = ckpt["config"], ckpt["model"]
-    cfg = config_from_dict(config)
-    if cfg.task != "classification":
-        enc = path.parent / "encoder.safetensors"
-        raise CheckpointError(
-            f"{str(path)!r} is from a pre-training run (task: {cfg.task}), not a classifier: fine-tune it first, "
-            f"e.g. pss train --config configs/cifar10_finetune_pss.yaml --init {enc}"
-        )
-    m = cfg.model
-    if m.num_classes is None:
-        raise CheckpointError(f"the config of {str(path)!r} does not record model.num_classes")
-    model = build_model(m.name, num_classes=m.num_classes, img_size=m.img_size, **m.kwargs)
-    _load_strict(model, sd, "model")
-    return model.to(device).eval(), config

@@ -18,20 +18,22 @@ import copy
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
-from pss.data import DataConfig
 from pss.errors import ConfigError
 from pss.schedule import Schedule, from_dict as schedule_from_dict
-from pss.select import METHODS
+from pss.select import SELECT_RULES
 
 __all__ = [
+    "DataConfig",
     "EmaConfig",
     "EvalConfig",
     "LRSchedConfig",
@@ -43,6 +45,7 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "find_recipe",
     "load_config",
     "load_yaml",
     "save_config",
@@ -51,7 +54,13 @@ __all__ = [
 AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_KEYS = frozenset({"mode", "dynamic", "fullgraph", "backend", "options"})  # torch.compile arguments a recipe may set
-TASKS = ("classification",)
+# What can be learned, by `task:` value: the config class that validates its recipe and the builder
+# of the engine's Task (pss.engine.Task), as "module:attribute", imported on first use so that loading
+# a config imports neither timm nor the task's module.
+TASKS: dict[str, tuple[str, str]] = {
+    "classification": ("pss.config:TrainConfig", "pss.train:classification_task"),
+    "simmim": ("pss.pretrain:PretrainConfig", "pss.pretrain:simmim_task"),
+}
 LR_SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant", "none")
 
 
@@ -100,6 +109,135 @@ class ModelConfig:
 
         if not timm.is_model(self.name):
             raise ConfigError(f"unknown model.name {self.name!r}; {pss.models.suggest_model_names(self.name)}")
+
+
+# The built-in glyph set (pss.data.builtin) is drawn at this size; a larger img_size is a
+# nearest-neighbour upscale, a smaller one is refused.
+GLYPH_IMG_SIZE = 32
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "random")
+_AUTO_AUGMENT_PREFIXES = ("rand", "augmix", "original", "v0", "3a")
+
+
+@dataclass
+class DataConfig:
+    """The ``data:`` section of a recipe (read by `pss.data`). Validated on construction (raises `ConfigError`)."""
+
+    path: str | None = None  # folder, .tar.gz archive, or None for the built-in glyph set
+    train_split: str = "train"
+    val_split: str = "val"  # the CIFAR-10 archive uses "test"
+    img_size: int = 32
+    in_memory: bool = False  # decode once into uint8 tensors on `device`; augment batch-wise there
+    on_corrupt: str = "skip"  # "skip": count, log and leave out unreadable images; "fail": raise
+    num_workers: int = 2
+    cache_dir: str | None = None  # where archives are extracted; None -> $PSS_DATA_CACHE or ~/.cache/pss-data
+    # Corrupt-image scan in check_data: every file when the dataset has at most scan_max_files files,
+    # otherwise a seeded random sample of scan_sample_size (the rest is caught at load time).
+    scan_images: bool = True
+    scan_max_files: int = 200_000
+    scan_sample_size: int = 10_000
+    # Class-balanced subset of a folder dataset (the first N files of each class, in sorted order):
+    # quick experiments and the reduced CPU benchmarks. None = every image.
+    max_train_per_class: int | None = None
+    max_val_per_class: int | None = None
+    # Built-in glyph set (path: null).
+    builtin_num_train: int = 2000
+    builtin_num_val: int = 500
+    builtin_num_classes: int = 10
+    seed: int = 0
+    # Augmentation (DeiT recipe names; passed to timm.data.create_transform).
+    auto_augment: str | None = None  # e.g. "rand-m9-mstd0.5-inc1"; not with in_memory
+    re_prob: float = 0.0  # random erasing probability
+    re_mode: str = "pixel"
+    re_count: int = 1
+    color_jitter: float | None = None  # None/0 -> off (timm turns it off anyway when auto_augment is set)
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    hflip: float = 0.5
+    crop_padding: int = 4  # small images: zero padding before the random crop
+    scale: tuple[float, float] | None = None  # large images: RandomResizedCrop area range (timm default 0.08-1)
+    crop_pct: float | None = None  # large images, eval: resize to img_size / crop_pct then centre crop
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            self.path = os.fspath(self.path)
+            if not self.path.strip():
+                self.path = None
+        self.mean = tuple(float(m) for m in self.mean)  # YAML gives lists
+        self.std = tuple(float(s) for s in self.std)
+        if self.scale is not None:
+            self.scale = tuple(float(s) for s in self.scale)
+        _check(self.on_corrupt in ("skip", "fail"), f"data.on_corrupt must be 'skip' or 'fail', got {self.on_corrupt!r}")
+        for name in ("train_split", "val_split"):
+            value = getattr(self, name)
+            _check(isinstance(value, str) and bool(value) and "/" not in value and value not in (".", ".."),
+                   f"data.{name} must be a folder name such as 'train', got {value!r}")
+        for name, low in [("img_size", 1), ("num_workers", 0), ("scan_max_files", 1), ("scan_sample_size", 1),
+                          ("builtin_num_train", 1), ("builtin_num_val", 1), ("seed", 0), ("re_count", 1),
+                          ("crop_padding", 0)]:
+            value = getattr(self, name)
+            _check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
+                   f"data.{name} must be an integer >= {low}, got {value!r}")
+        for name in ("max_train_per_class", "max_val_per_class"):
+            value = getattr(self, name)
+            _check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+                   f"data.{name} must be null (all images) or an integer >= 1, got {value!r}")
+        _check(2 <= self.builtin_num_classes <= 100,
+               f"data.builtin_num_classes must be in [2, 100], got {self.builtin_num_classes}")
+        if self.path is None:
+            _check(self.builtin_num_train >= self.builtin_num_classes and self.builtin_num_val >= self.builtin_num_classes,
+                   "data.builtin_num_train and builtin_num_val must be >= builtin_num_classes "
+                   "(the built-in set is class-balanced)")
+            _check(self.img_size >= GLYPH_IMG_SIZE,
+                   f"the built-in set is drawn at {GLYPH_IMG_SIZE} px and shrinking it would blur "
+                   f"the glyphs: set data.img_size >= {GLYPH_IMG_SIZE} (got {self.img_size})")
+        for name in ("re_prob", "hflip"):
+            _check(0.0 <= float(getattr(self, name)) <= 1.0, f"data.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        _check(self.re_mode in ("const", "rand", "pixel"),
+               f"data.re_mode must be 'const', 'rand' or 'pixel', got {self.re_mode!r}")
+        _check(self.interpolation in _INTERPOLATIONS,
+               f"data.interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}")
+        _check(not (len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0),
+               f"data.mean and data.std need 3 values (RGB), std > 0; got {self.mean}, {self.std}")
+        _check(self.color_jitter is None or not float(self.color_jitter) < 0,
+               f"data.color_jitter must be >= 0 or null, got {self.color_jitter!r}")
+        _check(self.scale is None or (len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1),
+               f"data.scale must be [min, max] with 0 < min <= max <= 1, got {self.scale}")
+        _check(self.crop_pct is None or 0 < self.crop_pct <= 1, f"data.crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.auto_augment:
+            _check(self.auto_augment.startswith(_AUTO_AUGMENT_PREFIXES),
+                   f"data.auto_augment {self.auto_augment!r} is not a timm policy: use e.g. "
+                   "'rand-m9-mstd0.5-inc1' (RandAugment), 'augmix-m5-w4-d2' or 'original'")
+            from pss.data.datasets import timm_train_transform  # imports timm.data (and torchvision): only here
+
+            try:  # let timm parse the policy string now rather than mid-run
+                timm_train_transform(self)
+            except (AssertionError, ValueError, KeyError, IndexError) as e:
+                raise ConfigError(f"data.auto_augment {self.auto_augment!r} is not understood by timm ({e}); "
+                                  "use e.g. 'rand-m9-mstd0.5-inc1'") from e
+        # RandAugment / ColorJitter are per-image PIL ops: they would put the CPU back on the hot path.
+        _check(not (self.in_memory and (self.auto_augment or self.color_jitter)),
+               "data.in_memory augments on the device (random crop, flip, random erasing) and "
+               "cannot apply auto_augment or color_jitter: set data.in_memory: false to keep "
+               "them, or drop them")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> DataConfig:
+        """Build from a recipe's ``data:`` mapping; unknown keys raise `ConfigError` with a suggestion."""
+        d = dict(d or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(names)}"
+                raise ConfigError(f"unknown key data.{key}{hint}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types (lists, not tuples) for YAML/JSON."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass
@@ -248,12 +386,10 @@ class TrainConfig:
     """Everything one `pss train` run needs. `batch_size` is the *global* batch per optimizer step
     (over all processes and accumulation micro-steps), so a recipe means the same thing on 1 or 8 GPUs."""
 
-    TASKS: ClassVar[tuple[str, ...]] = TASKS  # `task` values this config class accepts (PretrainConfig: simmim)
-
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     schedule: Schedule = field(default_factory=_default_schedule)  # keep ratio per step
-    select: str = "magnitude"  # token selection method: magnitude | random | l2 | grid
+    select: str = "magnitude"  # token selection rule: magnitude | random | l2 | grid | mixed
     optim: OptimConfig = field(default_factory=OptimConfig)
     lr_sched: LRSchedConfig = field(default_factory=LRSchedConfig)
     mixup: MixupConfig = field(default_factory=MixupConfig)
@@ -283,8 +419,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.schedule = schedule_from_dict(self.schedule)
-        _check(self.select in METHODS, f"unknown select method {self.select!r}; choose one of {', '.join(METHODS)}")
-        _check(self.task in self.TASKS, f"unknown task {self.task!r}; choose one of {', '.join(self.TASKS)}")
+        _check(self.select in SELECT_RULES, f"unknown selection rule {self.select!r}; choose one of {', '.join(SELECT_RULES)}")
+        mine = tasks_of(type(self))
+        _check(self.task in mine, f"unknown task {self.task!r}; choose one of {', '.join(mine)}")
         _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -326,7 +463,8 @@ class TrainConfig:
         return self.optim.peak_lr(self.batch_size)
 
     def validate(self) -> None:
-        """Checks that need the model registry or the schedule's run length (cheap, no data read)."""
+        """Checks that import the model registry or read a file (the budget's cost table); cheap, no data
+        read. The schedule's fit to the run length is checked once the data gives steps per epoch."""
         self.model.check_name()
         if self.budget is not None and self.budget_cost != "flops":
             from pss.budget import TableCost
@@ -419,27 +557,36 @@ def _from_dict(cls: type, d: Any, prefix: str = "") -> Any:
         kwargs[k] = _coerce(v, hints[k], key)
     try:
         return cls(**kwargs)
-    except ConfigError as e:
+    except ConfigError:
         raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid {prefix or 'config'}: {e}") from e
 
 
-# Config classes of tasks other than classification, by `task:` value ("module:Class", imported on
-# first use so that this module depends on none of them).
-TASK_CONFIGS = {"simmim": "pss.pretrain:PretrainConfig"}
+def _resolve(target: str) -> Any:
+    import importlib
+
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def tasks_of(cls: type) -> tuple[str, ...]:
+    """The `task:` values whose recipes `cls` validates (TrainConfig: classification)."""
+    return tuple(t for t, (c, _) in TASKS.items() if c == f"{cls.__module__}:{cls.__qualname__}")
 
 
 def config_class(task: Any) -> type[TrainConfig]:
     """The config class of a recipe's `task:` (TrainConfig for classification and unknown values,
     which TrainConfig then refuses with the list of valid tasks)."""
-    import importlib
+    entry = TASKS.get(task) if isinstance(task, str) else None
+    return TrainConfig if entry is None else _resolve(entry[0])
 
-    target = TASK_CONFIGS.get(task) if isinstance(task, str) else None
-    if target is None:
-        return TrainConfig
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+
+def task_builder(task: str) -> Callable[[TrainConfig, list[str]], Any]:
+    """The function that builds the engine's Task for a validated config: `builder(cfg, class_names)`."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return _resolve(TASKS[task][1])
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
@@ -484,6 +631,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# The shipped recipes: configs/ of a checkout (an editable install), else the copy a wheel carries
+# as pss/recipes/ (see pyproject.toml).
+_CHECKOUT_RECIPES = Path(__file__).resolve().parents[2] / "configs"
+_PACKAGED_RECIPES = Path(__file__).resolve().parent / "recipes"
+RECIPES_DIR = _PACKAGED_RECIPES if not _CHECKOUT_RECIPES.is_dir() and _PACKAGED_RECIPES.is_dir() else _CHECKOUT_RECIPES
+
+
+def find_recipe(name: str | Path) -> Path:
+    """A recipe path, or a bare name of a shipped recipe (`demo` -> configs/demo.yaml)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    for cand in (RECIPES_DIR / f"{name}", RECIPES_DIR / f"{name}.yaml"):
+        if cand.is_file():
+            return cand
+    shipped = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
+    hint = f"; shipped recipes: {', '.join(shipped)}" if shipped else ""
+    raise ConfigError(f"config file {str(name)!r} not found{hint}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -537,9 +704,9 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str,
     return d
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> TrainConfig:
-    """Read a YAML recipe (or start from `base`, or the defaults), apply overrides, validate."""
-    d = load_yaml(path) if path is not None else copy.deepcopy(base or {})
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML recipe (or start from the defaults), apply overrides, validate."""
+    d = load_yaml(path) if path is not None else {}
     return config_from_dict(apply_overrides(d, overrides))
 
 

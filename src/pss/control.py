@@ -1,4 +1,4 @@
-"""Set the keep ratio and selection method of a PSS model: for training steps, or explicitly.
+"""Set the keep ratio and selection rule of a PSS model: for training steps, or explicitly.
 
 Works on our models, on timm ViTs after `pss.attach`, and through DDP / torch.compile wrappers,
 because it walks the module tree and sets the `PatchSampler` stages it finds.
@@ -7,13 +7,13 @@ The eval rule (the same as timm's PatchDropout, so a user's loop evaluates what 
 
     pss.set_keep_ratio(model, 0.4)     # training keep ratio: used in model.train() mode only
     model.eval(); model(x)             # every token (rho = 1.0): eval, "best" checkpoints, EMA copies
-    pss.keep_ratio(model, 0.5)         # explicit dial: rho = 0.5 in train and eval mode until cleared
-    pss.keep_ratio(model, None)        # clear the dial: back to the rule above
-    with pss.keep_ratio(model, 0.5):   # the dial for one block only (dynamic inference, sweeps)
+    pss.use_keep_ratio(model, 0.5)     # explicit dial: rho = 0.5 in train and eval mode until cleared
+    pss.use_keep_ratio(model, None)    # clear the dial: back to the rule above
+    with pss.use_keep_ratio(model, 0.5):  # the dial for one block only (dynamic inference, sweeps)
         model(x)
 
 An explicit setting always wins: `pss train` evaluates at `eval.keep_ratio` and `pss sweep` at each
-swept ratio through `pss.keep_ratio`, whatever the training ratio was.
+swept ratio through `pss.use_keep_ratio`, whatever the training ratio was.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from pss.select import PatchSampler, check_keep_ratio, check_method
+from pss.runtime import unwrap_model
+from pss.select import PatchSampler, check_keep_ratio, check_select, num_kept
 
 
 def samplers(model: nn.Module) -> list[PatchSampler]:
@@ -37,24 +38,24 @@ def _samplers_or_raise(model: nn.Module) -> list[PatchSampler]:
     return found
 
 
-def set_train_keep_ratio(found: list[PatchSampler], keep_ratio: float, method: str | None = None) -> None:
+def set_train_keep_ratio(found: list[PatchSampler], keep_ratio: float, select: str | None = None) -> None:
     """`set_keep_ratio` on an already collected sampler list (no module walk: for per-step use)."""
     check_keep_ratio(keep_ratio)
-    if method is not None:
-        check_method(method)
+    if select is not None:
+        check_select(select)
     for s in found:
         s.keep_ratio = float(keep_ratio)
-        if method is not None:
-            s.method = method
+        if select is not None:
+            s.select = select
 
 
-def set_keep_ratio(model: nn.Module, keep_ratio: float, method: str | None = None) -> None:
-    """Set the *training* keep ratio rho (and optionally the selection method) of `model`.
+def set_keep_ratio(model: nn.Module, keep_ratio: float, select: str | None = None) -> None:
+    """Set the *training* keep ratio rho (and optionally the selection rule) of `model`.
 
     It applies to forward passes in `train()` mode; in `eval()` mode the model runs every token
-    unless an explicit ratio is set with `pss.keep_ratio(model, rho)`.
+    unless an explicit ratio is set with `pss.use_keep_ratio(model, rho)`.
     """
-    set_train_keep_ratio(_samplers_or_raise(model), keep_ratio, method)
+    set_train_keep_ratio(_samplers_or_raise(model), keep_ratio, select)
 
 
 def get_keep_ratio(model: nn.Module) -> float:
@@ -62,36 +63,49 @@ def get_keep_ratio(model: nn.Module) -> float:
     return _samplers_or_raise(model)[0].effective_keep_ratio
 
 
-class keep_ratio(contextlib.AbstractContextManager):  # noqa: N801  (used like a function, as torch.no_grad)
+class use_keep_ratio(contextlib.AbstractContextManager):  # noqa: N801  (used like a function, as torch.no_grad)
     """The explicit keep-ratio dial: `rho` in train and eval mode alike, winning over the eval rule.
 
-        pss.keep_ratio(model, 0.5)            # from now on (dynamic inference at half the patches)
-        pss.keep_ratio(model, None)           # back to: training ratio in train(), 1.0 in eval()
-        with pss.keep_ratio(model, 0.4):      # only inside the block; the previous state comes back
+        pss.use_keep_ratio(model, 0.5)            # from now on (dynamic inference at half the patches)
+        pss.use_keep_ratio(model, None)           # back to: training ratio in train(), 1.0 in eval()
+        with pss.use_keep_ratio(model, 0.4):      # only inside the block; the previous state comes back
             logits = model(images)
 
-    `method` (optional) also sets the selection method (restored on leaving a `with` block).
+    `select` (optional) also sets the selection rule (restored on leaving a `with` block).
     """
 
-    def __init__(self, model: nn.Module, rho: float | None, method: str | None = None) -> None:
+    def __init__(self, model: nn.Module, rho: float | None, select: str | None = None) -> None:
         if rho is not None:
             check_keep_ratio(rho)
-        if method is not None:
-            check_method(method)
+        if select is not None:
+            check_select(select)
         self.model = model
         self._samplers = _samplers_or_raise(model)
-        self._old = [(s.explicit_keep_ratio, s.method) for s in self._samplers]
+        self._old = [(s.explicit_keep_ratio, s.select) for s in self._samplers]
         for s in self._samplers:
             s.explicit_keep_ratio = None if rho is None else float(rho)
-            if method is not None:
-                s.method = method
+            if select is not None:
+                s.select = select
 
     def __enter__(self) -> nn.Module:
         return self.model
 
     def __exit__(self, *exc) -> None:
         for s, (r, m) in zip(self._samplers, self._old):
-            s.explicit_keep_ratio, s.method = r, m
+            s.explicit_keep_ratio, s.select = r, m
+
+
+def num_tokens(model: nn.Module, keep_ratio: float) -> int | None:
+    """Tokens through the blocks per image at `keep_ratio`: the prefix tokens (CLS, registers: always
+    kept) plus the kept patches (`pss.select.num_kept`). Sees through DDP / torch.compile wrappers and
+    a pre-training wrapper holding the ViT as `.encoder` (SimMIM); None for a model without a patch
+    embedding."""
+    bare = unwrap_model(model)
+    vit = getattr(bare, "encoder", bare)
+    num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
+    if num_patches is None:
+        return None
+    return int(getattr(vit, "num_prefix_tokens", 0)) + num_kept(num_patches, keep_ratio)
 
 
 @contextlib.contextmanager

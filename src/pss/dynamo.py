@@ -1,7 +1,7 @@
 """`pss.compile_friendly`: let torch.compile keep one graph per sequence length a schedule needs.
 
 The keep ratio decides the sequence length, so torch.compile (dynamo) guards on it: every distinct
-training keep ratio is one graph, and evaluation (every token, or each explicit `pss.keep_ratio`)
+training keep ratio is one graph, and evaluation (every token, or each explicit `pss.use_keep_ratio`)
 one more each. Past `torch._dynamo.config.recompile_limit` (8 by default) dynamo stops compiling
 that function and silently runs it eagerly. The schedules round rho to a grid (0.2: five values),
 so the number is small and known in advance:

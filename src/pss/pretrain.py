@@ -37,18 +37,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from pss.checkpoint import export_safetensors, unwrap_model
+from pss.checkpoint import export_safetensors
 from pss.config import TrainConfig
-from pss.engine import Amp, DistInfo
 from pss.errors import ConfigError
 from pss.models.simmim import SimMIM, check_mask_args
 from pss.models.vit import PssVisionTransformer
+from pss.runtime import Amp, DistInfo, unwrap_model
 from pss.schedule import FixedSchedule
 
 log = logging.getLogger("pss.pretrain")
@@ -97,8 +97,6 @@ class PretrainConfig(TrainConfig):
     head that is removed before training. Refused here, before any data is read: a keep-ratio
     schedule other than 1.0, mixup / cutmix, label smoothing, and evaluation below keep ratio 1.0.
     """
-
-    TASKS: ClassVar[tuple[str, ...]] = ("simmim",)
 
     mim: MimConfig = field(default_factory=MimConfig)
     task: str = "simmim"
@@ -319,12 +317,12 @@ def save_reconstructions(
 
 def pretrain_config_from_dict(d: dict[str, Any]) -> PretrainConfig:
     """A PretrainConfig from a recipe mapping; `task` defaults to simmim, a classification recipe is refused."""
-    from pss.config import _from_dict
+    from pss.config import _from_dict, tasks_of
 
     if not isinstance(d, dict):
         raise ConfigError(f"the pre-training config must be a mapping of settings, got {type(d).__name__}")
     d = {**d, "task": d.get("task") or "simmim"}
-    if d["task"] not in PretrainConfig.TASKS:
+    if d["task"] not in tasks_of(PretrainConfig):
         raise ConfigError(
             f"pss pretrain runs masked-image modelling (task: simmim), but the recipe says task: {d['task']}: "
             "train it with `pss train`, or pass a pre-training recipe such as configs/cifar10_pretrain_simmim.yaml"
@@ -359,16 +357,9 @@ def pretrain(cfg: PretrainConfig, *, resume_from: str | Path | None = None, over
     return train(cfg, resume_from=resume_from, overwrite=overwrite, quiet=quiet)
 
 
-def _simmim_task(cfg: TrainConfig, class_names: list[str]) -> MIMTask:
+def simmim_task(cfg: TrainConfig, class_names: list[str]) -> MIMTask:
+    """The engine's Task for `task: simmim` (pss.config.TASKS)."""
     if not isinstance(cfg, PretrainConfig):
         raise ConfigError("task: simmim needs a pre-training recipe: run it with `pss pretrain`")
     return MIMTask(cfg)
 
-
-def _register() -> None:
-    from pss.train import TASK_BUILDERS
-
-    TASK_BUILDERS.setdefault("simmim", _simmim_task)
-
-
-_register()

@@ -39,7 +39,7 @@ class KeepRatioScheduler:
         schedule: a `pss.Schedule`, a spec ("cyclic:low=0.2,high=1.0", "0.5"), or a recipe mapping.
         steps_per_epoch: optimizer steps per epoch (`len(loader) // accum_steps`).
         epochs: length of the run in epochs (may be fractional).
-        method: selection method to set as well (magnitude, random, l2, grid); None keeps the model's.
+        select: selection rule to set as well (magnitude, random, l2, grid); None keeps the model's.
     """
 
     def __init__(
@@ -49,7 +49,7 @@ class KeepRatioScheduler:
         steps_per_epoch: int,
         epochs: float,
         *,
-        method: str | None = None,
+        select: str | None = None,
     ) -> None:
         self.schedule = from_dict(schedule)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
@@ -57,7 +57,7 @@ class KeepRatioScheduler:
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = max(1, math.floor(epochs * steps_per_epoch + 0.5)) if isinstance(steps_per_epoch, int) else 0
         self.schedule.check_run(steps_per_epoch, self.total_steps)
-        self.method = method
+        self.select = select
         # Collected once: step() touches a few attributes, never walks the module tree.
         self._samplers = samplers(model)
         if not self._samplers:
@@ -75,7 +75,7 @@ class KeepRatioScheduler:
 
     def _apply(self) -> None:
         self.keep_ratio = self.keep_ratio_at(self.last_step)
-        set_train_keep_ratio(self._samplers, self.keep_ratio, self.method)
+        set_train_keep_ratio(self._samplers, self.keep_ratio, self.select)
 
     def step(self, step: int | None = None) -> float:
         """Move to the next optimizer step (or to `step`, 0-based, e.g. a trainer's global step);

@@ -18,7 +18,7 @@ from torch import nn
 
 from pss.errors import ConfigError
 
-METHODS = ("magnitude", "random", "l2", "grid", "mixed")
+SELECT_RULES = ("magnitude", "random", "l2", "grid", "mixed")
 # `mixed`: this share of the kept tokens is the top by L1 magnitude, the rest is drawn at random
 # from the other patches (so low-magnitude patches are still seen in training).
 MIXED_MAGNITUDE_SHARE = 0.5
@@ -35,44 +35,44 @@ def check_keep_ratio(keep_ratio: float) -> None:
         raise ConfigError(f"keep ratio must be in (0, 1], got {keep_ratio!r}")
 
 
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ConfigError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")
+def check_select(select: str) -> None:
+    if select not in SELECT_RULES:
+        raise ConfigError(f"unknown selection rule {select!r}; choose one of {', '.join(SELECT_RULES)}")
 
 
-def token_scores(patches: torch.Tensor, method: str, generator: torch.Generator | None = None) -> torch.Tensor:
+def token_scores(patches: torch.Tensor, select: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """Importance score per patch token, (B, N, C) -> (B, N); higher is kept first."""
-    if method == "magnitude":
+    if select == "magnitude":
         return patches.detach().abs().sum(dim=-1)  # L1 norm, as in the paper
-    if method == "l2":
+    if select == "l2":
         return patches.detach().float().pow(2).sum(dim=-1)
-    if method == "random":
+    if select == "random":
         b, n = patches.shape[:2]
         return torch.rand(b, n, device=patches.device, generator=generator)
-    raise ConfigError(f"selection method {method!r} has no scores")
+    raise ConfigError(f"selection rule {select!r} has no scores")
 
 
 def select_indices(
     patches: torch.Tensor,
     keep_ratio: float,
-    method: str = "magnitude",
+    select: str = "magnitude",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Indices (B, K) of the patch tokens to keep, sorted ascending. `patches` is (B, N, C)."""
-    check_method(method)
+    check_select(select)
     b, n = patches.shape[:2]
     k = num_kept(n, keep_ratio)
-    if method == "grid":
+    if select == "grid":
         # Evenly spaced in raster order: the same spatially spread set for every image.
         return _grid_indices(n, k, patches.device).unsqueeze(0).expand(b, k)
-    if method == "mixed":
+    if select == "mixed":
         scores = torch.rand(b, n, device=patches.device, generator=generator)  # in [0, 1)
         k_top = int(k * MIXED_MAGNITUDE_SHARE)
         if k_top:
             top = token_scores(patches, "magnitude").topk(k_top, dim=1, sorted=False).indices
             scores.scatter_(1, top, 2.0)  # above every random score: always among the K kept
     else:
-        scores = token_scores(patches, method, generator)
+        scores = token_scores(patches, select, generator)
     idx = scores.topk(k, dim=1, sorted=False).indices  # (B, K)
     return idx.sort(dim=1).values
 
@@ -100,7 +100,7 @@ def select_tokens(
     tokens: torch.Tensor,
     keep_ratio: float,
     num_prefix_tokens: int = 1,
-    method: str = "magnitude",
+    select: str = "magnitude",
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Keep a fraction of the patch tokens of `tokens` (B, P + N, C).
@@ -108,11 +108,11 @@ def select_tokens(
     Returns (kept (B, P + K, C), keep_idx (B, K) patch indices, or None when everything is kept).
     """
     check_keep_ratio(keep_ratio)
-    check_method(method)
+    check_select(select)
     if keep_ratio >= 1.0:
         return tokens, None
     prefix, patches = tokens[:, :num_prefix_tokens], tokens[:, num_prefix_tokens:]
-    keep_idx = select_indices(patches, keep_ratio, method, generator)
+    keep_idx = select_indices(patches, keep_ratio, select, generator)
     return torch.cat([prefix, gather_tokens(patches, keep_idx)], dim=1), keep_idx
 
 
@@ -121,7 +121,7 @@ class PatchSampler(nn.Module):
 
     Which keep ratio a forward pass uses (the eval rule, the same as timm's PatchDropout: fewer
     tokens while training, all of them at evaluation unless asked):
-      * `explicit_keep_ratio`, when set (`pss.keep_ratio(model, rho)`, the dynamic-inference dial),
+      * `explicit_keep_ratio`, when set (`pss.use_keep_ratio(model, rho)`, the dynamic-inference dial),
         in train and eval mode alike;
       * otherwise `keep_ratio` (the training keep ratio, set by `pss.set_keep_ratio` or a
         `pss.KeepRatioScheduler` at every step) in `train()` mode, and 1.0 in `eval()` mode.
@@ -136,16 +136,16 @@ class PatchSampler(nn.Module):
         self,
         num_prefix_tokens: int = 1,
         keep_ratio: float = 1.0,
-        method: str = "magnitude",
+        select: str = "magnitude",
         return_indices: bool = False,
     ) -> None:
         super().__init__()
         check_keep_ratio(keep_ratio)
-        check_method(method)
+        check_select(select)
         self.num_prefix_tokens = num_prefix_tokens
         self.keep_ratio = float(keep_ratio)
         self.explicit_keep_ratio: float | None = None
-        self.method = method
+        self.select = select
         self.return_indices = return_indices
         self.record = False
         self.last_keep_idx: torch.Tensor | None = None
@@ -159,12 +159,12 @@ class PatchSampler(nn.Module):
         return self.keep_ratio if self.training else 1.0
 
     def forward(self, x: torch.Tensor):
-        x, keep_idx = select_tokens(x, self.effective_keep_ratio, self.num_prefix_tokens, self.method)
+        x, keep_idx = select_tokens(x, self.effective_keep_ratio, self.num_prefix_tokens, self.select)
         if self.record:
             self.last_keep_idx = keep_idx
         return (x, keep_idx) if self.return_indices else x
 
     def extra_repr(self) -> str:
         explicit = "" if self.explicit_keep_ratio is None else f", explicit_keep_ratio={self.explicit_keep_ratio}"
-        return (f"keep_ratio={self.keep_ratio}{explicit}, method={self.method!r}, "
+        return (f"keep_ratio={self.keep_ratio}{explicit}, select={self.select!r}, "
                 f"num_prefix_tokens={self.num_prefix_tokens}")

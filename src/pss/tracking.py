@@ -32,7 +32,7 @@ from typing import Any
 
 from pss.checkpoint import atomic_write
 from pss.config import LoggingConfig
-from pss.engine import RunWriter
+from pss.runfolder import RunWriter
 from pss.errors import ConfigError
 
 log = logging.getLogger("pss.train")

@@ -3,7 +3,7 @@
     cfg, resume_from = resolve_config("configs/demo.yaml", ["epochs=2"], output="runs/demo")
     summary = train(cfg, resume_from=resume_from)
 
-A run folder (`output_dir`) holds, as DESIGN.md's output conventions say:
+A run folder (`output_dir`) holds:
 
     config.yaml          the resolved config (every default filled in; loads with `load_config`)
     train_log.jsonl      one line per optimizer step: epoch, step, loss, lr, keep_ratio, num_tokens,
@@ -50,11 +50,10 @@ from the checkpoint).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
-import shutil
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -68,15 +67,26 @@ from pss.checkpoint import (
     CheckpointError,
     is_training_checkpoint,
     load_checkpoint,
-    load_init_weights,
     remove_stale_temp_files,
     restore_training_state,
-    unwrap_model,
 )
-from pss.config import TrainConfig, config_from_dict, config_to_dict, diff_configs, load_yaml, apply_overrides, save_config
-from pss.engine import Amp, ClassificationTask, DistInfo, LoopConfig, Progress, RunWriter, Task, Trainer
-from pss.errors import ConfigError, DataError, PssError
+from pss.config import (
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    diff_configs,
+    find_recipe,
+    load_yaml,
+    save_config,
+    task_builder,
+)
+from pss.engine import ClassificationTask, LoopConfig, Progress, Task, Trainer
+from pss.errors import ConfigError, PssError
+from pss.models.convert import load_init_weights
+from pss.runfolder import Checkpointer, StepLogger, TrainState
 from pss.outputs import hold_run_folder
+from pss.runtime import Amp, DistInfo, resolve_amp, resolve_device
 from pss.tracking import TrackingWriter, build_trackers
 from pss.models import attention_impl
 
@@ -84,12 +94,10 @@ log = logging.getLogger("pss.train")
 
 __all__ = [
     "OUTPUT_FILES",
-    "TASK_BUILDERS",
     "build_model_for",
+    "classification_task",
     "init_distributed",
-    "resolve_amp",
     "resolve_config",
-    "resolve_device",
     "train",
 ]
 
@@ -98,28 +106,10 @@ OUTPUT_FILES = (
     "checkpoint-last.pt", "checkpoint-best.pt", "model.safetensors", "train_log.jsonl", "val_log.jsonl",
     "summary.json", "config.yaml", "summary.csv",
 )
-# The shipped recipes: configs/ of a checkout (an editable install), else the copy a wheel carries
-# as pss/recipes/ (see pyproject.toml).
-_CHECKOUT_RECIPES = Path(__file__).resolve().parents[2] / "configs"
-_PACKAGED_RECIPES = Path(__file__).resolve().parent / "recipes"
-RECIPES_DIR = _PACKAGED_RECIPES if not _CHECKOUT_RECIPES.is_dir() and _PACKAGED_RECIPES.is_dir() else _CHECKOUT_RECIPES
 
 
 # ---------------------------------------------------------------------------------------------
 # config resolution (CLI arguments -> TrainConfig)
-
-
-def find_recipe(name: str | Path) -> Path:
-    """A recipe path, or a bare name of a shipped recipe (`demo` -> configs/demo.yaml)."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    for cand in (RECIPES_DIR / f"{name}", RECIPES_DIR / f"{name}.yaml"):
-        if cand.is_file():
-            return cand
-    shipped = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
-    hint = f"; shipped recipes: {', '.join(shipped)}" if shipped else ""
-    raise ConfigError(f"config file {str(name)!r} not found{hint}")
 
 
 def resolve_config(
@@ -199,7 +189,7 @@ def _default_output(config: str | Path | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# devices, precision, processes
+# processes (devices and precision: pss.runtime)
 
 
 def init_distributed(device: str) -> DistInfo:
@@ -217,25 +207,6 @@ def init_distributed(device: str) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
     return DistInfo(rank=rank, world_size=world, local_rank=local)
-
-
-def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but no CUDA GPU is available; use device: auto or cpu")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", dist_info.local_rank)
-
-
-def resolve_amp(name: str, device: torch.device) -> Amp:
-    """auto: bf16 on CUDA GPUs that support it (fp16 otherwise), fp32 on CPU."""
-    if name == "auto":
-        if device.type == "cuda":
-            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            name = "fp32"
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-    return Amp(device.type, dtype)
 
 
 def seed_everything(seed: int) -> None:
@@ -277,12 +248,9 @@ def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
     )
 
 
-def _classification(cfg: TrainConfig, class_names: list[str]) -> Task:
+def classification_task(cfg: TrainConfig, class_names: list[str]) -> Task:
+    """The engine's Task for `task: classification` (pss.config.TASKS)."""
     return ClassificationTask(len(class_names), cfg.mixup, cfg.label_smoothing)
-
-
-# What is learned, by `task:` name. Masked-image-modelling pre-training adds its builder here.
-TASK_BUILDERS: dict[str, Callable[[TrainConfig, list[str]], Task]] = {"classification": _classification}
 
 
 def _check_output(folder: Path, resume: bool, overwrite: bool) -> None:
@@ -355,25 +323,90 @@ def train(
 
 def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None, overwrite: bool, quiet: bool,
            held: contextlib.ExitStack, extra_trackers: list[Any] | None = None) -> dict[str, Any]:
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-    from timm.utils import ModelEmaV3
+    """The run, step by step: every check on the input comes before the first write and the first step."""
+    from pss.data import check_data
 
-    from pss.data import build_datasets, build_loader, check_data
-    from pss.runinfo import run_info
-
-    wall_t0 = time.perf_counter()
     if not dist_info.is_main:
         logging.getLogger("pss").setLevel(logging.WARNING)  # rank 0 alone reports
     device = resolve_device(cfg.device, dist_info)
     amp = resolve_amp(cfg.amp, device)
     cfg.validate()
-    if cfg.task not in TASK_BUILDERS:
-        raise ConfigError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASK_BUILDERS)}")
-    folder = Path(cfg.output_dir or "runs/train").expanduser()
+    folder = _prepare_output(cfg, dist_info, resume_from, overwrite, held)
+    ckpt = load_checkpoint(resume_from) if resume_from is not None else None  # a bad file fails fast
 
-    # 1. Output folder: writable, locked for the run's life (rank 0 holds it; a second run into it
-    #    stops here, before touching anything), and not another run's unless resuming / overwriting.
+    report = check_data(cfg.data)  # paths, class folders, unreadable images: quick, before any decoding
+    class_names = list(report.classes)
+    cfg = resolve_data_geometry(cfg, len(class_names))
+    per_rank = _batch_geometry(cfg, dist_info.world_size)
+    task = task_builder(cfg.task)(cfg, class_names)
+    model = _build_model(cfg, task, device, init=cfg.init if ckpt is None else None)
+    train_loader, val_loader = _build_loaders(cfg, report, per_rank, device, dist_info)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"no full batch of {per_rank} images per process: lower batch_size or use more data")
+    cfg.schedule.check_run(steps_per_epoch, cfg.epochs * steps_per_epoch)
+    cfg, budget = _solve_budget(cfg, model, steps_per_epoch, cfg.epochs * steps_per_epoch)
+    state = _build_optimisation(cfg, model, amp, steps_per_epoch)
+    resume_rng = _restore(ckpt, state, cfg, steps_per_epoch, dist_info, resume_from) if ckpt is not None else None
+    del ckpt
+    seed_everything(cfg.seed + dist_info.rank + state.progress.step)  # per-rank streams; resume_rng replaces them
+    state.model = _wrap(model, cfg, dist_info, device, steps_per_epoch)
+    writer = _open_run_folder(cfg, folder, dist_info, state.progress, resume_from, overwrite, quiet,
+                              steps_per_epoch, extra_trackers)
+    log.info(
+        "training %s (%.1fM params) on %s x%d, %s, %d epochs x %d steps, batch %d, lr %.3g, schedule %s -> %s",
+        cfg.model.name, _num_params(model) / 1e6, device, dist_info.world_size, amp.name, cfg.epochs,
+        steps_per_epoch, cfg.batch_size, cfg.peak_lr(), cfg.schedule.name, folder,
+    )
+    log.info("attention: %s", attention_impl(model, device))  # flex | sdpa, as chosen by model attn_impl
+
+    loop = LoopConfig(
+        epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, accum_steps=cfg.accum_steps,
+        clip_grad=cfg.optim.clip_grad, log_interval=cfg.log_interval,
+        checkpoint_interval_epochs=cfg.checkpoint_interval_epochs,
+        checkpoint_interval_steps=cfg.checkpoint_interval_steps, eval_interval=cfg.eval.interval,
+        eval_keep_ratio=cfg.eval.keep_ratio, select=cfg.select,
+    )
+    checkpointer = Checkpointer(folder, config=config_to_dict(cfg), class_names=class_names, dist_info=dist_info,
+                                resume_rng=resume_rng)
+    logger = StepLogger(writer, dist_info=dist_info, global_batch_size=cfg.batch_size, quiet=quiet,
+                        last_good=checkpointer.last_good)
+    trainer = Trainer(
+        state=state, task=task, schedule=cfg.schedule, train_loader=train_loader, val_loader=val_loader, loop=loop,
+        amp=amp, logger=logger, checkpointer=checkpointer, dist_info=dist_info, device=device,
+    )
+    try:
+        p = trainer.fit()
+    finally:
+        writer.close()
+
+    summary = _summary(cfg, p, task, steps_per_epoch, device, amp, dist_info, _num_params(model))
+    summary["skipped_images"] = len(report.corrupt)  # unreadable files left out (data.on_corrupt: skip)
+    summary["budget"] = _budget_summary(budget, folder, device) if budget is not None and dist_info.is_main else None
+    summary["equal_time_of"] = cfg.equal_time_of
+    if hasattr(task, "on_train_end"):  # task-specific outputs (pre-training: the encoder for fine-tuning)
+        summary.update(task.on_train_end(
+            model, folder=folder, val_loader=val_loader, amp=amp, dist_info=dist_info, step=p.step,
+            config=checkpointer.config,
+        ) or {})
+    writer.write_json("summary.json", summary)
+    log.info(
+        "done: %s %.2f (best %.2f at epoch %s), %.1f s training, %.0f img/s, mean keep ratio %.3f -> %s",
+        task.metric, summary.get(f"final_{task.metric}") or math.nan, summary.get(f"best_{task.metric}") or math.nan,
+        summary.get("best_epoch"), p.train_time_s, summary["images_per_s"] or 0, summary["mean_keep_ratio"] or 0, folder,
+    )
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# the steps of a run, in order
+
+
+def _prepare_output(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None, overwrite: bool,
+                    held: contextlib.ExitStack) -> Path:
+    """The output folder: writable, locked for the run's life (rank 0 holds it; a second run into it
+    stops here, before touching anything), and not another run's unless resuming / overwriting."""
+    folder = Path(cfg.output_dir or "runs/train").expanduser()
     error = None
     if dist_info.is_main:
         try:
@@ -382,104 +415,115 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         except PssError as e:
             error = e
     _agree(dist_info, error)
+    return folder
 
-    # 2. Checkpoint to resume from (read before the data: a bad file fails fast).
-    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
 
-    # 3. Data: a quick check now (paths, class folders, unreadable images), the full build later.
-    report = check_data(cfg.data)
-    class_names = list(report.classes)
-    if cfg.model.num_classes is None:
-        cfg.model.num_classes = len(class_names)
-    elif cfg.model.num_classes != len(class_names):
+def resolve_data_geometry(cfg: TrainConfig, num_classes: int) -> TrainConfig:
+    """The config with the model's class count and image size taken from the data (where the recipe
+    leaves them null); a recipe that sets them differently is refused."""
+    m = cfg.model
+    if m.num_classes is not None and m.num_classes != num_classes:
         raise ConfigError(
-            f"model.num_classes is {cfg.model.num_classes} but the data has {len(class_names)} classes; "
+            f"model.num_classes is {m.num_classes} but the data has {num_classes} classes; "
             "set model.num_classes: null to take it from the data"
         )
-    if cfg.model.img_size is None:
-        cfg.model.img_size = cfg.data.img_size
-    elif cfg.model.img_size != cfg.data.img_size:
+    if m.img_size is not None and m.img_size != cfg.data.img_size:
         raise ConfigError(
-            f"model.img_size {cfg.model.img_size} differs from data.img_size {cfg.data.img_size}: "
+            f"model.img_size {m.img_size} differs from data.img_size {cfg.data.img_size}: "
             "the model sees what the data gives; set one, and model.img_size: null"
         )
-    per_rank = _batch_geometry(cfg, dist_info.world_size)
+    return dataclasses.replace(cfg, model=dataclasses.replace(m, num_classes=num_classes, img_size=cfg.data.img_size))
 
-    # 4. Task, model, and fine-tuning weights (shape mismatches fail here, before any data is decoded).
-    task = TASK_BUILDERS[cfg.task](cfg, class_names)
+
+def _build_model(cfg: TrainConfig, task: Task, device: torch.device, init: str | None) -> nn.Module:
+    """The recipe's model, with its fine-tuning weights (shape mismatches fail here, before any data is
+    decoded), adapted by the task (SimMIM wraps the initialised classifier's encoder), on `device`."""
     seed_everything(cfg.seed)  # the same initial weights on every rank
     model = build_model_for(cfg, cfg.model.num_classes)
-    if cfg.init and ckpt is None:
-        load_init_weights(model, cfg.init)
+    if init:
+        load_init_weights(model, init)
     if hasattr(task, "prepare_model"):
-        model = task.prepare_model(model)  # e.g. SimMIM wraps the (initialised) classifier's encoder
-    model.to(device)
-    num_params = sum(p.numel() for p in model.parameters())
+        model = task.prepare_model(model)
+    return model.to(device)
 
-    # 5. Datasets and loaders (each rank reads its shard; the order depends on (seed, epoch)).
+
+def _build_loaders(cfg: TrainConfig, report: Any, per_rank: int, device: torch.device,
+                   dist_info: DistInfo) -> tuple[Any, Any]:
+    """Train and validation loaders (each rank reads its shard; the order depends on (seed, epoch))."""
+    from pss.data import build_datasets, build_loader
+
     train_ds, val_ds, _ = build_datasets(cfg.data, device if cfg.data.in_memory else None, report=report)
     train_loader = build_loader(train_ds, per_rank, True, cfg.data, distributed=dist_info.enabled, seed=cfg.seed)
     eval_bs = cfg.eval.batch_size or per_rank // cfg.accum_steps
     val_loader = build_loader(val_ds, eval_bs, False, cfg.data, distributed=dist_info.enabled, seed=cfg.seed)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch < 1:
-        raise ConfigError(f"no full batch of {per_rank} images per process: lower batch_size or use more data")
-    total_steps = cfg.epochs * steps_per_epoch
-    cfg.schedule.check_run(steps_per_epoch, total_steps)
-    cfg, budget = _solve_budget(cfg, model, steps_per_epoch, total_steps)
+    return train_loader, val_loader
 
-    # 6. Optimisation: timm's optimizer factory (weight-decay groups, layer decay), per-step LR.
+
+def _build_optimisation(cfg: TrainConfig, model: nn.Module, amp: Amp, steps_per_epoch: int) -> TrainState:
+    """timm's optimizer factory (weight-decay groups, layer decay), a per-step LR schedule, the fp16
+    GradScaler and the EMA, around the bare model, at step 0."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import ModelEmaV3
+
+    o, ls = cfg.optim, cfg.lr_sched
     opt_kwargs: dict[str, Any] = {}
-    if cfg.optim.betas is not None:
-        opt_kwargs["betas"] = tuple(cfg.optim.betas)
-    if cfg.optim.eps is not None:
-        opt_kwargs["eps"] = cfg.optim.eps
+    if o.betas is not None:
+        opt_kwargs["betas"] = tuple(o.betas)
+    if o.eps is not None:
+        opt_kwargs["eps"] = o.eps
     optimizer = create_optimizer_v2(
-        model, opt=cfg.optim.opt, lr=cfg.peak_lr(), weight_decay=cfg.optim.weight_decay,
-        momentum=cfg.optim.momentum, layer_decay=cfg.optim.layer_decay, **opt_kwargs,
+        model, opt=o.opt, lr=cfg.peak_lr(), weight_decay=o.weight_decay, momentum=o.momentum,
+        layer_decay=o.layer_decay, **opt_kwargs,
     )
     lr_scheduler = None
-    if cfg.lr_sched.name != "none":
+    if ls.name != "none":
         lr_scheduler, _ = create_scheduler_v2(
-            optimizer, sched=cfg.lr_sched.name, num_epochs=cfg.epochs - cfg.lr_sched.cooldown_epochs,
-            warmup_epochs=cfg.lr_sched.warmup_epochs, warmup_lr=cfg.lr_sched.warmup_lr, min_lr=cfg.lr_sched.min_lr,
-            cooldown_epochs=cfg.lr_sched.cooldown_epochs, decay_rate=cfg.lr_sched.decay_rate,
-            **({"decay_epochs": cfg.lr_sched.decay_epochs} if cfg.lr_sched.decay_epochs is not None else {}),
+            optimizer, sched=ls.name, num_epochs=cfg.epochs - ls.cooldown_epochs,
+            warmup_epochs=ls.warmup_epochs, warmup_lr=ls.warmup_lr, min_lr=ls.min_lr,
+            cooldown_epochs=ls.cooldown_epochs, decay_rate=ls.decay_rate,
+            **({"decay_epochs": ls.decay_epochs} if ls.decay_epochs is not None else {}),
             step_on_epochs=False, updates_per_epoch=steps_per_epoch,
         )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp.dtype == torch.float16)
-    ema = ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None
+    return TrainState(
+        model=model, optimizer=optimizer, progress=Progress(), lr_scheduler=lr_scheduler,
+        scaler=torch.amp.GradScaler(amp.device_type, enabled=amp.dtype == torch.float16),
+        ema=ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None,
+    )
 
-    # 7. Resume: every state, and the RNG streams (restored by the loop where the epoch resumes).
-    progress = Progress()
-    resume_rng = None
-    if ckpt is not None:
-        saved = ckpt.get("progress", {})
-        if saved.get("steps_per_epoch") != steps_per_epoch:
-            raise CheckpointError(
-                f"cannot resume: the checkpoint has {saved.get('steps_per_epoch')} steps per epoch, this set-up "
-                f"{steps_per_epoch}; keep batch_size and the data as they were"
-            )
-        restore_training_state(
-            ckpt, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
-            ema=ema.module if ema is not None else None, peak_lr=cfg.peak_lr(),
+
+def _restore(ckpt: dict[str, Any], state: TrainState, cfg: TrainConfig, steps_per_epoch: int,
+             dist_info: DistInfo, resume_from: str | Path | None) -> list[dict[str, Any]] | None:
+    """Resume: every state into `state` (its progress replaced by the checkpoint's); returns every
+    rank's RNG states, which the loop restores where the epoch resumes (None: reseed instead)."""
+    saved = ckpt.get("progress", {})
+    if saved.get("steps_per_epoch") != steps_per_epoch:
+        raise CheckpointError(
+            f"cannot resume: the checkpoint has {saved.get('steps_per_epoch')} steps per epoch, this set-up "
+            f"{steps_per_epoch}; keep batch_size and the data as they were"
         )
-        progress = Progress.from_dict(saved)
-        progress.resumed += 1
-        if lr_scheduler is not None:
-            lr_scheduler.step_update(num_updates=progress.step)
-        rng = ckpt.get("rng") or []
-        if len(rng) == dist_info.world_size:
-            resume_rng = rng
-        else:
-            log.warning("checkpoint has RNG states for %d processes, this job has %d: reseeding instead",
-                        len(rng), dist_info.world_size)
-        log.info("resuming %s at step %d (epoch %d)", resume_from, progress.step, progress.step // steps_per_epoch)
-        del ckpt
-    seed_everything(cfg.seed + dist_info.rank + progress.step)  # per-rank streams; replaced by resume_rng if any
+    restore_training_state(
+        ckpt, model=state.model, optimizer=state.optimizer, lr_scheduler=state.lr_scheduler, scaler=state.scaler,
+        ema=state.ema_module, peak_lr=cfg.peak_lr(),
+    )
+    state.progress = Progress.from_dict(saved)
+    state.progress.resumed += 1
+    if state.lr_scheduler is not None:
+        state.lr_scheduler.step_update(num_updates=state.progress.step)
+    log.info("resuming %s at step %d (epoch %d)", resume_from, state.progress.step,
+             state.progress.step // steps_per_epoch)
+    rng = ckpt.get("rng") or []
+    if len(rng) == dist_info.world_size:
+        return rng
+    log.warning("checkpoint has RNG states for %d processes, this job has %d: reseeding instead",
+                len(rng), dist_info.world_size)
+    return None
 
-    # 8. Wrappers: DDP, then torch.compile (PyTorch's recommended order: the compiler then splits
-    #    graphs at DDP's bucket boundaries). set_keep_ratio and checkpoints see through both.
+
+def _wrap(model: nn.Module, cfg: TrainConfig, dist_info: DistInfo, device: torch.device,
+          steps_per_epoch: int) -> nn.Module:
+    """DDP, then torch.compile (PyTorch's recommended order: the compiler then splits graphs at DDP's
+    bucket boundaries). set_keep_ratio and checkpoints see through both."""
     train_model: nn.Module = model
     if dist_info.enabled:
         train_model = nn.parallel.DistributedDataParallel(
@@ -496,9 +540,14 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    return train_model
 
-    # 9. Run folder: resolved config, logs continued after the checkpoint's step.
-    config = config_to_dict(cfg)
+
+def _open_run_folder(cfg: TrainConfig, folder: Path, dist_info: DistInfo, progress: Progress,
+                     resume_from: str | Path | None, overwrite: bool, quiet: bool, steps_per_epoch: int,
+                     extra_trackers: list[Any] | None) -> TrackingWriter:
+    """The run header: the resolved config written, an overwritten run's files removed, logs continued
+    after the checkpoint's step, the trackers the recipe's `logging` section asks for."""
     trackers: list[Any] = []
     if dist_info.is_main:
         folder.mkdir(parents=True, exist_ok=True)
@@ -508,61 +557,24 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         save_config(cfg, folder / "config.yaml")
         # summary.csv / TensorBoard / W&B / progress lines, as the recipe's `logging` section says
         trackers = build_trackers(
-            cfg.logging, folder, config=config, resume_step=progress.step if resume_from is not None else None,
-            epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, batch_size=cfg.batch_size, quiet=quiet,
-            run_name=folder.name,
+            cfg.logging, folder, config=config_to_dict(cfg),
+            resume_step=progress.step if resume_from is not None else None, epochs=cfg.epochs,
+            steps_per_epoch=steps_per_epoch, batch_size=cfg.batch_size, quiet=quiet, run_name=folder.name,
         ) + list(extra_trackers or [])
     writer = TrackingWriter(folder, enabled=dist_info.is_main, trackers=trackers)
     if dist_info.is_main and resume_from is not None:
         writer.truncate(progress.step)
-    log.info(
-        "training %s (%.1fM params) on %s x%d, %s, %d epochs x %d steps, batch %d, lr %.3g, schedule %s -> %s",
-        cfg.model.name, num_params / 1e6, device, dist_info.world_size, amp.name, cfg.epochs, steps_per_epoch,
-        cfg.batch_size, cfg.peak_lr(), cfg.schedule.name, folder,
-    )
-    log.info("attention: %s", attention_impl(model, device))  # flex | sdpa, as chosen by model attn_impl
+    return writer
 
-    loop = LoopConfig(
-        epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, accum_steps=cfg.accum_steps,
-        global_batch_size=cfg.batch_size, clip_grad=cfg.optim.clip_grad, log_interval=cfg.log_interval,
-        checkpoint_interval_epochs=cfg.checkpoint_interval_epochs,
-        checkpoint_interval_steps=cfg.checkpoint_interval_steps, eval_interval=cfg.eval.interval,
-        eval_keep_ratio=cfg.eval.keep_ratio, select=cfg.select, quiet=quiet,
-    )
-    trainer = Trainer(
-        model=train_model, task=task, optimizer=optimizer, lr_scheduler=lr_scheduler, schedule=cfg.schedule,
-        train_loader=train_loader, val_loader=val_loader, loop=loop, amp=amp, writer=writer, dist_info=dist_info,
-        scaler=scaler, ema=ema, progress=progress, config=config, class_names=class_names,
-        resume_rng=resume_rng, device=device,
-    )
-    try:
-        p = trainer.fit()
-    finally:
-        writer.close()
 
-    summary = _summary(cfg, p, task, steps_per_epoch, device, amp, dist_info, num_params, time.perf_counter() - wall_t0)
-    summary["skipped_images"] = len(report.corrupt)  # unreadable files left out (data.on_corrupt: skip)
-    summary["budget"] = _budget_summary(budget, folder, device) if budget is not None and dist_info.is_main else None
-    summary["equal_time_of"] = cfg.equal_time_of
-    if hasattr(task, "on_train_end"):  # task-specific outputs (pre-training: the encoder for fine-tuning)
-        summary.update(task.on_train_end(
-            model, folder=folder, val_loader=val_loader, amp=amp, dist_info=dist_info, step=p.step, config=config,
-        ) or {})
-    writer.write_json("summary.json", summary)
-    log.info(
-        "done: %s %.2f (best %.2f at epoch %s), %.1f s training, %.0f img/s, mean keep ratio %.3f -> %s",
-        task.metric, summary.get(f"final_{task.metric}") or math.nan, summary.get(f"best_{task.metric}") or math.nan,
-        summary.get("best_epoch"), p.train_time_s, summary["images_per_s"] or 0, summary["mean_keep_ratio"] or 0, folder,
-    )
-    return summary
+def _num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def _solve_budget(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int, total_steps: int):
     """With `budget`, the config with its schedule solved to that cost (pss.budget), and the plan."""
     if cfg.budget is None:
         return cfg, None
-    import dataclasses
-
     from pss.budget import cost_model_for, solve_budget
 
     if cfg.task != "classification":
@@ -596,7 +608,7 @@ def _budget_summary(budget: tuple[Any, Any], folder: Path, device: torch.device)
 
 
 def _summary(cfg: TrainConfig, p: Progress, task: Task, spe: int, device: torch.device, amp: Amp,
-             dist_info: DistInfo, num_params: int, session_s: float) -> dict[str, Any]:
+             dist_info: DistInfo, num_params: int) -> dict[str, Any]:
     from pss.runinfo import run_info
 
     steps = p.step

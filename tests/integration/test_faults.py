@@ -24,9 +24,9 @@ from PIL import Image
 from pss.checkpoint import load_checkpoint
 from pss.cli import main
 from pss.outputs import LOCK_NAME, hold_run_folder
-from test_train import pss_train, read_jsonl, write_recipe
+from conftest import ROOT, pss_train, read_jsonl, write_recipe
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(ROOT / "src")
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
 EIGHT_STEPS = dict(batch_size=8, log_interval=1)  # 8 steps per epoch, 2 epochs
 

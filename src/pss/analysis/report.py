@@ -1,7 +1,7 @@
 """Run reports: compare training runs from their logs alone (no model, no data, no GPU needed).
 
 A run folder holds `train_log.jsonl`, `val_log.jsonl`, `summary.json` and `config.yaml`
-(see docs/DESIGN.md). `write_report` turns one or more of them into
+(see pss.train's docstring). `write_report` turns one or more of them into
 
   * `report.md` / `report.json`: per run, training time, time relative to the first run, best and
     final top-1, their differences to the full baseline and (when one is given) to the equal-time

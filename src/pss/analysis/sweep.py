@@ -7,7 +7,6 @@ dynamic-inference figure from the result.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import statistics
@@ -22,8 +21,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pss
-from pss.analysis.flops import count_flops, example_input
+from pss.control import num_tokens
 from pss.errors import ConfigError
+from pss.flops import count_flops, example_input
+from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk_correct
 
 DEFAULT_KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
@@ -42,48 +43,6 @@ def parse_keep_ratios(text: str) -> list[float]:
     return values
 
 
-def synchronize(device: torch.device | str) -> None:
-    """Wait for queued kernels, so wall-clock timings measure the work and not just its launch."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def autocast(device: torch.device | str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """torch.autocast for `dtype` (bf16/fp16), or nothing for fp32 (None)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
-
-
-def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """"auto" = bf16 on CUDA, fp32 elsewhere; returns the autocast dtype (None = fp32)."""
-    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else None
-    if precision not in table:
-        raise ConfigError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
-    return table[precision]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" = the first CUDA device when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ConfigError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N") from e
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {str(device)!r} was asked for but no CUDA GPU is available; use --device auto or cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    return dev
-
-
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -93,7 +52,7 @@ def evaluate(
     model: nn.Module,
     loader: Iterable,
     keep_ratio: float = 1.0,
-    method: str | None = None,
+    select: str | None = None,
     amp_dtype: torch.dtype | None = None,
     max_batches: int | None = None,
 ) -> dict[str, float]:
@@ -105,17 +64,15 @@ def evaluate(
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     n = 0
     try:
-        with pss.keep_ratio(model, keep_ratio, method), autocast(device, amp_dtype):
+        with pss.use_keep_ratio(model, keep_ratio, select), autocast(device, amp_dtype):
             for i, (images, targets) in enumerate(loader):
                 if max_batches is not None and i >= max_batches:
                     break
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
                 logits = model(images).float()
-                top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
-                hit = top == targets[:, None]
-                sums += torch.stack([F.cross_entropy(logits, targets, reduction="sum"),
-                                     hit[:, 0].sum(), hit.any(dim=1).sum()]).double()
+                top1, top5 = topk_correct(logits, targets, (1, 5))
+                sums += torch.stack([F.cross_entropy(logits, targets, reduction="sum"), top1, top5]).double()
                 n += targets.shape[0]
     finally:
         model.train(was_training)
@@ -130,7 +87,7 @@ def measure_throughput_models(
     models: list[nn.Module],
     batch_size: int = 64,
     keep_ratios: Iterable[float] = (1.0,),
-    method: str | None = None,
+    select: str | None = None,
     amp_dtype: torch.dtype | None = None,
     warmup: int = 3,
     iters: int = 10,
@@ -153,14 +110,14 @@ def measure_throughput_models(
     try:
         for rho in rhos:
             for m, x in zip(models, inputs):
-                with autocast(model_device(m), amp_dtype), pss.keep_ratio(m, rho, method):
+                with autocast(model_device(m), amp_dtype), pss.use_keep_ratio(m, rho, select):
                     for _ in range(warmup):  # allocator, kernel selection / autotuning, lazy init
                         m(x)
         for _ in range(iters):
             for rho in rhos:
                 for m, x, t in zip(models, inputs, times):
                     device = model_device(m)
-                    with autocast(device, amp_dtype), pss.keep_ratio(m, rho, method):
+                    with autocast(device, amp_dtype), pss.use_keep_ratio(m, rho, select):
                         synchronize(device)
                         t0 = time.perf_counter()
                         m(x)
@@ -170,21 +127,6 @@ def measure_throughput_models(
         for m, was_training in zip(models, states):
             m.train(was_training)
     return [{rho: batch_size / statistics.median(ts) for rho, ts in t.items()} for t in times]
-
-
-def tokens_at(model: nn.Module, keep_ratio: float, method: str | None = None) -> int:
-    """Sequence length (prefix + kept patch tokens) the blocks see at `keep_ratio`, measured."""
-    sampler = pss.samplers(model)[0]
-    seen: list[int] = []
-    handle = sampler.register_forward_hook(
-        lambda m, i, out: seen.append((out[0] if isinstance(out, tuple) else out).shape[1])
-    )
-    try:
-        with torch.inference_mode(), pss.keep_ratio(model, keep_ratio, method):
-            model(example_input(model, 1))
-    finally:
-        handle.remove()
-    return seen[0]
 
 
 def ensure_sampler(model: nn.Module) -> nn.Module:
@@ -198,7 +140,7 @@ def sweep_model(
     model: nn.Module,
     loader: Iterable | None,
     keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
-    method: str = "magnitude",
+    select: str = "magnitude",
     batch_size: int = 64,
     amp_dtype: torch.dtype | None = None,
     warmup: int = 3,
@@ -213,18 +155,18 @@ def sweep_model(
     ensure_sampler(model)
     keep_ratios = [float(r) for r in keep_ratios]
     if speed is None:
-        speed = measure_throughput_models([model], batch_size, keep_ratios, method, amp_dtype, warmup, iters)[0]
+        speed = measure_throughput_models([model], batch_size, keep_ratios, select, amp_dtype, warmup, iters)[0]
     rows = []
     for rho in keep_ratios:
         row: dict[str, Any] = {"keep_ratio": rho}
         if loader is not None:
-            row.update(evaluate(model, loader, rho, method, amp_dtype, max_batches))
+            row.update(evaluate(model, loader, rho, select, amp_dtype, max_batches))
         row["images_per_s"] = speed[rho]
         was_training = model.training
         model.eval()
-        row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, method=method) / 1e9
+        row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, select=select) / 1e9
         model.train(was_training)
-        row["tokens"] = tokens_at(model, rho, method)
+        row["tokens"] = num_tokens(model, rho)
         rows.append(row)
     return rows
 
@@ -254,8 +196,8 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
         ax2.plot(ips, acc, marker="o", color=color, label=entry["name"])
         for x, y, r in zip(ips, acc, rho):
             ax2.annotate(f"{r:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
-    method = result.get("method", "")
-    ax.set_title(f"Dynamic inference: accuracy vs keep ratio ({method} selection)")
+    select = result.get("select", result.get("method", ""))  # records before 2026-11-24 say "method"
+    ax.set_title(f"Dynamic inference: accuracy vs keep ratio ({select} selection)")
     ax.set_xlabel("keep ratio rho (fraction of patch tokens kept; labels: images/s)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.invert_xaxis()  # fewer patches (faster) to the right
@@ -306,7 +248,8 @@ def checkpoint_label(path: str | Path) -> str:
 def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, max_images: int | None = None):
     """Validation loader from a checkpoint's resolved config (`data` overrides its data path), and
     the data's class names."""
-    from pss.data import DataConfig, build_datasets, build_loader
+    from pss.config import DataConfig
+    from pss.data import build_datasets, build_loader
 
     d = dict(config.get("data") or {})
     if data is not None:
@@ -381,7 +324,7 @@ def sweep_checkpoints(
     paths: list[str | Path],
     data: str | None = None,
     keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
-    method: str = "magnitude",
+    select: str = "magnitude",
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     precision: str = "auto",
@@ -393,13 +336,14 @@ def sweep_checkpoints(
 ) -> dict[str, Any]:
     """Sweep every checkpoint over `keep_ratios` on its validation set; the result `write_sweep` saves.
     `classes`: how data whose classes differ from the checkpoint's is treated (see `match_classes`)."""
-    from pss.checkpoint import load_model, stored_class_names
+    from pss.checkpoint import stored_class_names
+    from pss.models.hub import load_model
     from pss.runinfo import run_info
 
     if batch_size < 1 or iters < 1 or warmup < 0:
         raise ConfigError(f"need batch_size >= 1, iters >= 1, warmup >= 0; got {batch_size}, {iters}, {warmup}")
     device = resolve_device(device)
-    amp_dtype = resolve_precision(precision, device)
+    amp_dtype = resolve_amp(precision, device).dtype
     keep_ratios = [float(r) for r in keep_ratios]
     if names is not None and len(names) != len(paths):
         raise ConfigError(f"got {len(names)} names for {len(paths)} checkpoints")
@@ -414,10 +358,10 @@ def sweep_checkpoints(
         table = match_classes(stored_class_names(path), num_outputs, data_classes, classes, label=str(path))
         loaders.append(loader if table is None else _MappedLabels(loader, table))
     models = [ensure_sampler(model) for model, _ in loaded]
-    speeds = measure_throughput_models(models, batch_size, keep_ratios, method, amp_dtype, warmup, iters)
+    speeds = measure_throughput_models(models, batch_size, keep_ratios, select, amp_dtype, warmup, iters)
     entries = []
     for i, (path, (model, config), speed, loader) in enumerate(zip(paths, loaded, speeds, loaders)):
-        rows = sweep_model(model, loader, keep_ratios, method, batch_size, amp_dtype, warmup, iters, speed=speed)
+        rows = sweep_model(model, loader, keep_ratios, select, batch_size, amp_dtype, warmup, iters, speed=speed)
         entries.append({
             "name": names[i] if names else checkpoint_label(path),
             "checkpoint": str(path),
@@ -429,7 +373,7 @@ def sweep_checkpoints(
         })
     return {
         "keep_ratios": keep_ratios,
-        "method": method,
+        "select": select,
         "batch_size": batch_size,
         "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
         **run_info(device),

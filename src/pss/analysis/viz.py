@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pss
-from pss.errors import ConfigError, DataError
-from pss.schedule import Schedule, from_dict
+from pss.errors import DataError
+from pss.schedule import Schedule
 
 GREY = 0.85  # light grey for a dropped patch (lighter than typical mid-tone backgrounds)
 GHOST = 0.15  # how much of the dropped patch's luminance stays visible
@@ -56,13 +56,13 @@ def grey_out(image: torch.Tensor, mask: torch.Tensor, patch_size: tuple[int, int
 
 @torch.inference_mode()
 def predict_kept(
-    model: nn.Module, x: torch.Tensor, keep_ratio: float, method: str | None = None
+    model: nn.Module, x: torch.Tensor, keep_ratio: float, select: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Class probabilities (B, classes) at `keep_ratio` and the (B, K) patch indices the model kept."""
     was_training = model.training
     model.eval()
     try:
-        with pss.keep_ratio(model, keep_ratio, method), pss.recording(model) as samplers:
+        with pss.use_keep_ratio(model, keep_ratio, select), pss.recording(model) as samplers:
             probs = model(x).float().softmax(dim=-1)
             keep_idx = samplers[0].last_keep_idx
     finally:
@@ -77,7 +77,7 @@ def plot_patch_grid(
     keep_ratios: Sequence[float],
     path: str | Path,
     class_names: Sequence[str] | None = None,
-    method: str | None = None,
+    select: str | None = None,
     row_labels: Sequence[str] | None = None,
     panel_inches: float = 2.0,
     dpi: int = 100,
@@ -97,7 +97,7 @@ def plot_patch_grid(
     axes = fig.subplots(n, cols, squeeze=False)
     preds: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     for j, rho in enumerate(keep_ratios):
-        probs, keep_idx = predict_kept(model, images.to(device), rho, method)
+        probs, keep_idx = predict_kept(model, images.to(device), rho, select)
         for i in range(n):
             mask = kept_mask(None if keep_idx is None else keep_idx[i], grid)
             p, c = probs[i].max(dim=0)
@@ -114,7 +114,7 @@ def plot_patch_grid(
             ax.set_title(title, fontsize=9)
             if j == 0 and row_labels is not None:
                 ax.set_ylabel(row_labels[i], fontsize=8)
-    fig.suptitle(f"Patches kept by the model ({method or pss.samplers(model)[0].method} selection; grey = dropped)")
+    fig.suptitle(f"Patches kept by the model ({select or pss.samplers(model)[0].select} selection; grey = dropped)")
     fig.savefig(path)
     return {"path": str(path), "predictions": preds}
 
@@ -140,7 +140,7 @@ def find_images(items: Sequence[str | Path]) -> list[Path]:
 
 def eval_data_config(model: nn.Module, config: dict[str, Any]):
     """The checkpoint's `data` settings (normalisation, interpolation, crop) at the model's input size."""
-    from pss.data import DataConfig
+    from pss.config import DataConfig
 
     d = dict(config.get("data") or {})
     (grid_h, _), (patch_h, _) = patch_grid(model)
@@ -191,10 +191,6 @@ def class_names(config: dict[str, Any], checkpoint: str | Path | None = None) ->
 # ----------------------------------------------------------------------------- schedules
 
 
-# The spec syntax lives with the schedules (every command and recipe accepts it); kept here by name.
-from pss.schedule import is_schedule_spec, schedule_from_spec  # noqa: E402,F401
-
-
 def plot_schedules(
     schedules: dict[str, Schedule],
     steps_per_epoch: int,
@@ -226,12 +222,3 @@ def plot_schedules(
     fig.legend(title="schedule", loc="outside lower center", ncols=min(2, len(schedules)), fontsize=9)
     fig.savefig(path)
     return {"path": str(path), "mean_keep_ratio": means}
-
-
-def schedule_from_recipe(path: str | Path) -> tuple[Schedule, int]:
-    """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
-    from pss.config import load_config
-    from pss.train import find_recipe
-
-    cfg = load_config(find_recipe(path))
-    return cfg.schedule, cfg.epochs

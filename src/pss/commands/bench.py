@@ -8,6 +8,7 @@ from pathlib import Path
 from pss.bench import format_speed_table, speed_benchmark
 from pss.errors import ConfigError
 from pss.models.attention import ATTN_IMPLS
+from pss.runtime import PRECISIONS, resolve_device
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -26,12 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--keep", type=_floats, default=(1.0, 0.8, 0.6, 0.4, 0.2), help="keep ratios, e.g. 1.0,0.6,0.2")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
-    p.add_argument("--amp", default=None, choices=["fp32", "bf16", "fp16"], help="default: bf16 on cuda, fp32 on cpu")
+    p.add_argument("--amp", default="auto", choices=PRECISIONS,
+                   help="auto (default): bf16 on CUDA GPUs that support it, else fp16 on CUDA; fp32 on cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--attn-impl", default=None, choices=ATTN_IMPLS,
                    help="attention of pss_vit_* models: flex (FlexAttention), sdpa, or auto (flex on CUDA); "
                         "default: the model's (auto)")
-    p.add_argument("--select", default="magnitude", help="selection method")
+    p.add_argument("--select", default="magnitude", help="selection rule")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--inference", action="store_true", help="also measure eval-mode images/s per keep ratio")
@@ -57,10 +59,7 @@ def _model_kwargs(items: list[str]) -> dict:
 def run_speed(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         raise ConfigError("--batch-size and --iters must be >= 1 and --warmup >= 0")
-    from pss.analysis.sweep import resolve_device
-
     device = str(resolve_device(args.device))  # auto -> cuda when there is one; a missing GPU is a one-line error
-    amp = args.amp or ("bf16" if device.startswith("cuda") else "fp32")
     if args.compile:
         from pss.dynamo import raise_recompile_limit
 
@@ -68,7 +67,7 @@ def run_speed(args: argparse.Namespace) -> int:
         raise_recompile_limit(2 * len(args.keep) + 2)
     report = speed_benchmark(
         args.model, img_size=args.img_size, batch_size=args.batch_size, keep_ratios=args.keep, device=device,
-        amp=amp, compile=args.compile, warmup=args.warmup, iters=args.iters, inference=args.inference,
+        amp=args.amp, compile=args.compile, warmup=args.warmup, iters=args.iters, inference=args.inference,
         select=args.select, model_kwargs=_model_kwargs(args.model_kwargs), attn_impl=args.attn_impl,
     )
     print(format_speed_table(report))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from pss.analysis.demo import DEMO_KEEP_RATIOS, format_demo, run_demo
 from pss.analysis.sweep import parse_keep_ratios
+from pss.demo import DEMO_KEEP_RATIOS, format_demo, run_demo
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

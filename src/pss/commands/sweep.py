@@ -11,7 +11,8 @@ import argparse
 
 from pss.analysis.sweep import CLASS_MODES, DEFAULT_KEEP_RATIOS, parse_keep_ratios, sweep_checkpoints, write_sweep
 from pss.outputs import check_output_folder
-from pss.select import METHODS
+from pss.runtime import PRECISIONS
+from pss.select import SELECT_RULES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,11 +32,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "data's label indices unchanged")
     p.add_argument("--keep", default=",".join(f"{r:g}" for r in DEFAULT_KEEP_RATIOS),
                    help="comma-separated keep ratios (default 1,0.9,...,0.1)")
-    p.add_argument("--select", choices=METHODS, default="magnitude", help="token selection method (default magnitude)")
+    p.add_argument("--select", choices=SELECT_RULES, default="magnitude", help="token selection rule (default magnitude)")
     p.add_argument("--batch-size", type=int, default=64, help="evaluation and throughput batch size (default 64)")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
-    p.add_argument("--amp", "--precision", dest="precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="autocast dtype; auto = bf16 on CUDA, fp32 on CPU (--precision: the old spelling)")
+    p.add_argument("--amp", "--precision", dest="precision", choices=PRECISIONS, default="auto",
+                   help="autocast dtype; auto = bf16 on CUDA GPUs that support it, else fp16 on CUDA; fp32 on CPU "
+                   "(--precision: the old spelling)")
     p.add_argument("--names", default=None, help="comma-separated display names, one per checkpoint")
     p.add_argument("--max-images", type=int, default=None, help="evaluate on the first N validation images only")
     p.add_argument("--warmup", type=int, default=3, help="throughput: warm-up batches per keep ratio (default 3)")
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     check_output_folder(args.output)
     result = sweep_checkpoints(
-        args.checkpoints, data=args.data, keep_ratios=parse_keep_ratios(args.keep), method=args.select,
+        args.checkpoints, data=args.data, keep_ratios=parse_keep_ratios(args.keep), select=args.select,
         batch_size=args.batch_size, device=args.device, precision=args.precision, names=names,
         warmup=args.warmup, iters=args.iters, max_images=args.max_images, classes=args.classes,
     )

@@ -10,10 +10,12 @@ import argparse
 from pathlib import Path
 
 from pss.analysis import viz
-from pss.analysis.sweep import parse_keep_ratios, resolve_device
+from pss.analysis.sweep import parse_keep_ratios
 from pss.errors import ConfigError
 from pss.outputs import check_output_file
-from pss.select import METHODS
+from pss.runtime import resolve_device
+from pss.schedule import Schedule, is_schedule_spec, schedule_from_spec
+from pss.select import SELECT_RULES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     k.add_argument("--images", nargs="+", required=True, metavar="FILE_OR_DIR",
                    help="image files, or folders searched recursively for images")
     k.add_argument("--keep", default="1.0,0.8,0.6,0.4,0.2", help="comma-separated keep ratios (columns)")
-    k.add_argument("--select", choices=METHODS, default=None, help="selection method (default: the checkpoint's)")
+    k.add_argument("--select", choices=SELECT_RULES, default=None, help="selection rule (default: the checkpoint's)")
     k.add_argument("--max-images", type=int, default=8, help="at most this many images (rows); default 8")
     k.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     k.add_argument("--output", "-o", required=True, metavar="FILE.png",
@@ -55,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_patches(args: argparse.Namespace) -> int:
-    from pss.checkpoint import load_model
+    from pss.models.hub import load_model
 
     keep = parse_keep_ratios(args.keep)
     output = check_output_file(args.output, "patches.png")
@@ -63,21 +65,29 @@ def run_patches(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.checkpoint, resolve_device(args.device))
     x, display = viz.load_images(files, viz.eval_data_config(model, cfg))
     result = viz.plot_patch_grid(model, x, display, keep, output, class_names=viz.class_names(cfg, args.checkpoint),
-                                 method=args.select, row_labels=[f"{f.parent.name}/{f.name}" for f in files])
+                                 select=args.select, row_labels=[f"{f.parent.name}/{f.name}" for f in files])
     for f, row in zip(files, result["predictions"]):
         print(f"{f}: " + ", ".join(f"rho {p['keep_ratio']:g} -> {p['name']} {p['prob']:.0%}" for p in row))
     print(f"picture: {result['path']}")
     return 0
 
 
+def _schedule_from_recipe(path: str) -> tuple[Schedule, int]:
+    """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
+    from pss.config import find_recipe, load_config
+
+    cfg = load_config(find_recipe(path))
+    return cfg.schedule, cfg.epochs
+
+
 def run_schedule(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, "schedules.png")
     schedules, epochs = {}, None
     for item in args.schedules:
-        if viz.is_schedule_spec(item):
-            schedules[item] = viz.schedule_from_spec(item)
+        if is_schedule_spec(item):
+            schedules[item] = schedule_from_spec(item)
         else:  # a recipe file, or a shipped recipe's name (demo, cifar10_pss, ...)
-            sched, recipe_epochs = viz.schedule_from_recipe(item)
+            sched, recipe_epochs = _schedule_from_recipe(item)
             schedules[f"{Path(item).name} ({sched.name})"] = sched
             epochs = recipe_epochs if epochs is None else epochs
     epochs = args.epochs if args.epochs is not None else (epochs or 3)

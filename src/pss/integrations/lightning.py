@@ -31,14 +31,14 @@ class KeepRatioCallback(pl.Callback):
 
     Args:
         schedule: e.g. "cyclic:low=0.2,high=1.0" or `pss.CyclicSchedule(low=0.2)`.
-        method: selection method to set as well (None: the model's).
+        select: selection rule to set as well (None: the model's).
         log: log `pss/keep_ratio` at every step.
     """
 
-    def __init__(self, schedule: Schedule | str | float | dict[str, Any], method: str | None = None, log: bool = True) -> None:
+    def __init__(self, schedule: Schedule | str | float | dict[str, Any], select: str | None = None, log: bool = True) -> None:
         super().__init__()
         self.schedule = schedule
-        self.method = method
+        self.select = select
         self.log = log
         self.scheduler: KeepRatioScheduler | None = None
         self._loaded: dict[str, Any] | None = None
@@ -62,7 +62,7 @@ class KeepRatioCallback(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         spe, epochs = self._run_length(trainer)
-        self.scheduler = KeepRatioScheduler(pl_module, self.schedule, spe, epochs, method=self.method)
+        self.scheduler = KeepRatioScheduler(pl_module, self.schedule, spe, epochs, select=self.select)
         if self._loaded is not None:
             self.scheduler.load_state_dict(self._loaded)  # warns if the schedule changed
         self.scheduler.step(trainer.global_step)

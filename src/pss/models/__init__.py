@@ -1,4 +1,8 @@
-"""PSS models: our ViT (registered with timm) and the adapter for existing timm ViTs."""
+"""PSS models: our ViT (registered with timm) and the adapter for existing timm ViTs.
+
+Beside them: `pss.models.convert` maps foreign weights (timm, SimMIM, MAE, BEiT) onto these models
+for fine-tuning, and `pss.models.hub.load_model` rebuilds a model trained by pss from its run folder.
+"""
 from __future__ import annotations
 
 import difflib

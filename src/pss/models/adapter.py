@@ -18,7 +18,7 @@ from timm.layers import PatchDropout
 from torch import nn
 
 from pss.errors import ConfigError
-from pss.select import PatchSampler, check_keep_ratio, check_method
+from pss.select import PatchSampler, check_keep_ratio, check_select
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _dense_features_guard(self: nn.Module, *args, **kwargs):
         raise ConfigError(
             f"forward_intermediates returns dense feature maps, which need every patch token, but this "
             f"{type(self).__name__} would run at keep ratio {rho:g} ({'train' if self.training else 'eval'} mode). "
-            "Call it in eval() mode without an explicit keep ratio, or inside `with pss.keep_ratio(model, 1.0):`"
+            "Call it in eval() mode without an explicit keep ratio, or inside `with pss.use_keep_ratio(model, 1.0):`"
         )
     return type(self).forward_intermediates(self, *args, **kwargs)
 
@@ -61,11 +61,11 @@ def _dense_features_guard(self: nn.Module, *args, **kwargs):
 _dense_features_guard.__name__ = "forward_intermediates"  # a pickled bound method then resolves by name
 
 
-def attach(model: nn.Module, keep_ratio: float | None = None, method: str | None = None) -> nn.Module:
+def attach(model: nn.Module, keep_ratio: float | None = None, select: str | None = None) -> nn.Module:
     """Replace the patch-drop stage of a timm ViT / DeiT / EVA with a PatchSampler, in place.
 
     Returns the same model. On a model that already carries a PatchSampler, `keep_ratio` and
-    `method`, when given, are set as its training keep ratio and selection method. Attach before
+    `select`, when given, are set as its training keep ratio and selection rule. Attach before
     `torch.compile` and DDP: a wrapped model is refused. `forward_intermediates` (dense feature
     maps; also behind `get_intermediate_layers`) raises if it would run with fewer tokens.
     """
@@ -81,9 +81,9 @@ def attach(model: nn.Module, keep_ratio: float | None = None, method: str | None
         if keep_ratio is not None:
             check_keep_ratio(keep_ratio)
             sampler.keep_ratio = float(keep_ratio)
-        if method is not None:
-            check_method(method)
-            sampler.method = method
+        if select is not None:
+            check_select(select)
+            sampler.select = select
         return model
     kind = _kind(model)
     if kind is None:
@@ -94,7 +94,7 @@ def attach(model: nn.Module, keep_ratio: float | None = None, method: str | None
     model.patch_drop = PatchSampler(
         num_prefix_tokens=model.num_prefix_tokens,
         keep_ratio=1.0 if keep_ratio is None else keep_ratio,
-        method=method or "magnitude",
+        select=select or "magnitude",
         return_indices=kind == "eva",  # Eva gathers its rotary embedding with the returned indices
     )
     if hasattr(type(model), "forward_intermediates"):

@@ -99,7 +99,7 @@ def flex_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score_mod:
     return flex(q, k, v, score_mod=score_mod)
 
 
-def rel_bias_score_mod(full_bias: torch.Tensor, seq_idx: torch.Tensor | None, attn_mask: torch.Tensor | None = None):
+def rel_bias_score_mod(full_bias: torch.Tensor, seq_idx: torch.Tensor | None) -> Callable:
     """score_mod adding the relative position bias of each kept (query, key) pair.
 
     full_bias: (h, N0, N0), the full sequence's bias (table rows gathered by the full relative index,
@@ -107,7 +107,6 @@ def rel_bias_score_mod(full_bias: torch.Tensor, seq_idx: torch.Tensor | None, at
     token (prefix tokens first), or None when all tokens are kept in order. Looking the kept pair up
     in the full bias (not in the table itself) keeps the backward's scatter spread over N0^2 slots per
     head instead of piling atomic adds onto a few hundred table rows.
-    attn_mask: optional additive mask broadcastable to (B, h, L, L) (the masked-full-model oracle).
     """
     if seq_idx is None:
         def score_mod(score, b, h, q_idx, kv_idx):
@@ -115,15 +114,4 @@ def rel_bias_score_mod(full_bias: torch.Tensor, seq_idx: torch.Tensor | None, at
     else:
         def score_mod(score, b, h, q_idx, kv_idx):
             return score + full_bias[h, seq_idx[b, q_idx], seq_idx[b, kv_idx]]
-    return score_mod if attn_mask is None else add_mask(score_mod, attn_mask)
-
-
-def add_mask(score_mod: Callable | None, attn_mask: torch.Tensor) -> Callable:
-    """Wrap `score_mod` to also add an additive mask (B or 1, h or 1, L or 1, L); for tests, not the hot path."""
-    b, h, lq, lk = attn_mask.shape
-
-    def with_mask(score, bi, hi, q_idx, kv_idx):
-        s = score if score_mod is None else score_mod(score, bi, hi, q_idx, kv_idx)
-        return s + attn_mask[bi if b > 1 else 0, hi if h > 1 else 0, q_idx if lq > 1 else 0, kv_idx]
-
-    return with_mask
+    return score_mod

@@ -32,7 +32,7 @@ from torch import nn
 
 from pss.errors import ConfigError
 from pss.models.attention import (
-    AttnImpl, add_mask, check_attn_impl, flex_attention, rel_bias_score_mod, resolve_attn_impl,
+    AttnImpl, check_attn_impl, flex_attention, rel_bias_score_mod, resolve_attn_impl,
 )
 from pss.select import PatchSampler
 
@@ -120,7 +120,6 @@ class Attention(nn.Module):
         x: torch.Tensor,
         rel_index: RelPos | None = None,
         rope: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         if rope is not None:  # rope: (N, 2d) or (B, 1, N, 2d); identity rows for prefix tokens
@@ -133,8 +132,6 @@ class Attention(nn.Module):
                 # (h, N0, N0): the full sequence's bias, batch-independent; flex reads the kept pairs from
                 # it inside the kernel through the keep indices (rel_index.seq), never as a (B, h, L, L) tensor.
                 score_mod = rel_bias_score_mod(table.t()[:, rel_index.index], rel_index.seq)
-            if attn_mask is not None:
-                score_mod = add_mask(score_mod, attn_mask)
             x = flex_attention(q, k, v, score_mod)
         else:
             bias = None
@@ -148,8 +145,6 @@ class Attention(nn.Module):
                     # table rows, which keeps its atomic adds from piling up on the GPU.
                     bias = bias.flatten(0, 1)[rel_index.pairs].permute(0, 3, 1, 2)  # (B, h, N, N)
                 bias = bias.to(q.dtype)
-            if attn_mask is not None:
-                bias = attn_mask.to(q.dtype) if bias is None else bias + attn_mask.to(q.dtype)
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
             )
@@ -186,16 +181,16 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x, rel_index=None, rope=None, attn_mask=None) -> torch.Tensor:
-        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), rel_index, rope, attn_mask)))
+    def forward(self, x, rel_index=None, rope=None) -> torch.Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), rel_index, rope)))
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
 class PssVisionTransformer(nn.Module):
     """Vision Transformer trained and run with a fraction of its patch tokens.
 
-    The keep ratio and selection method live in `self.patch_drop` (a PatchSampler) and are set with
-    `pss.set_keep_ratio(model, rho, method)`; rho = 1.0 is exactly the unmodified model.
+    The keep ratio and selection rule live in `self.patch_drop` (a PatchSampler) and are set with
+    `pss.set_keep_ratio(model, rho, select)`; rho = 1.0 is exactly the unmodified model.
     """
 
     def __init__(
@@ -399,7 +394,7 @@ class PssVisionTransformer(nn.Module):
 # Registration with timm ---------------------------------------------------------------------------
 # `timm.create_model("pss_vit_small_patch16_224", pos_embed="rope", num_classes=10)` after `import pss`.
 # No pretrained weights are published for these architectures: start from scratch or from a
-# checkpoint with `pss train --init` (timm / MAE / SimMIM / BEiT weights map onto the names).
+# checkpoint with `pss train --init` (timm / MAE / SimMIM / BEiT weights map onto the names: pss.models.convert).
 
 def _cfg(img_size: int, **kw) -> dict:
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD

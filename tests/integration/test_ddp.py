@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from pss.checkpoint import load_checkpoint
-from test_train import pss_train, read_jsonl, write_recipe
+from conftest import pss_train, read_jsonl, write_recipe
 
 DDP_RECIPE = dict(
     data={"path": None, "builtin_num_train": 64, "builtin_num_val": 32, "in_memory": True, "num_workers": 0,
@@ -28,7 +28,6 @@ DDP_RECIPE = dict(
 )
 
 
-@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     recipe = write_recipe(tmp_path, **DDP_RECIPE)
     assert pss_train("--config", recipe, "--output", tmp_path / "single") == 0

@@ -26,7 +26,8 @@ import torch
 import pss
 from pss.analysis import viz
 from pss.analysis.report import format_duration, write_report
-from pss.analysis.sweep import resolve_device, sweep_checkpoints, write_sweep
+from pss.analysis.sweep import sweep_checkpoints, write_sweep
+from pss.runtime import DistInfo, resolve_amp, resolve_device
 from pss.schedule import from_dict as schedule_from_dict
 
 log = logging.getLogger("pss.demo")
@@ -45,26 +46,19 @@ def warm_up(cfg: Any, steps: int = 3) -> None:
     """A few throw-away training steps of the recipe's model, so that one-time process costs (thread
     pools, allocator, kernel selection, lazy initialisation) are not billed to the baseline, which
     runs first, while the PSS run after it skips them: the time comparison stays fair."""
-    from pss.engine import DistInfo
-    from pss.train import build_model_for, resolve_amp
-    from pss.train import resolve_device as train_device
-
-    import copy
-
     from pss.data import check_data
+    from pss.train import build_model_for, resolve_data_geometry
 
-    device = train_device(cfg.device, DistInfo())
+    device = resolve_device(cfg.device, DistInfo())
     amp = resolve_amp(cfg.amp, device)
-    # The model the run will build: classes from the data check, image size from the data (as train does).
-    cfg = copy.deepcopy(cfg)
-    cfg.model.num_classes = cfg.model.num_classes or len(check_data(cfg.data).classes)
-    cfg.model.img_size = size = cfg.model.img_size or cfg.data.img_size
+    cfg = resolve_data_geometry(cfg, len(check_data(cfg.data).classes))  # the model the run will build
+    size = cfg.model.img_size
     model = build_model_for(cfg, cfg.model.num_classes).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(cfg.batch_size // cfg.accum_steps, 3, size, size, device=device)
     y = torch.zeros(x.shape[0], dtype=torch.long, device=device)
     for i in range(steps):
-        with pss.keep_ratio(model, 1.0 if i == 0 else 0.2 * i, cfg.select), amp.autocast():
+        with pss.use_keep_ratio(model, 1.0 if i == 0 else 0.2 * i, cfg.select), amp.autocast():
             loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
@@ -98,7 +92,7 @@ def run_demo(
     Re-running replaces the previous demo results in `output`.
     """
     from pss.budget import equal_time_overrides
-    from pss.checkpoint import load_model
+    from pss.models.hub import load_model
     from pss.train import resolve_config, train
 
     out = Path(output)
@@ -121,7 +115,7 @@ def run_demo(
     runs = [out / name for name in RUNS]
     log.info("demo: sweeping keep ratios %s", ", ".join(f"{r:g}" for r in keep_ratios))
     device = resolve_device(cfgs["pss"].device)
-    sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios, method="magnitude",
+    sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios, select="magnitude",
                               batch_size=min(64, cfgs["pss"].batch_size), device=device, names=list(RUNS))
     sweep_paths = write_sweep(sweep, out / "sweep")
     report = write_report(runs, out / "report", names=list(RUNS))
@@ -130,7 +124,7 @@ def run_demo(
     model, _ = load_model(out / "pss", device)
     x, display, labels, names = sample_val_images(cfgs["pss"])
     patches = viz.plot_patch_grid(model, x, display, keep_ratios, out / "patches.png", class_names=names,
-                                  method="magnitude", row_labels=labels)
+                                  select="magnitude", row_labels=labels)
     s = summaries["pss"]
     spe = max(1, s["steps"] // max(1, s["epochs"]))
     solved = {n: schedule_from_dict(summaries[n]["schedule"]) for n in ("baseline", "pss")}

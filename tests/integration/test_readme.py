@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import torch
 
 import pss
+from conftest import ROOT
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def _section_blocks(title: str) -> list[str]:

@@ -20,12 +20,9 @@ from timm.utils import ModelEmaV3
 import pss
 from pss.checkpoint import (
     atomic_save,
-    convert_state_dict,
     export_safetensors,
     get_rng_state,
     load_checkpoint,
-    load_init_weights,
-    load_model,
     remove_stale_temp_files,
     restore_training_state,
     set_rng_state,
@@ -33,6 +30,8 @@ from pss.checkpoint import (
 )
 from pss.config import config_to_dict, load_config
 from pss.errors import CheckpointError
+from pss.models.convert import convert_state_dict, load_init_weights
+from pss.models.hub import load_model
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
 
@@ -63,6 +62,7 @@ def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path):
     assert list(tmp_path.iterdir()) == [path]  # no temp file left
 
 
+@pytest.mark.slow  # a killed subprocess
 def test_sigkill_while_saving_leaves_previous_checkpoint_intact(tmp_path):
     path = tmp_path / "checkpoint-last.pt"
     atomic_save({"step": torch.tensor(1)}, path)

@@ -19,11 +19,14 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import pss
-from pss.checkpoint import load_checkpoint, load_init_weights, load_model, unwrap_model
+from pss.checkpoint import load_checkpoint
 from pss.cli import main
 from pss.errors import CheckpointError
+from pss.models.convert import load_init_weights
+from pss.models.hub import load_model
+from pss.runtime import unwrap_model
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
 
 # Built-in data: 128 train images, batch 16 -> 8 steps per epoch; 5 epochs = 40 steps.
@@ -245,7 +248,6 @@ def test_shipped_pretrain_finetune_recipes_load():
 # ----------------------------------------------------------------------------- benchmark pipeline
 
 
-@pytest.mark.slow
 def test_benchmark_cpu_smoke(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "pretrain_finetune.py"), "--cpu-smoke", "--workdir", str(tmp_path / "w"),
            "--set-pretrain", "epochs=2", "--set-finetune", "epochs=2"]
@@ -441,7 +443,6 @@ def test_init_with_another_architecture_names_the_problem(pretrain_run, tmp_path
 # ----------------------------------------------------------------------------- DDP
 
 
-@pytest.mark.slow
 def test_pretrain_with_two_gloo_processes(tmp_path):
     """torchrun with 2 CPU processes: every parameter of SimMIM gets a gradient (DDP would stop at the
     second step otherwise), one log line per step, rank 0 alone writes the encoder and the picture."""

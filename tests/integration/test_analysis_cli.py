@@ -8,8 +8,8 @@ import torch
 import pss
 from pss.checkpoint import atomic_save, training_checkpoint
 from pss.cli import main
-from pss.config import ModelConfig, TrainConfig, config_to_dict
-from pss.data import DataConfig, builtin_class_names
+from pss.config import DataConfig, ModelConfig, TrainConfig, config_to_dict
+from pss.data import builtin_class_names
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
 
@@ -45,7 +45,7 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
     assert main(argv) == 0
     assert "picture:" in capsys.readouterr().out
     result = json.loads((out / "sweep.json").read_text())
-    assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["method"] == "magnitude"
+    assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["select"] == "magnitude"
     assert result["precision"] == "fp32" and result["device"].startswith("cpu")
     assert [c["name"] for c in result["checkpoints"]] == ["baseline", "pss"]
     assert result["checkpoints"][1]["trained_schedule"]["name"] == "cyclic"

@@ -12,46 +12,12 @@ import pytest
 import torch
 import yaml
 
-from pss.checkpoint import load_checkpoint, load_model
-from pss.cli import main
+from pss.checkpoint import load_checkpoint
 from pss.config import load_config
+from pss.models.hub import load_model
 from pss.schedule import from_dict
 
-# A tiny recipe: built-in data in memory, 4 steps per epoch, 2 epochs, cyclic schedule.
-TINY_RECIPE = {
-    "model": {"name": "pss_vit_tiny_patch4_32", "kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2}},
-    "data": {"path": None, "builtin_num_train": 64, "builtin_num_val": 32, "in_memory": True, "num_workers": 0},
-    "schedule": {"name": "cyclic", "low": 0.2, "high": 1.0},
-    "optim": {"lr": 1.0e-3},
-    "lr_sched": {"warmup_epochs": 1},
-    "epochs": 2,
-    "batch_size": 16,
-    "log_interval": 3,
-    "device": "cpu",
-}
-TRAIN_KEYS = {"epoch", "step", "loss", "lr", "keep_ratio", "num_tokens", "step_time_s", "data_time_s"}
-VAL_KEYS = {"epoch", "step", "acc1", "acc5", "loss", "elapsed_s"}
-SUMMARY_KEYS = {
-    "train_time_s", "epochs", "steps", "best_acc1", "final_acc1", "mean_keep_ratio", "images_per_s", "device",
-    "torch", "timm", "commit", "data_wait_fraction",
-}
-
-
-def write_recipe(folder: Path, **changes) -> Path:
-    recipe = json.loads(json.dumps(TINY_RECIPE))
-    for k, v in changes.items():
-        recipe[k] = v
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def pss_train(*args: str) -> int:
-    return main(["train", "--quiet", *map(str, args)])
+from conftest import SUMMARY_KEYS, TINY_RECIPE, TRAIN_KEYS, VAL_KEYS, pss_train, read_jsonl, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -186,11 +152,10 @@ def test_train_attached_timm_model(tmp_path, name):
     assert model.num_prefix_tokens == 1
     assert [r["num_tokens"] for r in log] == [model.num_prefix_tokens + k for k in (13, 38, 64, 38)] * 2
     x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad(), pss.keep_ratio(model, 0.5):
+    with torch.no_grad(), pss.use_keep_ratio(model, 0.5):
         assert model(x).shape == (2, 10)
 
 
-@pytest.mark.slow
 def test_torch_compile_follows_the_schedule_like_eager(tmp_path):
     """compile: true through changing keep ratios (one graph per sequence length on the 0.2 grid):
     the same keep ratios and, to float tolerance, the same losses as the eager run."""

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import timm
 import torch
 
 import pss
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _data(n: int, seed: int):
@@ -21,7 +20,6 @@ def _data(n: int, seed: int):
     return torch.utils.data.TensorDataset(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 4, (n,), generator=g))
 
 
-@pytest.mark.slow
 def test_lightning_callback_logs_checkpoints_and_resumes(tmp_path):
     L = pytest.importorskip("lightning.pytorch")
     pytest.importorskip("tensorboard")
@@ -29,7 +27,7 @@ def test_lightning_callback_logs_checkpoints_and_resumes(tmp_path):
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from pss.integrations.lightning import KeepRatioCallback
-    from test_tracking import read_scalars
+    from conftest import read_scalars
 
     class Classifier(L.LightningModule):
         def __init__(self):
@@ -89,7 +87,6 @@ def test_lightning_callback_logs_checkpoints_and_resumes(tmp_path):
     assert [s for s, _ in read_scalars(tmp_path / "tb" / "version_1")["pss/keep_ratio"]] == list(range(5, 10))
 
 
-@pytest.mark.slow
 def test_accelerate_example_runs(tmp_path):
     pytest.importorskip("accelerate")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),

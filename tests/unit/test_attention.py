@@ -8,9 +8,10 @@ import torch.nn.functional as F
 import pss
 import pss.models.attention as attention
 import pss.models.vit as vit
-from pss.checkpoint import atomic_save, load_init_weights, training_checkpoint
+from pss.checkpoint import atomic_save, training_checkpoint
 from pss.config import TrainConfig, config_from_dict
 from pss.errors import ConfigError
+from pss.models.convert import load_init_weights
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
 needs_flex = pytest.mark.skipif(not attention.FLEX_AVAILABLE, reason="this torch has no FlexAttention with bias gradients")
@@ -40,9 +41,9 @@ def _pair(pos: str = "rel_bias", reg: int = 0) -> tuple[torch.nn.Module, torch.n
     return sdpa, flex
 
 
-def _step(model, x, rho, method):
+def _step(model, x, rho, select):
     """Outputs, input gradient and parameter gradients of one forward/backward at keep ratio rho."""
-    pss.set_keep_ratio(model, rho, method)
+    pss.set_keep_ratio(model, rho, select)
     x = x.clone().requires_grad_()
     torch.manual_seed(1)  # random selection draws the same indices for both models
     y = model(x)
@@ -51,17 +52,17 @@ def _step(model, x, rho, method):
 
 
 @needs_flex
-@pytest.mark.parametrize("method", ["magnitude", "random"])
+@pytest.mark.parametrize("select", ["magnitude", "random"])
 @pytest.mark.parametrize("reg", [0, 2], ids=["cls", "cls+2reg"])
 @pytest.mark.parametrize("rho", [1.0, 0.6, 0.2])
-def test_flex_equals_sdpa_outputs_and_gradients(flex_cpu_backward, monkeypatch, rho, reg, method):
+def test_flex_equals_sdpa_outputs_and_gradients(flex_cpu_backward, monkeypatch, rho, reg, select):
     sdpa, flex = _pair(reg=reg)
     calls = []
     monkeypatch.setattr(vit, "flex_attention", lambda *a: calls.append(1) or attention.flex_attention(*a))
     assert (sdpa.attention_impl(), flex.attention_impl()) == ("sdpa", "flex")
     x = torch.randn(3, 3, 32, 32)
-    y0, gx0, g0 = _step(sdpa, x, rho, method)
-    y1, gx1, g1 = _step(flex, x, rho, method)
+    y0, gx0, g0 = _step(sdpa, x, rho, select)
+    y1, gx1, g1 = _step(flex, x, rho, select)
     assert len(calls) == len(flex.blocks)  # flex really ran, in every block
     torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(gx1, gx0, rtol=1e-4, atol=1e-5)
@@ -152,6 +153,7 @@ def test_checkpoint_moves_between_implementations(flex_cpu_backward, tmp_path, t
 
 # Few shapes, compiled once -------------------------------------------------------------------------
 
+@pytest.mark.slow  # torch.compile: seconds
 def test_compiled_training_step_builds_one_graph_per_length():
     """torch.compile(dynamic=False), as training compiles: a keep-ratio cycle on the grid builds one graph
     per sequence length (train, then eval), each whole, and nothing is recompiled on later cycles.
@@ -176,7 +178,7 @@ def test_compiled_training_step_builds_one_graph_per_length():
     with torch.no_grad():
         for _ in range(2):
             for rho in (1.0, 0.6, 0.2):
-                with pss.keep_ratio(model, rho):  # in eval, only an explicit keep ratio drops tokens
+                with pss.use_keep_ratio(model, rho):  # in eval, only an explicit keep ratio drops tokens
                     run(x)
             frames.append(cnt.frame_count)
     assert frames == [3, 3, 6, 6]

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pss import data as D
-from pss.data import DataConfig, build_datasets, build_loader, check_data, extract_archive, write_builtin_folder
+from pss.config import DataConfig
+from pss.data import build_datasets, build_loader, check_data, extract_archive
 from pss.errors import ConfigError, DataError
 
 MEAN = torch.tensor(D.IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -298,6 +299,37 @@ def test_random_erase_vectorised():
     assert torch.equal((out == 0).all(1), rows[:, :, None] & cols[:, None, :])
     half = (D.random_erase(x, 0.5, "pixel", 2, g) != 1).flatten(1).any(1).float().mean()
     assert 0.3 < half < 0.7
+
+
+def test_random_erase_draws_noise_only_when_it_erases():
+    x = torch.randn(16, 3, 32, 32)
+    g0, g1 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    # Nothing erased: the input itself comes back, and no noise is drawn from the device's generator.
+    state = torch.get_rng_state()
+    for mode in ("pixel", "rand"):
+        assert D.random_erase(x, 0.0, mode, 3, g0) is x
+    assert torch.equal(torch.get_rng_state(), state)
+    # The geometry draws do not depend on prob: g's stream (crop/flip of the next batch) is the same.
+    D.random_erase(x, 1.0, "pixel", 3, g1)
+    D.random_erase(x, 1.0, "rand", 3, g1)
+    assert torch.equal(g0.get_state(), g1.get_state())
+    # Every image erased once: exactly one (B, C, H, W) normal fill is drawn, and the erased pixels are it.
+    torch.manual_seed(0)
+    out = D.random_erase(x, 1.0, "pixel", 1, torch.Generator().manual_seed(4))
+    after = torch.get_rng_state()
+    torch.manual_seed(0)
+    noise = torch.randn(16, 3, 32, 32)
+    assert torch.equal(torch.get_rng_state(), after)
+    erased = out != x
+    assert torch.equal(erased, erased[:, :1].expand_as(erased))  # whole pixels: all channels or none
+    mask = erased[:, 0]
+    rows, cols = mask.any(2), mask.any(1)
+    assert torch.equal(mask, rows[:, :, None] & cols[:, None, :])  # one rectangle per image
+    frac = mask.float().mean((1, 2))
+    assert (frac > 0.01).all() and (frac < 0.40).all()  # 2-33 % of the image, up to rounding
+    assert torch.equal(out[erased], noise[erased]) and torch.equal(out[~erased], x[~erased])
+    fill = out[erased]
+    assert abs(fill.mean()) < 0.1 and abs(fill.std() - 1) < 0.1  # standard normal noise
 
 
 def test_in_memory_order_reproducible_per_seed_and_epoch(mem_set):

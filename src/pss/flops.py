@@ -3,6 +3,9 @@
 FlopCounterMode counts the matrix products (linear, conv, bmm, attention); elementwise ops,
 norms and softmax are not counted, as in the paper and most ViT FLOP tables. One multiply-add
 counts as 2 FLOPs.
+
+    from pss.flops import count_flops, example_input
+    count_flops(model, example_input(model, 8), keep_ratio=0.5, backward=True)   # one training step, batch 8
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from torch import nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from pss.control import keep_ratio as _keep_ratio
+from pss.control import use_keep_ratio
 from pss.control import samplers
 
 
@@ -42,7 +45,7 @@ def count_flops(
     x: torch.Tensor,
     keep_ratio: float = 1.0,
     backward: bool = False,
-    method: str | None = None,
+    select: str | None = None,
 ) -> int:
     """FLOPs of one forward (or forward + backward, a training step) of `model` on the batch `x`.
 
@@ -56,7 +59,7 @@ def count_flops(
         raise TypeError(f"{type(model).__name__} has no PatchSampler: build it with pss or call pss.attach(model)")
     counter = FlopCounterMode(display=False)
     with torch.set_grad_enabled(backward):
-        with _keep_ratio(model, keep_ratio, method) if has_sampler else contextlib.nullcontext():
+        with use_keep_ratio(model, keep_ratio, select) if has_sampler else contextlib.nullcontext():
             with counter:
                 out = model(x)
                 if backward:
@@ -70,13 +73,13 @@ def flops_per_image(
     model: nn.Module,
     keep_ratio: float = 1.0,
     backward: bool = False,
-    method: str | None = None,
+    select: str | None = None,
     img_size: int | tuple[int, int] | None = None,
     in_chans: int | None = None,
 ) -> int:
     """FLOPs for one image at `keep_ratio`, input size taken from the model's patch embedding."""
     x = example_input(model, batch_size=1, img_size=img_size, in_chans=in_chans)
-    return count_flops(model, x, keep_ratio, backward=backward, method=method)
+    return count_flops(model, x, keep_ratio, backward=backward, select=select)
 
 
 def model_input_size(model: nn.Module) -> tuple[int, int, int]:

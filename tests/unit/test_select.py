@@ -1,9 +1,9 @@
-"""Token selection: exhaustive checks of counts, invariants and each method's choice."""
+"""Token selection: exhaustive checks of counts, invariants and each rule's choice."""
 import pytest
 import torch
 
 from pss.errors import ConfigError
-from pss.select import METHODS, PatchSampler, num_kept, select_indices, select_tokens
+from pss.select import SELECT_RULES, PatchSampler, num_kept, select_indices, select_tokens
 
 
 @pytest.mark.parametrize("n,rho,k", [(196, 1.0, 196), (196, 0.2, 39), (196, 0.4, 78), (196, 0.6, 118),
@@ -19,15 +19,15 @@ def test_impossible_keep_ratio(rho):
 
 
 def test_unknown_method():
-    with pytest.raises(ConfigError, match="unknown selection method 'l3'"):
-        select_tokens(torch.randn(2, 5, 4), 0.5, method="l3")
+    with pytest.raises(ConfigError, match="unknown selection rule 'l3'"):
+        select_tokens(torch.randn(2, 5, 4), 0.5, select="l3")
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("select", SELECT_RULES)
 @pytest.mark.parametrize("prefix", [0, 1, 5])
-def test_shapes_prefix_kept_and_sorted(method, prefix):
+def test_shapes_prefix_kept_and_sorted(select, prefix):
     x = torch.randn(3, prefix + 16, 8)
-    kept, idx = select_tokens(x, 0.5, prefix, method)
+    kept, idx = select_tokens(x, 0.5, prefix, select)
     assert kept.shape == (3, prefix + 8, 8) and idx.shape == (3, 8)
     assert torch.equal(kept[:, :prefix], x[:, :prefix])  # prefix tokens first, untouched
     assert torch.equal(kept[:, prefix:], torch.stack([x[b, prefix + idx[b]] for b in range(3)]))
@@ -35,10 +35,10 @@ def test_shapes_prefix_kept_and_sorted(method, prefix):
     assert idx.min() >= 0 and idx.max() < 16
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_full_keep_returns_input(method):
+@pytest.mark.parametrize("select", SELECT_RULES)
+def test_full_keep_returns_input(select):
     x = torch.randn(2, 9, 4)
-    kept, idx = select_tokens(x, 1.0, 1, method)
+    kept, idx = select_tokens(x, 1.0, 1, select)
     assert kept is x and idx is None
 
 
@@ -48,7 +48,7 @@ def test_magnitude_is_top_k_l1():
     l1 = x[:, 1:].abs().sum(-1)
     expect = l1.topk(6, dim=1).indices.sort(dim=1).values
     assert torch.equal(idx, expect)
-    # a token with a large L2 but small L1 norm: L1 and L2 disagree, each method keeps its own choice
+    # a token with a large L2 but small L1 norm: L1 and L2 disagree, each rule keeps its own choice
     y = torch.zeros(1, 2, 4)
     y[0, 0] = torch.tensor([3.0, 0, 0, 0])  # L1 3, L2 9
     y[0, 1] = torch.tensor([1.0, 1, 1, 1])  # L1 4, L2 4
@@ -103,7 +103,7 @@ def test_sampler_module_modes():
     assert s(x).shape == (2, 5, 4)
     s.eval()  # eval runs every token unless a ratio is set explicitly (as timm's PatchDropout)
     assert s(x).shape == (2, 9, 4)
-    s.explicit_keep_ratio = 0.5  # what pss.keep_ratio(model, 0.5) sets: dynamic inference
+    s.explicit_keep_ratio = 0.5  # what pss.use_keep_ratio(model, 0.5) sets: dynamic inference
     assert s(x).shape == (2, 5, 4)
     s.return_indices = True
     out, idx = s(x)

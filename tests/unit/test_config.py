@@ -1,7 +1,8 @@
 """Training config: every shipped recipe validates; overrides, unknown keys and impossible values."""
 from __future__ import annotations
 
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -12,13 +13,15 @@ from pss.config import (
     config_from_dict,
     config_to_dict,
     diff_configs,
+    find_recipe,
     load_config,
     save_config,
 )
 from pss.errors import ConfigError
 from pss.schedule import CyclicSchedule, FixedSchedule
+from conftest import ROOT
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = ROOT / "configs"
 RECIPES = sorted(CONFIGS.glob("*.yaml"))
 EXPECTED = {
     "deit_small_224_baseline", "deit_small_224_pss", "vit_base_finetune_baseline", "vit_base_finetune_pss",
@@ -159,3 +162,25 @@ def test_empty_recipes_and_duplicate_keys_are_refused(tmp_path):
     (tmp_path / "dup_top.yaml").write_text("epochs: 2\nepochs: 3\n")
     with pytest.raises(ConfigError, match="'epochs' is given twice"):
         load_config(tmp_path / "dup_top.yaml")
+
+
+@pytest.mark.parametrize("recipe", ["demo", "cifar10_pss"])
+def test_loading_a_recipe_does_not_import_the_data_pipeline(recipe):
+    # DataConfig lives in pss.config: validating a recipe's data section needs none of pss.data (its
+    # image decoding, folders and loaders), unless the recipe asks timm to parse an auto_augment policy.
+    # (torchvision and PIL are loaded anyway: `import pss` registers its models with timm, which imports
+    # torchvision, and OptimConfig asks timm.optim for the optimizer names.)
+    code = ("import sys, pss.config; pss.config.load_config(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m == 'pss.data' or m.startswith('pss.data.')))")
+    res = subprocess.run([sys.executable, "-c", code, str(CONFIGS / f"{recipe}.yaml")], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_find_recipe_by_path_or_shipped_name(tmp_path):
+    assert find_recipe("demo") == find_recipe("demo.yaml") == CONFIGS / "demo.yaml"
+    (tmp_path / "mine.yaml").write_text("epochs: 2\n")
+    assert find_recipe(tmp_path / "mine.yaml") == tmp_path / "mine.yaml"
+    with pytest.raises(ConfigError, match="'no_such_recipe' not found; shipped recipes: .*demo"):
+        find_recipe("no_such_recipe")

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import pss
-from pss.data import DataConfig, write_builtin_folder
-from test_train import pss_train, write_recipe
+from pss.config import DataConfig
+from pss.data import write_builtin_folder
+from conftest import pss_train, write_recipe
 
 RUN_FILES = ("train_log.jsonl", "val_log.jsonl", "config.yaml", "checkpoint-last.pt", "summary.json")
 

@@ -1,11 +1,10 @@
 """The end-to-end and speed benchmark harnesses: a tiny real run, and the records they write."""
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str):
@@ -15,7 +14,6 @@ def _load(name: str):
     return mod
 
 
-@pytest.mark.slow
 def test_e2e_harness_records_issue_schema(tiny_image_folder, tmp_path, capsys):
     e2e = _load("cifar10")
     argv = ["--cpu-reduced", "--data", str(tiny_image_folder), "--runs", "baseline,pss_cyclic_magnitude",
@@ -80,7 +78,6 @@ TINY_SETUP = ["--set", "data.val_split=val", "--set", "batch_size=2", "--set", "
               "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2, pos_embed: rel_bias}"]
 
 
-@pytest.mark.slow
 def test_e2e_harness_equal_time_baseline(tiny_image_folder, tmp_path):
     e2e = _load("cifar10")
     argv = ["--cpu-reduced", "--data", str(tiny_image_folder), "--runs", "baseline,pss,baseline_equal_time",
@@ -103,7 +100,6 @@ def test_e2e_harness_equal_time_baseline(tiny_image_folder, tmp_path):
     assert "final vs equal time" in md and "| baseline_equal_time | 0 |" in md
 
 
-@pytest.mark.slow
 def test_recipe_study_plans_resumes_and_records(tiny_image_folder, tmp_path):
     study = _load("recipe_study")
     argv = ["--data", str(tiny_image_folder), "--seeds", "0", "--runs",

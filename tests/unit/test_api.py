@@ -40,14 +40,14 @@ def test_eval_runs_every_token_unless_set_explicitly():
     assert pss.get_keep_ratio(model) == 0.4
     assert _tokens_seen(model.eval(), x) == 1 + 64  # eval(): every token, as timm's PatchDropout
     assert pss.get_keep_ratio(model) == 1.0
-    with pss.keep_ratio(model, 0.5):  # the explicit dial wins, in eval ...
+    with pss.use_keep_ratio(model, 0.5):  # the explicit dial wins, in eval ...
         assert _tokens_seen(model, x) == 1 + 32
         assert _tokens_seen(model.train(), x) == 1 + 32  # ... and in train mode
     model.eval()
     assert _tokens_seen(model, x) == 1 + 64  # left the block: back to the rule
-    pss.keep_ratio(model, 0.25)  # plain call: stays set
+    pss.use_keep_ratio(model, 0.25)  # plain call: stays set
     assert _tokens_seen(model, x) == 1 + 16
-    pss.keep_ratio(model, None)  # cleared
+    pss.use_keep_ratio(model, None)  # cleared
     assert _tokens_seen(model, x) == 1 + 64
     assert _tokens_seen(model.train(), x) == 1 + 26  # the training ratio was never touched
 
@@ -63,7 +63,7 @@ def test_ema_copy_follows_the_eval_rule():
     assert _tokens_seen(ema.module, x) == 1 + 64  # the EMA (eval mode) runs every token
     ema.update(model)
     assert _tokens_seen(ema.module, x) == 1 + 64
-    with pss.keep_ratio(ema.module, 0.5):  # and takes the explicit dial like the model
+    with pss.use_keep_ratio(ema.module, 0.5):  # and takes the explicit dial like the model
         assert _tokens_seen(ema.module, x) == 1 + 32
     # a deep copy of an eval-mode model equals the full model's output
     full = copy.deepcopy(model).eval()
@@ -73,7 +73,9 @@ def test_ema_copy_follows_the_eval_rule():
 
 def test_engine_eval_keep_ratio_still_wins(tmp_path):
     """pss train evaluates at eval.keep_ratio (explicit) although eval() alone would run every token."""
-    from pss.engine import ClassificationTask, DistInfo, LoopConfig, RunWriter, Trainer, Amp
+    from pss.engine import ClassificationTask, LoopConfig, Progress, Trainer
+    from pss.runfolder import Checkpointer, RunWriter, StepLogger, TrainState
+    from pss.runtime import Amp
     from pss.schedule import FixedSchedule
 
     model = _vit()
@@ -86,10 +88,10 @@ def test_engine_eval_keep_ratio_still_wins(tmp_path):
             pass
 
     trainer = Trainer(
-        model=model, task=ClassificationTask(4), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        lr_scheduler=None, schedule=FixedSchedule(rho=0.4), train_loader=Loader(data), val_loader=data,
-        loop=LoopConfig(epochs=1, steps_per_epoch=2, eval_keep_ratio=0.5, quiet=True), amp=Amp("cpu", None),
-        writer=RunWriter(tmp_path),
+        state=TrainState(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress=Progress()),
+        task=ClassificationTask(4), schedule=FixedSchedule(rho=0.4), train_loader=Loader(data), val_loader=data,
+        loop=LoopConfig(epochs=1, steps_per_epoch=2, eval_keep_ratio=0.5), amp=Amp("cpu", None),
+        logger=StepLogger(RunWriter(tmp_path), quiet=True), checkpointer=Checkpointer(tmp_path),
     )
     trainer.fit()
     assert {n for training, n in seen if training} == {1 + 26}
@@ -138,6 +140,7 @@ def test_schedule_spec_everywhere():
 
 # -- torch.compile ---------------------------------------------------------------------------------
 
+@pytest.mark.slow  # torch.compile: seconds
 def test_compile_friendly_avoids_the_recompile_limit():
     """A schedule with more keep ratios than dynamo's default limit compiles every one of them."""
     import torch._dynamo
@@ -192,7 +195,7 @@ def test_forward_intermediates_refuses_fewer_tokens(name):
         model.train().forward_intermediates(x)
     feats = model.eval().forward_intermediates(x, intermediates_only=True)  # eval: every token
     assert feats[-1].shape[-2:] == (8, 8)
-    with pss.keep_ratio(model, 1.0):
+    with pss.use_keep_ratio(model, 1.0):
         model.train().forward_intermediates(x, intermediates_only=True)
     ema = copy.deepcopy(model)  # the guard follows copies (bound to the copy, not the original)
     assert ema.forward_intermediates.__self__ is ema
@@ -200,8 +203,8 @@ def test_forward_intermediates_refuses_fewer_tokens(name):
 
 def test_attach_errors_and_reattach():
     model = _vit()
-    assert pss.attach(model, keep_ratio=0.6, method="random") is model  # already attached: arguments apply
-    assert model.patch_drop.keep_ratio == 0.6 and model.patch_drop.method == "random"
+    assert pss.attach(model, keep_ratio=0.6, select="random") is model  # already attached: arguments apply
+    assert model.patch_drop.keep_ratio == 0.6 and model.patch_drop.select == "random"
     with pytest.raises(ConfigError, match="attach before compile"):
         pss.attach(torch.compile(timm.create_model("vit_tiny_patch16_224", **TINY)))
     for name in ("vit_relpos_small_patch16_224", "samvit_base_patch16"):

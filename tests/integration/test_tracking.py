@@ -10,16 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_train import pss_train, read_jsonl, write_recipe
-
-
-def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar of the TensorBoard event files under `folder`: tag -> [(step, value)]."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+from conftest import pss_train, read_jsonl, read_scalars, write_recipe
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -27,7 +18,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.slow
 def test_train_writes_summary_csv_and_tensorboard_and_resumes(tmp_path):
     pytest.importorskip("tensorboard")
     recipe = write_recipe(tmp_path, epochs=1, logging={"tensorboard": True, "csv": True})

@@ -70,22 +70,42 @@ def test_full_keep_is_exactly_the_unmodified_path(pos):
     torch.testing.assert_close(model.forward_head(model.norm(t)), full, rtol=1e-5, atol=1e-5)
 
 
+def _masked_block(blk, x, rel, rope, keys_kept):
+    """One block over the full sequence with the keys where `keys_kept` (B, L) is False masked out:
+    attention written out (softmax(q k^T / sqrt(d) + bias) v) from the block's own weights (eval mode)."""
+    from timm.layers import apply_rot_embed_cat
+
+    attn = blk.attn
+    y = blk.norm1(x)
+    b, n, c = y.shape
+    q, k, v = attn.qkv(y).reshape(b, n, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    if rope is not None:
+        q, k = apply_rot_embed_cat(q, rope), apply_rot_embed_cat(k, rope)
+    scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+    if attn.relative_position_bias_table is not None:
+        scores = scores + attn.relative_position_bias_table[rel.index].permute(2, 0, 1)
+    scores = scores.masked_fill(~keys_kept[:, None, None, :], float("-inf"))
+    out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c)
+    x = x + blk.ls1(attn.proj(out))
+    return x + blk.ls2(blk.mlp(blk.norm2(x)))
+
+
 @pytest.mark.parametrize("impl", ["sdpa", pytest.param("flex", marks=pytest.mark.skipif(
     not pss.models.attention.FLEX_AVAILABLE, reason="this torch has no FlexAttention (torch >= 2.6)"))])
 @pytest.mark.parametrize("pos", ["learned", "rel_bias", "rope"])
-@pytest.mark.parametrize("method", ["magnitude", "random"])
+@pytest.mark.parametrize("select", ["magnitude", "random"])
 @torch.no_grad()  # forward only: FlexAttention has no backward on CPU
-def test_kept_run_equals_masked_full_run(pos, method, impl):
-    """The proof that position handling is right: running only the kept tokens gives the same
-    outputs for those tokens as running the full sequence with the dropped keys masked out
-    (through either attention implementation)."""
+def test_kept_run_equals_masked_full_run(pos, select, impl):
+    """The proof that position handling is right: running only the kept tokens (through either
+    attention implementation) gives the same outputs for those tokens as running the full sequence
+    with the dropped keys masked out (an independent attention written out below)."""
     torch.manual_seed(0)
     model = pss.build_model("pss_vit_tiny_patch4_32", 10, pos_embed=pos, reg_tokens=1, attn_impl=impl, **TINY).eval()
     for blk in model.blocks:  # non-zero bias tables, or the check would be trivial
         if blk.attn.relative_position_bias_table is not None:
             torch.nn.init.normal_(blk.attn.relative_position_bias_table, std=1.0)
     x = torch.randn(3, 3, 32, 32)
-    pss.keep_ratio(model, 0.4, method)  # explicit: the model is in eval mode
+    pss.use_keep_ratio(model, 0.4, select)  # explicit: the model is in eval mode
     kept, keep_idx = model.forward_features_with_indices(x)
     assert keep_idx.shape == (3, 26)
 
@@ -94,9 +114,8 @@ def test_kept_run_equals_masked_full_run(pos, method, impl):
     rel, rope = model._kept_positions(None)
     keep_mask = torch.zeros(3, 64, dtype=torch.bool).scatter_(1, keep_idx, True)
     keys_kept = torch.cat([torch.ones(3, p, dtype=torch.bool), keep_mask], 1)  # (B, L)
-    attn_mask = torch.zeros(3, 1, 1, p + 64).masked_fill(~keys_kept[:, None, None, :], float("-inf"))
     for blk in model.blocks:
-        t = blk(t, rel, rope, attn_mask)
+        t = _masked_block(blk, t, rel, rope, keys_kept)
     t = model.norm(t)
     seq_idx = torch.cat([torch.arange(p).expand(3, p), keep_idx + p], 1)
     expect = t.gather(1, seq_idx[..., None].expand(-1, -1, t.shape[-1]))
@@ -115,7 +134,7 @@ def test_kept_run_equals_masked_full_run(pos, method, impl):
 def test_magnitude_keeps_largest_embedded_tokens():
     model = pss.build_model("pss_vit_tiny_patch4_32", 10, pos_embed="learned", **TINY).eval()
     x = torch.randn(2, 3, 32, 32)
-    pss.keep_ratio(model, 0.25, "magnitude")  # explicit: eval mode
+    pss.use_keep_ratio(model, 0.25, "magnitude")  # explicit: eval mode
     _, keep_idx = model.forward_features_with_indices(x)
     emb = model._pos_embed(model.patch_embed(x))[:, 1:]
     expect = emb.abs().sum(-1).topk(16, dim=1).indices.sort(1).values
@@ -125,12 +144,12 @@ def test_magnitude_keeps_largest_embedded_tokens():
 def test_keep_ratio_control_and_recording():
     model = pss.build_model("pss_vit_tiny_patch4_32", 10, **TINY)
     assert pss.get_keep_ratio(model) == 1.0
-    with pss.keep_ratio(model, 0.5, "random"):
-        assert pss.get_keep_ratio(model) == 0.5 and model.patch_drop.method == "random"
+    with pss.use_keep_ratio(model, 0.5, "random"):
+        assert pss.get_keep_ratio(model) == 0.5 and model.patch_drop.select == "random"
         with pss.recording(model) as samplers:
             model(torch.randn(2, 3, 32, 32))
             assert samplers[0].last_keep_idx.shape == (2, 32)
-    assert pss.get_keep_ratio(model) == 1.0 and model.patch_drop.method == "magnitude"
+    assert pss.get_keep_ratio(model) == 1.0 and model.patch_drop.select == "magnitude"
     with pytest.raises(ConfigError):
         pss.set_keep_ratio(model, 0.0)
     with pytest.raises(TypeError, match="pss.attach"):
@@ -184,5 +203,5 @@ def test_attach_timm_models(name, size):
     # eval() runs every token (the training ratio is for train mode), exactly the timm model
     torch.testing.assert_close(model(x), original(x), rtol=0, atol=0)
     # dynamic inference (an explicit ratio) differs from the full model
-    with pss.keep_ratio(model, 0.25):
+    with pss.use_keep_ratio(model, 0.25):
         assert (model(x) - original(x)).abs().max() > 0

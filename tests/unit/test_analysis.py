@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import pss
-from pss.analysis import count_flops, flops_per_image
 from pss.analysis import sweep as sw
 from pss.analysis import viz
 from pss.errors import ConfigError
-from pss.schedule import CyclicSchedule, FixedSchedule, LinearSchedule
+from pss.flops import count_flops, flops_per_image
+from pss.schedule import CyclicSchedule, FixedSchedule, LinearSchedule, schedule_from_spec
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2)
 
@@ -103,7 +103,7 @@ def test_sweep_attaches_plain_vit(plain_vit):
 def test_plot_sweep_and_json(tmp_path):
     rows = [dict(keep_ratio=r, acc1=80 * r, acc5=95.0, loss=1.0, images_per_s=100 / r, gflops_per_image=r,
                  tokens=int(64 * r) + 1) for r in (1.0, 0.5, 0.2)]
-    result = {"method": "magnitude", "device": "cpu", "batch_size": 4,
+    result = {"select": "magnitude", "device": "cpu", "batch_size": 4,
               "checkpoints": [{"name": "baseline", "results": rows}, {"name": "pss", "results": rows[:2]}]}
     paths = sw.write_sweep(result, tmp_path)
     assert json.loads(open(paths["json"]).read())["checkpoints"][1]["name"] == "pss"
@@ -149,12 +149,12 @@ def test_kept_mask():
 
 
 def test_schedule_spec_and_plot(tmp_path):
-    assert viz.schedule_from_spec("cyclic:low=0.2,high=1.0") == CyclicSchedule(low=0.2, high=1.0)
-    assert viz.schedule_from_spec("0.5") == FixedSchedule(rho=0.5)
-    assert viz.schedule_from_spec("linear:start=0.4,end=1,grid=none") == LinearSchedule(start=0.4, end=1.0, grid=None)
+    assert schedule_from_spec("cyclic:low=0.2,high=1.0") == CyclicSchedule(low=0.2, high=1.0)
+    assert schedule_from_spec("0.5") == FixedSchedule(rho=0.5)
+    assert schedule_from_spec("linear:start=0.4,end=1,grid=none") == LinearSchedule(start=0.4, end=1.0, grid=None)
     for bad in ("cyclic:low", "wavy:low=0.2", "cyclic:low=x"):
         with pytest.raises(ConfigError):
-            viz.schedule_from_spec(bad)
+            schedule_from_spec(bad)
     scheds = {"cyclic": CyclicSchedule(), "linear": LinearSchedule(start=0.2, end=1.0)}
     res = viz.plot_schedules(scheds, 10, 30, tmp_path / "s.png", figsize=(6, 3), dpi=50)
     assert res["mean_keep_ratio"]["cyclic"] == pytest.approx(0.6)

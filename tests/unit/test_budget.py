@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 import pss
-from pss.analysis.flops import count_flops, example_input
+from pss.flops import count_flops, example_input
 from pss.budget import (
     FlopCost,
     TableCost,
@@ -138,7 +138,7 @@ def test_realised_time_ratio_and_equal_time():
     assert eq.schedule.name == "fixed" and eq.schedule.rho == 1.0 and eq.equal_time_of == "pss"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a training run
 def test_train_with_budget_solves_and_records(tiny_image_folder, tmp_path):
     from pss.train import resolve_config, train
 

@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from pss.checkpoint import load_checkpoint
-from test_train import pss_train, read_jsonl, write_recipe
+from conftest import pss_train, read_jsonl, write_recipe
 
 RANDOM_EVERYTHING = dict(
     mixup={"mixup_alpha": 0.8, "cutmix_alpha": 1.0},

@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from pss.cli import build_parser, main
-from test_train import write_recipe
+from conftest import write_recipe
 
 
 def test_timm_flags_map_onto_set(tmp_path):

@@ -66,7 +66,7 @@ def test_demo_end_to_end(tmp_path, capsys):
 
 def test_warm_up_builds_the_model_for_the_data_image_size():
     """64 px data with a recipe that leaves model.img_size to the data (before: a 32 px model, a crash)."""
-    from pss.analysis.demo import warm_up
+    from pss.demo import warm_up
     from pss.config import config_from_dict
 
     cfg = config_from_dict({

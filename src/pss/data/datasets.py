@@ -1,0 +1,202 @@
+"""Datasets: per-image transforms (timm's factory), checked image folders, and images decoded once
+into one uint8 tensor (`InMemoryDataset`, ``data.in_memory``); `build_datasets` picks among them."""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+from torchvision.datasets import ImageFolder
+
+from pss.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
+from pss.data.builtin import builtin_class_names, builtin_split
+from pss.data.checks import DataReport, check_data
+from pss.errors import DataError
+
+log = logging.getLogger("pss.data")
+
+SMALL_IMAGE_MAX = 64  # at or below this size, train crops are CIFAR-style (pad + random crop), not RRC
+
+
+class InMemoryDataset(Dataset):
+    """Images held as one uint8 tensor (N, 3, H, W) with long targets (N,), on any device.
+
+    With ``transform`` (a PIL transform) items go through it like a folder dataset would; without,
+    items are the normalised image, and `build_loader` serves whole batches from the tensor with
+    on-device augmentation (`InMemoryLoader`).
+    """
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes: list[str],
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images = images
+        self.targets = targets.to(images.device, torch.long)
+        self.classes = list(classes)
+        self.mean = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
+        # (x / 255 - mean) / std folded into one multiply-subtract
+        self._scale, self._shift = 1 / (255 * self.std), self.mean / self.std
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> normalised float32."""
+        return images.float().mul_(self._scale).sub_(self._shift)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.transform is not None:
+            pil = Image.fromarray(self.images[index].permute(1, 2, 0).cpu().numpy())
+            return self.transform(pil), int(self.targets[index])
+        return self.normalize(self.images[index : index + 1])[0], int(self.targets[index])
+
+
+class CheckedImageFolder(ImageFolder):
+    """`ImageFolder` over the files `check_data` accepted (no second directory walk).
+
+    A file that fails to decode mid-epoch (possible when only a sample was scanned, or a file changed
+    since) is logged and replaced by the next readable sample with ``on_corrupt='skip'``, and raises
+    `DataError` with ``on_corrupt='fail'`` - it never kills an epoch with a PIL traceback.
+    """
+
+    def __init__(self, root: str, samples: list[tuple[str, int]], transform: Callable | None = None,
+                 on_corrupt: str = "skip") -> None:
+        self._checked = samples
+        self.on_corrupt = on_corrupt
+        super().__init__(root, transform=transform)
+
+    def make_dataset(self, directory: Any, class_to_idx: dict[str, int], extensions: Any = None,
+                     is_valid_file: Any = None, allow_empty: bool = False) -> list[tuple[str, int]]:
+        return list(self._checked)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        for attempt in range(len(self.samples)):
+            i = (index + attempt) % len(self.samples)
+            try:
+                return super().__getitem__(i)
+            except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "not an image"
+                path = self.samples[i][0]
+                if self.on_corrupt == "fail":
+                    raise DataError(f"cannot read image {path} ({e}): remove or replace it, or set "
+                                    "data.on_corrupt: skip") from e
+                log.warning("skipping unreadable image %s (%s)", path, e)
+        raise DataError(f"no readable image in {self.root}")
+
+
+def timm_train_transform(cfg: DataConfig) -> Callable:
+    """Train transform from timm's factory; small images get a CIFAR-style crop instead of RRC.
+
+    RandomResizedCrop with timm's default area range (0.08-1) throws away most of a 32 px image,
+    so at or below SMALL_IMAGE_MAX px we keep timm's colour/RandAugment and normalise/RandomErasing
+    stages but replace the first stage with resize -> random crop with zero padding -> h-flip
+    (the standard CIFAR recipe, as in DeiT's CIFAR fine-tuning).
+    """
+    from timm.data import create_transform
+
+    common = dict(input_size=cfg.img_size, is_training=True, auto_augment=cfg.auto_augment,
+                  color_jitter=cfg.color_jitter or None, interpolation=cfg.interpolation,
+                  mean=cfg.mean, std=cfg.std, re_prob=cfg.re_prob, re_mode=cfg.re_mode, re_count=cfg.re_count)
+    if cfg.img_size > SMALL_IMAGE_MAX:
+        return create_transform(**common, hflip=cfg.hflip, scale=cfg.scale)
+    _, secondary, final = create_transform(**common, hflip=0.0, separate=True)
+    interp = T.InterpolationMode.BICUBIC if cfg.interpolation == "random" else T.InterpolationMode(cfg.interpolation)
+    primary = [T.Resize(cfg.img_size, interpolation=interp), T.CenterCrop(cfg.img_size),  # no-ops at native size
+               T.RandomCrop(cfg.img_size, padding=cfg.crop_padding)]
+    if cfg.hflip > 0:
+        primary.append(T.RandomHorizontalFlip(cfg.hflip))
+    return T.Compose(primary + list(secondary.transforms) + list(final.transforms))
+
+
+def timm_eval_transform(cfg: DataConfig, normalize: bool = True) -> Callable:
+    """Eval transform: resize + centre crop (small images: crop_pct 1, i.e. just resize) -> tensor."""
+    from timm.data import create_transform
+
+    crop_pct = cfg.crop_pct if cfg.crop_pct is not None else (1.0 if cfg.img_size <= SMALL_IMAGE_MAX else None)
+    interp = "bicubic" if cfg.interpolation == "random" else cfg.interpolation
+    return create_transform(cfg.img_size, is_training=False, interpolation=interp, mean=cfg.mean, std=cfg.std,
+                            crop_pct=crop_pct, normalize=normalize)
+
+
+def build_transforms(cfg: DataConfig) -> tuple[Callable, Callable]:
+    """(train, eval) per-image transforms: PIL image -> normalised float tensor (3, img_size, img_size)."""
+    return timm_train_transform(cfg), timm_eval_transform(cfg)
+
+
+def _check_memory(num: int, size: int, device: torch.device) -> None:
+    need = num * 3 * size * size
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return
+    if need > 0.5 * free:  # leave room for the model, activations and the other split
+        raise DataError(f"data.in_memory needs {need / 2**30:.1f} GiB for {num} images at {size} px but only "
+                        f"{free / 2**30:.1f} GiB is free on {device}: set data.in_memory: false "
+                        "(or a smaller img_size)")
+
+
+def _decode_all(ds: Dataset, size: int, num_workers: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every item (a uint8 (3, size, size) tensor) once into one (N, 3, size, size) tensor."""
+    from tqdm.auto import tqdm
+
+    _check_memory(len(ds), size, device)
+    images = torch.empty(len(ds), 3, size, size, dtype=torch.uint8)
+    targets = torch.empty(len(ds), dtype=torch.long)
+    loader = DataLoader(ds, batch_size=256, num_workers=num_workers, shuffle=False)
+    start = 0
+    for x, y in tqdm(loader, desc="decoding images", unit="batch", disable=len(ds) < 20_000, leave=False):
+        images[start : start + len(x)] = x
+        targets[start : start + len(x)] = y
+        start += len(x)
+    return images.to(device), targets.to(device)
+
+
+def build_datasets(cfg: DataConfig, device: torch.device | str | None = None,
+                   report: DataReport | None = None) -> tuple[Dataset, Dataset, list[str]]:
+    """Build (train, val, class names) for ``cfg``; runs `check_data` unless a ``report`` is given.
+
+    ``device`` only matters with ``in_memory``: the uint8 tensors are placed there (e.g. cuda).
+    """
+    device = torch.device(device or "cpu")
+    train_tf, eval_tf = build_transforms(cfg)
+    if cfg.path is None:
+        names = builtin_class_names(cfg.builtin_num_classes)
+        (xt, yt), (xv, yv) = builtin_split(cfg, "train"), builtin_split(cfg, "val")
+        if cfg.in_memory:
+            return (InMemoryDataset(xt.to(device), yt, names, cfg.mean, cfg.std),
+                    InMemoryDataset(xv.to(device), yv, names, cfg.mean, cfg.std), names)
+        return (InMemoryDataset(xt, yt, names, cfg.mean, cfg.std, transform=train_tf),
+                InMemoryDataset(xv, yv, names, cfg.mean, cfg.std, transform=eval_tf), names)
+
+    report = report or check_data(cfg)
+    root = Path(report.root)
+    train_root, val_root = str(root / cfg.train_split), str(root / cfg.val_split)
+    if not cfg.in_memory:
+        return (CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt),
+                CheckedImageFolder(val_root, report.val_samples, eval_tf, cfg.on_corrupt), report.classes)
+    # Decode once at img_size: train images resized + centre-cropped to img_size (random crops and flips
+    # happen on the device later), val images exactly as the eval transform would, minus normalisation.
+    interp = T.InterpolationMode.BICUBIC if cfg.interpolation == "random" else T.InterpolationMode(cfg.interpolation)
+    to_u8 = T.Compose([T.Resize(cfg.img_size, interpolation=interp), T.CenterCrop(cfg.img_size), T.PILToTensor()])
+    out = []
+    for folder, samples, tf in ((train_root, report.train_samples, to_u8),
+                                (val_root, report.val_samples, timm_eval_transform(cfg, normalize=False))):
+        ds = CheckedImageFolder(folder, samples, tf, cfg.on_corrupt)
+        x, y = _decode_all(ds, cfg.img_size, cfg.num_workers, device)
+        out.append(InMemoryDataset(x, y, report.classes, cfg.mean, cfg.std))
+    return out[0], out[1], report.classes

@@ -1,0 +1,68 @@
+"""Rebuilding a model trained by pss (for analysis and inference: `pss sweep`, `pss viz`, the demo).
+
+`load_model` reads a run folder or one of our checkpoints (file IO in `pss.checkpoint`), builds the
+architecture its config records (`pss.models.build_model`) and loads the weights strictly. Foreign
+weights (timm, SimMIM, MAE, BEiT) are for fine-tuning instead: `pss.models.convert`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pss.checkpoint import (
+    _load_safetensors,
+    _load_strict,
+    best_checkpoint,
+    is_training_checkpoint,
+    load_checkpoint,
+    safetensors_metadata,
+)
+from pss.errors import CheckpointError
+
+__all__ = ["load_model"]
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained model (eval mode) and its resolved config dict.
+
+    `path`: a `pss train` output folder (uses model.safetensors + config.yaml, else the
+    checkpoints), one of our .pt checkpoints, or a .safetensors file with config.yaml beside it.
+    """
+    import yaml
+
+    from pss.config import config_from_dict
+    from pss.models import build_model
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = best_checkpoint(path)
+    if path.suffix == ".safetensors":
+        meta = safetensors_metadata(path) if path.is_file() else {}
+        config = meta.get("pss_config")
+        if config is None:
+            cfg_file = path.parent / "config.yaml"
+            if not cfg_file.is_file():
+                raise CheckpointError(f"{str(path)!r} has no config in its metadata and no config.yaml beside it")
+            config = yaml.safe_load(cfg_file.read_text())
+        sd = _load_safetensors(path)
+    else:
+        ckpt = load_checkpoint(path)
+        if not is_training_checkpoint(ckpt):
+            raise CheckpointError(f"{str(path)!r} is not a pss checkpoint; to fine-tune from it use `pss train --init`")
+        config, sd = ckpt["config"], ckpt["model"]
+    cfg = config_from_dict(config)
+    if cfg.task != "classification":
+        enc = path.parent / "encoder.safetensors"
+        raise CheckpointError(
+            f"{str(path)!r} is from a pre-training run (task: {cfg.task}), not a classifier: fine-tune it first, "
+            f"e.g. pss train --config configs/cifar10_finetune_pss.yaml --init {enc}"
+        )
+    m = cfg.model
+    if m.num_classes is None:
+        raise CheckpointError(f"the config of {str(path)!r} does not record model.num_classes")
+    model = build_model(m.name, num_classes=m.num_classes, img_size=m.img_size, **m.kwargs)
+    _load_strict(model, sd, "model")
+    return model.to(device).eval(), config
