@@ -5,6 +5,9 @@ against baselines given the same training time, several seeds. Resumable (re-run
     python benchmarks/recipe_study.py --seeds 0,1 --groups core         # the core comparison first
     python benchmarks/recipe_study.py --seeds 0,1 --record-only         # record what has finished so far
 
+The record always covers every arm finished under --output with the same set-up, whichever groups the
+command trains.
+
 Every PSS arm trains with `budget: 0.6` (pss solves the schedule's free parameter so that the run's
 training-step FLOPs are 0.6 of the full-token run's, pss.budget) and differs from the others in one
 factor: selection rule (magnitude = the paper's, random, l2, grid, mixed = half top-magnitude, half
@@ -122,8 +125,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def plan(args: argparse.Namespace) -> list[PlannedRun]:
-    """Every run, in order (group by group, each group for every seed), configs resolved now."""
+def plan(args: argparse.Namespace, every_arm: bool = False) -> list[PlannedRun]:
+    """Every run, in order (group by group, each group for every seed), configs resolved now; with
+    `every_arm`, those of every group whatever --groups / --runs say (what the record may cover)."""
+    if every_arm:
+        args = argparse.Namespace(**{**vars(args), "runs": None, "groups": ",".join(GROUPS)})
     names = [n for n in args.runs.split(",") if n] if args.runs else [
         n for g in args.groups.split(",") if g for n in GROUPS.get(g) or _unknown("group", g, GROUPS)]
     for n in names:
@@ -153,6 +159,12 @@ def plan(args: argparse.Namespace) -> list[PlannedRun]:
     return runs
 
 
+def _finished(run: PlannedRun) -> bool:
+    """Its folder holds a finished run of exactly these settings."""
+    marker = run.folder / "e2e_run.json"
+    return (run.folder / "summary.json").exists() and marker.exists() and json.loads(marker.read_text()) == run.settings
+
+
 def _unknown(kind: str, name: str, known: dict) -> list[str]:
     raise SystemExit(f"unknown {kind} {name!r}; choose from {', '.join(known)}")
 
@@ -176,11 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs = plan(args)
     if args.record_only:
-        done = [r for r in runs if run_state(r.folder, r.settings, False) == "done"]
-        summaries = {(r.name, r.seed): json.loads((r.folder / "summary.json").read_text()) for r in done}
-        runs = done
+        for r in runs:
+            run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
     else:
-        summaries = run_plan(runs, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
+        run_plan(runs, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
+    # The record covers every arm finished under --output with these settings, not only the groups of
+    # this command: recording a later group never drops the earlier ones.
+    runs = [r for r in plan(args, every_arm=True) if _finished(r)]
+    summaries = {(r.name, r.seed): json.loads((r.folder / "summary.json").read_text()) for r in runs}
     if not runs:
         raise SystemExit("no finished runs to record yet; run without --record-only first")
     device = "cuda" if args.gpu else "cpu"

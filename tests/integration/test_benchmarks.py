@@ -124,6 +124,11 @@ def test_recipe_study_plans_resumes_and_records(tiny_image_folder, tmp_path):
     log = (tmp_path / "runs" / "pss_cyclic_mixed_s0" / "train_log.jsonl").read_text()
     assert study.main([*argv, "--record-only"]) == 0 and study.main(argv) == 0
     assert (tmp_path / "runs" / "pss_cyclic_mixed_s0" / "train_log.jsonl").read_text() == log
+    # A later command training another arm records it beside the earlier ones, not instead of them.
+    later = [*argv[:argv.index("--runs")], "--runs", "pss_fixed_random", *argv[argv.index("--runs") + 2:]]
+    assert study.main(later) == 0
+    names = {r["name"] for r in json.loads(path.read_text())["runs"]}
+    assert names == {"baseline", "baseline_equal_time", "pss_cyclic_random", "pss_cyclic_mixed", "pss_fixed_random"}
     with pytest.raises(SystemExit, match="holds a run of other settings"):
         study.main([*argv, "--set", "epochs=4"])
     with pytest.raises(SystemExit, match="unknown arm"):
