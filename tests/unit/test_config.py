@@ -45,15 +45,18 @@ def test_recipe_loads_validates_and_round_trips(path, tmp_path):
     cfg.validate()  # model name known to the registry
     assert cfg.peak_lr() > 0
     # The paper's PSS recipes differ from their baselines only in the schedule (and comments); the
-    # recommended ones also in the selection rule and the compute budget that solves the schedule.
+    # recommended ones in the selection rule and the compute budget that solves the schedule.
     if path.stem.endswith("_pss"):
         paper = path.stem.startswith("paper_")
         stem = path.stem.removeprefix("paper_")[: -len("_pss")]
         base = load_config(path.with_name(stem + "_baseline.yaml"))
         diff = diff_configs(config_to_dict(base), config_to_dict(cfg))
         if paper:
-            assert diff == ["schedule.grid", "schedule.high", "schedule.low", "schedule.name", "schedule.period_epochs",
-                            "schedule.rho"]
+            # ... and, where our baseline moved to rope (from scratch at 32 px, by the recipe study), in
+            # the paper's position scheme, relative position bias
+            assert cfg.model.kwargs.get("pos_embed") == "rel_bias"
+            assert [k for k in diff if k != "model.kwargs.pos_embed"] == [
+                "schedule.grid", "schedule.high", "schedule.low", "schedule.name", "schedule.period_epochs", "schedule.rho"]
             assert isinstance(cfg.schedule, CyclicSchedule) and (cfg.schedule.low, cfg.schedule.high) == (0.2, 1.0)
             assert cfg.select == "magnitude" and cfg.budget is None
         else:
