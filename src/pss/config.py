@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from pss.errors import ConfigError
+from pss.runtime import PRECISIONS
 from pss.schedule import Schedule, from_dict as schedule_from_dict
 from pss.select import SELECT_RULES
 
@@ -51,7 +52,6 @@ __all__ = [
     "save_config",
 ]
 
-AMP_MODES = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_KEYS = frozenset({"mode", "dynamic", "fullgraph", "backend", "options"})  # torch.compile arguments a recipe may set
 # What can be learned, by `task:` value: the config class that validates its recipe and the builder
@@ -401,7 +401,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128  # global
     accum_steps: int = 1  # gradient-accumulation micro-steps per optimizer step
-    amp: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    amp: str = "auto"  # auto: bf16 on CUDA (fp16 where the GPU lacks bf16), fp32 on CPU (pss.runtime)
     compile: bool | dict[str, Any] = False  # true, or torch.compile options, e.g. {mode: reduce-overhead}
     deterministic: bool = False  # deterministic kernels (bit-reproducible runs and resumes; can be slower)
     device: str = "auto"
@@ -432,7 +432,7 @@ class TrainConfig:
         )
         if isinstance(self.compile, dict):
             _check(set(self.compile) <= COMPILE_KEYS, f"compile takes {', '.join(sorted(COMPILE_KEYS))}; got {self.compile!r}")
-        _check(self.amp in AMP_MODES, f"unknown amp {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
+        _check(self.amp in PRECISIONS, f"unknown amp {self.amp!r}; choose one of {', '.join(PRECISIONS)}")
         _check(self.device in DEVICES, f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         _check(self.log_interval >= 1, f"log_interval must be >= 1 step, got {self.log_interval}")
         _check(self.checkpoint_interval_epochs >= 1, f"checkpoint_interval_epochs must be >= 1, got {self.checkpoint_interval_epochs}")

@@ -66,7 +66,7 @@ ALIASES = [
     ("--epochs", "epochs", "N", "training epochs"),
     ("--batch-size", "batch_size", "N", "global batch per optimizer step"),
     ("--lr", "optim.lr", "LR", "peak learning rate (absolute; wins over optim.base_lr)"),
-    ("--amp", "amp", "opt", "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32"),
+    ("--amp", "amp", "opt", "auto (bf16 on CUDA, fp16 where the GPU lacks bf16, fp32 on CPU), bf16, fp16 or fp32"),
     ("--compile", "compile", "flag", "torch.compile the model"),
     ("--pretrained", "model.kwargs.pretrained", "flag", "start from timm's pretrained weights (downloads)"),
 ]
