@@ -351,7 +351,8 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     del ckpt
     seed_everything(cfg.seed + dist_info.rank + state.progress.step)  # per-rank streams; resume_rng replaces them
     state.model = _wrap(model, cfg, dist_info, device, steps_per_epoch)
-    writer = _open_run_folder(cfg, folder, dist_info, state.progress, resume_from, overwrite, quiet,
+    config = config_to_dict(cfg)  # the resolved recipe: in the run header, the trackers and every checkpoint
+    writer = _open_run_folder(cfg, config, folder, dist_info, state.progress, resume_from, overwrite, quiet,
                               steps_per_epoch, extra_trackers)
     log.info(
         "training %s (%.1fM params) on %s x%d, %s, %d epochs x %d steps, batch %d, lr %.3g, schedule %s -> %s",
@@ -367,7 +368,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         checkpoint_interval_steps=cfg.checkpoint_interval_steps, eval_interval=cfg.eval.interval,
         eval_keep_ratio=cfg.eval.keep_ratio, select=cfg.select,
     )
-    checkpointer = Checkpointer(folder, config=config_to_dict(cfg), class_names=class_names, dist_info=dist_info,
+    checkpointer = Checkpointer(folder, config=config, class_names=class_names, dist_info=dist_info,
                                 resume_rng=resume_rng)
     logger = StepLogger(writer, dist_info=dist_info, global_batch_size=cfg.batch_size, quiet=quiet,
                         last_good=checkpointer.last_good)
@@ -387,7 +388,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     if hasattr(task, "on_train_end"):  # task-specific outputs (pre-training: the encoder for fine-tuning)
         summary.update(task.on_train_end(
             model, folder=folder, val_loader=val_loader, amp=amp, dist_info=dist_info, step=p.step,
-            config=checkpointer.config,
+            config=config,
         ) or {})
     writer.write_json("summary.json", summary)
     log.info(
@@ -543,7 +544,7 @@ def _wrap(model: nn.Module, cfg: TrainConfig, dist_info: DistInfo, device: torch
     return train_model
 
 
-def _open_run_folder(cfg: TrainConfig, folder: Path, dist_info: DistInfo, progress: Progress,
+def _open_run_folder(cfg: TrainConfig, config: dict[str, Any], folder: Path, dist_info: DistInfo, progress: Progress,
                      resume_from: str | Path | None, overwrite: bool, quiet: bool, steps_per_epoch: int,
                      extra_trackers: list[Any] | None) -> TrackingWriter:
     """The run header: the resolved config written, an overwritten run's files removed, logs continued
@@ -557,7 +558,7 @@ def _open_run_folder(cfg: TrainConfig, folder: Path, dist_info: DistInfo, progre
         save_config(cfg, folder / "config.yaml")
         # summary.csv / TensorBoard / W&B / progress lines, as the recipe's `logging` section says
         trackers = build_trackers(
-            cfg.logging, folder, config=config_to_dict(cfg),
+            cfg.logging, folder, config=config,
             resume_step=progress.step if resume_from is not None else None, epochs=cfg.epochs,
             steps_per_epoch=steps_per_epoch, batch_size=cfg.batch_size, quiet=quiet, run_name=folder.name,
         ) + list(extra_trackers or [])
