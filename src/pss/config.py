@@ -452,6 +452,14 @@ class TrainConfig:
                 "mixup/cutmix need an even micro-batch (batch_size / accum_steps per optimizer step)",
             )
 
+    @property
+    def trained_select(self) -> str | None:
+        """The rule the weights train with, which sets the model's default rule at inference
+        (`pss.select.DEFAULT_INFERENCE_SELECT`); None when every step runs every token (a baseline:
+        a fixed keep ratio of 1.0 and no budget to solve it lower)."""
+        full = self.schedule.name == "fixed" and getattr(self.schedule, "rho", 0.0) >= 1.0 and self.budget is None
+        return None if full else self.select
+
     def compile_options(self) -> dict[str, Any] | None:
         """torch.compile keyword arguments, or None when not compiling. `dynamic=False` unless given: one
         static graph per sequence length (few, on the keep-ratio grid), each CUDA-graphable."""

@@ -115,7 +115,7 @@ def run_demo(
     runs = [out / name for name in RUNS]
     log.info("demo: sweeping keep ratios %s", ", ".join(f"{r:g}" for r in keep_ratios))
     device = resolve_device(cfgs["pss"].device)
-    sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios, select="magnitude",
+    sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios,
                               batch_size=min(64, cfgs["pss"].batch_size), device=device, names=list(RUNS))
     sweep_paths = write_sweep(sweep, out / "sweep")
     report = write_report(runs, out / "report", names=list(RUNS))
@@ -124,7 +124,7 @@ def run_demo(
     model, _ = load_model(out / "pss", device)
     x, display, labels, names = sample_val_images(cfgs["pss"])
     patches = viz.plot_patch_grid(model, x, display, keep_ratios, out / "patches.png", class_names=names,
-                                  select="magnitude", row_labels=labels)
+                                  row_labels=labels)
     s = summaries["pss"]
     spe = max(1, s["steps"] // max(1, s["epochs"]))
     solved = {n: schedule_from_dict(summaries[n]["schedule"]) for n in ("baseline", "pss")}

@@ -369,8 +369,9 @@ class Trainer:
             return {}
         if not self._samplers:
             return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
-        # An explicit ratio wins over the eval rule (eval() = every token), so eval.keep_ratio < 1 works.
-        with use_keep_ratio(model, self.loop.eval_keep_ratio, select=self.loop.select):
+        # An explicit ratio wins over the eval rule (eval() = every token), so eval.keep_ratio < 1 works;
+        # the rule is the model's deterministic default for its training rule (never random).
+        with use_keep_ratio(model, self.loop.eval_keep_ratio):
             return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
 
     def save_last(self) -> None:

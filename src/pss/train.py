@@ -239,13 +239,16 @@ def _agree(dist_info: DistInfo, error: BaseException | None) -> None:
 
 
 def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    from pss.control import set_trained_select
     from pss.models import build_model
 
     m = cfg.model
-    return build_model(
+    model = build_model(
         m.name, num_classes=num_classes, img_size=m.img_size,
         drop_path_rate=m.drop_path_rate, drop_rate=m.drop_rate, **m.kwargs,
     )
+    set_trained_select(model, cfg.trained_select)  # the deterministic rule eval.keep_ratio < 1 uses
+    return model
 
 
 def classification_task(cfg: TrainConfig, class_names: list[str]) -> Task:

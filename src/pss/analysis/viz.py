@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pss
+from pss.control import inference_select
 from pss.errors import DataError
 from pss.schedule import Schedule
 
@@ -114,7 +115,7 @@ def plot_patch_grid(
             ax.set_title(title, fontsize=9)
             if j == 0 and row_labels is not None:
                 ax.set_ylabel(row_labels[i], fontsize=8)
-    fig.suptitle(f"Patches kept by the model ({select or pss.samplers(model)[0].select} selection; grey = dropped)")
+    fig.suptitle(f"Patches kept by the model ({inference_select(model, select)} selection; grey = dropped)")
     fig.savefig(path)
     return {"path": str(path), "predictions": preds}
 

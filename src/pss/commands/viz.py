@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     k.add_argument("--images", nargs="+", required=True, metavar="FILE_OR_DIR",
                    help="image files, or folders searched recursively for images")
     k.add_argument("--keep", default="1.0,0.8,0.6,0.4,0.2", help="comma-separated keep ratios (columns)")
-    k.add_argument("--select", choices=SELECT_RULES, default=None, help="selection rule (default: the checkpoint's)")
+    k.add_argument("--select", choices=SELECT_RULES, default=None, help="selection rule (default: the deterministic one for the rule the checkpoint was trained with)")
     k.add_argument("--max-images", type=int, default=8, help="at most this many images (rows); default 8")
     k.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     k.add_argument("--output", "-o", required=True, metavar="FILE.png",

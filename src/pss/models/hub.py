@@ -26,7 +26,8 @@ __all__ = ["load_model"]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a trained model (eval mode) and its resolved config dict.
+    """Rebuild a trained model (eval mode) and its resolved config dict. Its keep-ratio dial picks
+    tokens with the deterministic default for the rule it was trained with (`pss.use_keep_ratio`).
 
     `path`: a `pss train` output folder (uses model.safetensors + config.yaml, else the
     checkpoints), one of our .pt checkpoints, or a .safetensors file with config.yaml beside it.
@@ -34,6 +35,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     import yaml
 
     from pss.config import config_from_dict
+    from pss.control import set_trained_select
     from pss.models import build_model
 
     path = Path(path).expanduser()
@@ -64,5 +66,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     if m.num_classes is None:
         raise CheckpointError(f"the config of {str(path)!r} does not record model.num_classes")
     model = build_model(m.name, num_classes=m.num_classes, img_size=m.img_size, **m.kwargs)
+    set_trained_select(model, cfg.trained_select)  # its default rule at inference follows its training
     _load_strict(model, sd, "model")
     return model.to(device).eval(), config
