@@ -21,10 +21,12 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pss
-from pss.control import num_tokens
+from pss.control import inference_select, num_tokens
 from pss.errors import ConfigError
+from pss.models.merge import TokenMerging, merge_rates
 from pss.flops import count_flops, example_input
 from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk_correct
+from pss.select import SELECT_RULES, check_select
 
 DEFAULT_KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
@@ -83,6 +85,48 @@ def evaluate(
 
 
 @torch.inference_mode()
+def measure_throughput_points(
+    points: list[tuple[nn.Module, float, str | None]],
+    batch_size: int = 64,
+    amp_dtype: torch.dtype | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+) -> list[float]:
+    """Images per second of each point (model, keep ratio, selection rule or None for the model's
+    default) alone (no data loading), on a random batch.
+
+    After `warmup` batches per point, `iters` rounds each time one batch per point (round-robin),
+    every batch between device synchronisations; the median is used. Interleaving and the median keep
+    a load change or a stray slow batch (another process on a shared CPU, a GC pause) from favouring
+    one point (a keep ratio, a merge rate, one of several checkpoints) over another.
+    """
+    models = list({id(m): m for m, _, _ in points}.values())
+    states = {id(m): m.training for m in models}
+    inputs = {}
+    for m in models:
+        m.eval()
+        inputs[id(m)] = example_input(m, batch_size)
+    times: list[list[float]] = [[] for _ in points]
+    try:
+        for m, rho, select in points:
+            with autocast(model_device(m), amp_dtype), pss.use_keep_ratio(m, rho, select):
+                for _ in range(warmup):  # allocator, kernel selection / autotuning, lazy init
+                    m(inputs[id(m)])
+        for _ in range(iters):
+            for (m, rho, select), t in zip(points, times):
+                device = model_device(m)
+                with autocast(device, amp_dtype), pss.use_keep_ratio(m, rho, select):
+                    synchronize(device)
+                    t0 = time.perf_counter()
+                    m(inputs[id(m)])
+                    synchronize(device)
+                    t.append(time.perf_counter() - t0)
+    finally:
+        for m in models:
+            m.train(states[id(m)])
+    return [batch_size / statistics.median(t) for t in times]
+
+
 def measure_throughput_models(
     models: list[nn.Module],
     batch_size: int = 64,
@@ -92,41 +136,15 @@ def measure_throughput_models(
     warmup: int = 3,
     iters: int = 10,
 ) -> list[dict[float, float]]:
-    """Images per second of each model alone (no data loading) at each keep ratio, on a random batch.
-
-    After `warmup` batches per (model, keep ratio), `iters` rounds each time one batch per
-    (model, keep ratio) (round-robin), every batch between device synchronisations; the median is
-    used. Interleaving and the median keep a load change or a stray slow batch (another process on a
-    shared CPU, a GC pause) from favouring one keep ratio, or one of several checkpoints of the same
-    architecture, over another.
-    """
+    """Images per second of each model at each keep ratio (`measure_throughput_points`, interleaved)."""
     rhos = [float(r) for r in keep_ratios]
-    states = [m.training for m in models]
-    inputs = []
-    for m in models:
-        m.eval()
-        inputs.append(example_input(m, batch_size))
-    times: list[dict[float, list[float]]] = [{r: [] for r in rhos} for _ in models]
-    try:
-        for rho in rhos:
-            for m, x in zip(models, inputs):
-                with autocast(model_device(m), amp_dtype), pss.use_keep_ratio(m, rho, select):
-                    for _ in range(warmup):  # allocator, kernel selection / autotuning, lazy init
-                        m(x)
-        for _ in range(iters):
-            for rho in rhos:
-                for m, x, t in zip(models, inputs, times):
-                    device = model_device(m)
-                    with autocast(device, amp_dtype), pss.use_keep_ratio(m, rho, select):
-                        synchronize(device)
-                        t0 = time.perf_counter()
-                        m(x)
-                        synchronize(device)
-                        t[rho].append(time.perf_counter() - t0)
-    finally:
-        for m, was_training in zip(models, states):
-            m.train(was_training)
-    return [{rho: batch_size / statistics.median(ts) for rho, ts in t.items()} for t in times]
+    points = [(m, rho, select) for rho in rhos for m in models]
+    speed = iter(measure_throughput_points(points, batch_size, amp_dtype, warmup, iters))
+    out: list[dict[float, float]] = [{} for _ in models]
+    for rho in rhos:
+        for d in out:
+            d[rho] = next(speed)
+    return out
 
 
 def ensure_sampler(model: nn.Module) -> nn.Module:
@@ -140,7 +158,7 @@ def sweep_model(
     model: nn.Module,
     loader: Iterable | None,
     keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
-    select: str = "magnitude",
+    select: str | None = None,
     batch_size: int = 64,
     amp_dtype: torch.dtype | None = None,
     warmup: int = 3,
@@ -150,9 +168,11 @@ def sweep_model(
 ) -> list[dict[str, Any]]:
     """One row per keep ratio: acc1, acc5, loss (None without a loader), images/s, GFLOPs/image, tokens.
 
-    `speed`: images/s per keep ratio measured beforehand (e.g. interleaved with other models);
-    measured here when not given."""
+    `select`: the selection rule; None = the model's deterministic default for the rule it was trained
+    with (`pss.control.inference_select`). `speed`: images/s per keep ratio measured beforehand (e.g.
+    interleaved with other models); measured here when not given."""
     ensure_sampler(model)
+    select = inference_select(model, select)
     keep_ratios = [float(r) for r in keep_ratios]
     if speed is None:
         speed = measure_throughput_models([model], batch_size, keep_ratios, select, amp_dtype, warmup, iters)[0]
@@ -162,20 +182,48 @@ def sweep_model(
         if loader is not None:
             row.update(evaluate(model, loader, rho, select, amp_dtype, max_batches))
         row["images_per_s"] = speed[rho]
-        was_training = model.training
-        model.eval()
-        row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, select=select) / 1e9
-        model.train(was_training)
+        row["gflops_per_image"] = _gflops(model, rho, select)
         row["tokens"] = num_tokens(model, rho)
         rows.append(row)
     return rows
+
+
+def merge_model_rows(
+    merged: list[TokenMerging],
+    loader: Iterable | None,
+    speeds: list[float],
+    amp_dtype: torch.dtype | None = None,
+    max_batches: int | None = None,
+) -> list[dict[str, Any]]:
+    """One row per merge rate (token merging at every patch, `pss.models.merge`): like `sweep_model`'s,
+    with `merge_r` and `tokens` = mean tokens entering a block."""
+    rows = []
+    for m, ips in zip(merged, speeds):
+        row: dict[str, Any] = {"merge_r": m.r, "keep_ratio": 1.0}
+        if loader is not None:
+            row.update(evaluate(m, loader, 1.0, None, amp_dtype, max_batches))
+        row["images_per_s"] = ips
+        row["gflops_per_image"] = _gflops(m, 1.0, None)
+        row["tokens"] = round(m.mean_tokens(), 2)
+        rows.append(row)
+    return rows
+
+
+def _gflops(model: nn.Module, rho: float, select: str | None) -> float:
+    was_training = model.training
+    model.eval()
+    try:
+        return count_flops(model, example_input(model, 1), rho, select=select) / 1e9
+    finally:
+        model.train(was_training)
 
 
 # ----------------------------------------------------------------------------- plot
 
 
 def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
-    """Left: top-1 vs keep ratio, one line per model, images/s annotated; right: top-1 vs images/s."""
+    """Left: top-1 vs keep ratio (token merging: vs its mean share of tokens per block), one line per
+    model and mechanism, images/s annotated; right: top-1 vs measured images/s (the Pareto view)."""
     fig = Figure(figsize=(12.0, 5.0), dpi=100, layout="constrained")
     ax, ax2 = fig.subplots(1, 2)
     entries = result["checkpoints"]
@@ -183,33 +231,41 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
         rows = [r for r in entry["results"] if r.get("acc1") is not None]
         if not rows:
             continue
-        color = f"C{i}"
-        rho = [r["keep_ratio"] for r in rows]
+        color, merge = f"C{i % 10}", entry.get("reduce") == "merge"
+        style = dict(marker="s" if merge else "o", linestyle="--" if merge else "-", color=color, label=entry["name"])
+        if merge:  # share of the full model's tokens per block, comparable with a keep ratio
+            full = max(r["tokens"] for r in rows)
+            xs = [r["tokens"] / full for r in rows]
+            tags = [f"r={r['merge_r']}" for r in rows]
+        else:
+            xs = [r["keep_ratio"] for r in rows]
+            tags = [f"{r['keep_ratio']:g}" for r in rows]
         acc = [r["acc1"] for r in rows]
         ips = [r["images_per_s"] for r in rows]
-        ax.plot(rho, acc, marker="o", color=color, label=entry["name"])
-        # throughput under (first line) / over (others) each point, so the labels do not collide
+        ax.plot(xs, acc, **style)
+        # throughput under (even lines) / over (odd lines) each point, so the labels do not collide
         dy = -12 if i % 2 == 0 else 8
-        for x, y, t in zip(rho, acc, ips):
+        for x, y, t in zip(xs, acc, ips):
             ax.annotate(f"{t:.0f}/s", (x, y), textcoords="offset points", xytext=(0, dy), ha="center",
                         fontsize=7, color=color)
-        ax2.plot(ips, acc, marker="o", color=color, label=entry["name"])
-        for x, y, r in zip(ips, acc, rho):
-            ax2.annotate(f"{r:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+        ax2.plot(ips, acc, **style)
+        for x, y, tag in zip(ips, acc, tags):
+            ax2.annotate(tag, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
     select = result.get("select", result.get("method", ""))  # records before 2026-11-24 say "method"
-    ax.set_title(f"Dynamic inference: accuracy vs keep ratio ({select} selection)")
-    ax.set_xlabel("keep ratio rho (fraction of patch tokens kept; labels: images/s)")
+    select = "each model's default" if select == "default" else select
+    ax.set_title(f"Dynamic inference: accuracy vs tokens kept ({select} selection)")
+    ax.set_xlabel("keep ratio rho (ToMe, dashed: mean share of tokens per block; labels: images/s)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.invert_xaxis()  # fewer patches (faster) to the right
     ax.margins(y=0.08)  # room for the throughput labels
     ax.grid(alpha=0.3)
-    ax2.set_title(f"Accuracy vs throughput ({result.get('device', '')}, batch {result.get('batch_size', '')})")
-    ax2.set_xlabel("throughput (images/s, model only; labels: keep ratio)")
+    ax2.set_title(f"Accuracy vs measured throughput ({result.get('device', '')}, batch {result.get('batch_size', '')})")
+    ax2.set_xlabel("throughput (images/s, model only; labels: keep ratio or merge rate r)")
     ax2.set_ylabel("top-1 accuracy (%)")
     ax2.grid(alpha=0.3)
     for a in (ax, ax2):
         if a.get_legend_handles_labels()[0]:
-            a.legend(title="model")
+            a.legend(title="model", fontsize=7)
     fig.savefig(path)
     return Path(path)
 
@@ -320,11 +376,25 @@ class _MappedLabels:
             yield images, self.table.to(targets.device)[targets]
 
 
+# What `pss sweep --reduce` runs: dropping tokens (the keep-ratio dial), merging them (ToMe), or both.
+REDUCE_MODES = ("drop", "merge", "both")
+
+
+def sweep_rules(select: str | None) -> list[str | None]:
+    """--select: None = each model's default rule, "all" = every rule, else that rule."""
+    if select is None:
+        return [None]
+    if select == "all":
+        return list(SELECT_RULES)
+    check_select(select)
+    return [select]
+
+
 def sweep_checkpoints(
     paths: list[str | Path],
     data: str | None = None,
     keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
-    select: str = "magnitude",
+    select: str | None = None,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     precision: str = "auto",
@@ -333,8 +403,15 @@ def sweep_checkpoints(
     iters: int = 10,
     max_images: int | None = None,
     classes: str = "exact",
+    reduce: str = "drop",
+    merge_r: Iterable[int] | None = None,
 ) -> dict[str, Any]:
-    """Sweep every checkpoint over `keep_ratios` on its validation set; the result `write_sweep` saves.
+    """Sweep every checkpoint on its validation set; the result `write_sweep` saves.
+
+    reduce: "drop" sweeps `keep_ratios` with `select` (None: each model's deterministic default for
+    the rule it was trained with; "all": every rule); "merge" runs token merging (ToMe) at every
+    patch with each rate of `merge_r` (default: `merge_rates` of the model); "both" does both. All
+    points of all checkpoints are timed interleaved, on the same batch size.
     `classes`: how data whose classes differ from the checkpoint's is treated (see `match_classes`)."""
     from pss.checkpoint import stored_class_names
     from pss.models.hub import load_model
@@ -342,6 +419,9 @@ def sweep_checkpoints(
 
     if batch_size < 1 or iters < 1 or warmup < 0:
         raise ConfigError(f"need batch_size >= 1, iters >= 1, warmup >= 0; got {batch_size}, {iters}, {warmup}")
+    if reduce not in REDUCE_MODES:
+        raise ConfigError(f"unknown --reduce {reduce!r}; choose one of {', '.join(REDUCE_MODES)}")
+    rules = sweep_rules(select)
     device = resolve_device(device)
     amp_dtype = resolve_amp(precision, device).dtype
     keep_ratios = [float(r) for r in keep_ratios]
@@ -350,30 +430,54 @@ def sweep_checkpoints(
     # Every model first, so that their throughput is measured interleaved (one model's figures are
     # not taken at a quieter or busier moment than another's), then each one's accuracy.
     loaded = [load_model(path, device) for path in paths]
-    # The data's classes against each checkpoint's, before any long work.
+    models = [ensure_sampler(model) for model, _ in loaded]
+    # Bad merge settings, the data's classes against each checkpoint's: before any long work.
+    merged: list[list[TokenMerging]] = [[] for _ in models]
+    if reduce in ("merge", "both"):
+        for i, (path, model) in enumerate(zip(paths, models)):
+            try:
+                rates = list(merge_r) if merge_r is not None else [0, *merge_rates(
+                    model.patch_embed.num_patches, len(model.blocks))]
+                merged[i] = [TokenMerging(model, r) for r in rates]
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
     loaders = []
     for path, (model, config) in zip(paths, loaded):
         loader, data_classes = val_loader_for(config, data, batch_size, max_images)
         num_outputs = int((config.get("model") or {}).get("num_classes") or len(data_classes))
         table = match_classes(stored_class_names(path), num_outputs, data_classes, classes, label=str(path))
         loaders.append(loader if table is None else _MappedLabels(loader, table))
-    models = [ensure_sampler(model) for model, _ in loaded]
-    speeds = measure_throughput_models(models, batch_size, keep_ratios, select, amp_dtype, warmup, iters)
+    # (model, rule) variants of the drop dial, each rule resolved (None -> the model's default)
+    drops = [[inference_select(m, rule) for rule in rules] if reduce != "merge" else [] for m in models]
+    points: list[tuple[nn.Module, float, str | None]] = []
+    for m, used, wrapped in zip(models, drops, merged):
+        points += [(m, rho, rule) for rule in used for rho in keep_ratios]
+        points += [(w, 1.0, None) for w in wrapped]
+    speeds = iter(measure_throughput_points(points, batch_size, amp_dtype, warmup, iters))
     entries = []
-    for i, (path, (model, config), speed, loader) in enumerate(zip(paths, loaded, speeds, loaders)):
-        rows = sweep_model(model, loader, keep_ratios, select, batch_size, amp_dtype, warmup, iters, speed=speed)
-        entries.append({
-            "name": names[i] if names else checkpoint_label(path),
+    for i, (path, (model, config), loader) in enumerate(zip(paths, loaded, loaders)):
+        label = names[i] if names else checkpoint_label(path)
+        default = inference_select(model)
+        common = {
             "checkpoint": str(path),
             "model": (config.get("model") or {}).get("name"),
             "trained_schedule": config.get("schedule"),
-            "trained_select": config.get("select"),
+            "trained_select": pss.samplers(model)[0].trained_select,  # None: trained at every token
+            "default_select": default,
             "num_params": sum(p.numel() for p in model.parameters()),
-            "results": rows,
-        })
+        }
+        for rule in drops[i]:
+            speed = {rho: next(speeds) for rho in keep_ratios}
+            rows = sweep_model(model, loader, keep_ratios, rule, batch_size, amp_dtype, speed=speed)
+            name = label if len(rules) == 1 and reduce == "drop" else f"{label} ({rule})"
+            entries.append({"name": name, **common, "reduce": "drop", "select": rule, "results": rows})
+        if merged[i]:
+            rows = merge_model_rows(merged[i], loader, [next(speeds) for _ in merged[i]], amp_dtype)
+            entries.append({"name": f"{label} (ToMe)", **common, "reduce": "merge", "select": None, "results": rows})
     return {
         "keep_ratios": keep_ratios,
-        "select": select,
+        "select": "default" if select is None else select,
+        "reduce": reduce,
         "batch_size": batch_size,
         "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
         **run_info(device),

@@ -135,6 +135,10 @@ class TokenMerging(nn.Module):
         merge_token_counts(model.patch_embed.num_patches, len(model.blocks), self.r)  # refuse r now, in one line
 
     @property
+    def patch_embed(self) -> nn.Module:  # the input size, for pss.flops.example_input
+        return self.model.patch_embed
+
+    @property
     def num_prefix_tokens(self) -> int:
         return int(self.model.num_prefix_tokens)
 
