@@ -456,8 +456,8 @@ class TrainConfig:
     def trained_select(self) -> str | None:
         """The rule the weights train with, which sets the model's default rule at inference
         (`pss.select.DEFAULT_INFERENCE_SELECT`); None when every step runs every token (a baseline:
-        a fixed keep ratio of 1.0 and no budget to solve it lower)."""
-        full = self.schedule.name == "fixed" and getattr(self.schedule, "rho", 0.0) >= 1.0 and self.budget is None
+        a fixed keep ratio of 1.0, which no budget may solve lower)."""
+        full = self.schedule.name == "fixed" and getattr(self.schedule, "rho", 0.0) >= 1.0
         return None if full else self.select
 
     def compile_options(self) -> dict[str, Any] | None:
