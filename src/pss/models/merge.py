@@ -97,15 +97,13 @@ def merge_rates(num_patches: int, depth: int, steps: int = 6) -> list[int]:
 
 
 def _kind(model: nn.Module) -> str | None:
-    from timm.models.vision_transformer import VisionTransformer
-
+    """"pss" (our ViT), "timm" (timm's VisionTransformer; not Eva, whose rotary blocks differ) or None."""
+    from pss.models.adapter import _kind as timm_kind
     from pss.models.vit import PssVisionTransformer
 
     if isinstance(model, PssVisionTransformer):
         return "pss"
-    if isinstance(model, VisionTransformer):
-        return "timm"
-    return None
+    return "timm" if timm_kind(model) == "vit" else None
 
 
 def supports_merging(model: nn.Module) -> bool:
