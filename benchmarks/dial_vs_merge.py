@@ -130,6 +130,7 @@ def main() -> None:
     pairs = [compare(result, Path(b).name, Path(s).name) for b, s in zip(args.baseline, args.pss)]
     rec = {"kind": "dial_vs_merge", "date": dt.date.today().isoformat(), "warmup": args.warmup, "iters": args.iters,
            "pairs": pairs, "sweep": result}
+    Path(args.results).mkdir(parents=True, exist_ok=True)
     out = Path(args.results) / f"dial_vs_merge_{args.tag}_{rec['date']}.json"
     out.write_text(json.dumps(rec, indent=2) + "\n")
     out.with_suffix(".md").write_text(to_markdown(rec))

@@ -50,7 +50,7 @@ def heldout_config(config: dict[str, Any], heldout: int, work: Path) -> dict[str
     d = cfg["data"]
     if d.get("path") is None:  # built-in set: fresh images from another generator seed
         classes = int(d.get("builtin_num_classes", 10))
-        d.update(seed=BUILTIN_HELDOUT_SEED, builtin_num_val=heldout * classes)
+        d.update(seed=BUILTIN_HELDOUT_SEED, builtin_num_val=heldout * classes, num_workers=0)
         return cfg
     root = Path(d["path"]).expanduser()
     skip = d.get("max_train_per_class")
@@ -66,7 +66,7 @@ def heldout_config(config: dict[str, Any], heldout: int, work: Path) -> dict[str
                 link = dest / sub / cls.name / f.name
                 if not link.exists():
                     link.symlink_to(f)
-    d.update(path=str(dest), max_val_per_class=None, max_train_per_class=None)
+    d.update(path=str(dest), max_val_per_class=None, max_train_per_class=None, num_workers=0)
     return cfg
 
 
@@ -146,6 +146,7 @@ def main() -> None:
            "heldout": f"{args.heldout} per class: folder datasets' training images after the first "
                       f"data.max_train_per_class of each class; the built-in set drawn with seed {BUILTIN_HELDOUT_SEED}",
            "runs": rows, "table": choose(rows)}
+    Path(args.results).mkdir(parents=True, exist_ok=True)
     out = Path(args.results) / f"inference_select_{args.tag}_{rec['date']}.json"
     out.write_text(json.dumps(rec, indent=2) + "\n")
     out.with_suffix(".md").write_text(to_markdown(rec))

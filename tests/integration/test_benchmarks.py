@@ -156,3 +156,54 @@ def test_speed_attention_comparison_table_and_targets():
     assert "| keep ratio | FLOP ratio | rel_bias sdpa | rel_bias flex | rope sdpa |" in table
     assert "| 0.20 | 0.210 | 0.240 | 0.240 | 0.240 |" in table
     assert "| rho=1 peak (MB) | | 900 | 700 | 650 |" in table and "skipped rope flex: why" in table
+
+
+def _tiny_run(folder, schedule, select: str, seed: int):
+    """A finished run folder of the built-in set (untrained weights, as `pss train` writes it)."""
+    import torch
+
+    import pss
+    from pss.checkpoint import atomic_save, training_checkpoint
+    from pss.config import DataConfig, ModelConfig, TrainConfig, config_to_dict
+    from pss.data import builtin_class_names
+
+    kw = dict(depth=2, embed_dim=32, num_heads=2)
+    cfg = TrainConfig(model=ModelConfig(name="pss_vit_tiny_patch4_32", num_classes=3, img_size=32, kwargs=kw),
+                      data=DataConfig(builtin_num_train=12, builtin_num_val=6, builtin_num_classes=3, num_workers=0),
+                      schedule=schedule, select=select, seed=seed)
+    torch.manual_seed(seed)
+    model = pss.build_model("pss_vit_tiny_patch4_32", 3, img_size=32, **kw)
+    folder.mkdir(parents=True)
+    atomic_save(training_checkpoint(model=model, progress={"step": 0, "epoch": 0}, config=config_to_dict(cfg),
+                                    class_names=builtin_class_names(3)), folder / "checkpoint-best.pt")
+    (folder / "summary.json").write_text("{}\n")
+    return folder
+
+
+def test_inference_select_protocol_and_dial_vs_merge(tmp_path, monkeypatch, capsys):
+    base = _tiny_run(tmp_path / "runs" / "full_s0", 1.0, "magnitude", 0)
+    rand = _tiny_run(tmp_path / "runs" / "random_s0", {"name": "cyclic"}, "random", 0)
+    protocol = _load("inference_select")
+    monkeypatch.setattr("sys.argv", ["x", str(base), str(rand), "--heldout", "4", "--output", str(tmp_path / "w"),
+                                     "--results", str(tmp_path / "res"), "--tag", "t"])
+    protocol.main()
+    rec = json.loads(next((tmp_path / "res").glob("inference_select_t_*.json")).read_text())
+    assert [r["trained_select"] for r in rec["runs"]] == [None, "random"]
+    assert all(r["heldout_images"] == 12 for r in rec["runs"])  # 4 per class, 3 classes, a seed never reported
+    assert set(rec["table"]) == {"none", "random"}
+    for t in rec["table"].values():
+        assert t["choice"] in ("magnitude", "l2", "grid")
+        assert t["mean_score"][t["choice"]] == max(t["mean_score"][r] for r in ("magnitude", "l2", "grid"))
+
+    dvm = _load("dial_vs_merge")
+    assert dvm.interpolate([(10, 50.0), (20, 40.0)], 15) == 45.0 and dvm.interpolate([(10, 50.0)], 30) is None
+    monkeypatch.setattr("sys.argv", ["x", "--baseline", str(base), "--pss", str(rand), "--keep", "1,0.5",
+                                     "--merge-r", "0,4", "--warmup", "0", "--iters", "1",
+                                     "--output", str(tmp_path / "sw"), "--results", str(tmp_path / "res"), "--tag", "t"])
+    dvm.main()
+    rec = json.loads(next((tmp_path / "res").glob("dial_vs_merge_t_*.json")).read_text())
+    pair = rec["pairs"][0]
+    assert pair["baseline_select"] == "grid" and pair["pss_select"] == "grid"
+    assert pair["tome_speedups"]["0"] == 1.0 and [p["merge_r"] for p in pair["at_tome_points"]] == [4]
+    assert set(pair["rho05"]) == {"baseline_lost", "pss_lost", "met"}
+    assert (tmp_path / "sw" / "sweep.png").is_file() and "## Targets" in capsys.readouterr().out
