@@ -20,7 +20,9 @@ its own length. Arms at a horizon of E epochs, each costing 0.6 of the E-epoch f
 equal-time baseline of that budget (budget 0.6 reuses the horizon runs).
 
 Runs are resumable (re-run the same command: finished runs are re-read, killed ones resume exactly)
-and go under --output (never committed). On CPU run at most two studies side by side, each with
+and go under --output (never committed). A run already in a record under --results (same name, seed
+and overrides) is not trained again, so a study spread over several machines or sessions continues
+from its committed records. On CPU run at most two studies side by side, each with
 `OMP_NUM_THREADS=1` (e.g. `taskset -c 0` and `taskset -c 1`); the recorded times are then per core.
 The record (`benchmarks/results/budget_study_<tag>_<date>.json` / `.md` / `.png`) covers every run
 finished under --output with this set-up, and says per arm: seeds, FLOP cost, measured training time
@@ -154,22 +156,52 @@ def every_run(args: argparse.Namespace) -> list[PlannedRun]:
     return runs + plan_budgets(every)
 
 
+# What a record keeps of each run's summary.json: enough to rebuild its row without the run folder.
+SUMMARY_KEYS = ("train_time_s", "data_wait_fraction", "best_acc1", "final_acc1", "best_epoch", "mean_keep_ratio",
+                "schedule", "budget", "epochs", "steps", "images_per_s", "device", "torch", "timm", "commit")
+
+
+def _key(run: PlannedRun) -> tuple[str, int, tuple[str, ...]]:
+    return run.name, run.seed, tuple(run.settings["overrides"])
+
+
+def recorded_summaries(results: Path) -> dict[tuple[str, int, tuple[str, ...]], dict[str, Any]]:
+    """Summaries of runs kept in earlier records of this study (the newest record wins)."""
+    out: dict[tuple[str, int, tuple[str, ...]], dict[str, Any]] = {}
+    for path in sorted(results.glob("budget_study_*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SystemExit(f"error: record {path} is unreadable ({e}); restore it from version control") from None
+        for row in rec.get("runs", []):
+            if "summary" in row and "overrides" in row:
+                out[(row["name"], row["seed"], tuple(row["overrides"]))] = row["summary"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    recorded = recorded_summaries(Path(args.results))
     try:
         runs = plan_horizons(args) if args.part == "horizons" else plan_budgets(args)
+        todo = [r for r in runs if _finished(r) or _key(r) not in recorded]
+        for r in runs:
+            if r not in todo:
+                log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
         if args.record_only:
-            for r in runs:
+            for r in todo:
                 run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
         else:
-            run_plan(runs, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
-        done = [r for r in every_run(args) if _finished(r)]
+            run_plan(todo, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
+        every = every_run(args)
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
+    summaries = {r.label: json.loads((r.folder / "summary.json").read_text()) for r in every if _finished(r)}
+    summaries.update({r.label: recorded[_key(r)] for r in every if r.label not in summaries and _key(r) in recorded})
+    done = [r for r in every if r.label in summaries]
     if not done:
         raise SystemExit("no finished runs to record yet; run without --record-only first")
-    summaries = {r.label: json.loads((r.folder / "summary.json").read_text()) for r in done}
     path = record(done, summaries, args)
     print(path.with_suffix(".md").read_text())
     print(f"record: {path}\npicture: {path.with_suffix('.png')}")
@@ -193,7 +225,8 @@ def _row(run: PlannedRun, s: dict[str, Any], horizon: int) -> dict[str, Any]:
         "flop_cost": (1.0 if own is None else own) * run.cfg.epochs / reference,
         "train_time_s": s["train_time_s"], "model_time_s": s["train_time_s"] * (1.0 - wait),
         "best_acc1": s["best_acc1"], "final_acc1": s["final_acc1"], "mean_keep_ratio": s["mean_keep_ratio"],
-        "overrides": run.settings["overrides"],
+        "recipe": run.settings["recipe"], "overrides": run.settings["overrides"],
+        "summary": {k: s.get(k) for k in SUMMARY_KEYS},
     }
 
 
