@@ -122,7 +122,9 @@ def to_markdown(rec: dict[str, Any]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="finished run folders (summary.json)")
+    p.add_argument("runs", nargs="*", help="finished run folders (summary.json)")
+    p.add_argument("--from-records", nargs="+", default=[], metavar="JSON",
+                   help="also take the runs measured in these earlier records (e.g. runs measured one at a time)")
     p.add_argument("--heldout", type=int, default=100, help="held-out images per class (default 100)")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--output", default="runs/inference_select", help="work folder (held-out image links)")
@@ -131,7 +133,7 @@ def main() -> None:
     args = p.parse_args()
     work = Path(args.output)
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows = [r for f in args.from_records for r in json.loads(Path(f).read_text())["runs"]]
     for run in map(Path, args.runs):
         if not (run / "summary.json").is_file():
             print(f"skipped (not finished): {run}")
