@@ -80,7 +80,7 @@ def to_markdown(rec: dict[str, Any]) -> str:
              f"Device: {res['device']}, batch {res['batch_size']}, {res['precision']}; "
              f"torch {res['torch']}, commit {res['commit']}. Every point timed interleaved in one run (median of "
              f"{rec['iters']} batches after {rec['warmup']} warm-up batches, synchronised). Top-1 on the validation "
-             "set; each model drops tokens with its default inference rule; ToMe merges r tokens per block at "
+             "set" + (f" ({rec['max_images']} images, evenly spread)" if rec.get("max_images") else "") + "; each model drops tokens with its default inference rule; ToMe merges r tokens per block at "
              "every patch.", "", "## Every point", "",
              "| model | mechanism | setting | top-1 | images/s | x full | GFLOPs | tokens/block |", "|---|---|---|---|---|---|---|---|"]
     for e in res["checkpoints"]:
@@ -115,6 +115,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--max-images", type=int, default=None, help="validation images, evenly spread (default: all)")
     p.add_argument("--output", default="runs/dial_vs_merge")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--tag", default="cpu")
@@ -125,10 +126,12 @@ def main() -> None:
     names = [Path(r).name for r in runs]
     rates = None if args.merge_r is None else [int(v) for v in args.merge_r.split(",")]
     result = sweep_checkpoints(runs, keep_ratios=parse_keep_ratios(args.keep), batch_size=args.batch_size, device="cpu",
-                               names=names, warmup=args.warmup, iters=args.iters, reduce="both", merge_r=rates)
+                               names=names, warmup=args.warmup, iters=args.iters, reduce="both", merge_r=rates,
+                               max_images=args.max_images)
     write_sweep(result, args.output)
     pairs = [compare(result, Path(b).name, Path(s).name) for b, s in zip(args.baseline, args.pss)]
     rec = {"kind": "dial_vs_merge", "date": dt.date.today().isoformat(), "warmup": args.warmup, "iters": args.iters,
+           "max_images": args.max_images,
            "pairs": pairs, "sweep": result}
     Path(args.results).mkdir(parents=True, exist_ok=True)
     out = Path(args.results) / f"dial_vs_merge_{args.tag}_{rec['date']}.json"

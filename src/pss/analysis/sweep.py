@@ -315,7 +315,8 @@ def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, ma
     dcfg = DataConfig.from_dict(d)
     _, val, classes = build_datasets(dcfg)
     if max_images is not None and max_images < len(val):
-        val = torch.utils.data.Subset(val, range(max_images))
+        # evenly spread over the set: a folder dataset lists its images class by class
+        val = torch.utils.data.Subset(val, torch.linspace(0, len(val) - 1, max_images).round().long().tolist())
     return build_loader(val, batch_size, train=False, cfg=dcfg), list(classes)
 
 

@@ -51,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="autocast dtype; auto = bf16 on CUDA GPUs that support it, else fp16 on CUDA; fp32 on CPU "
                    "(--precision: the old spelling)")
     p.add_argument("--names", default=None, help="comma-separated display names, one per checkpoint")
-    p.add_argument("--max-images", type=int, default=None, help="evaluate on the first N validation images only")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate on N validation images only, evenly spread over the set")
     p.add_argument("--warmup", type=int, default=3, help="throughput: warm-up batches per keep ratio (default 3)")
     p.add_argument("--iters", type=int, default=10, help="throughput: timed batches per keep ratio (default 10)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for sweep.json and sweep.png")
