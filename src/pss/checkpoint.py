@@ -127,12 +127,15 @@ def signals_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from pss.interrupt import holding_signals
+
     received: list[int] = []
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
     try:
-        yield
+        with holding_signals():  # a stop on a signal waits for the block too (pss.interrupt)
+            yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

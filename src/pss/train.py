@@ -85,6 +85,7 @@ from pss.engine import ClassificationTask, LoopConfig, Progress, Task, Trainer
 from pss.errors import ConfigError, PssError
 from pss.models.convert import load_init_weights
 from pss.runfolder import Checkpointer, StepLogger, TrainState
+from pss import interrupt
 from pss.outputs import hold_run_folder
 from pss.runtime import Amp, DistInfo, resolve_amp, resolve_device
 from pss.tracking import TrackingWriter, build_trackers
@@ -97,6 +98,7 @@ __all__ = [
     "build_model_for",
     "classification_task",
     "init_distributed",
+    "recovery_hint",
     "resolve_config",
     "train",
 ]
@@ -145,9 +147,8 @@ def resolve_config(
                 raise ConfigError("--resume without a checkpoint path needs --output (the run folder) or --config")
             resume_from = Path(folder).expanduser() / "checkpoint-last.pt"
         if not resume_from.is_file():
-            raise CheckpointError(
-                f"nothing to resume: {str(resume_from)!r} does not exist; start the run without --resume"
-            )
+            raise CheckpointError(f"nothing to resume: {str(resume_from)!r} does not exist; "
+                                  f"{recovery_hint(resume_from.parent, fresh='start the run without --resume')}")
         ckpt = load_checkpoint(resume_from)
         if not is_training_checkpoint(ckpt) or ckpt.get("optimizer") is None:
             raise CheckpointError(f"{str(resume_from)!r} is not a resumable pss checkpoint; use checkpoint-last.pt")
@@ -253,10 +254,24 @@ def classification_task(cfg: TrainConfig, class_names: list[str]) -> Task:
     return ClassificationTask(len(class_names), cfg.mixup, cfg.label_smoothing)
 
 
+def recovery_hint(folder: Path, fresh: str = "") -> str:
+    """What to do with the run folder `folder` after its run stopped, the one advice every message gives:
+    --resume from its last checkpoint; --overwrite when it stopped before writing one (its logs and
+    config alone cannot be continued); `fresh` when it holds no run (nothing, or only the lock file)."""
+    if (folder / "checkpoint-last.pt").is_file():
+        return "continue from the last checkpoint with --resume"
+    if any((folder / n).exists() for n in OUTPUT_FILES):
+        return "it stopped before writing a checkpoint: start it again with --overwrite"
+    return fresh
+
+
 def _check_output(folder: Path, resume: bool, overwrite: bool) -> None:
     """A fresh run must not write into another run's folder (unless told to replace it)."""
     existing = [n for n in OUTPUT_FILES if (folder / n).exists()]
     if existing and not (resume or overwrite):
+        if not (folder / "checkpoint-last.pt").is_file():
+            raise ConfigError(f"output folder {str(folder)!r} holds a run ({', '.join(existing)}); "
+                              f"{recovery_hint(folder)}, or choose another --output")
         raise ConfigError(
             f"output folder {str(folder)!r} already holds a run ({', '.join(existing)}): pass --resume to "
             "continue it, --overwrite to replace it, or choose another --output"
@@ -413,6 +428,7 @@ def _prepare_output(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Pa
         try:
             held.enter_context(hold_run_folder(folder))
             _check_output(folder, resume_from is not None, overwrite)
+            interrupt.recovery_hint = lambda: recovery_hint(folder)  # for the "interrupted" line
         except PssError as e:
             error = e
     _agree(dist_info, error)

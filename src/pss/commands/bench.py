@@ -45,14 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_kwargs(items: list[str]) -> dict:
-    import yaml
+    from pss.config import parse_override
 
     out = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
+        parts, value = parse_override(item)
+        out[".".join(parts)] = value
     return out
 
 
