@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,7 +209,7 @@ _COST_KWARGS = ("depth", "embed_dim", "num_heads", "mlp_ratio", "pos_embed", "re
 
 def predicted_cost(schedule: Schedule, cost: Callable[[float], float], steps_per_epoch: int, total_steps: int) -> float:
     """Mean relative step cost of a run of `total_steps` steps under `schedule`."""
-    counts = Counter(schedule.values(steps_per_epoch, total_steps))
+    counts = schedule.counts(steps_per_epoch, total_steps)
     return math.fsum(n * cost(r) for r, n in counts.items()) / total_steps
 
 
@@ -276,7 +275,7 @@ def solve_budget(
                 b = mid
         best = max(lo, math.floor(a * 10**_DECIMALS) / 10**_DECIMALS)
     solved = _with(schedule, param, best)
-    values = set(solved.values(steps_per_epoch, total_steps))
+    values = set(solved.counts(steps_per_epoch, total_steps))
     getattr(cost, "check", lambda *_: None)(values, solved.grid is not None)
     return BudgetPlan(solved, float(budget), run_cost(best), param, best, getattr(cost, "name", "custom"))
 

@@ -86,7 +86,7 @@ class KeepRatioScheduler:
 
     def keep_ratios(self) -> list[float]:
         """The distinct keep ratios of the run, ascending (each one a sequence length to compile)."""
-        return sorted(set(self.schedule.values(self.steps_per_epoch, self.total_steps)))
+        return list(self.schedule.counts(self.steps_per_epoch, self.total_steps))
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.last_step, "schedule": self.schedule.to_dict(),

@@ -39,10 +39,11 @@ to the step. What is then identical to an uninterrupted run:
     the losses agree closely rather than bit for bit; `deterministic: true` picks deterministic
     kernels where PyTorch has them (not verified on a GPU here).
 Multi-node: every process reads the checkpoint it resumes from, so the run folder must be on a
-file system all nodes share. Changing `epochs` on resume keeps the checkpoint's LR schedule (its
-length is part of the scheduler state) while the keep-ratio schedule follows the new length;
-changing `optim.lr` rescales that schedule to the new peak (how a diverged run continues); a
-warning lists every setting that differs from the checkpoint's.
+file system all nodes share. Changing `epochs`, the learning rate or `lr_sched` on resume rebuilds
+the LR schedule for the new settings: every later step gets the learning rate a run started with
+them would have at that step (how a run is extended, or a diverged run continues at a lower rate);
+the keep-ratio schedule follows the new length too. A warning lists every setting that differs
+from the checkpoint's.
 Not restored: the timings (step_time_s, data_time_s of the resumed steps are new measurements), and
 the work since the last checkpoint is redone (its time is not counted twice: train_time_s comes
 from the checkpoint).
@@ -519,14 +520,22 @@ def _restore(ckpt: dict[str, Any], state: TrainState, cfg: TrainConfig, steps_pe
             f"cannot resume: the checkpoint has {saved.get('steps_per_epoch')} steps per epoch, this set-up "
             f"{steps_per_epoch}; keep batch_size and the data as they were"
         )
+    # The LR schedule is the config's: the checkpoint's is continued when they agree, and rebuilt for the
+    # new settings when epochs, the learning rate or lr_sched changed (a finished cosine would stay at its floor).
+    fresh = state.lr_scheduler.state_dict() if state.lr_scheduler is not None else None
+    rebuilt = fresh is not None and ckpt.get("lr_scheduler") not in (None, fresh)
     restore_training_state(
-        ckpt, model=state.model, optimizer=state.optimizer, lr_scheduler=state.lr_scheduler, scaler=state.scaler,
-        ema=state.ema_module, peak_lr=cfg.peak_lr(),
+        ckpt, model=state.model, optimizer=state.optimizer, lr_scheduler=None if rebuilt else state.lr_scheduler,
+        scaler=state.scaler, ema=state.ema_module, peak_lr=cfg.peak_lr(),
     )
     state.progress = Progress.from_dict(saved)
     state.progress.resumed += 1
     if state.lr_scheduler is not None:
         state.lr_scheduler.step_update(num_updates=state.progress.step)
+    if rebuilt:
+        log.warning("the LR schedule differs from the checkpoint's (epochs, optim or lr_sched changed): rebuilt for "
+                    "%d epochs at peak %.3g; step %d continues at lr %.3g", cfg.epochs, cfg.peak_lr(),
+                    state.progress.step, state.optimizer.param_groups[0]["lr"])
     log.info("resuming %s at step %d (epoch %d)", resume_from, state.progress.step,
              state.progress.step // steps_per_epoch)
     rng = ckpt.get("rng") or []
