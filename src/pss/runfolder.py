@@ -85,12 +85,13 @@ class RunWriter:
             if not path.exists():
                 continue
             lines = []
-            for line in path.read_text().splitlines():
+            for raw in path.read_bytes().splitlines():
                 try:
+                    line = raw.decode()
                     rec = json.loads(line)
                 except ValueError:
-                    continue  # a line cut short by a kill
-                if keep(rec.get("step", -1)):
+                    continue  # a line cut short by a kill, or bytes that are not a log line (UnicodeDecodeError too)
+                if isinstance(rec, dict) and isinstance(rec.get("step"), int) and keep(rec["step"]):
                     lines.append(line)
             data = "".join(x + "\n" for x in lines).encode()
             atomic_write(path, lambda f: f.write(data))

@@ -351,6 +351,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None  # a bad file fails fast
 
     report = check_data(cfg.data)  # paths, class folders, unreadable images: quick, before any decoding
+    log.info("data: %s", report.describe())
     class_names = list(report.classes)
     cfg = resolve_data_geometry(cfg, len(class_names))
     per_rank = _batch_geometry(cfg, dist_info.world_size)
