@@ -259,7 +259,7 @@ def solve_budget(
     if floor > budget + _TOL:
         raise ConfigError(
             f"budget {budget:g} is below what this schedule can reach: the smallest possible is "
-            f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0, warm-up/cool-down "
+            f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0 over {total_steps} steps, warm-up/cool-down "
             f"{schedule.warmup_epochs:g}/{schedule.cooldown_epochs:g} epochs at keep ratio 1.0, grid {schedule.grid}); "
             "raise the budget, shorten warm-up/cool-down, or use a finer grid"
         )

@@ -28,6 +28,7 @@ from pss.checkpoint import (
     atomic_write,
     export_safetensors,
     get_rng_state,
+    run_checkpoint_bytes,
     set_rng_state,
     training_checkpoint,
     unwrap_model,
@@ -284,7 +285,7 @@ class Checkpointer:
                 scaler=state.scaler, ema=state.ema_module, rng=rng,
                 progress=state.progress.to_dict(), config=self.config, class_names=self.class_names,
             )
-            atomic_save(ckpt, self.folder / "checkpoint-last.pt")
+            atomic_save(ckpt, self.folder / "checkpoint-last.pt", total=run_checkpoint_bytes(ckpt))
         self.saved_step = state.progress.step
 
     def save_best(self, state: TrainState, metric: str) -> None:

@@ -401,5 +401,7 @@ def schedule_from_spec(spec: str) -> Schedule:
         key, eq, value = item.partition("=")
         if not eq:
             raise ConfigError(f"schedule spec {spec!r}: expected key=value, got {item!r}")
+        if key.strip() in d:
+            raise ConfigError(f"schedule spec {spec!r}: {key.strip()!r} is given twice; keep one of them")
         d[key.strip()] = _spec_value(value)
     return from_dict(d)

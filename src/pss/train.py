@@ -87,6 +87,7 @@ from pss.errors import ConfigError, PssError
 from pss.models.convert import load_init_weights
 from pss.runfolder import Checkpointer, StepLogger, TrainState
 from pss import interrupt
+from pss.budget import FREE_PARAMETER
 from pss.outputs import hold_run_folder
 from pss.runtime import Amp, DistInfo, resolve_amp, resolve_device
 from pss.tracking import TrackingWriter, build_trackers
@@ -173,6 +174,8 @@ def resolve_config(
         changed = [k for k in diff_configs(ckpt_config, config_to_dict(cfg)) if k not in ("output_dir", "init")]
         # Resolved-at-start keys (num_classes, img_size) are null in a recipe: not a real change.
         changed = [k for k in changed if not (k in ("model.num_classes", "model.img_size") and _get(raw, k) is None)]
+        if cfg.budget is not None and ckpt_config.get("budget") == cfg.budget:  # solved again from the budget
+            changed = [k for k in changed if k != f"schedule.{FREE_PARAMETER.get(cfg.schedule.name)}"]
         if changed:
             log.warning("resuming with settings that differ from the checkpoint's: %s", ", ".join(changed))
     return cfg, resume_from
@@ -252,6 +255,9 @@ def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
 def classification_task(cfg: TrainConfig, class_names: list[str]) -> Task:
     """The engine's Task for `task: classification` (pss.config.TASKS)."""
+    if len(class_names) < 2:
+        raise ConfigError(f"the data has {len(class_names)} class ({', '.join(class_names)}): a classifier needs at "
+                          "least 2 class folders in each split; add the other classes")
     return ClassificationTask(len(class_names), cfg.mixup, cfg.label_smoothing)
 
 
