@@ -54,7 +54,9 @@ def _watch(fd: int, done: threading.Event, message: Callable[[], str]) -> None:
                 continue
             deadline = time.monotonic() + GRACE_S
             while not done.wait(0.05):
-                if time.monotonic() >= deadline and not _held:
+                if _held:  # the main thread gets its grace again once the held block is done
+                    deadline = time.monotonic() + GRACE_S
+                elif time.monotonic() >= deadline:
                     sys.stderr.write(message() + "\n")
                     sys.stderr.flush()
                     os._exit(130)

@@ -442,15 +442,16 @@ def test_a_run_stopped_before_its_first_checkpoint_gets_one_advice(tmp_path, cap
     assert "does not exist; start the run without --resume" in one_line(capsys.readouterr().err)
 
 
-# A command whose main thread is inside one long C++ call: signals are blocked in that thread (as a
-# Python handler cannot run there) and it sleeps for a minute.
+# A command whose main thread is inside one long C call (as in a large model's backward pass): libc's
+# sleep, with the signals blocked in that thread so that no EINTR ends the call early; 'busy' is printed
+# once the main thread is surely inside it.
 STUCK_BENCH = (
-    "import signal, sys, time\n"
+    "import ctypes, signal, threading\n"
     "import pss.bench\n"
     "def _stuck(*a, **k):\n"
-    "    print('busy', flush=True)\n"
     "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})\n"
-    "    time.sleep(60)\n"
+    "    threading.Timer(0.5, lambda: print('busy', flush=True)).start()\n"
+    "    ctypes.CDLL(None).sleep(60)\n"
     "pss.bench.speed_benchmark = _stuck\n"
 )
 
