@@ -45,6 +45,16 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _forked_child() -> None:
+    # A forked child (a DataLoader worker) must not wake its parent's watchdog with its own signals.
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child)
+
+
 def _watch(fd: int, done: threading.Event, message: Callable[[], str]) -> None:
     try:
         while not done.is_set():
