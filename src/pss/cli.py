@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stopped(prog: str) -> str:
-    """The line a stopped command prints: for a run, what to do next (pss.train.recovery_hint)."""
+    """The line a stopped command prints: for `pss train` and `pss pretrain`, what to do next."""
     from pss import interrupt
 
     hint = interrupt.recovery_hint() if interrupt.recovery_hint else ""

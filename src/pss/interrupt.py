@@ -26,7 +26,8 @@ __all__ = ["GRACE_S", "holding_signals", "stop_on_signals"]
 GRACE_S = 2.0  # how long the main thread gets to stop by itself
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _held = 0  # blocks that hold signals now (the watchdog waits for them to end)
-# What a stopped run should do next (set by pss.train for its run folder), for the "interrupted" line.
+# What a stopped run should do next (set by `pss train` / `pss pretrain` for the run folder), for the
+# "interrupted" line.
 recovery_hint: Callable[[], str] | None = None
 
 

@@ -87,7 +87,6 @@ from pss.engine import ClassificationTask, LoopConfig, Progress, Task, Trainer
 from pss.errors import ConfigError, PssError
 from pss.models.convert import load_init_weights
 from pss.runfolder import Checkpointer, StepLogger, TrainState
-from pss import interrupt
 from pss.budget import FREE_PARAMETER
 from pss.outputs import hold_run_folder
 from pss.runtime import Amp, DistInfo, resolve_amp, resolve_device
@@ -438,7 +437,6 @@ def _prepare_output(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Pa
         try:
             held.enter_context(hold_run_folder(folder))
             _check_output(folder, resume_from is not None, overwrite)
-            interrupt.recovery_hint = lambda: recovery_hint(folder)  # for the "interrupted" line
         except PssError as e:
             error = e
     _agree(dist_info, error)
