@@ -35,9 +35,14 @@ def check_keep_ratio(keep_ratio: float) -> float:
     """`keep_ratio` as a float in (0, 1]: a Python or NumPy number, or a one-element float tensor; not a
     bool (True is not 1.0)."""
     value = keep_ratio
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
+    if type(value) not in (float, int):  # the per-step case stays plain type checks (torch.compile traces it)
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+            value = value.item()
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = float(value)
+        else:
+            raise ConfigError(f"keep ratio must be a number in (0, 1], got {keep_ratio!r}")
+    if not 0.0 < value <= 1.0:
         raise ConfigError(f"keep ratio must be a number in (0, 1], got {keep_ratio!r}")
     return float(value)
 
