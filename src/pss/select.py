@@ -41,9 +41,9 @@ def check_keep_ratio(keep_ratio: float) -> float:
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             value = float(value)
         else:
-            raise ConfigError(f"keep ratio must be a number in (0, 1], got {keep_ratio!r}")
+            raise ConfigError(f"keep ratio must be in (0, 1] (a number, not a {type(keep_ratio).__name__}), got {keep_ratio!r}")
     if not 0.0 < value <= 1.0:
-        raise ConfigError(f"keep ratio must be a number in (0, 1], got {keep_ratio!r}")
+        raise ConfigError(f"keep ratio must be in (0, 1], got {keep_ratio!r}")
     return float(value)
 
 
