@@ -257,6 +257,7 @@ def test_disk_full_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monke
     assert pss_train("--config", recipe, "--output", run) == 2
     err = one_line(capsys.readouterr().err)
     assert f"no space left on device in {str(run)!r}" in err and "KB free for checkpoint-last.pt" in err
+    assert "KB for all the checkpoint files a run keeps" in err  # once it named only part of what they need
     monkeypatch.setattr(torch, "save", real)
     assert load_checkpoint(run / "checkpoint-last.pt")["progress"]["step"] == 2
     assert not list(run.glob(".*.tmp"))
