@@ -70,10 +70,10 @@ def parse_merge_rates(text: str | None) -> list[int] | None:
 
 def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    check_output_folder(args.output)
     if args.select is not None and args.select != "all" and args.select not in SELECT_RULES:
         raise ConfigError(f"unknown selection rule {args.select!r} for this version of pss; choose one of "
                           f"{', '.join(SELECT_RULES)}, all, or leave --select out (each model's default)")
+    check_output_folder(args.output, create=True)
     result = sweep_checkpoints(
         args.checkpoints, data=args.data, keep_ratios=parse_keep_ratios(args.keep), select=args.select,
         batch_size=args.batch_size, device=args.device, precision=args.precision, names=names,
