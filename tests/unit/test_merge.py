@@ -135,3 +135,14 @@ def test_token_merging_on_timm_vit_and_bad_input():
     eva = pss.attach(timm.create_model("eva02_tiny_patch14_224", pretrained=False, num_classes=4, img_size=56, depth=1))
     with pytest.raises(ConfigError, match="token merging needs .* use --reduce drop"):
         TokenMerging(eva, 2)
+
+
+@pytest.mark.skipif(not pss.models.attention.FLEX_AVAILABLE, reason="this torch has no FlexAttention")
+def test_proportional_attention_is_the_same_through_flex():
+    torch.manual_seed(0)
+    sdpa = pss.build_model("pss_vit_tiny_patch4_32", 10, pos_embed="rel_bias", attn_impl="sdpa", **TINY).eval()
+    flex = pss.build_model("pss_vit_tiny_patch4_32", 10, pos_embed="rel_bias", attn_impl="flex", **TINY).eval()
+    flex.load_state_dict(sdpa.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(TokenMerging(flex, 8)(x), TokenMerging(sdpa, 8)(x), rtol=1e-4, atol=1e-5)
