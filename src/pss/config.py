@@ -124,7 +124,7 @@ _AUTO_AUGMENT_PREFIXES = ("rand", "augmix", "original", "v0", "3a")
 class DataConfig:
     """The ``data:`` section of a recipe (read by `pss.data`). Validated on construction (raises `ConfigError`)."""
 
-    path: str | None = None  # folder, .tar.gz archive, or None for the built-in glyph set
+    path: str | None = None  # folder, .tar.gz archive, hf:NAME[:CONFIG] (pss.data.hf), or None for the built-in glyph set
     train_split: str = "train"
     val_split: str = "val"  # the CIFAR-10 archive uses "test"
     img_size: int = 32
@@ -132,6 +132,8 @@ class DataConfig:
     on_corrupt: str = "skip"  # "skip": count, log and leave out unreadable images; "fail": raise
     num_workers: int = 2
     cache_dir: str | None = None  # where archives are extracted; None -> $PSS_DATA_CACHE or ~/.cache/pss-data
+    hf_image_column: str | None = None  # Hugging Face datasets: None -> the Image feature, the ClassLabel feature
+    hf_label_column: str | None = None
     # Corrupt-image scan in check_data: every file when the dataset has at most scan_max_files files,
     # otherwise a seeded random sample of scan_sample_size (the rest is caught at load time).
     scan_images: bool = True

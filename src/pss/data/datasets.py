@@ -184,19 +184,25 @@ def build_datasets(cfg: DataConfig, device: torch.device | str | None = None,
                 InMemoryDataset(xv, yv, names, cfg.mean, cfg.std, transform=eval_tf), names)
 
     report = report or check_data(cfg)
-    root = Path(report.root)
-    train_root, val_root = str(root / cfg.train_split), str(root / cfg.val_split)
+    if report.source == "hf":
+        from pss.data.hf import hf_datasets
+
+        per_image = lambda train_tf, val_tf: hf_datasets(report, train_tf, val_tf, cfg.on_corrupt)  # noqa: E731
+    else:
+        root = Path(report.root)
+        train_root, val_root = str(root / cfg.train_split), str(root / cfg.val_split)
+        per_image = lambda train_tf, val_tf: (  # noqa: E731
+            CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt),
+            CheckedImageFolder(val_root, report.val_samples, val_tf, cfg.on_corrupt))
     if not cfg.in_memory:
-        return (CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt),
-                CheckedImageFolder(val_root, report.val_samples, eval_tf, cfg.on_corrupt), report.classes)
+        train, val = per_image(train_tf, eval_tf)
+        return train, val, report.classes
     # Decode once at img_size: train images resized + centre-cropped to img_size (random crops and flips
     # happen on the device later), val images exactly as the eval transform would, minus normalisation.
     interp = T.InterpolationMode.BICUBIC if cfg.interpolation == "random" else T.InterpolationMode(cfg.interpolation)
     to_u8 = T.Compose([T.Resize(cfg.img_size, interpolation=interp), T.CenterCrop(cfg.img_size), T.PILToTensor()])
     out = []
-    for folder, samples, tf in ((train_root, report.train_samples, to_u8),
-                                (val_root, report.val_samples, timm_eval_transform(cfg, normalize=False))):
-        ds = CheckedImageFolder(folder, samples, tf, cfg.on_corrupt)
+    for ds in per_image(to_u8, timm_eval_transform(cfg, normalize=False)):
         x, y = _decode_all(ds, cfg.img_size, cfg.num_workers, device)
         out.append(InMemoryDataset(x, y, report.classes, cfg.mean, cfg.std))
     return out[0], out[1], report.classes
