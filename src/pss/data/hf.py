@@ -160,9 +160,14 @@ def _columns(ds: Any, cfg: DataConfig, name: str) -> tuple[str, str]:
 
     image = find(cfg.hf_image_column, datasets.Image, "hf_image_column", "image")
     label = find(cfg.hf_label_column, datasets.ClassLabel, "hf_label_column", "label")
-    if not isinstance(feats[image], (datasets.Image, datasets.Value)):
+    kind = lambda f: getattr(f, "dtype", "")  # noqa: E731 - a Value's type name
+    if not (isinstance(feats[image], datasets.Image) or kind(feats[image]) in ("binary", "large_binary", "string")):
         raise DataError(f"column {image!r} of {name} holds {type(feats[image]).__name__}, not images: "
                         "set data.hf_image_column to the image column")
+    if not (isinstance(feats[label], datasets.ClassLabel)
+            or (isinstance(feats[label], datasets.Value) and (kind(feats[label]).startswith("int") or kind(feats[label]) == "string"))):
+        raise DataError(f"column {label!r} of {name} holds {type(feats[label]).__name__}, not class "
+                        "labels: set data.hf_label_column to the label column")
     return image, label
 
 
