@@ -394,7 +394,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     log.info(
         "done: %s %.2f (best %.2f at epoch %s), %.1f s training, %.0f img/s, mean keep ratio %.3f -> %s",
         task.metric, summary.get(f"final_{task.metric}") or math.nan, summary.get(f"best_{task.metric}") or math.nan,
-        summary.get("best_epoch"), p.train_time_s, summary["images_per_s"] or 0, summary["mean_keep_ratio"] or 0, folder,
+        _human_epoch(summary.get("best_epoch")), p.train_time_s, summary["images_per_s"] or 0, summary["mean_keep_ratio"] or 0, folder,
     )
     return summary
 
@@ -417,6 +417,11 @@ def _prepare_output(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Pa
             error = e
     _agree(dist_info, error)
     return folder
+
+
+def _human_epoch(epoch: int | None) -> int | str:
+    """An epoch as people count it (from 1); the files keep their 0-based ``epoch`` fields."""
+    return "-" if epoch is None else epoch + 1
 
 
 def resolve_data_geometry(cfg: TrainConfig, num_classes: int) -> TrainConfig:
@@ -512,7 +517,7 @@ def _restore(ckpt: dict[str, Any], state: TrainState, cfg: TrainConfig, steps_pe
     if state.lr_scheduler is not None:
         state.lr_scheduler.step_update(num_updates=state.progress.step)
     log.info("resuming %s at step %d (epoch %d)", resume_from, state.progress.step,
-             state.progress.step // steps_per_epoch)
+             state.progress.step // steps_per_epoch + 1)  # epochs count from 1 for people, from 0 in the files
     rng = ckpt.get("rng") or []
     if len(rng) == dist_info.world_size:
         return rng
