@@ -16,9 +16,13 @@ efficient / math kernel, or FlexAttention) and, on CUDA, the peak memory of a st
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -55,12 +59,28 @@ class SpeedResult:
 _ATTN_KERNEL = re.compile(r"^aten::_scaled_dot_product_\w+$|flash_fwd|fmha_cutlassF|flex_attention|triton_tem", re.I)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what C++ code writes to file descriptor 2 to /dev/null for the block: the profiler's
+    library (Kineto) logs ``USDT: profiler_start`` and, on machines without a GPU, ``gpuGetDeviceCount
+    failed``, ignoring its log-level variable. Python's own errors still raise as usual."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def attention_kernels(fn) -> tuple[str, ...]:
     """Names of the attention ops and kernels that one call of `fn` runs, as the profiler sees them."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=acts) as prof:
+    with _native_stderr_silenced(), profile(activities=acts) as prof:
         fn()
     names = {e.key[:80] for e in prof.key_averages() if _ATTN_KERNEL.search(e.key) and "backward" not in e.key.lower()}
     return tuple(sorted(names))
