@@ -2,9 +2,7 @@
 resume) and the Accelerate example script."""
 from __future__ import annotations
 
-import os
 import runpy
-import subprocess
 import sys
 
 import pytest
