@@ -24,6 +24,7 @@ import io
 import logging
 import os
 import random
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +42,7 @@ log = logging.getLogger("pss.data")
 HF_PREFIX = "hf:"
 EVAL_SPLITS = ("validation", "val", "valid", "test")  # preferred in this order when data.val_split is absent
 _SAVED_MARKERS = ("dataset_dict.json", "state.json")  # what save_to_disk writes (DatasetDict / Dataset)
+_SCAN_CHUNK = 4096  # rows read at a time by the unreadable-image scan
 
 
 def is_hf_source(path: str | None) -> bool:
@@ -301,19 +303,23 @@ def check_hf(cfg: DataConfig) -> DataReport:
                             f"{' ...' if len(empty) > 5 else ''}: use a split with every class, or a dataset without them")
 
     corrupt, scanned, sampled = _scan(cfg, splits, image_col, name, ((train_split, train), (val_split, val)))
-    bad = set(corrupt)
-    train = [s for s in train if f"{train_split}[{s[0]}]" not in bad]
-    val = [s for s in val if f"{val_split}[{s[0]}]" not in bad]
-    counts = lambda samples: {c: sum(1 for _, y in samples if y == i) for i, c in enumerate(classes)}  # noqa: E731
-    return DataReport("hf", name, classes, counts(train), counts(val), [f"{name} {c}" for c in corrupt], scanned,
+    bad = {split: {r for s, r in corrupt if s == split} for split in (train_split, val_split)}
+    train = [s for s in train if s[0] not in bad[train_split]]
+    val = [s for s in val if s[0] not in bad[val_split]]
+
+    def counts(samples: list[tuple[int, int]]) -> dict[str, int]:
+        per_label = Counter(y for _, y in samples)
+        return {c: per_label[i] for i, c in enumerate(classes)}
+
+    return DataReport("hf", name, classes, counts(train), counts(val), [f"{name} {s}[{r}]" for s, r in corrupt], scanned,
                       sampled, train, val, hf={"train": splits[train_split], "val": splits[val_split],
                                                "image_column": image_col, "splits": (train_split, val_split)})
 
 
 def _scan(cfg: DataConfig, splits: dict[str, Any], image_col: str, name: str,
-          chosen: tuple[tuple[str, list[tuple[int, int]]], ...]) -> tuple[list[str], int, bool]:
-    """Unreadable images, as ``split[row]``, with the folder scan's rules (``scan_images``,
-    ``scan_max_files``, ``scan_sample_size``, ``on_corrupt``)."""
+          chosen: tuple[tuple[str, list[tuple[int, int]]], ...]) -> tuple[list[tuple[str, int]], int, bool]:
+    """Unreadable images as (split, row), with the folder scan's rules (``scan_images``,
+    ``scan_max_files``, ``scan_sample_size``, ``on_corrupt``); read in chunks, so memory stays flat."""
     datasets = _import_datasets()
     if not cfg.scan_images:
         return [], 0, False
@@ -321,24 +327,23 @@ def _scan(cfg: DataConfig, splits: dict[str, Any], image_col: str, name: str,
     sampled = len(keys) > cfg.scan_max_files
     if sampled:
         keys = random.Random(cfg.seed).sample(keys, min(cfg.scan_sample_size, len(keys)))
-    errors: list[tuple[str, str]] = []
-    for split, _ in chosen:
-        rows = sorted(r for s, r in keys if s == split)
-        if not rows:
-            continue
-        table = splits[split].select_columns([image_col])
-        if isinstance(table.features[image_col], datasets.Image):
-            table = table.cast_column(image_col, datasets.Image(decode=False))
-        items = table.select(rows)[image_col]
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-            found = list(pool.map(_image_error, items, chunksize=256))
-        errors += [(f"{split}[{r}]", e) for r, e in zip(rows, found) if e is not None]
+    errors: list[tuple[tuple[str, int], str]] = []
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for split, _ in chosen:
+            rows = sorted(r for s, r in keys if s == split)
+            table = splits[split].select_columns([image_col])
+            if isinstance(table.features[image_col], datasets.Image):
+                table = table.cast_column(image_col, datasets.Image(decode=False))
+            for start in range(0, len(rows), _SCAN_CHUNK):
+                chunk = rows[start : start + _SCAN_CHUNK]
+                found = pool.map(_image_error, table.select(chunk)[image_col], chunksize=64)
+                errors += [((split, r), e) for r, e in zip(chunk, found) if e is not None]
     if errors and cfg.on_corrupt == "fail":
-        shown = "; ".join(f"{name} {k} ({e})" for k, e in errors[:5]) + (" ..." if len(errors) > 5 else "")
+        shown = "; ".join(f"{name} {s}[{r}] ({e})" for (s, r), e in errors[:5]) + (" ..." if len(errors) > 5 else "")
         raise DataError(f"{len(errors)} unreadable image(s): {shown}; fix the dataset, or set data.on_corrupt: skip "
                         "to leave them out")
-    for k, e in errors[:20]:
-        log.warning("skipping unreadable image %s %s (%s)", name, k, e)
+    for (s, r), e in errors[:20]:
+        log.warning("skipping unreadable image %s %s[%d] (%s)", name, s, r, e)
     if len(errors) > 20:
         log.warning("... and %d more unreadable images skipped", len(errors) - 20)
     return sorted(k for k, _ in errors), len(keys), sampled
