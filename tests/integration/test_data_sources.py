@@ -3,6 +3,7 @@ the hub default says what to do in one line (nothing downloads here)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -29,13 +30,18 @@ def cifar_like(n: int, seed: int) -> "datasets.Dataset":
     return datasets.Dataset.from_dict({"img": images, "label": [i % 10 for i in range(n)]}, features=feats)
 
 
-def test_cifar10_recipe_trains_on_a_local_copy_of_the_hub_set(tmp_path):
+def test_cifar10_recipe_trains_on_a_local_copy_of_the_hub_set(tmp_path, caplog):
     datasets.DatasetDict({"train": cifar_like(40, 0), "test": cifar_like(20, 1)}).save_to_disk(str(tmp_path / "c10"))
     run = tmp_path / "run"
+    caplog.set_level(logging.INFO, logger="pss")
     assert pss_train("--config", "cifar10_pss", "--data", f"hf:{tmp_path / 'c10'}", "--output", run, *TINY) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 5 and summary["final_acc1"] is not None  # 40 images / batch 8, evaluated on 20
     assert len(read_jsonl(run / "train_log.jsonl")) == 5
+    # One epoch numbering for people (from 1), while the files keep their 0-based fields.
+    printed = caplog.text
+    assert "epoch 1/1  step 5 " in printed and " at epoch 1)" in printed and "epoch 0" not in printed
+    assert summary["best_epoch"] == 0 and read_jsonl(run / "val_log.jsonl")[-1]["epoch"] == 0
     config = (run / "config.yaml").read_text()
     assert f"path: hf:{tmp_path / 'c10'}" in config and "num_classes: 10" in config
 
