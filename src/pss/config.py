@@ -417,6 +417,9 @@ class TrainConfig:
     # parameter (cyclic low, linear/cosine start, fixed rho) is solved to match (pss.budget).
     budget: float | None = None
     budget_cost: str = "flops"  # cost per keep ratio: flops (of this model), or a `pss bench speed --json` file
+    # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget).
+    budget_epochs: float | None = None
+    budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs
     equal_time_of: str | None = None  # informational: this full-token run is the equal-time baseline of that run
 
     def __post_init__(self) -> None:
@@ -447,6 +450,10 @@ class TrainConfig:
             from pss.budget import check_budget
 
             check_budget(self.budget, self.schedule)
+        if self.budget_epochs is not None:
+            from pss.budget import check_budget_epochs
+
+            check_budget_epochs(self.budget_epochs, self.budget)
         _check(bool(self.budget_cost), "budget_cost must be 'flops' or the path of a pss bench speed --json file")
         if self.mixup.enabled:
             _check(
