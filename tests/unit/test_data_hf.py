@@ -160,6 +160,13 @@ def test_unreadable_images_skipped_or_refused(tmp_path):
     assert (4, 1) not in report.train_samples
     with pytest.raises(DataError, match=r"1 unreadable image\(s\): .* train\[4\]"):
         check_data(cfg(tmp_path / "c", on_corrupt="fail"))
+    # Not scanned: found mid-epoch, replaced by the next readable row, or refused in one line.
+    train, _, _ = build_datasets(cfg(tmp_path / "c", scan_images=False, crop_padding=0, hflip=0.0))  # no randomness
+    position = next(i for i, (row, _) in enumerate(train.samples) if row == 4)
+    assert train[position][1] == train[position + 1][1] and torch.equal(train[position][0], train[position + 1][0])
+    train, _, _ = build_datasets(cfg(tmp_path / "c", scan_images=False, on_corrupt="fail"))
+    with pytest.raises(DataError, match=r"cannot read image .* train row 4 \(.*\): fix the dataset, or set data.on_corrupt"):
+        train[position]
 
 
 def test_hub_offline_is_one_line_naming_the_fixes(monkeypatch):

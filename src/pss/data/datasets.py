@@ -83,17 +83,24 @@ class CheckedImageFolder(ImageFolder):
         return list(self._checked)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        for attempt in range(len(self.samples)):
-            i = (index + attempt) % len(self.samples)
-            try:
-                return super().__getitem__(i)
-            except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "not an image"
-                path = self.samples[i][0]
-                if self.on_corrupt == "fail":
-                    raise DataError(f"cannot read image {path} ({e}): remove or replace it, or set "
-                                    "data.on_corrupt: skip") from e
-                log.warning("skipping unreadable image %s (%s)", path, e)
-        raise DataError(f"no readable image in {self.root}")
+        return first_readable(super().__getitem__, index, len(self.samples), lambda i: self.samples[i][0],
+                              self.on_corrupt, "remove or replace it", self.root)
+
+
+def first_readable(read: Callable[[int], Any], index: int, num: int, where: Callable[[int], str], on_corrupt: str,
+                   fix: str, source: str) -> Any:
+    """``read(index)``, or with ``on_corrupt='skip'`` that of the next readable item (wrapping round):
+    an image that fails to decode mid-epoch is logged and replaced, and with ``on_corrupt='fail'`` it
+    raises `DataError` (naming ``where(i)`` and the ``fix``) - never a PIL traceback."""
+    for attempt in range(num):
+        i = (index + attempt) % num
+        try:
+            return read(i)
+        except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "not an image"
+            if on_corrupt == "fail":
+                raise DataError(f"cannot read image {where(i)} ({e}): {fix}, or set data.on_corrupt: skip") from e
+            log.warning("skipping unreadable image %s (%s)", where(i), e)
+    raise DataError(f"no readable image in {source}")
 
 
 def timm_train_transform(cfg: DataConfig) -> Callable:

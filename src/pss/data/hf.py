@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 
 from pss.config import DataConfig
 from pss.data.checks import DataReport
+from pss.data.datasets import first_readable
 from pss.errors import DataError
 
 log = logging.getLogger("pss.data")
@@ -216,19 +217,13 @@ class HFImageDataset(Dataset):
         with _open_image(self.table[row][self.column]) as im:
             return im.convert("RGB")
 
+    def read(self, index: int) -> tuple[Any, int]:
+        image = self.load(index)
+        return (self.transform(image) if self.transform is not None else image), self.samples[index][1]
+
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        for attempt in range(len(self.samples)):
-            i = (index + attempt) % len(self.samples)
-            try:
-                image = self.load(i)
-            except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "not an image"
-                where = f"{self.name} row {self.samples[i][0]}"
-                if self.on_corrupt == "fail":
-                    raise DataError(f"cannot read image {where} ({e}): fix the dataset, or set data.on_corrupt: skip") from e
-                log.warning("skipping unreadable image %s (%s)", where, e)
-                continue
-            return (self.transform(image) if self.transform is not None else image), self.samples[i][1]
-        raise DataError(f"no readable image in {self.name}")
+        return first_readable(self.read, index, len(self.samples), lambda i: f"{self.name} row {self.samples[i][0]}",
+                              self.on_corrupt, "fix the dataset", self.name)
 
 
 def check_hf(cfg: DataConfig) -> DataReport:
