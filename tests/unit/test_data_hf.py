@@ -169,13 +169,18 @@ def test_unreadable_images_skipped_or_refused(tmp_path):
         train[position]
 
 
+def hub_failing(kind: type, message: str):
+    """A stand-in for datasets.load_dataset that fails as the real one does (message with {name})."""
+    def load_dataset(name, config=None):
+        raise kind(message.format(name=name))
+    return load_dataset
+
+
 def test_hub_offline_is_one_line_naming_the_fixes(monkeypatch):
     """What datasets raises offline (HF_DATASETS_OFFLINE=1, or no network) for a set not in its cache;
     the real thing runs in tests/integration/test_data_sources.py."""
-    def offline(name, config=None):
-        raise ConnectionError(f"Couldn't reach '{name}' on the Hub (OfflineModeIsEnabled)")
-
-    monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets, "load_dataset",
+                        hub_failing(ConnectionError, "Couldn't reach '{name}' on the Hub (OfflineModeIsEnabled)"))
     with pytest.raises(DataError) as e:
         check_data(DataConfig(path="hf:uoft-cs/cifar10"))
     line = str(e.value)
@@ -187,17 +192,12 @@ def test_hub_offline_is_one_line_naming_the_fixes(monkeypatch):
 def test_gated_and_unknown_hub_names(monkeypatch):
     from datasets.exceptions import DatasetNotFoundError
 
-    def gated(name, config=None):
-        raise DatasetNotFoundError(f"Dataset '{name}' is a gated dataset on the Hub. You must be authenticated to access it.")
-
-    monkeypatch.setattr(datasets, "load_dataset", gated)
+    monkeypatch.setattr(datasets, "load_dataset", hub_failing(
+        DatasetNotFoundError, "Dataset '{name}' is a gated dataset on the Hub. You must be authenticated to access it."))
     with pytest.raises(DataError, match=r"ILSVRC/imagenet-1k is a gated dataset .*`hf auth login`.*huggingface-cli login"):
         check_data(DataConfig(path="hf:ILSVRC/imagenet-1k"))
-
-    def missing(name, config=None):
-        raise DatasetNotFoundError(f"Dataset '{name}' doesn't exist on the Hub or cannot be accessed.")
-
-    monkeypatch.setattr(datasets, "load_dataset", missing)
+    monkeypatch.setattr(datasets, "load_dataset", hub_failing(
+        DatasetNotFoundError, "Dataset '{name}' doesn't exist on the Hub or cannot be accessed."))
     with pytest.raises(DataError, match=r"no dataset nobody/nothing on the Hugging Face hub .*check the name"):
         check_data(DataConfig(path="hf:nobody/nothing:cfg"))
     with pytest.raises(DataError, match="names no dataset"):
