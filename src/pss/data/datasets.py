@@ -2,11 +2,12 @@
 into one uint8 tensor (`InMemoryDataset`, ``data.in_memory``); `build_datasets` picks among them."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -70,10 +71,11 @@ class InMemoryDataset(Dataset):
 WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """An image file as 8-bit RGB, what every dataset and `pss viz` read: 16-bit grey (and 32-bit integer
-    grey holding 16-bit values) scaled to 8 bits, not clipped; floating-point images refused (ValueError)."""
-    with open(path, "rb") as f:
+def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
+    """An image file (or open binary file) as 8-bit RGB, what every dataset and `pss viz` read: 16-bit grey
+    (and 32-bit integer grey holding 16-bit values) scaled to 8 bits, not clipped; floating-point images
+    refused (ValueError)."""
+    with (contextlib.nullcontext(path) if hasattr(path, "read") else open(path, "rb")) as f:
         img = Image.open(f)
         if img.mode == "F":
             raise ValueError("a floating-point image (mode F): save it as 8- or 16-bit")

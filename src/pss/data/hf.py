@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from pss.config import DataConfig
 from pss.data.checks import DataReport
-from pss.data.datasets import first_readable
+from pss.data.datasets import first_readable, load_rgb
 from pss.errors import DataError
 
 log = logging.getLogger("pss.data")
@@ -177,22 +177,23 @@ def _columns(ds: Any, cfg: DataConfig, name: str) -> tuple[str, str]:
 def _image_error(item: Any) -> str | None:
     """None if the encoded image (``{"bytes", "path"}``) parses, else the reason."""
     try:
-        with _open_image(item) as im:
+        with Image.open(_image_source(item)) as im:
             im.verify()
     except Exception as e:  # noqa: BLE001 - any failure means "unreadable"; the reason is reported
         return f"{type(e).__name__}: {e}"
     return None
 
 
-def _open_image(item: Any) -> Image.Image:
+def _image_source(item: Any) -> str | io.BytesIO:
+    """What PIL opens for one cell of the image column: its bytes, else its file path."""
     if isinstance(item, dict):
         data, path = item.get("bytes"), item.get("path")
     else:  # a binary or string column named by data.hf_image_column
         data, path = (item, None) if isinstance(item, bytes) else (None, item)
     if data is not None:
-        return Image.open(io.BytesIO(data))
+        return io.BytesIO(data)
     if path:
-        return Image.open(path)
+        return path
     raise ValueError("no image bytes nor path")
 
 
@@ -214,8 +215,7 @@ class HFImageDataset(Dataset):
 
     def load(self, index: int) -> Image.Image:
         row, _ = self.samples[index]
-        with _open_image(self.table[row][self.column]) as im:
-            return im.convert("RGB")
+        return load_rgb(_image_source(self.table[row][self.column]))  # as folders: 16-bit grey scaled, float refused
 
     def read(self, index: int) -> tuple[Any, int]:
         image = self.load(index)
