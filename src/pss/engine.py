@@ -231,6 +231,8 @@ class Trainer:
         self._rho: float | None = None  # the training keep ratio last set on them
         self._tokens: int | None = None  # tokens per image through the blocks at that ratio
         self.is_ddp = wraps_ddp(self.model)
+        self._params = list(self.model.parameters())  # for clipping: collected once, not walked per step
+        self._foreach = self.device.type in ("cpu", "cuda") or None  # multi-tensor norm and scaling
 
     # -- the step --------------------------------------------------------------------------------
 
@@ -378,7 +380,8 @@ class Trainer:
         grad_norm = None
         if self.loop.clip_grad is not None:
             s.scaler.unscale_(s.optimizer)  # clip the true gradients, not the fp16-scaled ones
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.loop.clip_grad).detach().float()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.loop.clip_grad,
+                                                       foreach=self._foreach).detach().float()
         s.scaler.step(s.optimizer)
         s.scaler.update()
         s.optimizer.zero_grad(set_to_none=True)

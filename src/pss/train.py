@@ -463,7 +463,8 @@ def _build_optimisation(cfg: TrainConfig, model: nn.Module, amp: Amp, steps_per_
     GradScaler and the EMA, around the bare model, at step 0."""
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
-    from timm.utils import ModelEmaV3
+
+    from pss.ema import Ema
 
     o, ls = cfg.optim, cfg.lr_sched
     opt_kwargs: dict[str, Any] = {}
@@ -473,7 +474,7 @@ def _build_optimisation(cfg: TrainConfig, model: nn.Module, amp: Amp, steps_per_
         opt_kwargs["eps"] = o.eps
     optimizer = create_optimizer_v2(
         model, opt=o.opt, lr=cfg.peak_lr(), weight_decay=o.weight_decay, momentum=o.momentum,
-        layer_decay=o.layer_decay, **opt_kwargs,
+        layer_decay=o.layer_decay, **opt_kwargs, **_fast_optimizer(o.opt, next(model.parameters()).device),
     )
     lr_scheduler = None
     if ls.name != "none":
@@ -487,8 +488,26 @@ def _build_optimisation(cfg: TrainConfig, model: nn.Module, amp: Amp, steps_per_
     return TrainState(
         model=model, optimizer=optimizer, progress=Progress(), lr_scheduler=lr_scheduler,
         scaler=torch.amp.GradScaler(amp.device_type, enabled=amp.dtype == torch.float16),
-        ema=ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None,
+        ema=Ema(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None,
     )
+
+
+def _fast_optimizer(opt: str, device: torch.device) -> dict[str, Any]:
+    """The optimizer's one-kernel path where torch has it (`fused`: Adam, AdamW, SGD, Adagrad, on CPU and
+    CUDA), else its multi-tensor path (`foreach`) where the class offers one: the optimizer step is the
+    largest part of a step's cost that does not shrink with the tokens."""
+    import inspect
+
+    from timm.optim import get_optimizer_class
+
+    try:
+        cls = get_optimizer_class(opt.lower().split("_")[-1], bind_defaults=False)
+    except (ValueError, KeyError):
+        return {}  # timm reports the unknown name when it builds the optimizer
+    params = inspect.signature(cls).parameters
+    if device.type in ("cpu", "cuda") and "fused" in params and cls.__module__.startswith("torch.optim"):
+        return {"fused": True}
+    return {"foreach": True} if "foreach" in params and device.type in ("cpu", "cuda") else {}
 
 
 def _restore(ckpt: dict[str, Any], state: TrainState, cfg: TrainConfig, steps_per_epoch: int,
