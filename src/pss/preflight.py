@@ -43,7 +43,7 @@ __all__ = [
     "Measurements",
     "Prediction",
     "data_pipeline",
-    "loader_overlaps",
+    "loader_placement",
     "MeasuredCost",
     "measurements_from_files",
     "split_cost_files",
@@ -145,8 +145,9 @@ def predict(meas: Measurements, keep_ratios: Iterable[float]) -> Prediction:
     if not meas.overlap:
         bound = "serial"
         share = d / full
-        msg = (f"{loader}, in the training process: its {1000 * d:.1f} ms per batch adds to every step "
-               f"({100 * share:.0f}% of a full-token step); {at_low}; {expect}, model alone {model_ratio:.2f}")
+        msg = (f"{'data-bound: ' if d > meas.model_time(lowest) else ''}{loader}: its {1000 * d:.1f} ms per batch "
+               f"adds to every step ({100 * share:.0f}% of a full-token step); {at_low}; {expect}, "
+               f"model alone {model_ratio:.2f}")
         if model_ratio < 1 and ratio > model_ratio * 1.05:
             msg += f": the loader's share grows as the tokens shrink; {_FIX}"
     elif bound_at and len(bound_at) == len(counts):
@@ -194,7 +195,8 @@ def split_cost_files(spec: str) -> tuple[str, str]:
     return files[0], files[1]
 
 
-def measurements_from_files(spec: str, cfg: Any, root: str | None, batch_size: int, overlap: bool) -> Measurements:
+def measurements_from_files(spec: str, cfg: Any, root: str | None, batch_size: int,
+                            placement: tuple[bool, str]) -> Measurements:
     """Measurements of `budget_cost: measured:SPEED.json,DATA.json`: the model's step times from the speed
     report (refused if of another model or batch), the loader's time per batch from the data report
     (refused if of another data pipeline or worker count)."""
@@ -208,7 +210,7 @@ def measurements_from_files(spec: str, cfg: Any, root: str | None, batch_size: i
                           f"steps on {batch_size} images per process; re-run pss bench speed --batch-size {batch_size}")
     row = read_data_report(data_path, data_pipeline(cfg.data, batch_size, root), cfg.data.num_workers)
     return Measurements({r["keep_ratio"]: r["step_time_s"] for r in speed["results"]}, float(row["mean_batch_s"]),
-                        batch_size, overlap, source=f"{speed_path} + {data_path}", loader=row.get("loader", ""))
+                        batch_size, placement[0], source=f"{speed_path} + {data_path}", loader=placement[1])
 
 
 def measurement_ratios(values: Iterable[float], at_most: int = 5) -> list[float]:
@@ -257,17 +259,24 @@ def time_loader(loader: Any, device: Any, *, warmup: int = 2, batches: int = 10)
     return stats, batch
 
 
-def loader_overlaps(data_cfg: Any, device: Any) -> bool:
-    """Whether the loader works beside the model (max of the two) or adds to it (see the module docstring):
-    worker processes, and on a CPU device enough cores for the workers besides the model's threads."""
+def loader_placement(data_cfg: Any, device: Any) -> tuple[bool, str]:
+    """(overlap, where): whether the loader works beside the model (max of the two) or adds to it (see the
+    module docstring): worker processes, and on a CPU device enough cores for the workers besides the
+    model's threads; `where` says which, for the message."""
     import torch
 
-    if data_cfg.in_memory or data_cfg.num_workers == 0:
-        return False
+    if data_cfg.in_memory:
+        return False, "in memory, in the training process"
+    w = data_cfg.num_workers
+    if w == 0:
+        return False, "0 workers: decoded in the training process"
     if str(getattr(device, "type", device)).startswith("cuda"):
-        return True
+        return True, f"{w} workers"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores >= torch.get_num_threads() + data_cfg.num_workers
+    threads = torch.get_num_threads()
+    if cores >= threads + w:
+        return True, f"{w} workers"
+    return False, f"{w} workers sharing {cores} CPU core(s) with the model's {threads} thread(s)"
 
 
 def data_pipeline(data_cfg: Any, batch_size: int, root: str | None) -> dict[str, Any]:

@@ -605,9 +605,9 @@ def _measurements_from_files(cfg: TrainConfig, report: Any, per_rank: int, devic
     run's model, batch and data pipeline before anything trains); None otherwise."""
     if cfg.budget is None or not cfg.budget_cost.startswith("measured:"):
         return None
-    from pss.preflight import loader_overlaps, measurements_from_files
+    from pss.preflight import loader_placement, measurements_from_files
 
-    return measurements_from_files(cfg.budget_cost, cfg, report.root, per_rank, loader_overlaps(cfg.data, device))
+    return measurements_from_files(cfg.budget_cost, cfg, report.root, per_rank, loader_placement(cfg.data, device))
 
 
 def _preflight(cfg: TrainConfig, budget: Any, meas: Any, state: TrainState, task: Task, train_loader: Any, amp: Amp,
@@ -617,7 +617,7 @@ def _preflight(cfg: TrainConfig, budget: Any, meas: Any, state: TrainState, task
     or read from the budget's cost files), the run's predicted wall-clock ratio to the full-token run with
     its cause, logged once; with `budget_cost: measured` (in the run) the budget is solved on them.
     Returns (cfg, budget, prediction or None)."""
-    from pss.preflight import Measurements, loader_overlaps, measurement_ratios, predict
+    from pss.preflight import Measurements, loader_placement, measurement_ratios, predict
 
     total = cfg.epochs * steps_per_epoch
     solve_here = cfg.budget is not None and cfg.budget_cost == "measured"
@@ -646,8 +646,8 @@ def _preflight(cfg: TrainConfig, budget: Any, meas: Any, state: TrainState, task
             shared = [(times, data)]
             dist.broadcast_object_list(shared, src=0)
             times, data = shared[0]
-        workers = "in memory" if cfg.data.in_memory else f"{cfg.data.num_workers} workers"
-        meas = Measurements(times, data["mean_batch_s"], per_rank, loader_overlaps(cfg.data, device), loader=workers)
+        overlap, where = loader_placement(cfg.data, device)
+        meas = Measurements(times, data["mean_batch_s"], per_rank, overlap, loader=where)
     if solve_here or (cfg.budget is not None and cfg.budget_cost.startswith("measured:")):
         if solve_here:
             cfg, budget = _solve_budget(cfg, None, steps_per_epoch, total, meas)
