@@ -59,7 +59,7 @@ def test_serial_loader_adds_its_time_to_every_step():
     pred = predict(meas, [1.0, 0.2])
     assert pred.time_ratio == pytest.approx((0.21 + 0.13) / 0.42)
     assert pred.bound == "serial"
-    assert "loader 1,429 img/s (in memory): its 70.0 ms per batch adds to every step" in pred.message
+    assert pred.message.startswith("data-bound: loader 1,429 img/s (in memory): its 70.0 ms per batch adds to every step")
 
 
 def test_interpolation_and_clamp_below_the_measured_range():
