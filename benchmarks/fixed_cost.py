@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -162,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from pss.control import num_tokens
     from pss.engine import _to_device
     from pss.runinfo import run_info
+    from pss.study import record_header, write_record
 
     record = {"kind": "fixed_cost", "command": "python benchmarks/fixed_cost.py " + " ".join(argv or sys.argv[1:]),
               "note": args.note, "keep_ratios": list(KEEP), "repeats": args.repeats, "setups": {}}
@@ -197,16 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["losses_before"], summary["losses_after"] = lb, la
         record["setups"][name] = {"overrides": OVERRIDES + extra, "tokens": {f"{r:g}": n for r, n in tokens.items()},
                                   "summary": summary, "repeats": rows}
-    info = run_info(torch.device("cpu"))
-    record.update(info)
-    record["date"] = dt.date.today().isoformat()
-    out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"fixed_cost_cpu_{record['date']}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    md = [f"# Fixed per-step cost before / after (CPU, {info.get('device')})", "",
-          f"torch {info.get('torch')}, timm {info.get('timm')}, commit {info.get('commit')}, {record['date']}. "
-          f"Command: `{record['command']}`. {args.note}", "",
+    record.update(run_info(torch.device("cpu")), date=dt.date.today().isoformat())
+    md = [*record_header(f"Fixed per-step cost before / after (CPU, {record['device']})", record),
           "Fixed part = intercept of step time against tokens per image (keep ratios "
           f"{', '.join(f'{r:g}' for r in KEEP)}; {args.iters} timed steps each after {args.warmup}), as a share of "
           f"the full-token step; median (min-max) over {args.repeats} interleaved repeats.", "",
@@ -222,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {b['fixed_parts_ms_median']:.2f} [{b['fixed_parts_ms_iqr'][0]:.2f}-{b['fixed_parts_ms_iqr'][1]:.2f}] / "
                   f"{a['fixed_parts_ms_median']:.2f} [{a['fixed_parts_ms_iqr'][0]:.2f}-{a['fixed_parts_ms_iqr'][1]:.2f}] "
                   f"| {s['summary']['max_abs_loss_difference']:.2e} |")
-    path.with_suffix(".md").write_text("\n".join(md) + "\n")
+    path = write_record(Path(args.results) / f"fixed_cost_cpu_{record['date']}.json", record, md)
     print("\n".join(md))
     print(f"wrote {path}")
     return 0

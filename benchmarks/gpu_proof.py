@@ -44,6 +44,7 @@ import speed  # noqa: E402  (benchmarks/speed.py: targets and the side-by-side t
 from pss.bench import data_benchmark, format_data_table, speed_benchmark  # noqa: E402
 from pss.errors import PssError  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
+from pss.study import record_header, write_record  # noqa: E402
 
 log = logging.getLogger("pss.gpu_proof")
 
@@ -140,9 +141,7 @@ def run_cifar_unit(plan: list, i: int) -> dict:
 
 
 def final_table(rec: dict) -> str:
-    lines = [f"# GPU proof: {rec['device']}", "",
-             f"torch {rec['torch']}, timm {rec['timm']}, commit {rec['commit']}, {rec['date']}. "
-             f"Command: `{rec['command']}`", ""]
+    lines = record_header(f"GPU proof: {rec['device']}", rec)
     reports = [u["result"] for s in STAGES[:3] for u in rec["stages"].get(s, {}).get("units", [])]
     if reports:
         lines += ["## Training-step time / time at rho = 1 (FLOP ratio beside), peak memory, inference", "",
@@ -251,8 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.update(date=dt.date.today().isoformat(), command="python benchmarks/gpu_proof.py " + " ".join(argv or sys.argv[1:]))
 
     def save() -> None:
-        path.write_text(json.dumps(rec, indent=2) + "\n")
-        path.with_suffix(".md").write_text(final_table(rec))
+        write_record(path, rec, [final_table(rec)])
 
     sp = speed_units(args.smoke, cuda)
     for stage in stages:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from pss.study import add_study_arguments, planned_run, run_plan  # noqa: E402
+from pss.study import add_study_arguments, planned_run, record_header, run_plan, write_record  # noqa: E402
 
 COMMON = [
     "model.kwargs={depth: 4, embed_dim: 96, num_heads: 3, pos_embed: rel_bias}", "model.drop_path_rate=0.0",
@@ -85,13 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     rec = {"kind": "preflight_check", **info, "date": dt.date.today().isoformat(), "note": args.note,
            "command": "python benchmarks/preflight_check.py " + " ".join(argv or sys.argv[1:]), "seed": args.seed,
            "overrides": common, "runs": rows}
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / f"preflight_check_{rec['date']}{'_' + args.tag if args.tag else ''}.json"
-    path.write_text(json.dumps(rec, indent=2) + "\n")
-    md = [f"# Pre-flight prediction vs realised wall-clock ratio ({rec['device']})", "",
-          f"torch {rec['torch']}, timm {rec['timm']}, commit {rec['commit']}, {rec['date']}, seed {args.seed}. "
-          f"Command: `{rec['command']}`. {args.note}", "",
+    md = [*record_header(f"Pre-flight prediction vs realised wall-clock ratio ({rec['device']}, seed {args.seed})", rec),
           "| run | mean rho | train time (s) | data wait | predicted ratio | model alone | bound | realised vs full run "
           "| error | realised in run | error |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     f = lambda v, fmt="{:.3f}": "-" if v is None else fmt.format(v)  # noqa: E731
@@ -107,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         md += ["", f"{r['run']}: budget {b['budget']} ({b['cost_model']}): solved low = {b['value']}, predicted cost "
                f"{b['predicted_cost']:.3f}, realised {r['realised_vs_full_run']:.3f} of the full run's time "
                f"({r['realised_vs_full_run'] / b['predicted_cost'] - 1:+.1%}), {f(b['realised_time_ratio'])} in the run."]
-    path.with_suffix(".md").write_text("\n".join(md) + "\n")
+    path = write_record(Path(args.results) / f"preflight_check_{rec['date']}{'_' + args.tag if args.tag else ''}.json",
+                        rec, md)
     print("\n".join(md))
     print(f"wrote {path}")
     return 0
