@@ -417,6 +417,9 @@ class TrainConfig:
     # cost per keep ratio: flops (of this model), a `pss bench speed --json` file, or measured (wall-clock
     # with the loader: in the run, or measured:SPEED.json,DATA.json from pss bench speed / data)
     budget_cost: str = "flops"
+    # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget).
+    budget_epochs: float | None = None
+    budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs
     # predict the run's wall-clock ratio to the full-token run from measured step and loader times
     # before it trains (pss.preflight): auto (runs of >= 500 steps), true, false
     preflight: bool | str = "auto"
@@ -450,6 +453,10 @@ class TrainConfig:
             from pss.budget import check_budget
 
             check_budget(self.budget, self.schedule)
+        if self.budget_epochs is not None:
+            from pss.budget import check_budget_epochs
+
+            check_budget_epochs(self.budget_epochs, self.budget)
         _check(bool(self.budget_cost), "budget_cost must be 'flops', 'measured' or the path of a pss bench speed "
                                        "--json file")
         _check(self.preflight in (True, False, "auto"), f"preflight must be auto, true or false, got {self.preflight!r}")

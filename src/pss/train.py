@@ -63,6 +63,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pss.budget import apply_budget_epochs
 from pss.checkpoint import (
     CheckpointError,
     is_training_checkpoint,
@@ -166,7 +167,7 @@ def resolve_config(
         raw["output_dir"] = output
     elif not raw.get("output_dir"):
         raw["output_dir"] = _default_output(config)
-    cfg = from_dict(raw)
+    cfg = apply_budget_epochs(from_dict(raw))  # tokens for epochs: the longer run, resolved once
     if ckpt_config is not None:
         changed = [k for k in diff_configs(ckpt_config, config_to_dict(cfg)) if k not in ("output_dir", "init")]
         # Resolved-at-start keys (num_classes, img_size) are null in a recipe: not a real change.
@@ -330,6 +331,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
         logging.getLogger("pss").setLevel(logging.WARNING)  # rank 0 alone reports
     device = resolve_device(cfg.device, dist_info)
     amp = resolve_amp(cfg.amp, device)
+    cfg = apply_budget_epochs(cfg)  # a config built in Python, not through resolve_config
     cfg.validate()
     folder = _prepare_output(cfg, dist_info, resume_from, overwrite, held)
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None  # a bad file fails fast
@@ -380,7 +382,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
 
     summary = _summary(cfg, p, task, steps_per_epoch, device, amp, dist_info, _num_params(model))
     summary["skipped_images"] = len(report.corrupt)  # unreadable files left out (data.on_corrupt: skip)
-    summary["budget"] = _budget_summary(budget, folder, device) if budget is not None and dist_info.is_main else None
+    summary["budget"] = _budget_summary(budget, folder, device, cfg.budget_reference) if budget is not None and dist_info.is_main else None
     summary["preflight"] = _preflight_summary(prediction, folder, device) if prediction and dist_info.is_main else None
     summary["equal_time_of"] = cfg.equal_time_of
     if hasattr(task, "on_train_end"):  # task-specific outputs (pre-training: the encoder for fine-tuning)
@@ -697,7 +699,8 @@ def _solve_budget(cfg: TrainConfig, model: nn.Module | None, steps_per_epoch: in
     return dataclasses.replace(cfg, schedule=plan.schedule), (plan, cost)
 
 
-def _budget_summary(budget: tuple[Any, Any], folder: Path, device: torch.device) -> dict[str, Any]:
+def _budget_summary(budget: tuple[Any, Any], folder: Path, device: torch.device,
+                    reference: dict[str, Any] | None = None) -> dict[str, Any]:
     """The plan, and what the run really cost: the cost model over the steps it ran, and (on CPU, where
     step times are synchronous) its step times relative to its own full-token steps."""
     from pss.analysis.report import load_run
@@ -708,6 +711,12 @@ def _budget_summary(budget: tuple[Any, Any], folder: Path, device: torch.device)
     out = plan.to_dict()
     out["realised_cost"] = math.fsum(cost(float(r["keep_ratio"])) for r in rows) / len(rows) if rows else None
     out["realised_time_ratio"] = realised_time_ratio(rows) if device.type == "cpu" else None
+    if reference is not None and out["realised_cost"] is not None:  # tokens for epochs: against the recipe's run
+        out["reference"] = reference
+        out["realised_cost_vs_reference"] = out["realised_cost"] * reference["epochs_factor"]
+        log.info("tokens for epochs: %g epochs instead of %d, realised cost %.4f of the %d-epoch full-token run",
+                 reference["epochs_factor"] * reference["epochs"], reference["epochs"],
+                 out["realised_cost_vs_reference"], reference["epochs"])
     log.info(
         "budget %g: predicted cost %.4f, realised %.4f (%s)%s", plan.budget, plan.predicted_cost,
         out["realised_cost"] or math.nan, plan.cost_model,

@@ -156,3 +156,35 @@ def test_speed_attention_comparison_table_and_targets():
     assert "| keep ratio | FLOP ratio | rel_bias sdpa | rel_bias flex | rope sdpa |" in table
     assert "| 0.20 | 0.210 | 0.240 | 0.240 | 0.240 |" in table
     assert "| rho=1 peak (MB) | | 900 | 700 | 650 |" in table and "skipped rope flex: why" in table
+
+
+def test_budget_study_horizon_arms_tokens_for_epochs_and_records_that_resume(tiny_image_folder, tmp_path):
+    study = _load("budget_study")
+    common = ["--data", str(tiny_image_folder), "--seeds", "0", "--horizons", "2", *TINY_SETUP,
+              "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2, pos_embed: rope}",
+              "--set", "data.max_val_per_class=2", "--set", "lr_sched.warmup_epochs=0",
+              "--results", str(tmp_path / "res"), "--quiet"]
+    argv = [*common, "--output", str(tmp_path / "runs")]
+    assert study.main(argv) == 0
+    [path] = (tmp_path / "res").glob("budget_study_cpu_*.json")
+    rec = json.loads(path.read_text())
+    runs = {r["arm"]: r for r in rec["runs"]}
+    assert set(runs) == {"full", "equal_time", "recommended", "fixed", "tokens_for_epochs"}
+    assert runs["full"]["epochs"] == 2 and runs["equal_time"]["epochs"] == 1  # 0.6 x 2 rounded half up
+    assert runs["full"]["flop_cost"] == 1.0 and runs["equal_time"]["flop_cost"] == 0.5
+    tfe = runs["tokens_for_epochs"]
+    assert tfe["epochs"] == 3 and tfe["schedule"]["name"] == "fixed"  # 1.5 x 2 epochs at fewer tokens
+    assert tfe["summary"]["budget"]["reference"]["epochs"] == 2
+    for arm in ("recommended", "fixed", "tokens_for_epochs"):
+        assert runs[arm]["flop_cost"] <= 0.6 + 1e-6  # every PSS arm within 0.6 of the 2-epoch full run
+        assert runs[arm]["schedule"]["grid"] == 0.1
+    arms = {a["arm"]: a for a in rec["arms"]}
+    assert len(arms["tokens_for_epochs"]["final_vs_equal_time"]) == 1 and "final_vs_full" in arms["fixed"]
+    assert "| h2_tokens_for_epochs | 3 | 0 |" in path.with_suffix(".md").read_text()
+    assert path.with_suffix(".png").stat().st_size > 10_000
+    # Another machine (empty output folder) with the committed record: nothing is trained again.
+    assert study.main([*common, "--output", str(tmp_path / "elsewhere")]) == 0
+    assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").iterdir())
+    assert {r["name"] for r in json.loads(path.read_text())["runs"]} == {r["name"] for r in rec["runs"]}
+    with pytest.raises(SystemExit, match="unknown arm"):
+        study.main([*argv, "--arms", "full,nope"])
