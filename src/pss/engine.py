@@ -322,7 +322,7 @@ class Trainer:
         """The pre-flight's measurements (pss.preflight): the loader's supply (its first batches, from a
         fresh iterator: the run's data order is untouched), then the median time of `iters` real
         training steps (forward, backward, clipping, optimizer, EMA; after `warmup`, which also
-        compiles) at each keep ratio on one of those batches. Every state a step changes (weights,
+        compiles) at each keep ratio on one of those batches, the ratios taking turns. Every state a step changes (weights,
         optimizer, GradScaler, EMA, LR, step count, RNG streams) is restored afterwards, so the run
         trains exactly as it would have without them. Returns ({rho: step seconds}, loader stats)."""
         import copy
@@ -343,21 +343,22 @@ class Trainer:
             "ema": {k: v.detach().clone() for k, v in s.ema.module.state_dict().items()} if s.ema is not None else None,
             "rng": get_rng_state(), "step": p.step, "rho": self._rho,
         }
-        times: dict[float, float] = {}
+        ts: dict[float, list[float]] = {rho: [] for rho in keep_ratios}
         self.model.train()
         try:
-            for rho in keep_ratios:
-                self._set_keep_ratio(rho)
-                ts = []
-                for i in range(warmup + iters):
+            # Warm-up (and compilation) at each ratio, then the timed steps round-robin over the ratios,
+            # so a machine that slows down or speeds up meanwhile shifts every ratio alike.
+            for i in range(warmup + iters):
+                for rho in keep_ratios:
+                    self._set_keep_ratio(rho)
                     synchronize(self.device)
                     t0 = time.perf_counter()
                     self.forward_backward(batch)
                     self.optimizer_step()
                     synchronize(self.device)
                     if i >= warmup:
-                        ts.append(time.perf_counter() - t0)
-                times[rho] = statistics.median(ts)
+                        ts[rho].append(time.perf_counter() - t0)
+            times = {rho: statistics.median(t) for rho, t in ts.items()}
         finally:
             bare.load_state_dict(saved["model"])
             s.optimizer.load_state_dict(saved["optimizer"])
