@@ -38,8 +38,7 @@ COMMON = [
 ]
 LOADERS = {"slow": ["data.in_memory=false", "data.num_workers=1"], "fast": ["data.in_memory=true", "data.num_workers=0"]}
 PSS = ["schedule={name: cyclic, low: 0.2, high: 1.0, period_epochs: 1}", "select=random"]
-BUDGET = ["schedule={name: cyclic, low: 0.2, high: 1.0, period_epochs: 1}", "select=random", "budget=0.6",
-          "budget_cost=measured"]
+BUDGET = ["schedule={name: cyclic, low: 0.2, high: 1.0, period_epochs: 1}", "select=random", "budget_cost=measured"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-class", type=int, default=100, help="training images per class")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=float, default=0.6, help="of the budget_cost: measured run (slow loader)")
     p.add_argument("--note", default="", help="recorded with the figures (e.g. the machine was shared)")
     add_study_arguments(p, ROOT / "runs" / "preflight_check", ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     common = [*COMMON, f"epochs={args.epochs}", f"data.max_train_per_class={args.per_class}", *args.overrides]
     out = Path(args.output)
     arms = [("full_slow", LOADERS["slow"] + ["schedule=1.0"]), ("pss_slow", LOADERS["slow"] + PSS),
-            ("budget_slow", LOADERS["slow"] + BUDGET), ("full_fast", LOADERS["fast"] + ["schedule=1.0"]),
+            ("budget_slow", LOADERS["slow"] + BUDGET + [f"budget={args.budget}"]), ("full_fast", LOADERS["fast"] + ["schedule=1.0"]),
             ("pss_fast", LOADERS["fast"] + PSS)]
     plan = [planned_run(name, args.seed, "cifar10_baseline", [*common, *extra], data, out) for name, extra in arms]
     summaries = run_plan(plan, fresh=args.fresh, quiet=args.quiet)

@@ -652,7 +652,15 @@ def _preflight(cfg: TrainConfig, budget: Any, meas: Any, state: TrainState, task
         meas = Measurements(times, data["mean_batch_s"], per_rank, overlap, loader=where)
     if solve_here or (cfg.budget is not None and cfg.budget_cost.startswith("measured:")):
         if solve_here:
-            cfg, budget = _solve_budget(cfg, None, steps_per_epoch, total, meas)
+            try:
+                cfg, budget = _solve_budget(cfg, None, steps_per_epoch, total, meas)
+            except ConfigError as e:  # name the loader when it is what holds the cost up
+                if not meas.overlap or meas.data_bound(min(meas.step_time_s)):
+                    e = ConfigError(f"{e}. budget_cost: measured includes the loader ({meas.loader}, "
+                                    f"{1000 * meas.data_time_s:.0f} ms per batch, the model "
+                                    f"{1000 * meas.model_time(min(meas.step_time_s)):.0f} ms at rho "
+                                    f"{min(meas.step_time_s):g}): raise data.num_workers or use data.in_memory")
+                raise e from None
         _, cost = budget
         meas = cost.meas
     pred = predict(meas, cfg.schedule.values(steps_per_epoch, total))
