@@ -369,4 +369,6 @@ def plot(rec: dict[str, Any], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pss.cli import guarded  # a ConfigError is one line, a signal exit code 130
+
+    raise SystemExit(guarded("budget_study.py", main))

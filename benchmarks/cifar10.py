@@ -252,4 +252,6 @@ def to_markdown(rec: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pss.cli import guarded  # a ConfigError is one line, a signal exit code 130
+
+    raise SystemExit(guarded("cifar10.py", main))

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,7 +220,7 @@ _COST_KWARGS = ("depth", "embed_dim", "num_heads", "mlp_ratio", "pos_embed", "re
 
 def predicted_cost(schedule: Schedule, cost: Callable[[float], float], steps_per_epoch: int, total_steps: int) -> float:
     """Mean relative step cost of a run of `total_steps` steps under `schedule`."""
-    counts = Counter(schedule.values(steps_per_epoch, total_steps))
+    counts = schedule.counts(steps_per_epoch, total_steps)
     return math.fsum(n * cost(r) for r, n in counts.items()) / total_steps
 
 
@@ -290,7 +289,7 @@ def solve_budget(
     if floor > budget + _TOL:
         raise ConfigError(
             f"budget {budget:g} is below what this schedule can reach: the smallest possible is "
-            f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0, warm-up/cool-down "
+            f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0 over {total_steps} steps, warm-up/cool-down "
             f"{schedule.warmup_epochs:g}/{schedule.cooldown_epochs:g} epochs at keep ratio 1.0, grid {schedule.grid}); "
             f"{_reachable(schedule, budget, cost, steps_per_epoch, total_steps)}"
         )
@@ -306,7 +305,7 @@ def solve_budget(
                 b = mid
         best = max(lo, math.floor(a * 10**_DECIMALS) / 10**_DECIMALS)
     solved = _with(schedule, param, best)
-    values = set(solved.values(steps_per_epoch, total_steps))
+    values = set(solved.counts(steps_per_epoch, total_steps))
     getattr(cost, "check", lambda *_: None)(values, solved.grid is not None)
     return BudgetPlan(solved, float(budget), run_cost(best), param, best, getattr(cost, "name", "custom"))
 

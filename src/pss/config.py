@@ -49,6 +49,7 @@ __all__ = [
     "find_recipe",
     "load_config",
     "load_yaml",
+    "parse_yaml",
     "save_config",
 ]
 
@@ -482,14 +483,33 @@ class TrainConfig:
         from pss.budget import TableCost
 
         self.model.check_name()
+        check_compile_options(self.compile_options())
         if self.budget is not None and self.budget_cost.startswith("measured:"):
             from pss.preflight import split_cost_files
 
-            speed, _ = split_cost_files(self.budget_cost)  # the data file is checked once the data is
+            speed, _ = split_cost_files(self.budget_cost)  # the data file: once the data is read
             TableCost.from_file(speed, self.model.name, self.model.img_size or self.data.img_size, self.model.kwargs)
         elif self.budget is not None and self.budget_cost not in ("flops", "measured"):
             TableCost.from_file(self.budget_cost, self.model.name, self.model.img_size or self.data.img_size,
                                 self.model.kwargs)
+
+
+def check_compile_options(options: dict[str, Any] | None) -> None:
+    """Refuse a torch.compile mode or backend torch does not know, before any data is read (torch
+    itself would only say so when the model is compiled, after the set-up)."""
+    if not options:
+        return
+    mode, backend = options.get("mode"), options.get("backend", "inductor")
+    if mode is not None:
+        from torch._inductor import list_mode_options
+
+        modes = ["default", *list_mode_options()]
+        _check(mode in modes, f"unknown compile mode {mode!r}; choose one of {', '.join(dict.fromkeys(modes))}")
+    if isinstance(backend, str):
+        from torch._dynamo import list_backends
+
+        backends = list_backends(exclude_tags=())
+        _check(backend in backends, f"unknown compile backend {backend!r}; choose one of {', '.join(backends)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,17 +692,35 @@ def find_recipe(name: str | Path) -> Path:
     raise ConfigError(f"config file {str(name)!r} not found{hint}")
 
 
+def parse_yaml(text: str | bytes, where: str) -> Any:
+    """One YAML document (a recipe, a `--set` value) with duplicate keys refused: every way it can fail
+    to decode or parse (bad UTF-8, a syntax error, nesting too deep) is one ConfigError naming `where`."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{where} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                              "save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where} is not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply to be a recipe; flatten it") from None
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A recipe's settings; ConfigError for a missing, empty or invalid file, or a duplicate key."""
+    """A recipe's settings; ConfigError for a missing, unreadable, empty or invalid file, or a duplicate key."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; pass an existing YAML recipe, e.g. configs/demo.yaml")
     try:
-        d = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
-    except ConfigError as e:
-        raise ConfigError(f"config file {str(path)!r}: {e}") from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    d = parse_yaml(data, f"config file {str(path)!r}")
     _check(d is not None, f"config file {str(path)!r} is empty; give the settings to change, or leave out --config "
            "to use the defaults")
     _check(isinstance(d, dict), f"config file {str(path)!r} must hold a mapping of settings, not {type(d).__name__}")
@@ -696,11 +734,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     _check(bool(sep) and bool(key), f"--set expects key=value (dotted keys for nested settings), got {text!r}")
     parts = key.split(".")
     _check(all(parts), f"--set key {key!r} has an empty part")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text!r}: cannot parse the value: {e}") from None
-    return parts, value
+    return parts, parse_yaml(raw, f"--set {text!r}") if raw.strip() else None
 
 
 def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:

@@ -40,11 +40,11 @@ def _samplers_or_raise(model: nn.Module) -> list[PatchSampler]:
 
 def set_train_keep_ratio(found: list[PatchSampler], keep_ratio: float, select: str | None = None) -> None:
     """`set_keep_ratio` on an already collected sampler list (no module walk: for per-step use)."""
-    check_keep_ratio(keep_ratio)
+    keep_ratio = check_keep_ratio(keep_ratio)
     if select is not None:
         check_select(select)
     for s in found:
-        s.keep_ratio = float(keep_ratio)
+        s.keep_ratio = keep_ratio
         if select is not None:
             s.select = select
 
@@ -76,7 +76,7 @@ class use_keep_ratio(contextlib.AbstractContextManager):  # noqa: N801  (used li
 
     def __init__(self, model: nn.Module, rho: float | None, select: str | None = None) -> None:
         if rho is not None:
-            check_keep_ratio(rho)
+            rho = check_keep_ratio(rho)
         if select is not None:
             check_select(select)
         self.model = model

@@ -42,7 +42,7 @@ def graphs_needed(
         sched = from_dict(schedule)
         if steps_per_epoch is not None and epochs is not None:
             total = max(1, math.floor(epochs * steps_per_epoch + 0.5))
-            train = sorted(set(sched.values(steps_per_epoch, total)))
+            train = list(sched.counts(steps_per_epoch, total))
         else:  # without the run length: every grid point (or a generous bound with no grid)
             grid = sched.grid
             train = [0.0] * (round(1 / grid) if grid else 20)

@@ -28,6 +28,7 @@ from pss.checkpoint import (
     atomic_write,
     export_safetensors,
     get_rng_state,
+    run_checkpoint_bytes,
     set_rng_state,
     training_checkpoint,
     unwrap_model,
@@ -85,12 +86,13 @@ class RunWriter:
             if not path.exists():
                 continue
             lines = []
-            for line in path.read_text().splitlines():
+            for raw in path.read_bytes().splitlines():
                 try:
+                    line = raw.decode()
                     rec = json.loads(line)
                 except ValueError:
-                    continue  # a line cut short by a kill
-                if keep(rec.get("step", -1)):
+                    continue  # a line cut short by a kill, or bytes that are not a log line (UnicodeDecodeError too)
+                if isinstance(rec, dict) and isinstance(rec.get("step"), int) and keep(rec["step"]):
                     lines.append(line)
             data = "".join(x + "\n" for x in lines).encode()
             atomic_write(path, lambda f: f.write(data))
@@ -283,7 +285,7 @@ class Checkpointer:
                 scaler=state.scaler, ema=state.ema_module, rng=rng,
                 progress=state.progress.to_dict(), config=self.config, class_names=self.class_names,
             )
-            atomic_save(ckpt, self.folder / "checkpoint-last.pt")
+            atomic_save(ckpt, self.folder / "checkpoint-last.pt", total=run_checkpoint_bytes(ckpt))
         self.saved_step = state.progress.step
 
     def save_best(self, state: TrainState, metric: str) -> None:

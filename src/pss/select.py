@@ -12,6 +12,7 @@ Conventions (shared with timm's `PatchDropoutWithIndices`):
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -30,9 +31,20 @@ def num_kept(num_patches: int, keep_ratio: float) -> int:
     return max(1, min(num_patches, int(math.floor(keep_ratio * num_patches + 0.5))))
 
 
-def check_keep_ratio(keep_ratio: float) -> None:
-    if not (isinstance(keep_ratio, (int, float)) and 0.0 < keep_ratio <= 1.0):
+def check_keep_ratio(keep_ratio: float) -> float:
+    """`keep_ratio` as a float in (0, 1]: a Python or NumPy number, or a one-element float tensor; not a
+    bool (True is not 1.0)."""
+    value = keep_ratio
+    if type(value) not in (float, int):  # the per-step case stays plain type checks (torch.compile traces it)
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+            value = value.item()
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = float(value)
+        else:
+            raise ConfigError(f"keep ratio must be in (0, 1] (a number, not a {type(keep_ratio).__name__}), got {keep_ratio!r}")
+    if not 0.0 < value <= 1.0:
         raise ConfigError(f"keep ratio must be in (0, 1], got {keep_ratio!r}")
+    return float(value)
 
 
 def check_select(select: str) -> None:
@@ -107,9 +119,9 @@ def select_tokens(
 
     Returns (kept (B, P + K, C), keep_idx (B, K) patch indices, or None when everything is kept).
     """
-    check_keep_ratio(keep_ratio)
+    keep_ratio = check_keep_ratio(keep_ratio)
     check_select(select)
-    if keep_ratio >= 1.0:
+    if keep_ratio >= 1.0 or tokens.shape[1] <= num_prefix_tokens:  # no patch tokens: nothing to select
         return tokens, None
     prefix, patches = tokens[:, :num_prefix_tokens], tokens[:, num_prefix_tokens:]
     keep_idx = select_indices(patches, keep_ratio, select, generator)
@@ -140,10 +152,10 @@ class PatchSampler(nn.Module):
         return_indices: bool = False,
     ) -> None:
         super().__init__()
-        check_keep_ratio(keep_ratio)
+        keep_ratio = check_keep_ratio(keep_ratio)
         check_select(select)
         self.num_prefix_tokens = num_prefix_tokens
-        self.keep_ratio = float(keep_ratio)
+        self.keep_ratio = keep_ratio
         self.explicit_keep_ratio: float | None = None
         self.select = select
         self.return_indices = return_indices

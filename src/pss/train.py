@@ -39,10 +39,11 @@ to the step. What is then identical to an uninterrupted run:
     the losses agree closely rather than bit for bit; `deterministic: true` picks deterministic
     kernels where PyTorch has them (not verified on a GPU here).
 Multi-node: every process reads the checkpoint it resumes from, so the run folder must be on a
-file system all nodes share. Changing `epochs` on resume keeps the checkpoint's LR schedule (its
-length is part of the scheduler state) while the keep-ratio schedule follows the new length;
-changing `optim.lr` rescales that schedule to the new peak (how a diverged run continues); a
-warning lists every setting that differs from the checkpoint's.
+file system all nodes share. Changing `epochs`, the learning rate or `lr_sched` on resume rebuilds
+the LR schedule for the new settings: every later step gets the learning rate a run started with
+them would have at that step (how a run is extended, or a diverged run continues at a lower rate);
+the keep-ratio schedule follows the new length too. A warning lists every setting that differs
+from the checkpoint's.
 Not restored: the timings (step_time_s, data_time_s of the resumed steps are new measurements), and
 the work since the last checkpoint is redone (its time is not counted twice: train_time_s comes
 from the checkpoint).
@@ -86,6 +87,7 @@ from pss.engine import ClassificationTask, LoopConfig, Progress, Task, Trainer
 from pss.errors import ConfigError, PssError
 from pss.models.convert import load_init_weights
 from pss.runfolder import Checkpointer, StepLogger, TrainState
+from pss.budget import FREE_PARAMETER
 from pss.outputs import hold_run_folder
 from pss.runtime import Amp, DistInfo, resolve_amp, resolve_device
 from pss.tracking import TrackingWriter, build_trackers
@@ -98,6 +100,7 @@ __all__ = [
     "build_model_for",
     "classification_task",
     "init_distributed",
+    "recovery_hint",
     "resolve_config",
     "train",
 ]
@@ -146,9 +149,8 @@ def resolve_config(
                 raise ConfigError("--resume without a checkpoint path needs --output (the run folder) or --config")
             resume_from = Path(folder).expanduser() / "checkpoint-last.pt"
         if not resume_from.is_file():
-            raise CheckpointError(
-                f"nothing to resume: {str(resume_from)!r} does not exist; start the run without --resume"
-            )
+            raise CheckpointError(f"nothing to resume: {str(resume_from)!r} does not exist; "
+                                  f"{recovery_hint(resume_from.parent, fresh='start the run without --resume')}")
         ckpt = load_checkpoint(resume_from)
         if not is_training_checkpoint(ckpt) or ckpt.get("optimizer") is None:
             raise CheckpointError(f"{str(resume_from)!r} is not a resumable pss checkpoint; use checkpoint-last.pt")
@@ -172,6 +174,8 @@ def resolve_config(
         changed = [k for k in diff_configs(ckpt_config, config_to_dict(cfg)) if k not in ("output_dir", "init")]
         # Resolved-at-start keys (num_classes, img_size) are null in a recipe: not a real change.
         changed = [k for k in changed if not (k in ("model.num_classes", "model.img_size") and _get(raw, k) is None)]
+        if cfg.budget is not None and ckpt_config.get("budget") == cfg.budget:  # solved again from the budget
+            changed = [k for k in changed if k != f"schedule.{FREE_PARAMETER.get(cfg.schedule.name)}"]
         if changed:
             log.warning("resuming with settings that differ from the checkpoint's: %s", ", ".join(changed))
     return cfg, resume_from
@@ -251,13 +255,30 @@ def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
 def classification_task(cfg: TrainConfig, class_names: list[str]) -> Task:
     """The engine's Task for `task: classification` (pss.config.TASKS)."""
+    if len(class_names) < 2:
+        raise ConfigError(f"the data has {len(class_names)} class ({', '.join(class_names)}): a classifier needs at "
+                          "least 2 class folders in each split; add the other classes")
     return ClassificationTask(len(class_names), cfg.mixup, cfg.label_smoothing)
+
+
+def recovery_hint(folder: Path, fresh: str = "") -> str:
+    """What to do with the run folder `folder` after its run stopped, the one advice every message gives:
+    --resume from its last checkpoint; --overwrite when it stopped before writing one (its logs and
+    config alone cannot be continued); `fresh` when it holds no run (nothing, or only the lock file)."""
+    if (folder / "checkpoint-last.pt").is_file():
+        return "continue from the last checkpoint with --resume"
+    if any((folder / n).exists() for n in OUTPUT_FILES):
+        return "it stopped before writing a checkpoint: start it again with --overwrite"
+    return fresh
 
 
 def _check_output(folder: Path, resume: bool, overwrite: bool) -> None:
     """A fresh run must not write into another run's folder (unless told to replace it)."""
     existing = [n for n in OUTPUT_FILES if (folder / n).exists()]
     if existing and not (resume or overwrite):
+        if not (folder / "checkpoint-last.pt").is_file():
+            raise ConfigError(f"output folder {str(folder)!r} holds a run ({', '.join(existing)}); "
+                              f"{recovery_hint(folder)}, or choose another --output")
         raise ConfigError(
             f"output folder {str(folder)!r} already holds a run ({', '.join(existing)}): pass --resume to "
             "continue it, --overwrite to replace it, or choose another --output"
@@ -337,6 +358,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None  # a bad file fails fast
 
     report = check_data(cfg.data)  # paths, class folders, unreadable images: quick, before any decoding
+    log.info("data: %s", report.describe())
     class_names = list(report.classes)
     cfg = resolve_data_geometry(cfg, len(class_names))
     per_rank = _batch_geometry(cfg, dist_info.world_size)
@@ -522,14 +544,22 @@ def _restore(ckpt: dict[str, Any], state: TrainState, cfg: TrainConfig, steps_pe
             f"cannot resume: the checkpoint has {saved.get('steps_per_epoch')} steps per epoch, this set-up "
             f"{steps_per_epoch}; keep batch_size and the data as they were"
         )
+    # The LR schedule is the config's: the checkpoint's is continued when they agree, and rebuilt for the
+    # new settings when epochs, the learning rate or lr_sched changed (a finished cosine would stay at its floor).
+    fresh = state.lr_scheduler.state_dict() if state.lr_scheduler is not None else None
+    rebuilt = fresh is not None and ckpt.get("lr_scheduler") not in (None, fresh)
     restore_training_state(
-        ckpt, model=state.model, optimizer=state.optimizer, lr_scheduler=state.lr_scheduler, scaler=state.scaler,
-        ema=state.ema_module, peak_lr=cfg.peak_lr(),
+        ckpt, model=state.model, optimizer=state.optimizer, lr_scheduler=None if rebuilt else state.lr_scheduler,
+        scaler=state.scaler, ema=state.ema_module, peak_lr=cfg.peak_lr(),
     )
     state.progress = Progress.from_dict(saved)
     state.progress.resumed += 1
     if state.lr_scheduler is not None:
         state.lr_scheduler.step_update(num_updates=state.progress.step)
+    if rebuilt:
+        log.warning("the LR schedule differs from the checkpoint's (epochs, optim or lr_sched changed): rebuilt for "
+                    "%d epochs at peak %.3g; step %d continues at lr %.3g", cfg.epochs, cfg.peak_lr(),
+                    state.progress.step, state.optimizer.param_groups[0]["lr"])
     log.info("resuming %s at step %d (epoch %d)", resume_from, state.progress.step,
              state.progress.step // steps_per_epoch)
     rng = ckpt.get("rng") or []

@@ -428,7 +428,7 @@ def write_report(run_dirs: list[str | Path], output: str | Path, names: list[str
     """Write the table (Markdown + JSON) and the three plots into `output`; returns what was written."""
     from pss.outputs import check_output_folder
 
-    out = check_output_folder(output)
+    out = check_output_folder(output, create=True)
     runs = load_runs(run_dirs, names)
     out.mkdir(parents=True, exist_ok=True)
     rows = summary_table(runs)

@@ -150,17 +150,15 @@ def eval_data_config(model: nn.Module, config: dict[str, Any]):
 
 def load_images(files: Sequence[Path], data_cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """(model inputs (N, C, H, W) through the training run's eval transform, the same images (N, H, W, 3) in [0, 1])."""
-    from PIL import Image
-
     from pss.data import build_transforms
+    from pss.data.datasets import load_rgb
 
     eval_tf = build_transforms(data_cfg)[1]
     xs = []
     for f in files:
         try:
-            with Image.open(f) as img:
-                xs.append(eval_tf(img.convert("RGB")))
-        except OSError as e:
+            xs.append(eval_tf(load_rgb(f)))
+        except (OSError, ValueError) as e:
             raise DataError(f"cannot read image {str(f)!r}: {e}") from e
     x = torch.stack(xs)
     mean = torch.tensor(data_cfg.mean).view(1, 3, 1, 1)

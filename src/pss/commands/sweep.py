@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    check_output_folder(args.output)
+    check_output_folder(args.output, create=True)
     result = sweep_checkpoints(
         args.checkpoints, data=args.data, keep_ratios=parse_keep_ratios(args.keep), select=args.select,
         batch_size=args.batch_size, device=args.device, precision=args.precision, names=names,

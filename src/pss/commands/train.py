@@ -143,6 +143,16 @@ def unknown_flag_hint(unknown: list[str]) -> str:
     return "\n  ".join(hints)
 
 
+def say_what_to_do_when_stopped(output_dir: str | None) -> None:
+    """The "interrupted" line of a stopped run names its next step (pss.train.recovery_hint)."""
+    from pathlib import Path
+
+    from pss import interrupt
+    from pss.train import recovery_hint
+
+    interrupt.recovery_hint = lambda: recovery_hint(Path(output_dir or "runs/train").expanduser())
+
+
 def run(args: argparse.Namespace) -> int:
     from pss.train import resolve_config, train
 
@@ -150,5 +160,6 @@ def run(args: argparse.Namespace) -> int:
         args.config, alias_overrides(args) + args.overrides, data=args.data, output=args.output, init=args.init,
         resume=args.resume,
     )
+    say_what_to_do_when_stopped(cfg.output_dir)
     train(cfg, resume_from=resume_from, overwrite=args.overwrite, quiet=args.quiet)
     return 0

@@ -14,7 +14,7 @@ from pss.analysis.sweep import parse_keep_ratios
 from pss.errors import ConfigError
 from pss.outputs import check_output_file
 from pss.runtime import resolve_device
-from pss.schedule import Schedule, is_schedule_spec, schedule_from_spec
+from pss.schedule import MAX_LISTED_STEPS, Schedule, is_schedule_spec, schedule_from_spec
 from pss.select import SELECT_RULES
 
 
@@ -94,6 +94,9 @@ def run_schedule(args: argparse.Namespace) -> int:
     if not epochs > 0 or args.steps_per_epoch < 1:
         raise ConfigError("--epochs must be > 0 and --steps-per-epoch >= 1")
     total = max(1, int(epochs * args.steps_per_epoch + 0.5))
+    if total > MAX_LISTED_STEPS:
+        raise ConfigError(f"{total} steps are too many to draw (at most {MAX_LISTED_STEPS}); give fewer --epochs or "
+                          "--steps-per-epoch (the shape repeats), or see the counts with pss schedule")
     for sched in schedules.values():
         sched.check_run(args.steps_per_epoch, total)
     result = viz.plot_schedules(schedules, args.steps_per_epoch, total, output)

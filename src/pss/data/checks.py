@@ -46,11 +46,24 @@ class DataReport:
     def num_val(self) -> int:
         return sum(self.val_counts.values())
 
+    def describe(self) -> str:
+        """One line for a run's header: images, classes, and the unreadable ones left out."""
+        line = f"{self.num_train} train / {self.num_val} val images in {len(self.classes)} classes"
+        if self.source == "builtin":
+            return f"{line} (the built-in set)"
+        scan = ("every file scanned" if not self.sampled else
+                f"a sample of {self.scanned} files scanned; others that fail to load are skipped then, each logged")
+        if not self.scanned:
+            scan = "not scanned (data.scan_images: false)"
+        return f"{line}; {len(self.corrupt)} unreadable image(s) left out ({scan})"
+
 
 def _image_error(path: str) -> str | None:
     """None if PIL can parse the file's header and structure, else the reason."""
     try:
         with Image.open(path) as im:
+            if im.mode == "F":
+                return "a floating-point image (mode F): save it as 8- or 16-bit"
             im.verify()  # cheap: checks structure (and PNG CRCs) without decoding all pixels
     except Exception as e:  # noqa: BLE001 - any failure means "unreadable"; the reason is reported
         return f"{type(e).__name__}: {e}"

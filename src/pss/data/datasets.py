@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -64,6 +65,26 @@ class InMemoryDataset(Dataset):
         return self.normalize(self.images[index : index + 1])[0], int(self.targets[index])
 
 
+# Grey images of more than 8 bits per pixel; PIL's convert("RGB") clips them at 255 (a 16-bit PNG
+# comes out almost white), so `load_rgb` scales them to 8 bits instead.
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """An image file as 8-bit RGB, what every dataset and `pss viz` read: 16-bit grey (and 32-bit integer
+    grey holding 16-bit values) scaled to 8 bits, not clipped; floating-point images refused (ValueError)."""
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        if img.mode == "F":
+            raise ValueError("a floating-point image (mode F): save it as 8- or 16-bit")
+        if img.mode not in WIDE_GREY_MODES:
+            return img.convert("RGB")
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"a {img.mode} image with values outside 0..65535: save it as 8- or 16-bit")
+        return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
+
+
 class CheckedImageFolder(ImageFolder):
     """`ImageFolder` over the files `check_data` accepted (no second directory walk).
 
@@ -76,7 +97,7 @@ class CheckedImageFolder(ImageFolder):
                  on_corrupt: str = "skip") -> None:
         self._checked = samples
         self.on_corrupt = on_corrupt
-        super().__init__(root, transform=transform)
+        super().__init__(root, transform=transform, loader=load_rgb)
 
     def make_dataset(self, directory: Any, class_to_idx: dict[str, int], extensions: Any = None,
                      is_valid_file: Any = None, allow_empty: bool = False) -> list[tuple[str, int]]:

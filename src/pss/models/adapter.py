@@ -79,8 +79,7 @@ def attach(model: nn.Module, keep_ratio: float | None = None, select: str | None
     sampler = getattr(model, "patch_drop", None)
     if isinstance(sampler, PatchSampler):
         if keep_ratio is not None:
-            check_keep_ratio(keep_ratio)
-            sampler.keep_ratio = float(keep_ratio)
+            sampler.keep_ratio = check_keep_ratio(keep_ratio)
         if select is not None:
             check_select(select)
             sampler.select = select
