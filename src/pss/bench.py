@@ -1,4 +1,5 @@
-"""Speed benchmark: training-step time per keep ratio against the FLOP ratio of the same shapes.
+"""Speed benchmarks: training-step time per keep ratio against the FLOP ratio of the same shapes
+(`speed_benchmark`, `pss bench speed`), and the recipe's input pipeline (`data_benchmark`, `pss bench data`).
 
 A training step is forward + backward + optimizer step on a fixed random batch that already sits on
 the device, so the figures measure the model alone (no input pipeline). Times are medians over
@@ -16,10 +17,15 @@ efficient / math kernel, or FlexAttention) and, on CUDA, the peak memory of a st
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,12 +61,28 @@ class SpeedResult:
 _ATTN_KERNEL = re.compile(r"^aten::_scaled_dot_product_\w+$|flash_fwd|fmha_cutlassF|flex_attention|triton_tem", re.I)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what C++ code writes to file descriptor 2 to /dev/null for the block: the profiler's
+    library (Kineto) logs ``USDT: profiler_start`` and, on machines without a GPU, ``gpuGetDeviceCount
+    failed``, ignoring its log-level variable. Python's own errors still raise as usual."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def attention_kernels(fn) -> tuple[str, ...]:
     """Names of the attention ops and kernels that one call of `fn` runs, as the profiler sees them."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=acts) as prof:
+    with _native_stderr_silenced(), profile(activities=acts) as prof:
         fn()
     names = {e.key[:80] for e in prof.key_averages() if _ATTN_KERNEL.search(e.key) and "backward" not in e.key.lower()}
     return tuple(sorted(names))
@@ -224,4 +246,71 @@ def format_speed_table(report: dict) -> str:
             f"{r['flop_ratio']:.3f} | {r['relative_time'] / r['flop_ratio']:.2f} | {r['model_relative_time']:.3f} | "
             f"{r['model_relative_time'] / r['flop_ratio']:.2f} | {ips} | {mem} |"
         )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the input pipeline
+
+
+def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: int = 3, batches: int = 20,
+                   device: str | None = None) -> dict:
+    """Time the training loader a recipe builds (its dataset, transforms, batch size, sampler; each batch
+    moved to the device), for each worker count in `workers` (default: the recipe's). Every check on the
+    input runs first: a missing or empty dataset, or a worker sweep of in-memory data, is one line.
+
+    Per worker count: images/s delivered in all and per worker, and the time per batch the consumer
+    waits (mean, median, p90), after `warmup` batches (which pay the workers' start-up). The consumer
+    does nothing else, so this is what the loader can supply; `pss train` compares it with the model's
+    step time (pss.preflight)."""
+    import dataclasses
+
+    from pss.data import build_datasets, build_loader, check_data
+    from pss.preflight import data_pipeline, time_loader
+
+    if warmup < 0 or batches < 1:
+        raise ConfigError("--warmup must be >= 0 and --batches >= 1")
+    if workers is not None:
+        if any(w < 0 for w in workers) or not workers:
+            raise ConfigError(f"--workers takes worker counts >= 0, e.g. 2,4,8; got {workers}")
+        if cfg.data.in_memory:
+            raise ConfigError("data.in_memory batches are cut and augmented on the device in the training process, "
+                              "so worker counts do not apply: drop --workers, or --set data.in_memory=false to "
+                              "time a worker pipeline")
+    dev = resolve_device(device or cfg.device)
+    report = check_data(cfg.data)  # a missing or empty dataset fails here, before any decoding
+    workers = (cfg.data.num_workers,) if workers is None or cfg.data.in_memory else tuple(workers)
+    train_ds, _, _ = build_datasets(cfg.data, dev if cfg.data.in_memory else None, report=report)
+    rows = []
+    for w in workers:
+        data_cfg = dataclasses.replace(cfg.data, num_workers=w)
+        loader = build_loader(train_ds, cfg.batch_size, True, data_cfg, seed=cfg.seed)
+        stats, _ = time_loader(loader, dev, warmup=warmup, batches=batches)
+        name = "in memory" if cfg.data.in_memory else f"{w} workers"
+        rows.append({"num_workers": w, "loader": name, **stats,
+                     "images_per_s_per_worker": stats["images_per_s"] / w if w and not cfg.data.in_memory else None})
+    return {
+        "kind": "data",
+        "pipeline": data_pipeline(cfg.data, cfg.batch_size, report.root),
+        "data_path": cfg.data.path,
+        "num_train": report.num_train,
+        **run_info(dev),
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"),
+        "results": rows,
+    }
+
+
+def format_data_table(report: dict) -> str:
+    """Markdown table of a data report."""
+    p = report["pipeline"]
+    head = (f"loader of {report['data_path'] or 'the built-in set'} ({report['num_train']} training images) @ "
+            f"{p['img_size']} px, batch {p['batch_size']}, {'in memory' if p['in_memory'] else 'from files'}, "
+            f"to {report['device']} ({report['cpu_cores']} CPU cores)")
+    lines = [head, "", "| loader | img/s | img/s per worker | mean wait per batch (ms) | median (ms) | p90 (ms) |",
+             "|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        per = f"{r['images_per_s_per_worker']:.0f}" if r["images_per_s_per_worker"] else "-"
+        lines.append(f"| {r['loader']} | {r['images_per_s']:.0f} | {per} | {1000 * r['mean_batch_s']:.1f} | "
+                     f"{1000 * r['median_wait_s']:.1f} | {1000 * r['p90_wait_s']:.1f} |")
     return "\n".join(lines)

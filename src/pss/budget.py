@@ -16,7 +16,10 @@ Cost models (`budget_cost` in a recipe):
     (linear layers scale with it, attention with its square, the patch embedding and head not at all),
     so three counts give the cost of every keep ratio.
   * a `pss bench speed --json` file: measured step time per keep ratio (`relative_time`), so the budget
-    means wall-clock on that machine. Keep ratios between measured ones are interpolated linearly; a
+    means wall-clock on that machine.
+  * `measured`: wall-clock with the data loader, max(model step, data per batch) where the loader runs
+    beside the model, their sum where it runs in the training process (pss.preflight.MeasuredCost):
+    measured in the run before it trains, or `measured:SPEED.json,DATA.json` (pss bench speed / data). Keep ratios between measured ones are interpolated linearly; a
     schedule that needs a keep ratio outside the table is refused.
 
 The equal-time baseline (`equal_time_overrides`) is the other half of an honest comparison: the same
@@ -307,10 +310,17 @@ def solve_budget(
     return BudgetPlan(solved, float(budget), run_cost(best), param, best, getattr(cost, "name", "custom"))
 
 
-def cost_model_for(cfg: Any, model: Any) -> FlopCost | TableCost:
-    """The cost model a TrainConfig asks for (`budget_cost`: flops, or a speed-report file)."""
+def cost_model_for(cfg: Any, model: Any, measurements: Any = None) -> Callable[[float], float]:
+    """The cost model a TrainConfig asks for (`budget_cost`: flops, a speed-report file, or measured:
+    wall-clock with the loader, from `measurements`, a pss.preflight.Measurements)."""
     if cfg.budget_cost == "flops":
         return FlopCost.for_model(model, cfg.model.name)
+    if cfg.budget_cost.startswith("measured"):
+        from pss.preflight import MeasuredCost
+
+        if measurements is None:
+            raise ValueError("budget_cost: measured needs the run's measurements")
+        return MeasuredCost(measurements)
     return TableCost.from_file(cfg.budget_cost, cfg.model.name, cfg.model.img_size, cfg.model.kwargs)
 
 

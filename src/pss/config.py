@@ -125,7 +125,7 @@ _AUTO_AUGMENT_PREFIXES = ("rand", "augmix", "original", "v0", "3a")
 class DataConfig:
     """The ``data:`` section of a recipe (read by `pss.data`). Validated on construction (raises `ConfigError`)."""
 
-    path: str | None = None  # folder, .tar.gz archive, or None for the built-in glyph set
+    path: str | None = None  # folder, .tar.gz archive, hf:NAME[:CONFIG] (pss.data.hf), or None for the built-in glyph set
     train_split: str = "train"
     val_split: str = "val"  # the CIFAR-10 archive uses "test"
     img_size: int = 32
@@ -133,6 +133,8 @@ class DataConfig:
     on_corrupt: str = "skip"  # "skip": count, log and leave out unreadable images; "fail": raise
     num_workers: int = 2
     cache_dir: str | None = None  # where archives are extracted; None -> $PSS_DATA_CACHE or ~/.cache/pss-data
+    hf_image_column: str | None = None  # Hugging Face datasets: None -> the Image feature, the ClassLabel feature
+    hf_label_column: str | None = None
     # Corrupt-image scan in check_data: every file when the dataset has at most scan_max_files files,
     # otherwise a seeded random sample of scan_sample_size (the rest is caught at load time).
     scan_images: bool = True
@@ -415,10 +417,15 @@ class TrainConfig:
     # Compute budget: share of the full-token run's cost this run may spend; the schedule's free
     # parameter (cyclic low, linear/cosine start, fixed rho) is solved to match (pss.budget).
     budget: float | None = None
-    budget_cost: str = "flops"  # cost per keep ratio: flops (of this model), or a `pss bench speed --json` file
+    # cost per keep ratio: flops (of this model), a `pss bench speed --json` file, or measured (wall-clock
+    # with the loader: in the run, or measured:SPEED.json,DATA.json from pss bench speed / data)
+    budget_cost: str = "flops"
     # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget).
     budget_epochs: float | None = None
     budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs
+    # predict the run's wall-clock ratio to the full-token run from measured step and loader times
+    # before it trains (pss.preflight): auto (runs of >= 500 steps), true, false
+    preflight: bool | str = "auto"
     equal_time_of: str | None = None  # informational: this full-token run is the equal-time baseline of that run
 
     def __post_init__(self) -> None:
@@ -453,7 +460,9 @@ class TrainConfig:
             from pss.budget import check_budget_epochs
 
             check_budget_epochs(self.budget_epochs, self.budget)
-        _check(bool(self.budget_cost), "budget_cost must be 'flops' or the path of a pss bench speed --json file")
+        _check(bool(self.budget_cost), "budget_cost must be 'flops', 'measured' or the path of a pss bench speed "
+                                       "--json file")
+        _check(self.preflight in (True, False, "auto"), f"preflight must be auto, true or false, got {self.preflight!r}")
         if self.mixup.enabled:
             _check(
                 (self.batch_size // self.accum_steps) % 2 == 0,
@@ -481,11 +490,16 @@ class TrainConfig:
     def validate(self) -> None:
         """Checks that import the model registry or read a file (the budget's cost table); cheap, no data
         read. The schedule's fit to the run length is checked once the data gives steps per epoch."""
+        from pss.budget import TableCost
+
         self.model.check_name()
         check_compile_options(self.compile_options())
-        if self.budget is not None and self.budget_cost != "flops":
-            from pss.budget import TableCost
+        if self.budget is not None and self.budget_cost.startswith("measured:"):
+            from pss.preflight import split_cost_files
 
+            speed, _ = split_cost_files(self.budget_cost)  # the data file: once the data is read
+            TableCost.from_file(speed, self.model.name, self.model.img_size or self.data.img_size, self.model.kwargs)
+        elif self.budget is not None and self.budget_cost not in ("flops", "measured"):
             TableCost.from_file(self.budget_cost, self.model.name, self.model.img_size or self.data.img_size,
                                 self.model.kwargs)
 

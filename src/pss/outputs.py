@@ -102,8 +102,10 @@ def _holder(fd: int) -> str:
 def hold_run_folder(folder: str | Path, flag: str = "--output") -> Iterator[Path]:
     """Make `folder` (checking it can be written) and hold its exclusive lock for the block.
 
-    OutputError, before anything in the folder is touched, if another process holds it.
+    OutputError, before anything in the folder is touched, if another process holds it. A folder this
+    call made is removed again if the block leaves nothing in it but the lock (a run that failed its checks).
     """
+    made = not Path(folder).expanduser().exists()
     folder = check_output_folder(folder, flag, create=True)
     lock = folder / LOCK_NAME
     try:
@@ -129,4 +131,8 @@ def hold_run_folder(folder: str | Path, flag: str = "--output") -> Iterator[Path
         os.pwrite(fd, json.dumps(info).encode(), 0)
         yield folder
     finally:
+        if made and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+                folder.rmdir()
         os.close(fd)  # releases the lock

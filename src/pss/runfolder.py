@@ -177,7 +177,7 @@ class StepLogger:
         self._update_bar(records)
         if bad is not None:
             raise NonFiniteLossError(
-                f"loss is {bad['loss']} at step {bad['step']} (epoch {bad['epoch']}, keep ratio {bad['keep_ratio']}, "
+                f"loss is {bad['loss']} at step {bad['step']} (epoch {bad['epoch'] + 1}, keep ratio {bad['keep_ratio']}, "
                 f"lr {bad['lr']:.3g}); stopping: {self.last_good()}"
             )
 

@@ -23,7 +23,8 @@ from pss.errors import ConfigError
 
 log = logging.getLogger("pss.study")
 
-__all__ = ["PlannedRun", "add_study_arguments", "equal_time_ratio", "planned_run", "run_plan", "run_state"]
+__all__ = ["PlannedRun", "add_study_arguments", "equal_time_ratio", "planned_run", "record_header", "run_plan", "run_state",
+           "write_record"]
 
 
 def add_study_arguments(p: Any, output: Path, results: Path) -> None:
@@ -137,3 +138,18 @@ def run_plan(plan: list[PlannedRun], *, fresh: bool = False, quiet: bool = False
         else:
             summaries[(run.name, run.seed)] = train(run.cfg, overwrite=True, quiet=quiet)
     return summaries
+
+
+def record_header(title: str, rec: dict[str, Any]) -> list[str]:
+    """The first lines of a benchmark record's Markdown: title, versions, commit, date, command, note."""
+    note = f" {rec['note']}" if rec.get("note") else ""
+    return [f"# {title}", "", f"torch {rec.get('torch')}, timm {rec.get('timm')}, commit {rec.get('commit')}, "
+            f"{rec.get('date')}. Command: `{rec.get('command')}`.{note}", ""]
+
+
+def write_record(path: Path, rec: dict[str, Any], markdown: list[str]) -> Path:
+    """A benchmark record: `path` (.json) and the same name with .md; the folder is created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, indent=2) + "\n")
+    path.with_suffix(".md").write_text("\n".join(markdown) + "\n")
+    return path

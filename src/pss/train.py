@@ -372,12 +372,15 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     if steps_per_epoch < 1:
         raise ConfigError(f"no full batch of {per_rank} images per process: lower batch_size or use more data")
     cfg.schedule.check_run(steps_per_epoch, cfg.epochs * steps_per_epoch)
-    cfg, budget = _solve_budget(cfg, model, steps_per_epoch, cfg.epochs * steps_per_epoch)
+    files = _measurements_from_files(cfg, report, per_rank, device)
+    cfg, budget = _solve_budget(cfg, model, steps_per_epoch, cfg.epochs * steps_per_epoch, files)
     state = _build_optimisation(cfg, model, amp, steps_per_epoch)
     resume_rng = _restore(ckpt, state, cfg, steps_per_epoch, dist_info, resume_from) if ckpt is not None else None
     del ckpt
     seed_everything(cfg.seed + dist_info.rank + state.progress.step)  # per-rank streams; resume_rng replaces them
     state.model = _wrap(model, cfg, dist_info, device, steps_per_epoch)
+    cfg, budget, prediction = _preflight(cfg, budget, files, state, task, train_loader, amp, dist_info, device,
+                                         steps_per_epoch, per_rank)
     config = config_to_dict(cfg)  # the resolved recipe: in the run header, the trackers and every checkpoint
     writer = _open_run_folder(cfg, config, folder, dist_info, state.progress, resume_from, overwrite, quiet,
                               steps_per_epoch, extra_trackers)
@@ -388,13 +391,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     )
     log.info("attention: %s", attention_impl(model, device))  # flex | sdpa, as chosen by model attn_impl
 
-    loop = LoopConfig(
-        epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, accum_steps=cfg.accum_steps,
-        clip_grad=cfg.optim.clip_grad, log_interval=cfg.log_interval,
-        checkpoint_interval_epochs=cfg.checkpoint_interval_epochs,
-        checkpoint_interval_steps=cfg.checkpoint_interval_steps, eval_interval=cfg.eval.interval,
-        eval_keep_ratio=cfg.eval.keep_ratio, select=cfg.select,
-    )
+    loop = _loop_config(cfg, steps_per_epoch)
     checkpointer = Checkpointer(folder, config=config, class_names=class_names, dist_info=dist_info,
                                 resume_rng=resume_rng)
     logger = StepLogger(writer, dist_info=dist_info, global_batch_size=cfg.batch_size, quiet=quiet,
@@ -411,6 +408,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     summary = _summary(cfg, p, task, steps_per_epoch, device, amp, dist_info, _num_params(model))
     summary["skipped_images"] = len(report.corrupt)  # unreadable files left out (data.on_corrupt: skip)
     summary["budget"] = _budget_summary(budget, folder, device, cfg.budget_reference) if budget is not None and dist_info.is_main else None
+    summary["preflight"] = _preflight_summary(prediction, folder, device) if prediction and dist_info.is_main else None
     summary["equal_time_of"] = cfg.equal_time_of
     if hasattr(task, "on_train_end"):  # task-specific outputs (pre-training: the encoder for fine-tuning)
         summary.update(task.on_train_end(
@@ -421,7 +419,7 @@ def _train(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Path | None
     log.info(
         "done: %s %.2f (best %.2f at epoch %s), %.1f s training, %.0f img/s, mean keep ratio %.3f -> %s",
         task.metric, summary.get(f"final_{task.metric}") or math.nan, summary.get(f"best_{task.metric}") or math.nan,
-        summary.get("best_epoch"), p.train_time_s, summary["images_per_s"] or 0, summary["mean_keep_ratio"] or 0, folder,
+        _human_epoch(summary.get("best_epoch")), p.train_time_s, summary["images_per_s"] or 0, summary["mean_keep_ratio"] or 0, folder,
     )
     return summary
 
@@ -444,6 +442,11 @@ def _prepare_output(cfg: TrainConfig, dist_info: DistInfo, resume_from: str | Pa
             error = e
     _agree(dist_info, error)
     return folder
+
+
+def _human_epoch(epoch: int | None) -> int | str:
+    """An epoch as people count it (from 1); the files keep their 0-based ``epoch`` fields."""
+    return "-" if epoch is None else epoch + 1
 
 
 def resolve_data_geometry(cfg: TrainConfig, num_classes: int) -> TrainConfig:
@@ -492,7 +495,8 @@ def _build_optimisation(cfg: TrainConfig, model: nn.Module, amp: Amp, steps_per_
     GradScaler and the EMA, around the bare model, at step 0."""
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
-    from timm.utils import ModelEmaV3
+
+    from pss.ema import Ema
 
     o, ls = cfg.optim, cfg.lr_sched
     opt_kwargs: dict[str, Any] = {}
@@ -502,7 +506,7 @@ def _build_optimisation(cfg: TrainConfig, model: nn.Module, amp: Amp, steps_per_
         opt_kwargs["eps"] = o.eps
     optimizer = create_optimizer_v2(
         model, opt=o.opt, lr=cfg.peak_lr(), weight_decay=o.weight_decay, momentum=o.momentum,
-        layer_decay=o.layer_decay, **opt_kwargs,
+        layer_decay=o.layer_decay, **opt_kwargs, **_fast_optimizer(o.opt, next(model.parameters()).device),
     )
     lr_scheduler = None
     if ls.name != "none":
@@ -516,8 +520,26 @@ def _build_optimisation(cfg: TrainConfig, model: nn.Module, amp: Amp, steps_per_
     return TrainState(
         model=model, optimizer=optimizer, progress=Progress(), lr_scheduler=lr_scheduler,
         scaler=torch.amp.GradScaler(amp.device_type, enabled=amp.dtype == torch.float16),
-        ema=ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None,
+        ema=Ema(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None,
     )
+
+
+def _fast_optimizer(opt: str, device: torch.device) -> dict[str, Any]:
+    """The optimizer's one-kernel path where torch has it (`fused`: Adam, AdamW, SGD, Adagrad, on CPU and
+    CUDA), else its multi-tensor path (`foreach`) where the class offers one: the optimizer step is the
+    largest part of a step's cost that does not shrink with the tokens."""
+    import inspect
+
+    from timm.optim import get_optimizer_class
+
+    try:
+        cls = get_optimizer_class(opt.lower().split("_")[-1], bind_defaults=False)
+    except (ValueError, KeyError):
+        return {}  # timm reports the unknown name when it builds the optimizer
+    params = inspect.signature(cls).parameters
+    if device.type in ("cpu", "cuda") and "fused" in params and cls.__module__.startswith("torch.optim"):
+        return {"fused": True}
+    return {"foreach": True} if "foreach" in params and device.type in ("cpu", "cuda") else {}
 
 
 def _restore(ckpt: dict[str, Any], state: TrainState, cfg: TrainConfig, steps_per_epoch: int,
@@ -547,7 +569,7 @@ def _restore(ckpt: dict[str, Any], state: TrainState, cfg: TrainConfig, steps_pe
                     "%d epochs at peak %.3g; step %d continues at lr %.3g", cfg.epochs, cfg.peak_lr(),
                     state.progress.step, state.optimizer.param_groups[0]["lr"])
     log.info("resuming %s at step %d (epoch %d)", resume_from, state.progress.step,
-             state.progress.step // steps_per_epoch)
+             state.progress.step // steps_per_epoch + 1)  # epochs count from 1 for people, from 0 in the files
     rng = ckpt.get("rng") or []
     if len(rng) == dist_info.world_size:
         return rng
@@ -603,19 +625,118 @@ def _open_run_folder(cfg: TrainConfig, config: dict[str, Any], folder: Path, dis
     return writer
 
 
+def _loop_config(cfg: TrainConfig, steps_per_epoch: int) -> LoopConfig:
+    return LoopConfig(
+        epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, accum_steps=cfg.accum_steps,
+        clip_grad=cfg.optim.clip_grad, log_interval=cfg.log_interval,
+        checkpoint_interval_epochs=cfg.checkpoint_interval_epochs,
+        checkpoint_interval_steps=cfg.checkpoint_interval_steps, eval_interval=cfg.eval.interval,
+        eval_keep_ratio=cfg.eval.keep_ratio, select=cfg.select,
+    )
+
+
+# Runs shorter than this skip the pre-flight under `preflight: auto` (its few dozen steps would be a
+# visible share of the run).
+PREFLIGHT_MIN_STEPS = 500
+
+
+def _measurements_from_files(cfg: TrainConfig, report: Any, per_rank: int, device: torch.device):
+    """`budget_cost: measured:SPEED.json,DATA.json`: the measurements the files hold (checked against this
+    run's model, batch and data pipeline before anything trains); None otherwise."""
+    if cfg.budget is None or not cfg.budget_cost.startswith("measured:"):
+        return None
+    from pss.preflight import loader_placement, measurements_from_files
+
+    return measurements_from_files(cfg.budget_cost, cfg, report.root, per_rank, loader_placement(cfg.data, device))
+
+
+def _preflight(cfg: TrainConfig, budget: Any, meas: Any, state: TrainState, task: Task, train_loader: Any, amp: Amp,
+               dist_info: DistInfo, device: torch.device, steps_per_epoch: int, per_rank: int):
+    """Will PSS pay on this machine (pss.preflight): the model's step time at the keep ratios the run
+    needs and the loader's supply (measured here on the run's own model and loader, every state restored,
+    or read from the budget's cost files), the run's predicted wall-clock ratio to the full-token run with
+    its cause, logged once; with `budget_cost: measured` (in the run) the budget is solved on them.
+    Returns (cfg, budget, prediction or None)."""
+    from pss.preflight import Measurements, loader_placement, measurement_ratios, predict
+
+    total = cfg.epochs * steps_per_epoch
+    solve_here = cfg.budget is not None and cfg.budget_cost == "measured"
+    wanted = cfg.preflight is True or (cfg.preflight == "auto" and total >= PREFLIGHT_MIN_STEPS)
+    if meas is None and not (solve_here or wanted):
+        return cfg, budget, None
+    if meas is None:
+        if solve_here:  # the solver may pick any value: measure the grid (or a spread of keep ratios)
+            grid = cfg.schedule.grid or 0.2
+            values = [round(k * grid, 6) for k in range(1, round(1 / grid) + 1)]
+            ratios = measurement_ratios(values, at_most=len(values) if cfg.schedule.grid else 5)
+        else:
+            ratios = measurement_ratios(cfg.schedule.values(steps_per_epoch, total))
+        if cfg.compile_options() is not None:
+            from pss.dynamo import raise_recompile_limit
+            import torch._dynamo
+
+            cfg_d = torch._dynamo.config
+            limit = getattr(cfg_d, "recompile_limit", getattr(cfg_d, "cache_size_limit", 8))
+            raise_recompile_limit(limit + len(ratios))
+        probe = Trainer(state=state, task=task, schedule=cfg.schedule, train_loader=train_loader, val_loader=None,
+                        loop=_loop_config(cfg, steps_per_epoch), amp=amp, logger=None, checkpointer=None,
+                        dist_info=dist_info, device=device)
+        times, data = probe.measure(ratios)
+        if dist_info.enabled:  # every rank solves and predicts on rank 0's figures, so all agree
+            shared = [(times, data)]
+            dist.broadcast_object_list(shared, src=0)
+            times, data = shared[0]
+        overlap, where = loader_placement(cfg.data, device)
+        meas = Measurements(times, data["mean_batch_s"], per_rank, overlap, loader=where)
+    if solve_here or (cfg.budget is not None and cfg.budget_cost.startswith("measured:")):
+        if solve_here:
+            try:
+                cfg, budget = _solve_budget(cfg, None, steps_per_epoch, total, meas)
+            except ConfigError as e:  # name the loader when it is what holds the cost up
+                if not meas.overlap or meas.data_bound(min(meas.step_time_s)):
+                    e = ConfigError(f"{e}. budget_cost: measured includes the loader ({meas.loader}, "
+                                    f"{1000 * meas.data_time_s:.0f} ms per batch, the model "
+                                    f"{1000 * meas.model_time(min(meas.step_time_s)):.0f} ms at rho "
+                                    f"{min(meas.step_time_s):g}): raise data.num_workers or use data.in_memory")
+                raise e from None
+        _, cost = budget
+        meas = cost.meas
+    pred = predict(meas, cfg.schedule.values(steps_per_epoch, total))
+    level = logging.WARNING if pred.bound in ("data", "mixed") else logging.INFO
+    log.log(level, "pre-flight: %s", pred.message)
+    return cfg, budget, pred
+
+
+def _preflight_summary(pred: Any, folder: Path, device: torch.device) -> dict[str, Any]:
+    """The prediction next to the realised ratio (on CPU: the run's step times, the loader's waits
+    included, relative to its own full-token steps; see pss.budget.realised_time_ratio)."""
+    from pss.analysis.report import load_run
+    from pss.budget import realised_time_ratio
+
+    out = pred.to_dict()
+    out["realised_time_ratio"] = realised_time_ratio(load_run(folder).train_log) if device.type == "cpu" else None
+    if out["realised_time_ratio"] is not None:
+        log.info("pre-flight: predicted time ratio %.3f, realised %.3f", pred.time_ratio, out["realised_time_ratio"])
+    return out
+
+
 def _num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _solve_budget(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int, total_steps: int):
-    """With `budget`, the config with its schedule solved to that cost (pss.budget), and the plan."""
+def _solve_budget(cfg: TrainConfig, model: nn.Module | None, steps_per_epoch: int, total_steps: int,
+                  measurements: Any = None):
+    """With `budget`, the config with its schedule solved to that cost (pss.budget), and the plan.
+    `budget_cost: measured` (in the run) is solved later, by the pre-flight, on its measurements."""
     if cfg.budget is None:
         return cfg, None
     from pss.budget import cost_model_for, solve_budget
 
     if cfg.task != "classification":
         raise ConfigError(f"budget applies to classification training, not task {cfg.task!r}; set budget: null")
-    cost = cost_model_for(cfg, model)
+    if cfg.budget_cost == "measured" and measurements is None:
+        return cfg, None
+    cost = cost_model_for(cfg, model, measurements)
     plan = solve_budget(cfg.schedule, cfg.budget, cost, steps_per_epoch, total_steps)
     log.info(
         "budget %g: %s %s = %g, predicted cost %.4f of the full-token run (cost model: %s)",

@@ -169,11 +169,15 @@ def test_schedule_command_solves_a_budget(capsys, tmp_path):
             "--model", "pss_vit_tiny_patch4_32", "--set", "depth=1", "--set", "embed_dim=32", "--set", "num_heads=2"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert out.startswith("budget 0.6: low = ") and "predicted cost 0.5" in out and "cost model: flops" in out
+    header = out.splitlines()[0]
+    # The header names what runs: the grid's values (the share table below counts them), then the solved low.
+    assert header.startswith("budget 0.6: runs keep ratios 0.2, 0.4, 0.6, 0.8, 1 on the 0.2 grid (solved low = ")
+    assert "predicted cost 0.5" in header and "cost model: flops" in header
+    assert "  0.2 " in out  # the lowest value that runs is 0.2, not the unrounded low
     assert main(["schedule", "fixed", "--epochs", "2", "--steps-per-epoch", "5", "--budget", "0.5",
                  "--budget-cost", str(_speed_report(tmp_path / "s.json", rows=[(0.2, 0.3), (0.6, 0.5), (1.0, 1.0)])),
                  "--grid", "0.2"]) == 0
-    assert "rho = 0.6" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("budget 0.5: runs keep ratios 0.6 on the 0.2 grid (solved rho = 0.6")
     assert main(["schedule", "cyclic", "--epochs", "10", "--steps-per-epoch", "20", "--budget", "0.6"]) == 2
     assert "--budget needs --model" in capsys.readouterr().err
 

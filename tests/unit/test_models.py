@@ -164,8 +164,11 @@ def test_model_errors():
         pss.build_model("pss_vit_tiny_patch4_32", 10, pos_embed="sincos")
     with pytest.raises(ConfigError, match="no published pretrained weights"):
         timm.create_model("pss_vit_tiny_patch4_32", pretrained=True)
-    with pytest.raises(ConfigError, match="cannot attach PSS to"):
+    with pytest.raises(ConfigError) as e:  # a CNN: named for what it lacks, not for a position embedding
         pss.attach(timm.create_model("resnet18", pretrained=False))
+    assert e.match(r"cannot attach PSS to ResNet \(timm.models.resnet\): it is not a Vision Transformer - it has no "
+                   r"patch embedding \(`patch_embed`\) and so no patch tokens to drop")
+    assert "position" not in str(e.value) and "\n" not in str(e.value)
 
 
 TIMM_MODELS = [

@@ -1,10 +1,10 @@
-"""`pss bench speed`: training-step time per keep ratio vs the FLOP ratio."""
+"""`pss bench speed`: training-step time per keep ratio vs the FLOP ratio; `pss bench data`: the recipe's loader."""
 from __future__ import annotations
 
 import argparse
 import json
 
-from pss.bench import format_speed_table, speed_benchmark
+from pss.bench import data_benchmark, format_data_table, format_speed_table, speed_benchmark
 from pss.checkpoint import atomic_write
 from pss.errors import ConfigError
 from pss.models.attention import ATTN_IMPLS
@@ -17,6 +17,13 @@ def _floats(text: str) -> tuple[float, ...]:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +50,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", "--json", dest="json", default=None, metavar="FILE.json",
                    help="write the results to this JSON file (--json: the old spelling)")
     p.set_defaults(func=run_speed)
+
+    d = kinds.add_parser("data", help="images/s the recipe's training loader delivers, per worker count")
+    d.add_argument("--config", "-c", default=None, help="recipe (default: the built-in defaults)")
+    d.add_argument("--data", default=None, help="data path (overrides the recipe's data.path)")
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="recipe override, e.g. --set batch_size=256")
+    d.add_argument("--workers", type=_ints, default=None, help="worker counts to sweep, e.g. 2,4,8 (default: the recipe's)")
+    d.add_argument("--device", default=None, help="where batches go (default: the recipe's device)")
+    d.add_argument("--warmup", type=int, default=3, help="batches before timing (they pay the workers' start-up)")
+    d.add_argument("--batches", type=int, default=20, help="batches timed per worker count")
+    d.add_argument("--output", "-o", "--json", dest="json", default=None, metavar="FILE.json",
+                   help="write the results to this JSON file (for budget_cost: measured:SPEED.json,DATA.json)")
+    d.set_defaults(func=run_data)
 
 
 def _model_kwargs(items: list[str]) -> dict:
@@ -71,7 +91,22 @@ def run_speed(args: argparse.Namespace) -> int:
         select=args.select, model_kwargs=_model_kwargs(args.model_kwargs), attn_impl=args.attn_impl,
     )
     print(format_speed_table(report))
+    _write_json(output, report)
+    return 0
+
+
+def _write_json(output, report: dict) -> None:
     if output is not None:
         atomic_write(output, lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
         print(f"wrote {output}")
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from pss.train import resolve_config
+
+    output = check_output_file(args.json, "data.json") if args.json else None  # before the benchmark, not after
+    cfg, _ = resolve_config(args.config, args.overrides, data=args.data, output="-")
+    report = data_benchmark(cfg, workers=args.workers, warmup=args.warmup, batches=args.batches, device=args.device)
+    print(format_data_table(report))
+    _write_json(output, report)
     return 0

@@ -153,10 +153,19 @@ def run(args: argparse.Namespace) -> int:
         print("[\n" + ",\n".join(rows) + "\n]")
     else:
         if plan is not None:
-            print(f"budget {plan.budget:g}: {plan.parameter} = {plan.value:g}, predicted cost {plan.predicted_cost:.4f} "
-                  f"of the full-token run (cost model: {plan.cost_model})")
+            print(budget_header(plan, counts, sched.to_dict().get("grid")))
         print(summary(sched, counts, spe, total))
     return 0
+
+
+def budget_header(plan: Any, counts: dict[float, int], grid: float | None) -> str:
+    """The --budget line: the keep ratios that run (after the grid's rounding), then the solved parameter."""
+    distinct = sorted(counts)
+    runs = ", ".join(f"{v:g}" for v in distinct) if len(distinct) <= 6 else f"{distinct[0]:g} to {distinct[-1]:g}"
+    where = f" on the {grid:g} grid (solved {plan.parameter} = {plan.value:.4g} before rounding)" if grid else \
+        f" (solved {plan.parameter} = {plan.value:.4g})"
+    return (f"budget {plan.budget:g}: runs keep ratios {runs}{where}, predicted cost {plan.predicted_cost:.4f} "
+            f"of the full-token run (cost model: {plan.cost_model})")
 
 
 def summary(sched: Schedule, counts: dict[float, int], steps_per_epoch: int, total: int) -> str:
@@ -184,7 +193,7 @@ def summary(sched: Schedule, counts: dict[float, int], steps_per_epoch: int, tot
         while last + 1 < epochs and chunks[last + 1] == chunks[e]:
             last += 1
         c = chunks[e]
-        label = f"epoch {e}" if last == e else f"epochs {e}-{last}"
+        label = f"epoch {e + 1}" if last == e else f"epochs {e + 1}-{last + 1}"  # counted from 1, as training prints
         line = f"  {label:<14} mean {sum(c) / len(c):.3f}  min {min(c)}  max {max(c)}"
         if steps_per_epoch <= 20:
             line += "  [" + " ".join(map(str, c)) + "]"

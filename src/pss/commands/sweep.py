@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints written by pss train")
     p.add_argument("--data", default=None, metavar="PATH",
-                   help="dataset folder or archive (default: the one each checkpoint was trained on)")
+                   help="dataset folder, archive or hf:NAME (default: the one each checkpoint was trained on)")
     p.add_argument("--classes", choices=CLASS_MODES, default="exact",
                    help="data whose classes differ from the checkpoint's: exact (default) refuses it; by-name maps "
                    "each data class to the checkpoint's class of that name (a subset is fine); as-is takes the "

@@ -36,8 +36,8 @@ def add_run_arguments(
     """The run flags `pss train` and `pss pretrain` share (same names, same behaviour)."""
     p.add_argument("--config", metavar="FILE", help="YAML recipe (or a shipped recipe's name, e.g. demo); "
                    "default: built-in defaults, or the checkpoint's config with --resume")
-    p.add_argument("--data", metavar="PATH", help="dataset folder or .tar.gz (sets data.path); default: the recipe's, "
-                   "or the built-in synthetic set")
+    p.add_argument("--data", metavar="PATH", help="dataset folder, .tar.gz, or a Hugging Face dataset: hf:NAME[:CONFIG], "
+                   "a save_to_disk folder, parquet files (sets data.path); default: the recipe's, or the built-in set")
     p.add_argument("--output", "-o", metavar="DIR", help="run folder (default: runs/<recipe name>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key, dotted for nested keys (e.g. --set epochs=2 --set optim.lr=1e-3); "

@@ -27,16 +27,17 @@ log = logging.getLogger("pss.data")
 class DataReport:
     """What `check_data` found. ``corrupt`` lists unreadable files (left out when on_corrupt='skip')."""
 
-    source: str  # "builtin" or "folder"
-    root: str | None
+    source: str  # "builtin", "folder" or "hf" (a Hugging Face dataset, `pss.data.hf`)
+    root: str | None  # the folder; for "hf" the dataset's name
     classes: list[str]
     train_counts: dict[str, int]  # readable images per class
     val_counts: dict[str, int]
     corrupt: list[str] = field(default_factory=list)
     scanned: int = 0  # files opened by the corrupt-image scan
     sampled: bool = False  # True when only a sample was scanned (large datasets)
-    train_samples: list[tuple[str, int]] = field(default_factory=list, repr=False)
+    train_samples: list[tuple[str, int]] = field(default_factory=list, repr=False)  # "hf": (row, label)
     val_samples: list[tuple[str, int]] = field(default_factory=list, repr=False)
+    hf: dict | None = field(default=None, repr=False)  # "hf": the opened splits and the image column
 
     @property
     def num_train(self) -> int:
@@ -142,12 +143,16 @@ def check_data(cfg: DataConfig) -> DataReport:
     Checks the path, the split folders, class folders (each with images, the same classes in both
     splits) and scans for unreadable images (all of them, or a sample for very large sets; see
     `DataConfig.scan_max_files`). With ``on_corrupt: fail`` any unreadable image raises.
-    An archive path is extracted to the cache first.
+    An archive path is extracted to the cache first; a Hugging Face dataset is checked by `check_hf`.
     """
     if cfg.path is None:
         names = builtin_class_names(cfg.builtin_num_classes)
         per_class = lambda n: {c: n // len(names) + (i < n % len(names)) for i, c in enumerate(names)}  # noqa: E731
         return DataReport("builtin", None, names, per_class(cfg.builtin_num_train), per_class(cfg.builtin_num_val))
+    from pss.data.hf import check_hf, is_hf_source
+
+    if is_hf_source(cfg.path):  # hf:NAME, a save_to_disk folder, parquet files
+        return check_hf(cfg)
 
     path = Path(cfg.path).expanduser()
     if not path.exists():

@@ -2,11 +2,12 @@
 into one uint8 tensor (`InMemoryDataset`, ``data.in_memory``); `build_datasets` picks among them."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -70,10 +71,11 @@ class InMemoryDataset(Dataset):
 WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """An image file as 8-bit RGB, what every dataset and `pss viz` read: 16-bit grey (and 32-bit integer
-    grey holding 16-bit values) scaled to 8 bits, not clipped; floating-point images refused (ValueError)."""
-    with open(path, "rb") as f:
+def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
+    """An image file (or open binary file) as 8-bit RGB, what every dataset and `pss viz` read: 16-bit grey
+    (and 32-bit integer grey holding 16-bit values) scaled to 8 bits, not clipped; floating-point images
+    refused (ValueError)."""
+    with (contextlib.nullcontext(path) if hasattr(path, "read") else open(path, "rb")) as f:
         img = Image.open(f)
         if img.mode == "F":
             raise ValueError("a floating-point image (mode F): save it as 8- or 16-bit")
@@ -104,17 +106,24 @@ class CheckedImageFolder(ImageFolder):
         return list(self._checked)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        for attempt in range(len(self.samples)):
-            i = (index + attempt) % len(self.samples)
-            try:
-                return super().__getitem__(i)
-            except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "not an image"
-                path = self.samples[i][0]
-                if self.on_corrupt == "fail":
-                    raise DataError(f"cannot read image {path} ({e}): remove or replace it, or set "
-                                    "data.on_corrupt: skip") from e
-                log.warning("skipping unreadable image %s (%s)", path, e)
-        raise DataError(f"no readable image in {self.root}")
+        return first_readable(super().__getitem__, index, len(self.samples), lambda i: self.samples[i][0],
+                              self.on_corrupt, "remove or replace it", self.root)
+
+
+def first_readable(read: Callable[[int], Any], index: int, num: int, where: Callable[[int], str], on_corrupt: str,
+                   fix: str, source: str) -> Any:
+    """``read(index)``, or with ``on_corrupt='skip'`` that of the next readable item (wrapping round):
+    an image that fails to decode mid-epoch is logged and replaced, and with ``on_corrupt='fail'`` it
+    raises `DataError` (naming ``where(i)`` and the ``fix``) - never a PIL traceback."""
+    for attempt in range(num):
+        i = (index + attempt) % num
+        try:
+            return read(i)
+        except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "not an image"
+            if on_corrupt == "fail":
+                raise DataError(f"cannot read image {where(i)} ({e}): {fix}, or set data.on_corrupt: skip") from e
+            log.warning("skipping unreadable image %s (%s)", where(i), e)
+    raise DataError(f"no readable image in {source}")
 
 
 def timm_train_transform(cfg: DataConfig) -> Callable:
@@ -205,19 +214,25 @@ def build_datasets(cfg: DataConfig, device: torch.device | str | None = None,
                 InMemoryDataset(xv, yv, names, cfg.mean, cfg.std, transform=eval_tf), names)
 
     report = report or check_data(cfg)
-    root = Path(report.root)
-    train_root, val_root = str(root / cfg.train_split), str(root / cfg.val_split)
+    if report.source == "hf":
+        from pss.data.hf import hf_datasets
+
+        per_image = lambda train_tf, val_tf: hf_datasets(report, train_tf, val_tf, cfg.on_corrupt)  # noqa: E731
+    else:
+        root = Path(report.root)
+        train_root, val_root = str(root / cfg.train_split), str(root / cfg.val_split)
+        per_image = lambda train_tf, val_tf: (  # noqa: E731
+            CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt),
+            CheckedImageFolder(val_root, report.val_samples, val_tf, cfg.on_corrupt))
     if not cfg.in_memory:
-        return (CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt),
-                CheckedImageFolder(val_root, report.val_samples, eval_tf, cfg.on_corrupt), report.classes)
+        train, val = per_image(train_tf, eval_tf)
+        return train, val, report.classes
     # Decode once at img_size: train images resized + centre-cropped to img_size (random crops and flips
     # happen on the device later), val images exactly as the eval transform would, minus normalisation.
     interp = T.InterpolationMode.BICUBIC if cfg.interpolation == "random" else T.InterpolationMode(cfg.interpolation)
     to_u8 = T.Compose([T.Resize(cfg.img_size, interpolation=interp), T.CenterCrop(cfg.img_size), T.PILToTensor()])
     out = []
-    for folder, samples, tf in ((train_root, report.train_samples, to_u8),
-                                (val_root, report.val_samples, timm_eval_transform(cfg, normalize=False))):
-        ds = CheckedImageFolder(folder, samples, tf, cfg.on_corrupt)
+    for ds in per_image(to_u8, timm_eval_transform(cfg, normalize=False)):
         x, y = _decode_all(ds, cfg.img_size, cfg.num_workers, device)
         out.append(InMemoryDataset(x, y, report.classes, cfg.mean, cfg.std))
     return out[0], out[1], report.classes
