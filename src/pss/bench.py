@@ -210,18 +210,21 @@ def format_speed_table(report: dict) -> str:
         kernels.setdefault(tuple(r.get("attention_kernels") or ()), []).append(f"{r['keep_ratio']:g}")
     head += f"\nattention: {report.get('attention', '?')}; kernels " + "; ".join(
         f"{', '.join(k) or 'none seen'} (rho {', '.join(v)})" for k, v in kernels.items())
-    opt_ms = 1000 * report["optimizer_time_s"]
-    lines = [head, "", f"optimizer step alone: {opt_ms:.1f} ms ({100 * opt_ms / (1000 * report['results'][0]['step_time_s']):.0f}% "
-             "of the step at rho = 1.0, the same at every rho); 'model' columns leave it out.", "",
-             "| keep ratio | tokens | step time (ms) | time / rho=1 | FLOP ratio | time / FLOP ratio "
-             "| model time / rho=1 | model time / FLOP ratio | infer img/s | peak mem (MB) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, ""]
+    if report.get("optimizer_time_s") is not None:  # records before it was measured have no optimizer time
+        opt_ms = 1000 * report["optimizer_time_s"]
+        lines += [f"optimizer step alone: {opt_ms:.1f} ms ({100 * opt_ms / (1000 * report['results'][0]['step_time_s']):.0f}% "
+                  "of the step at rho = 1.0, the same at every rho); 'model' columns leave it out.", ""]
+    lines += ["| keep ratio | tokens | step time (ms) | time / rho=1 | FLOP ratio | time / FLOP ratio "
+              "| model time / rho=1 | model time / FLOP ratio | infer img/s | peak mem (MB) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
-        ips = f"{r['infer_images_per_s']:.0f}" if r["infer_images_per_s"] else "-"
+        ips = f"{r['infer_images_per_s']:.0f}" if r.get("infer_images_per_s") else "-"
         mem = f"{r['peak_memory_mb']:.0f}" if r.get("peak_memory_mb") else "-"
+        model = r.get("model_relative_time")
+        model_cols = "- | -" if model is None else f"{model:.3f} | {model / r['flop_ratio']:.2f}"
         lines.append(
             f"| {r['keep_ratio']:.2f} | {r['tokens']} | {1000 * r['step_time_s']:.1f} | {r['relative_time']:.3f} | "
-            f"{r['flop_ratio']:.3f} | {r['relative_time'] / r['flop_ratio']:.2f} | {r['model_relative_time']:.3f} | "
-            f"{r['model_relative_time'] / r['flop_ratio']:.2f} | {ips} | {mem} |"
+            f"{r['flop_ratio']:.3f} | {r['relative_time'] / r['flop_ratio']:.2f} | {model_cols} | {ips} | {mem} |"
         )
     return "\n".join(lines)

@@ -93,6 +93,7 @@ def run_demo(
     """
     from pss.budget import equal_time_overrides
     from pss.models.hub import load_model
+    from pss.study import cost_ratio
     from pss.train import resolve_config, train
 
     out = Path(output)
@@ -101,8 +102,7 @@ def run_demo(
     for i, (name, extra) in enumerate(RUNS.items()):
         cfg, _ = resolve_config(recipe, [*(overrides or []), *extra], data=data, output=str(out / name))
         if name == "baseline_equal_time":
-            # PSS's cost relative to the full baseline: its budget (a compute ratio) or its measured time
-            ratio = cfgs["pss"].budget or min(1.0, summaries["pss"]["train_time_s"] / summaries["baseline"]["train_time_s"])
+            ratio = cost_ratio(cfgs["pss"].budget, summaries["pss"], summaries["baseline"])
             cfg, _ = resolve_config(recipe, [*(overrides or []), *extra, *equal_time_overrides(cfg, ratio, "pss")],
                                     data=data, output=str(out / name))
         if i == 0:

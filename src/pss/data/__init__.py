@@ -9,7 +9,7 @@ of normalised float images (B, 3, H, W) and long targets (B,)), configured by `p
   matters, which is what a Patch Sampling Schedule exploits (`pss.data.builtin`).
 - ``path: /data/imagenet`` -> ``<path>/<train_split>/<class>/*.jpg`` and the same for ``val_split``
   (torchvision `ImageFolder`, timm transforms).
-- ``path: ../shared/data/cifar10-jpg.tar.gz`` -> extracted once into a cache (`extract_archive`),
+- ``path: path/to/cifar10-jpg.tar.gz`` -> extracted once into a cache (`extract_archive`),
   then read as folders (CIFAR-10 names its eval split ``test``: set ``val_split: test``).
 
 `check_data` validates all of it quickly before any long work and raises `DataError` naming the
