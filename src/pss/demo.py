@@ -94,7 +94,8 @@ def run_demo(
     from pss.budget import equal_time_overrides
     from pss.models.hub import load_model
     from pss.study import cost_ratio
-    from pss.train import resolve_config, train
+    from pss.resolve import resolve_config
+    from pss.train import train
 
     out = Path(output)
     cfgs, summaries = {}, {}

@@ -28,7 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -37,13 +37,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from pss.control import num_tokens, samplers, set_train_keep_ratio, use_keep_ratio
-from pss.runfolder import Checkpointer, StepLogger, TrainState
+from pss.runfolder import Checkpointer, StepLogger
 from pss.runtime import Amp, DistInfo, topk_correct, unwrap_model, wraps_ddp
 from pss.schedule import Schedule
+from pss.state import Progress, TrainState
 
 log = logging.getLogger("pss.train")
 
 __all__ = [
+    "BaseTask",
     "ClassificationTask",
     "LoopConfig",
     "Progress",
@@ -70,13 +72,27 @@ class Task(Protocol):
         """Metrics over the whole (sharded) validation set, reduced over ranks."""
         ...
 
-    # Optional, called by `pss.train.train` when a task defines them (see pss.pretrain.MIMTask):
-    #   prepare_model(model) -> model: wrap / adapt the recipe's model (after --init weights are loaded)
-    #   on_train_end(model, *, folder, val_loader, amp, dist_info, step, config) -> dict: write the
-    #       task's own outputs; the dict's entries are added to summary.json
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Wrap / adapt the recipe's model (after --init weights are loaded); most tasks return it as is."""
+        ...
+
+    def on_train_end(self, model: nn.Module, **run: Any) -> dict[str, Any]:
+        """Write the task's own outputs once training ends (`run`: folder, val_loader, amp, dist_info, step,
+        config); the entries returned are added to summary.json."""
+        ...
 
 
-class ClassificationTask:
+class BaseTask:
+    """The optional hooks of a Task, doing nothing: subclass it and override what the task needs."""
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def on_train_end(self, model: nn.Module, **run: Any) -> dict[str, Any]:
+        return {}
+
+
+class ClassificationTask(BaseTask):
     """Cross-entropy on labels, with timm's Mixup / CutMix and label smoothing (the DeiT recipe)."""
 
     metric = "acc1"
@@ -155,35 +171,6 @@ class LoopConfig:
         return self.epochs * self.steps_per_epoch
 
 
-@dataclass
-class Progress:
-    """Where the run stands; saved in every checkpoint (plain numbers only)."""
-
-    step: int = 0  # optimizer steps completed
-    steps_per_epoch: int = 0
-    total_steps: int = 0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    last_eval: dict[str, float] = field(default_factory=dict)
-    train_time_s: float = 0.0  # time in training epochs (excludes evaluation and checkpointing)
-    data_time_s: float = 0.0  # part of train_time_s spent waiting for the next batch
-    wall_time_s: float = 0.0  # everything, evaluation and checkpoints included
-    keep_ratio_sum: float = 0.0  # sum of rho over completed steps
-    resumed: int = 0  # how many times the run was resumed
-
-    @property
-    def epoch(self) -> int:
-        """The epoch the next step belongs to."""
-        return self.step // self.steps_per_epoch
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Progress:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
 # ---------------------------------------------------------------------------------------------
 # the loop
 
@@ -191,7 +178,7 @@ class Progress:
 class Trainer:
     """Runs epochs of `task` on `state.model`; owns nothing it did not get in its constructor.
 
-    `state` (pss.runfolder.TrainState) is what a checkpoint restores: the model the forward pass uses
+    `state` (pss.state.TrainState) is what a checkpoint restores: the model the forward pass uses
     (possibly DDP- and/or compile-wrapped), optimizer, LR scheduler, GradScaler, EMA and progress.
     `logger` writes the per-step lines, `checkpointer` the checkpoints. Call `fit()`; it returns the
     final Progress.
@@ -253,23 +240,9 @@ class Trainer:
             rho = self.schedule(step, spe, total)
             tokens = self._set_keep_ratio(rho)
 
-            # 2. Forward + backward over micro-batches. DDP all-reduces gradients in backward(); on
-            #    all but the last micro-batch that would be wasted traffic, so `no_sync` defers it.
+            # 2. Forward + backward over micro-batches.
             lr = max(g["lr"] for g in self.state.optimizer.param_groups)  # the rate this step uses
-            micro = _split(batch, loop.accum_steps)
-            loss_sum: torch.Tensor | None = None
-            extra: dict[str, torch.Tensor] = {}
-            for m, mb in enumerate(micro):
-                last = m == len(micro) - 1
-                sync = contextlib.nullcontext() if (last or not self.is_ddp) else model.no_sync()
-                with sync:
-                    with self.amp.autocast():
-                        loss, metrics = self.task.loss(model, mb)
-                    self.state.scaler.scale(loss / len(micro)).backward()
-                loss = loss.detach().float()
-                loss_sum = loss if loss_sum is None else loss_sum + loss
-                for k, v in metrics.items():
-                    extra[k] = extra.get(k, 0) + v.detach().float() / len(micro)
+            loss, extra = self.forward_backward(batch)
 
             # 3. Clip, step, advance the LR schedule and the EMA.
             grad_norm = self.optimizer_step()
@@ -290,8 +263,8 @@ class Trainer:
             }
             t_last = now
             data_time_sum += data_time
-            p.keep_ratio_sum += rho
-            self.logger.add(rec, loss_sum / len(micro), extra)
+            p.count_step(rho, rec["step_time_s"])
+            self.logger.add(rec, loss, extra)
 
             last_of_epoch = i == spe - 1
             if p.step % loop.log_interval == 0 or last_of_epoch:
@@ -308,6 +281,26 @@ class Trainer:
         self.logger.flush()  # also syncs the device, so the epoch time below is exact
         p.train_time_s += time.perf_counter() - epoch_t0
         p.data_time_s += data_time_sum
+
+    def forward_backward(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward and backward over the step's micro-batches; returns the mean loss and extra metrics (device
+        tensors). DDP all-reduces gradients in backward(); on all but the last micro-batch that would be
+        wasted traffic, so `no_sync` defers it."""
+        micro = _split(batch, self.loop.accum_steps)
+        loss_sum: torch.Tensor | None = None
+        extra: dict[str, torch.Tensor] = {}
+        for m, mb in enumerate(micro):
+            last = m == len(micro) - 1
+            sync = contextlib.nullcontext() if (last or not self.is_ddp) else self.model.no_sync()
+            with sync:
+                with self.amp.autocast():
+                    loss, metrics = self.task.loss(self.model, mb)
+                self.state.scaler.scale(loss / len(micro)).backward()
+            loss = loss.detach().float()
+            loss_sum = loss if loss_sum is None else loss_sum + loss
+            for k, v in metrics.items():
+                extra[k] = extra.get(k, 0) + v.detach().float() / len(micro)
+        return loss_sum / len(micro), extra
 
     def optimizer_step(self) -> torch.Tensor | None:
         """Unscale and clip the gradients (returns their norm when clipping), step the optimizer, then

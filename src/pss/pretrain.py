@@ -45,6 +45,7 @@ from torch import nn
 
 from pss.checkpoint import export_safetensors
 from pss.config import TrainConfig
+from pss.engine import BaseTask
 from pss.errors import ConfigError
 from pss.models.simmim import SimMIM, check_mask_args
 from pss.models.vit import PssVisionTransformer
@@ -154,7 +155,7 @@ def check_mim_geometry(cfg: PretrainConfig, img_size: int, patch_size: int) -> N
 # the task
 
 
-class MIMTask:
+class MIMTask(BaseTask):
     """Masked image modelling (SimMIM) on the training engine's `Task` protocol.
 
     `prepare_model` turns the recipe's classifier into `SimMIM(encoder)`; `loss` is the masked-pixel
@@ -317,7 +318,7 @@ def save_reconstructions(
 
 def pretrain_config_from_dict(d: dict[str, Any]) -> PretrainConfig:
     """A PretrainConfig from a recipe mapping; `task` defaults to simmim, a classification recipe is refused."""
-    from pss.config import _from_dict, tasks_of
+    from pss.config import build_config, tasks_of
 
     if not isinstance(d, dict):
         raise ConfigError(f"the pre-training config must be a mapping of settings, got {type(d).__name__}")
@@ -327,7 +328,7 @@ def pretrain_config_from_dict(d: dict[str, Any]) -> PretrainConfig:
             f"pss pretrain runs masked-image modelling (task: simmim), but the recipe says task: {d['task']}: "
             "train it with `pss train`, or pass a pre-training recipe such as configs/cifar10_pretrain_simmim.yaml"
         )
-    return _from_dict(PretrainConfig, d)
+    return build_config(PretrainConfig, d)
 
 
 def resolve_pretrain_config(
@@ -340,7 +341,7 @@ def resolve_pretrain_config(
     resume: str | bool | None = None,
 ) -> tuple[PretrainConfig, Path | None]:
     """As `pss.train.resolve_config`, for a pre-training recipe (see there)."""
-    from pss.train import resolve_config
+    from pss.resolve import resolve_config
 
     return resolve_config(
         config, overrides, data=data, output=output, init=init, resume=resume, from_dict=pretrain_config_from_dict

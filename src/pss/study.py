@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pss.errors import ConfigError
+from pss.runfolder import RunDir
 
 log = logging.getLogger("pss.study")
 
@@ -108,7 +109,7 @@ def planned_run(name: str, seed: int, recipe: str, overrides: list[str], data: s
                 folder: str | None = None) -> PlannedRun:
     """Resolve one run's config now (bad input fails before anything trains); its folder is
     `out/<folder>`, by default `out/<name>_s<seed>`."""
-    from pss.train import resolve_config
+    from pss.resolve import resolve_config
 
     overrides = [*overrides, f"seed={seed}"]
     cfg, _ = resolve_config(recipe, overrides, data=data, output=str(out / (folder or f"{name}_s{seed}")))
@@ -124,9 +125,9 @@ def run_state(folder: Path, settings: dict[str, Any], fresh: bool) -> str:
     if before != settings:
         raise SystemExit(f"{folder} holds a run of other settings:\n  {before}\nnow:\n  {settings}\n"
                          "run with --fresh to start over, or choose another --output")
-    if (folder / "summary.json").exists():
+    if RunDir(folder).is_finished():
         return "done"
-    return "resume" if (folder / "checkpoint-last.pt").exists() else "fresh"
+    return "resume" if RunDir(folder).last.exists() else "fresh"
 
 
 def equal_time_ratio(pss_run: PlannedRun, summaries: dict[tuple[str, int], dict[str, Any]], full: str = "baseline") -> float:
@@ -156,7 +157,7 @@ def _finalise(run: PlannedRun, summaries: dict[tuple[str, int], dict[str, Any]])
     """Apply a late-planned run's extra overrides (e.g. its equal-time length) to its config."""
     if run.late_overrides is None:
         return
-    from pss.train import resolve_config
+    from pss.resolve import resolve_config
 
     extra = run.late_overrides(summaries)
     overrides = [*run.settings["overrides"], *extra]
@@ -181,7 +182,7 @@ def run_plan(plan: list[PlannedRun], *, fresh: bool = False, quiet: bool = False
         state = states[run.label]
         if state == "done":
             log.info("study: %s (seed %d) finished earlier: %s", run.name, run.seed, run.folder)
-            summaries[(run.name, run.seed)] = json.loads((run.folder / "summary.json").read_text())
+            summaries[(run.name, run.seed)] = RunDir(run.folder).read_summary()
             continue
         if warm_up is not None and not warmed:
             warm_up(run.cfg)  # one-time process costs are not billed to the first run that trains
@@ -191,7 +192,7 @@ def run_plan(plan: list[PlannedRun], *, fresh: bool = False, quiet: bool = False
         run.folder.mkdir(parents=True, exist_ok=True)
         (run.folder / "e2e_run.json").write_text(json.dumps(run.settings, indent=1) + "\n")
         if state == "resume":
-            summaries[(run.name, run.seed)] = train(run.cfg, resume_from=run.folder / "checkpoint-last.pt", quiet=quiet)
+            summaries[(run.name, run.seed)] = train(run.cfg, resume_from=RunDir(run.folder).last, quiet=quiet)
         else:
             summaries[(run.name, run.seed)] = train(run.cfg, overwrite=True, quiet=quiet)
     return summaries

@@ -336,7 +336,7 @@ def sweep_checkpoints(
 ) -> dict[str, Any]:
     """Sweep every checkpoint over `keep_ratios` on its validation set; the result `write_sweep` saves.
     `classes`: how data whose classes differ from the checkpoint's is treated (see `match_classes`)."""
-    from pss.checkpoint import stored_class_names
+    from pss.runfolder import stored_class_names
     from pss.models.hub import load_model
     from pss.runinfo import run_info
 

@@ -18,7 +18,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from pss.config import DataConfig
 from pss.data.archives import ARCHIVE_SUFFIXES, extract_archive, is_archive
 from pss.data.builtin import builtin_class_names
-from pss.errors import DataError
+from pss.errors import ConfigError, DataError
 
 log = logging.getLogger("pss.data")
 
@@ -129,8 +129,9 @@ def check_data(cfg: DataConfig) -> DataReport:
     Checks the path, the split folders, class folders (each with images, the same classes in both
     splits) and scans for unreadable images (all of them, or a sample for very large sets; see
     `DataConfig.scan_max_files`). With ``on_corrupt: fail`` any unreadable image raises.
-    An archive path is extracted to the cache first.
+    An archive path is extracted to the cache first; an `auto_augment` policy is parsed by timm.
     """
+    check_augment(cfg)
     if cfg.path is None:
         names = builtin_class_names(cfg.builtin_num_classes)
         per_class = lambda n: {c: n // len(names) + (i < n % len(names)) for i, c in enumerate(names)}  # noqa: E731
@@ -160,7 +161,23 @@ def check_data(cfg: DataConfig) -> DataReport:
                         f"only in {cfg.val_split}: {only_val[:10] or '-'}; both splits need the same class folders "
                         "(labels are assigned from the sorted folder names)")
 
-    all_files = [p for files in (train_files, val_files) for ps in files.values() for p in ps]
+    corrupt, scanned, sampled = _scan(cfg, [p for files in (train_files, val_files) for ps in files.values() for p in ps])
+    bad_set = set(corrupt)
+    report = DataReport("folder", str(path), train_classes, {}, {}, corrupt, scanned, sampled)
+    for files, counts, samples, split in ((train_files, report.train_counts, report.train_samples, cfg.train_split),
+                                          (val_files, report.val_counts, report.val_samples, cfg.val_split)):
+        for idx, c in enumerate(train_classes):
+            good = [p for p in files[c] if p not in bad_set]
+            if not good:
+                raise DataError(f"every image in {path / split / c} is unreadable: replace them or remove the folder")
+            counts[c] = len(good)
+            samples += [(p, idx) for p in good]
+    return report
+
+
+def _scan(cfg: DataConfig, all_files: list[str]) -> tuple[list[str], int, bool]:
+    """Unreadable images among `all_files` (all of them, or a seeded sample of a very large set): the
+    sorted list, how many files were scanned, whether it was a sample. Raises with on_corrupt: fail."""
     to_scan: list[str] = []
     sampled = False
     if cfg.scan_images:
@@ -183,15 +200,17 @@ def check_data(cfg: DataConfig) -> DataReport:
             log.warning("skipping unreadable image %s (%s)", p, e)
         if len(bad) > 20:
             log.warning("... and %d more unreadable images skipped", len(bad) - 20)
+    return corrupt, len(to_scan), sampled
 
-    bad_set = set(corrupt)
-    report = DataReport("folder", str(path), train_classes, {}, {}, corrupt, len(to_scan), sampled)
-    for files, counts, samples, split in ((train_files, report.train_counts, report.train_samples, cfg.train_split),
-                                          (val_files, report.val_counts, report.val_samples, cfg.val_split)):
-        for idx, c in enumerate(train_classes):
-            good = [p for p in files[c] if p not in bad_set]
-            if not good:
-                raise DataError(f"every image in {path / split / c} is unreadable: replace them or remove the folder")
-            counts[c] = len(good)
-            samples += [(p, idx) for p in good]
-    return report
+
+def check_augment(cfg: DataConfig) -> None:
+    """Let timm parse the recipe's auto_augment policy now rather than mid-run (ConfigError if it cannot)."""
+    if not cfg.auto_augment:
+        return
+    from timm.data import create_transform
+
+    try:
+        create_transform(cfg.img_size, is_training=True, auto_augment=cfg.auto_augment, interpolation=cfg.interpolation)
+    except (AssertionError, ValueError, KeyError, IndexError) as e:
+        raise ConfigError(f"data.auto_augment {cfg.auto_augment!r} is not understood by timm ({e}); "
+                          "use e.g. 'rand-m9-mstd0.5-inc1'") from e

@@ -14,7 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 
-from pss.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from pss.config import DataConfig
 from pss.data.builtin import builtin_class_names, builtin_split
 from pss.data.checks import DataReport, check_data
 from pss.errors import DataError
@@ -33,7 +35,7 @@ class InMemoryDataset(Dataset):
     """
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes: list[str],
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 mean: Sequence[float] = IMAGENET_DEFAULT_MEAN, std: Sequence[float] = IMAGENET_DEFAULT_STD,
                  transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
