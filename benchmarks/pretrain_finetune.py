@@ -238,8 +238,8 @@ def device_slug(device: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--data", metavar="PATH", help="CIFAR-10 folder or cifar10-jpg.tar.gz (default: the recipes' "
-                    "~/.cache/pss-data/cifar10; ignored with --cpu-smoke, which uses the built-in set)")
+    ap.add_argument("--data", metavar="PATH", help="CIFAR-10 folder, its .tar.gz or hf:NAME (default: the recipes' "
+                    "hf:uoft-cs/cifar10; ignored with --cpu-smoke, which uses the built-in set)")
     ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "pretrain_finetune", help="where the four run folders go")
     ap.add_argument("--results-dir", type=Path, default=None,
                     help="where the .json/.md record goes (default: benchmarks/results; with --cpu-smoke: --workdir)")
@@ -257,11 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("choose one of --cpu-smoke and --cpu-reduced")
     if args.cpu_smoke and args.data is not None:
         ap.error("--cpu-smoke uses the built-in data set; drop --data")
-    if args.data is not None and not Path(args.data).expanduser().exists():
-        ap.error(f"--data {args.data}: no such file or folder (the CIFAR-10 archive is cifar10-jpg.tar.gz)")
-    if not args.cpu_smoke and args.data is None and not Path("~/.cache/pss-data/cifar10").expanduser().is_dir():
-        ap.error("no CIFAR-10 at ~/.cache/pss-data/cifar10 (the recipes' default): pass --data path/to/cifar10-jpg.tar.gz "
-                 "(or an extracted cifar10 folder), or use --cpu-smoke")
+    if args.data is not None and not args.data.startswith("hf:") and not Path(args.data).expanduser().exists():
+        ap.error(f"--data {args.data}: no such file or folder (a CIFAR-10 folder, its .tar.gz, or hf:NAME)")
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     workdir = args.workdir.resolve()
@@ -292,4 +289,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pss.cli import guarded  # a ConfigError is one line, a signal exit code 130
+
+    raise SystemExit(guarded("pretrain_finetune.py", main))

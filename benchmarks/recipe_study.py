@@ -168,13 +168,15 @@ def _unknown(kind: str, name: str, known: dict) -> list[str]:
 
 
 def sweep_run(run: PlannedRun, device: str = "cpu") -> dict[str, float]:
-    """Top-1 by keep ratio at inference (magnitude selection), cached in the run folder."""
+    """Top-1 by keep ratio at inference with the model's default rule for its training rule
+    (`pss.select.DEFAULT_INFERENCE_SELECT`), cached in the run folder."""
     from pss.analysis.sweep import sweep_checkpoints
 
-    cache = run.folder / "study_sweep.json"
+    # (records before the per-model default cached magnitude-at-inference figures in study_sweep.json)
+    cache = run.folder / "study_sweep_default.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    res = sweep_checkpoints([run.folder], keep_ratios=SWEEP_KEEP, select="magnitude", device=device,
+    res = sweep_checkpoints([run.folder], keep_ratios=SWEEP_KEEP, device=device,
                             names=[run.label], batch_size=64, warmup=0, iters=1)
     accs = {f"{r['keep_ratio']:g}": r["acc1"] for r in res["checkpoints"][0]["results"]}
     cache.write_text(json.dumps(accs) + "\n")
@@ -224,7 +226,7 @@ def record(runs: list[PlannedRun], summaries: dict, sweeps: dict, args: argparse
     rec = {
         "kind": "recipe_study", "setup": "gpu" if args.gpu else "cpu-study",
         "device": info["device"], "torch": info["torch"], "timm": info["timm"], "commit": info["commit"],
-        "date": dt.date.today().isoformat(), "recipe": RECIPE, "budget": BUDGET,
+        "date": dt.date.today().isoformat(), "recipe": RECIPE, "budget": BUDGET, "sweep_select": "default",
         "overrides": ([] if args.gpu else [*STUDY_CPU, _model()]) + args.overrides, "runs": rows,
         "arms": summarise(rows),
     }
@@ -292,7 +294,7 @@ def to_markdown(rec: dict) -> str:
         "run of 0.6x the epochs (LR schedule fully decayed). Time: training steps only, relative to the full baseline "
         "of the same seed, runs measured one after another (on CPU: pinned to one core, one thread).", "",
         "| arm | seeds | time vs full | best top-1 | final top-1 | final vs full | final vs equal time | best vs equal time "
-        "| mean rho | top-1 lost at rho 0.5 (baseline's) |",
+        "| mean rho | top-1 lost at rho 0.5, each model's default rule at inference (baseline's) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in rec["arms"]:
@@ -358,4 +360,6 @@ def plot(rec: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pss.cli import guarded  # a ConfigError is one line, a signal exit code 130
+
+    raise SystemExit(guarded("recipe_study.py", main))

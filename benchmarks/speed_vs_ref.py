@@ -120,4 +120,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pss.cli import guarded  # a ConfigError is one line, a signal exit code 130
+
+    raise SystemExit(guarded("speed_vs_ref.py", main))

@@ -3,20 +3,25 @@
     pip install "pss[accelerate]"
     python examples/accelerate_train.py --epochs 2                  # CPU or one GPU
     accelerate launch examples/accelerate_train.py --epochs 10      # any accelerate config (DDP, bf16, ...)
+    python examples/accelerate_train.py --epochs 4 --resume         # continue from <output>/state
 
 Random images stand in for your data, so it runs anywhere in seconds. The PSS lines are marked.
 Attach before `accelerator.prepare` (it may wrap the model in DDP or compile it); the scheduler
-sets the same keep ratio on every process because it is a function of the step.
+sets the same keep ratio on every process because it is a function of the step. The state (model,
+optimizer, RNG, keep-ratio scheduler) is saved after every epoch; `--resume` loads it and continues
+with the next epoch, so an interrupted run ends where an uninterrupted one would.
 """
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import timm
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, TensorDataset
 
 import pss
@@ -26,10 +31,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--schedule", default="cyclic:low=0.2,high=1.0", help="keep-ratio schedule spec")
-    ap.add_argument("--output", default="runs/accelerate", help="folder for checkpoint.pt")
+    ap.add_argument("--output", default="runs/accelerate", help="folder for state/ and checkpoint.pt")
+    ap.add_argument("--resume", action="store_true", help="continue from <output>/state (saved after every epoch)")
+    ap.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N epochs (as if interrupted)")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     accelerator = Accelerator()
+    set_seed(args.seed)  # the same initial weights on every process and every run
+    out, state = Path(args.output), Path(args.output) / "state"
     g = torch.Generator().manual_seed(0)
     train_set = TensorDataset(torch.randn(64, 3, 32, 32, generator=g), torch.randint(0, 10, (64,), generator=g))
     val_set = TensorDataset(torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g))
@@ -43,9 +53,17 @@ def main() -> None:
     keep_sched = pss.KeepRatioScheduler(model, args.schedule, steps_per_epoch=len(train_loader), epochs=args.epochs)
     accelerator.register_for_checkpointing(keep_sched)  # PSS: saved / restored by save_state / load_state
 
+    start = 0
+    if args.resume:
+        if not (state / "epochs_done.json").is_file():
+            raise SystemExit(f"--resume: no saved state in {state}; run without --resume first")
+        accelerator.load_state(str(state))  # model, optimizer, RNG and the keep-ratio scheduler, as saved
+        start = json.loads((state / "epochs_done.json").read_text())["epochs_done"]
+        accelerator.print(f"resuming after epoch {start} (keep-ratio scheduler at step {keep_sched.last_step})")
+
     eval_tokens: list[int] = []  # sequence length at evaluation (prefix + patches), to show the eval rule
     pss.samplers(model)[0].register_forward_hook(lambda m, i, out: None if m.training else eval_tokens.append(out.shape[1]))
-    for epoch in range(args.epochs):
+    for epoch in range(start, args.epochs):
         model.train()
         for images, targets in train_loader:
             loss = F.cross_entropy(model(images), targets)
@@ -62,9 +80,11 @@ def main() -> None:
                 total += preds.numel()
         accelerator.print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.3f} keep ratio {keep_sched.keep_ratio} "
                           f"top-1 {correct / total:.3f} eval tokens {eval_tokens[-1]}")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    accelerator.save_state(str(out / "state"))  # model, optimizer, RNG, and the keep-ratio scheduler
+        accelerator.save_state(str(state))  # model, optimizer, RNG, and the keep-ratio scheduler
+        if accelerator.is_main_process:
+            (state / "epochs_done.json").write_text(json.dumps({"epochs_done": epoch + 1}))
+        if args.stop_after is not None and epoch + 1 >= args.stop_after:
+            return
     if accelerator.is_main_process:
         torch.save({"model": accelerator.unwrap_model(model).state_dict(), "keep_sched": keep_sched.state_dict()},
                    out / "checkpoint.pt")

@@ -1,4 +1,5 @@
-"""Speed benchmark: training-step time per keep ratio against the FLOP ratio of the same shapes.
+"""Speed benchmarks: training-step time per keep ratio against the FLOP ratio of the same shapes
+(`speed_benchmark`, `pss bench speed`), and the recipe's input pipeline (`data_benchmark`, `pss bench data`).
 
 A training step is forward + backward + optimizer step on a fixed random batch that already sits on
 the device, so the figures measure the model alone (no input pipeline). Times are medians over
@@ -16,10 +17,15 @@ efficient / math kernel, or FlexAttention) and, on CUDA, the peak memory of a st
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,12 +61,28 @@ class SpeedResult:
 _ATTN_KERNEL = re.compile(r"^aten::_scaled_dot_product_\w+$|flash_fwd|fmha_cutlassF|flex_attention|triton_tem", re.I)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what C++ code writes to file descriptor 2 to /dev/null for the block: the profiler's
+    library (Kineto) logs ``USDT: profiler_start`` and, on machines without a GPU, ``gpuGetDeviceCount
+    failed``, ignoring its log-level variable. Python's own errors still raise as usual."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def attention_kernels(fn) -> tuple[str, ...]:
     """Names of the attention ops and kernels that one call of `fn` runs, as the profiler sees them."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=acts) as prof:
+    with _native_stderr_silenced(), profile(activities=acts) as prof:
         fn()
     names = {e.key[:80] for e in prof.key_averages() if _ATTN_KERNEL.search(e.key) and "backward" not in e.key.lower()}
     return tuple(sorted(names))
@@ -78,6 +100,82 @@ def _time(fn, device: torch.device, warmup: int, iters: int) -> float:
         synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+class TrainingStep:
+    """One full training step (forward, backward, AdamW, GradScaler) of `model` on a fixed batch, and its
+    timings: the step at each keep ratio, inference, and the optimizer step alone."""
+
+    def __init__(self, model: torch.nn.Module, batch_size: int, dev: torch.device, amp_mode: Any, compile: bool,
+                 warmup: int, iters: int) -> None:
+        self.model, self.dev, self.amp, self.warmup, self.iters = model, dev, amp_mode, warmup, iters
+        self.x = example_input(model, batch_size)
+        self.y = torch.randint(0, 1000, (batch_size,), device=dev)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=amp_mode.dtype == torch.float16)
+        # dynamic=False: one static graph per sequence length (as training compiles), not one symbolic graph
+        self.run = torch.compile(model, dynamic=False) if compile else model
+
+    def _backward(self) -> None:
+        with self.amp.autocast():
+            loss = F.cross_entropy(self.run(self.x), self.y)
+        self.scaler.scale(loss).backward()
+
+    def _optimizer(self) -> None:
+        self.scaler.step(self.opt)
+        self.scaler.update()
+
+    def train_step(self) -> None:
+        self._backward()
+        self._optimizer()
+        self.opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def infer_step(self) -> None:
+        with self.amp.autocast():
+            self.run(self.x)
+
+    def time(self, fn: Any) -> float:
+        return _time(fn, self.dev, self.warmup, self.iters)
+
+    def optimizer_time(self) -> float:
+        """Median time of the optimizer step alone, on the gradients of one backward (kept between
+        calls, so every call does the full update); the same at every keep ratio."""
+        self._backward()
+        t = self.time(self._optimizer)
+        self.opt.zero_grad(set_to_none=True)
+        return t
+
+    def row(self, rho: float, select: str, inference: bool) -> dict:
+        """Step time, FLOPs, peak memory, attention kernels (and inference images/s) at keep ratio `rho`."""
+        model, dev = self.model, self.dev
+        pss.set_keep_ratio(model, rho, select)
+        model.train()
+        flops = count_flops(model, self.x, rho, backward=True)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        step_time = self.time(self.train_step)
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+        kernels = attention_kernels(self.train_step)
+        ips = None
+        if inference:
+            model.eval()
+            with pss.use_keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
+                ips = self.x.shape[0] / self.time(self.infer_step)
+        return dict(keep_ratio=rho, tokens=num_tokens(model, rho), step_time_s=step_time, step_flops=flops,
+                    infer_images_per_s=ips, peak_memory_mb=peak, attention_kernels=kernels)
+
+
+def _with_attn_impl(model_name: str, model_kwargs: dict | None, attn_impl: str | None) -> dict:
+    """The model's kwargs with `attn_impl` (auto | flex | sdpa), which only pss_vit_* models take."""
+    model_kwargs = dict(model_kwargs or {})
+    if attn_impl is not None:
+        if attn_impl not in ATTN_IMPLS:
+            raise ConfigError(f"unknown attn_impl {attn_impl!r}; choose one of {', '.join(ATTN_IMPLS)}")
+        if not model_name.startswith("pss_vit"):
+            raise ConfigError(f"--attn-impl applies to pss_vit_* models; {model_name} uses timm's attention (SDPA)")
+        model_kwargs["attn_impl"] = attn_impl
+    return model_kwargs
 
 
 def speed_benchmark(
@@ -101,74 +199,17 @@ def speed_benchmark(
     that ran. `attn_impl` (auto | flex | sdpa) is passed to pss_vit_* models; None keeps the model's default."""
     for r in keep_ratios:
         check_keep_ratio(r)
-    model_kwargs = dict(model_kwargs or {})
-    if attn_impl is not None:
-        if attn_impl not in ATTN_IMPLS:
-            raise ConfigError(f"unknown attn_impl {attn_impl!r}; choose one of {', '.join(ATTN_IMPLS)}")
-        if not model_name.startswith("pss_vit"):
-            raise ConfigError(f"--attn-impl applies to pss_vit_* models; {model_name} uses timm's attention (SDPA)")
-        model_kwargs["attn_impl"] = attn_impl
+    model_kwargs = _with_attn_impl(model_name, model_kwargs, attn_impl)
     dev = resolve_device(device)  # auto -> cuda when there is one; a missing GPU is a one-line error
     amp_mode = resolve_amp(amp, dev)  # validates the name too
     keep_ratios = tuple(sorted(set(keep_ratios) | {1.0}, reverse=True))  # rho = 1.0 is the reference
 
     model = pss.build_model(model_name, num_classes=1000, img_size=img_size, **model_kwargs).to(dev)
-    x = example_input(model, batch_size)
-    y = torch.randint(0, 1000, (batch_size,), device=dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp_mode.dtype == torch.float16)
-    # dynamic=False: one static graph per sequence length (as training compiles), not one symbolic graph
-    run = torch.compile(model, dynamic=False) if compile else model
-
-    def train_step() -> None:
-        with amp_mode.autocast():
-            loss = F.cross_entropy(run(x), y)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-
-    @torch.no_grad()
-    def infer_step() -> None:
-        with amp_mode.autocast():
-            run(x)
-
-    def optimizer_time() -> float:
-        """Median time of the optimizer step alone, on the gradients of one backward (kept between
-        calls, so every call does the full update); the same at every keep ratio."""
-        with amp_mode.autocast():
-            loss = F.cross_entropy(run(x), y)
-        scaler.scale(loss).backward()
-
-        def step() -> None:
-            scaler.step(opt)
-            scaler.update()
-
-        t = _time(step, dev, warmup, iters)
-        opt.zero_grad(set_to_none=True)
-        return t
-
-    rows: list[dict] = []
-    for rho in keep_ratios:
-        pss.set_keep_ratio(model, rho, select)
-        model.train()
-        flops = count_flops(model, x, rho, backward=True)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        step_time = _time(train_step, dev, warmup, iters)
-        peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-        kernels = attention_kernels(train_step)
-        ips = None
-        if inference:
-            model.eval()
-            with pss.use_keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
-                ips = batch_size / _time(infer_step, dev, warmup, iters)
-        rows.append(dict(keep_ratio=rho, tokens=num_tokens(model, rho),
-                         step_time_s=step_time, step_flops=flops, infer_images_per_s=ips, peak_memory_mb=peak,
-                         attention_kernels=kernels))
+    bench = TrainingStep(model, batch_size, dev, amp_mode, compile, warmup, iters)
+    rows = [bench.row(rho, select, inference) for rho in keep_ratios]
     pss.set_keep_ratio(model, 1.0, select)
     model.train()
-    opt_time = optimizer_time()
+    opt_time = bench.optimizer_time()
     ref = rows[0]
     results = [
         asdict(SpeedResult(
@@ -180,22 +221,12 @@ def speed_benchmark(
         for r in rows
     ]
     return {
-        "kind": "speed",
-        "model": model_name,
+        "kind": "speed", "model": model_name,
         "model_kwargs": dict(model_kwargs or {}),  # lets a `budget_cost: FILE` check it is for the same model
-        "img_size": model.patch_embed.img_size[0],
-        "batch_size": batch_size,
-        "amp": amp_mode.name,
-        "compile": compile,
-        "attention": attention_impl(model, dev),
-        "pos_embed": getattr(model, "pos_embed_type", None),
-        "select": select,
-        "warmup": warmup,
-        "iters": iters,
-        "optimizer_time_s": opt_time,
-        **run_info(dev),
-        "date": time.strftime("%Y-%m-%d"),
-        "results": results,
+        "img_size": model.patch_embed.img_size[0], "batch_size": batch_size, "amp": amp_mode.name, "compile": compile,
+        "attention": attention_impl(model, dev), "pos_embed": getattr(model, "pos_embed_type", None), "select": select,
+        "warmup": warmup, "iters": iters, "optimizer_time_s": opt_time, **run_info(dev),
+        "date": time.strftime("%Y-%m-%d"), "results": results,
     }
 
 
@@ -227,4 +258,71 @@ def format_speed_table(report: dict) -> str:
             f"| {r['keep_ratio']:.2f} | {r['tokens']} | {1000 * r['step_time_s']:.1f} | {r['relative_time']:.3f} | "
             f"{r['flop_ratio']:.3f} | {r['relative_time'] / r['flop_ratio']:.2f} | {model_cols} | {ips} | {mem} |"
         )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the input pipeline
+
+
+def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: int = 3, batches: int = 20,
+                   device: str | None = None) -> dict:
+    """Time the training loader a recipe builds (its dataset, transforms, batch size, sampler; each batch
+    moved to the device), for each worker count in `workers` (default: the recipe's). Every check on the
+    input runs first: a missing or empty dataset, or a worker sweep of in-memory data, is one line.
+
+    Per worker count: images/s delivered in all and per worker, and the time per batch the consumer
+    waits (mean, median, p90), after `warmup` batches (which pay the workers' start-up). The consumer
+    does nothing else, so this is what the loader can supply; `pss train` compares it with the model's
+    step time (pss.preflight)."""
+    import dataclasses
+
+    from pss.data import build_datasets, build_loader, check_data
+    from pss.preflight import data_pipeline, time_loader
+
+    if warmup < 0 or batches < 1:
+        raise ConfigError("--warmup must be >= 0 and --batches >= 1")
+    if workers is not None:
+        if any(w < 0 for w in workers) or not workers:
+            raise ConfigError(f"--workers takes worker counts >= 0, e.g. 2,4,8; got {workers}")
+        if cfg.data.in_memory:
+            raise ConfigError("data.in_memory batches are cut and augmented on the device in the training process, "
+                              "so worker counts do not apply: drop --workers, or --set data.in_memory=false to "
+                              "time a worker pipeline")
+    dev = resolve_device(device or cfg.device)
+    report = check_data(cfg.data)  # a missing or empty dataset fails here, before any decoding
+    workers = (cfg.data.num_workers,) if workers is None or cfg.data.in_memory else tuple(workers)
+    train_ds, _, _ = build_datasets(cfg.data, dev if cfg.data.in_memory else None, report=report)
+    rows = []
+    for w in workers:
+        data_cfg = dataclasses.replace(cfg.data, num_workers=w)
+        loader = build_loader(train_ds, cfg.batch_size, True, data_cfg, seed=cfg.seed)
+        stats, _ = time_loader(loader, dev, warmup=warmup, batches=batches)
+        name = "in memory" if cfg.data.in_memory else f"{w} workers"
+        rows.append({"num_workers": w, "loader": name, **stats,
+                     "images_per_s_per_worker": stats["images_per_s"] / w if w and not cfg.data.in_memory else None})
+    return {
+        "kind": "data",
+        "pipeline": data_pipeline(cfg.data, cfg.batch_size, report.root),
+        "data_path": cfg.data.path,
+        "num_train": report.num_train,
+        **run_info(dev),
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"),
+        "results": rows,
+    }
+
+
+def format_data_table(report: dict) -> str:
+    """Markdown table of a data report."""
+    p = report["pipeline"]
+    head = (f"loader of {report['data_path'] or 'the built-in set'} ({report['num_train']} training images) @ "
+            f"{p['img_size']} px, batch {p['batch_size']}, {'in memory' if p['in_memory'] else 'from files'}, "
+            f"to {report['device']} ({report['cpu_cores']} CPU cores)")
+    lines = [head, "", "| loader | img/s | img/s per worker | mean wait per batch (ms) | median (ms) | p90 (ms) |",
+             "|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        per = f"{r['images_per_s_per_worker']:.0f}" if r["images_per_s_per_worker"] else "-"
+        lines.append(f"| {r['loader']} | {r['images_per_s']:.0f} | {per} | {1000 * r['mean_batch_s']:.1f} | "
+                     f"{1000 * r['median_wait_s']:.1f} | {1000 * r['p90_wait_s']:.1f} |")
     return "\n".join(lines)

@@ -16,19 +16,27 @@ Cost models (`budget_cost` in a recipe):
     (linear layers scale with it, attention with its square, the patch embedding and head not at all),
     so three counts give the cost of every keep ratio.
   * a `pss bench speed --json` file: measured step time per keep ratio (`relative_time`), so the budget
-    means wall-clock on that machine. Keep ratios between measured ones are interpolated linearly; a
+    means wall-clock on that machine.
+  * `measured`: wall-clock with the data loader, max(model step, data per batch) where the loader runs
+    beside the model, their sum where it runs in the training process (pss.preflight.MeasuredCost):
+    measured in the run before it trains, or `measured:SPEED.json,DATA.json` (pss bench speed / data). Keep ratios between measured ones are interpolated linearly; a
     schedule that needs a keep ratio outside the table is refused.
 
 The equal-time baseline (`equal_time_overrides`) is the other half of an honest comparison: the same
 full-token recipe with its epochs (and LR warm-up) scaled to the PSS run's cost, so its LR schedule
 decays fully over the shorter run.
+
+Tokens for epochs (`budget_epochs: 1.5` beside `budget: 0.6`, `apply_budget_epochs`): spend the same
+budget on more epochs at fewer tokens. The run trains round(1.5 x epochs) epochs (LR warm-up and cool-down
+scaled alike, the LR schedule decaying over the longer run), and its schedule is solved for the budget
+that keeps the total at 0.6 of the recipe's epochs at keep ratio 1.0 (0.6 x epochs / new epochs of the
+longer run). The recipe's values stay in the config as `budget_reference`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +51,8 @@ __all__ = [
     "BudgetPlan",
     "FlopCost",
     "TableCost",
+    "apply_budget_epochs",
+    "check_budget_epochs",
     "equal_time_epochs",
     "equal_time_overrides",
     "predicted_cost",
@@ -210,7 +220,7 @@ _COST_KWARGS = ("depth", "embed_dim", "num_heads", "mlp_ratio", "pos_embed", "re
 
 def predicted_cost(schedule: Schedule, cost: Callable[[float], float], steps_per_epoch: int, total_steps: int) -> float:
     """Mean relative step cost of a run of `total_steps` steps under `schedule`."""
-    counts = Counter(schedule.values(steps_per_epoch, total_steps))
+    counts = schedule.counts(steps_per_epoch, total_steps)
     return math.fsum(n * cost(r) for r, n in counts.items()) / total_steps
 
 
@@ -242,6 +252,25 @@ def _with(schedule: Schedule, param: str, value: float) -> Schedule:
     return dataclasses.replace(schedule, **{param: value})
 
 
+def _reachable(schedule: Schedule, budget: float, cost: Callable[[float], float], steps_per_epoch: int,
+               total_steps: int) -> str:
+    """The fix for an unreachable budget: the first schedule (this one, then fixed) and grid (this one, then
+    finer) whose floor is within the budget, keeping the warm-up / cool-down; or what else must give."""
+    shapes = [schedule] + ([] if isinstance(schedule, FixedSchedule) else [
+        FixedSchedule(rho=1.0, grid=schedule.grid, warmup_epochs=schedule.warmup_epochs,
+                      cooldown_epochs=schedule.cooldown_epochs)])
+    for grid in dict.fromkeys([schedule.grid, 0.1, 0.05, None]):
+        if schedule.grid is not None and grid is not None and grid > schedule.grid:
+            continue
+        for shape in shapes:
+            candidate = _with(dataclasses.replace(shape, grid=grid), FREE_PARAMETER[shape.name], 10.0 ** -_DECIMALS)
+            floor = predicted_cost(candidate, cost, steps_per_epoch, total_steps)
+            if floor <= budget + _TOL and (shape is not schedule or grid != schedule.grid):
+                return (f"{shape.name} with grid {grid if grid is not None else 'off (0)'} can reach it (floor "
+                        f"{math.ceil(floor * 1000) / 1000:.3f}); or raise the budget")
+    return "raise the budget or shorten warm-up/cool-down (no schedule or grid reaches it with these)"
+
+
 def solve_budget(
     schedule: Schedule,
     budget: float,
@@ -268,9 +297,9 @@ def solve_budget(
     if floor > budget + _TOL:
         raise ConfigError(
             f"budget {budget:g} is below what this schedule can reach: the smallest possible is "
-            f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0, warm-up/cool-down "
+            f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0 over {total_steps} steps, warm-up/cool-down "
             f"{schedule.warmup_epochs:g}/{schedule.cooldown_epochs:g} epochs at keep ratio 1.0, grid {schedule.grid}); "
-            "raise the budget, shorten warm-up/cool-down, or use a finer grid"
+            f"{_reachable(schedule, budget, cost, steps_per_epoch, total_steps)}"
         )
     if run_cost(hi) <= budget + _TOL:
         best = hi
@@ -284,16 +313,21 @@ def solve_budget(
                 b = mid
         best = max(lo, math.floor(a * 10**_DECIMALS) / 10**_DECIMALS)
     solved = _with(schedule, param, best)
-    values = set(solved.values(steps_per_epoch, total_steps))
+    values = set(solved.counts(steps_per_epoch, total_steps))
     getattr(cost, "check", lambda *_: None)(values, solved.grid is not None)
     return BudgetPlan(solved, float(budget), run_cost(best), param, best, getattr(cost, "name", "custom"),
                       recipe_value=float(getattr(schedule, param)))
 
 
-def cost_model_for(cfg: Any, model: Any) -> FlopCost | TableCost:
-    """The cost model a TrainConfig asks for (`budget_cost`: flops, or a speed-report file)."""
+def cost_model_for(cfg: Any, model: Any, measurements: Any = None) -> Callable[[float], float]:
+    """The cost model a TrainConfig asks for (`budget_cost`: flops, a speed-report file, or measured:
+    wall-clock with the loader, from `measurements`, a pss.preflight.Measurements)."""
     if cfg.budget_cost == "flops":
         return FlopCost.for_model(model, cfg.model.name)
+    if cfg.budget_cost.startswith("measured"):
+        if measurements is None:
+            raise ValueError("budget_cost: measured needs the run's measurements")
+        return measurements.cost_model()  # pss.preflight.MeasuredCost
     return TableCost.from_file(cfg.budget_cost, cfg.model.name, cfg.model.img_size, cfg.model.kwargs)
 
 
@@ -319,6 +353,39 @@ def realised_time_ratio(train_log: list[dict[str, Any]]) -> float | None:
     med = {r: statistics.median(ts) for r, ts in times.items()}
     steps = sum(len(ts) for ts in times.values())
     return math.fsum(len(times[r]) * med[r] for r in times) / (steps * med[1.0])
+
+
+def check_budget_epochs(budget_epochs: Any, budget: float | None) -> None:
+    """Refuse a tokens-for-epochs factor that is not a number >= 1, or that has no budget to spend."""
+    if budget_epochs is None:
+        return
+    if isinstance(budget_epochs, bool) or not isinstance(budget_epochs, (int, float)) or not math.isfinite(budget_epochs):
+        raise ConfigError(f"budget_epochs must be a number >= 1 (e.g. 1.5: 1.5x the epochs at fewer tokens), got {budget_epochs!r}")
+    if budget_epochs < 1:
+        raise ConfigError(
+            f"budget_epochs must be >= 1 (it trains that many times the epochs at fewer tokens), got {budget_epochs!r}; "
+            "for fewer epochs at every token use the equal-time baseline (epochs x budget, schedule 1.0)"
+        )
+    if budget is None:
+        raise ConfigError(f"budget_epochs {budget_epochs:g} needs a budget to spend (e.g. budget: 0.6); set both or neither")
+
+
+def apply_budget_epochs(cfg: Any) -> Any:
+    """The config of a tokens-for-epochs run: epochs x `budget_epochs` (rounded half up to whole epochs),
+    LR warm-up / cool-down scaled alike, and the budget of the longer run such that its total cost is
+    `budget` of the recipe's epochs at keep ratio 1.0. The recipe's values go to `budget_reference`;
+    `budget_epochs` is cleared, so applying it again changes nothing (resolved configs stay resolved)."""
+    factor = getattr(cfg, "budget_epochs", None)
+    if factor is None:
+        return cfg
+    check_budget_epochs(factor, cfg.budget)
+    epochs = max(cfg.epochs, math.floor(cfg.epochs * factor + 0.5))
+    scale = epochs / cfg.epochs
+    lr_sched = dataclasses.replace(cfg.lr_sched, warmup_epochs=round(cfg.lr_sched.warmup_epochs * scale, 4),
+                                   cooldown_epochs=round(cfg.lr_sched.cooldown_epochs * scale, 4))
+    reference = {"epochs": cfg.epochs, "budget": cfg.budget, "budget_epochs": factor, "epochs_factor": round(scale, 6)}
+    return dataclasses.replace(cfg, epochs=epochs, lr_sched=lr_sched, budget=round(cfg.budget / scale, 6),
+                               budget_epochs=None, budget_reference=reference)
 
 
 def equal_time_epochs(epochs: int, ratio: float) -> int:

@@ -67,13 +67,14 @@ VERSION = 1
 # atomic writes
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], size: int | None = None) -> None:
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], size: int | None = None,
+                 total: int | None = None) -> None:
     """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`.
 
     The file gets the permissions of a plain `open()` (the user's umask), SIGINT / SIGTERM wait until
     the file is complete (`signals_deferred`), and a full disk is one OutputError naming the folder
-    and the space needed (`size`, the bytes being written, when the caller knows it); the previous
-    file stays intact in every case.
+    and the space needed (`size`, the bytes being written, and `total`, those of every file the caller
+    keeps beside it, when it knows them); the previous file stays intact in every case.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], size: int
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             if _disk_full(e):
-                raise _disk_full_error(path, size) from None
+                raise _disk_full_error(path, size, total) from None
             raise
         # Make the rename itself durable (the directory entry), so a power loss cannot undo it.
         with contextlib.suppress(OSError):
@@ -101,9 +102,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], size: int
                 os.close(dfd)
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """`torch.save(obj, path)`, atomically."""
-    atomic_write(path, lambda f: torch.save(obj, f), size=_nbytes(obj))
+def atomic_save(obj: Any, path: str | Path, total: int | None = None) -> None:
+    """`torch.save(obj, path)`, atomically (`total`: see `atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f), size=_nbytes(obj), total=total)
 
 
 @contextlib.contextmanager
@@ -116,12 +117,15 @@ def signals_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from pss.interrupt import holding_signals
+
     received: list[int] = []
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
     try:
-        yield
+        with holding_signals():  # a stop on a signal waits for the block too (pss.interrupt)
+            yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -156,9 +160,11 @@ def _disk_full(e: BaseException | None) -> bool:
     return False
 
 
-def _disk_full_error(path: Path, size: int | None) -> OutputError:
+def _disk_full_error(path: Path, size: int | None, total: int | None = None) -> OutputError:
     free = shutil.disk_usage(path.parent).free
     need = f"about {_mb(size)} free for {path.name}" if size else f"more free space for {path.name}"
+    if total:
+        need += f" (written beside the previous one), about {_mb(total)} for all the checkpoint files a run keeps"
     return OutputError(
         f"no space left on device in {str(path.parent)!r}: it needs {need} ({_mb(free)} free now); "
         f"free some space and try again (the previous {path.name}, if any, is intact)"
@@ -170,6 +176,12 @@ def _mb(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} bytes"
+
+
+def run_checkpoint_bytes(ckpt: dict[str, Any]) -> int:
+    """About the bytes a run's checkpoint files take, from its `training_checkpoint`: checkpoint-last.pt,
+    checkpoint-best.pt (model and EMA weights) and model.safetensors (the model's)."""
+    return _nbytes(ckpt) + _nbytes([ckpt.get("model"), ckpt.get("ema")]) + _nbytes(ckpt.get("model"))
 
 
 def _nbytes(obj: Any) -> int:
@@ -242,6 +254,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if "global" not in str(e).lower():  # no class was refused: bytes that are no pickle at all
+            raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt, truncated, or not a "
+                                  "torch.save file)") from None
         raise CheckpointError(
             f"{str(path)!r} holds pickled Python objects that weights-only loading refuses ({first}); "
             "pss never runs code from a checkpoint: re-save it as a plain state dict (or .safetensors)"

@@ -3,19 +3,17 @@
 Each sub-command lives in `pss.commands.<name>` and exposes `add_parser(subparsers)`, which
 registers its arguments and sets `func` (a callable taking the parsed namespace, returning an exit
 code). This module only dispatches and turns `PssError` into a one-line message. SIGTERM (what
-schedulers and `kill` send) is handled like Ctrl-C: a clean "interrupted" and exit code 130.
+schedulers and `kill` send) is handled like Ctrl-C: a clean "interrupted" and exit code 130, promptly
+in every command (`guarded`, pss.interrupt).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import importlib
 import logging
-import signal
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 
 from pss.errors import PssError
 
@@ -31,50 +29,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Sub-commands that write a run folder and can continue it.
-RESUMABLE = ("train", "pretrain")
+def _stopped(prog: str) -> str:
+    """The line a stopped command prints: for `pss train` and `pss pretrain`, what to do next."""
+    from pss import interrupt
+
+    hint = interrupt.recovery_hint() if interrupt.recovery_hint else ""
+    return f"{prog}: interrupted" + (f"; {hint}" if hint else "")
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def guarded(prog: str | Callable[[], str], body: Callable[[], int | None]) -> int:
+    """Run a command's `body` as every pss entry point does (benchmarks/*.py too): SIGINT / SIGTERM stop
+    it promptly with exit code 130 (pss.interrupt); a PssError or a full disk is one line on stderr and
+    exit code 2. `prog` names the command in those lines (a callable: once its arguments are parsed)."""
+    from pss import interrupt
 
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    name = prog if callable(prog) else lambda: prog
+    interrupt.recovery_hint = None
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        # timm habits (`--weight-decay 0.05`) get the `--set` form that would do it, not a bare refusal
-        hint = getattr(args, "unknown_hint", None)
-        extra = f"\n  {hint(unknown)}" if hint else f"; see pss {args.command} --help"
-        print(f"pss {args.command}: error: unrecognized arguments: {' '.join(unknown)}{extra}", file=sys.stderr)
-        return 2
-    try:
-        with _sigterm_as_interrupt():
-            return int(args.func(args) or 0)
+        with interrupt.stop_on_signals(lambda: _stopped(name())):
+            return int(body() or 0)
     except PssError as e:
-        print(f"pss {args.command}: error: {e}", file=sys.stderr)
+        print(f"{name()}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = "; continue from the last checkpoint with --resume" if args.command in RESUMABLE else ""
-        print(f"pss {args.command}: interrupted{hint}", file=sys.stderr)
+        print(_stopped(name()), file=sys.stderr)
         return 130
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         # Checkpoints say which folder and how much space (pss.checkpoint); any other write, this.
         where = f" writing {e.filename!r}" if e.filename else ""
-        print(f"pss {args.command}: error: {e.strerror}{where}; free some space and try again", file=sys.stderr)
+        print(f"{name()}: error: {e.strerror}{where}; free some space and try again", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    command = "pss"
+
+    def body() -> int:
+        nonlocal command
+        parser = build_parser()  # imports every command (torch, timm): a signal meanwhile stops it too
+        args, unknown = parser.parse_known_args(argv)
+        command = f"pss {args.command}"
+        if unknown:
+            # timm habits (`--weight-decay 0.05`) get the `--set` form that would do it, not a bare refusal
+            hint = getattr(args, "unknown_hint", None)
+            extra = f"\n  {hint(unknown)}" if hint else f"; see pss {args.command} --help"
+            print(f"pss {args.command}: error: unrecognized arguments: {' '.join(unknown)}{extra}", file=sys.stderr)
+            return 2
+        return args.func(args)
+
+    return guarded(lambda: command, body)

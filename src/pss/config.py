@@ -28,7 +28,6 @@ from pss.settings import (
     GLYPH_IMG_SIZE,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    TASKS,
     DataConfig,
     EmaConfig,
     EvalConfig,
@@ -38,10 +37,8 @@ from pss.settings import (
     ModelConfig,
     OptimConfig,
     TrainConfig,
-    config_class,
-    task_builder,
-    tasks_of,
 )
+from pss.tasks import TASKS, config_class, task_builder, tasks_of
 
 __all__ = [
     "GLYPH_IMG_SIZE",
@@ -66,6 +63,8 @@ __all__ = [
     "find_recipe",
     "load_config",
     "load_yaml",
+    "parse_kwargs",
+    "parse_yaml",
     "save_config",
     "task_builder",
     "tasks_of",
@@ -233,17 +232,35 @@ def find_recipe(name: str | Path) -> Path:
     raise ConfigError(f"config file {str(name)!r} not found{hint}")
 
 
+def parse_yaml(text: str | bytes, where: str) -> Any:
+    """One YAML document (a recipe, a `--set` value) with duplicate keys refused: every way it can fail
+    to decode or parse (bad UTF-8, a syntax error, nesting too deep) is one ConfigError naming `where`."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{where} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                              "save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where} is not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply to be a recipe; flatten it") from None
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A recipe's settings; ConfigError for a missing, empty or invalid file, or a duplicate key."""
+    """A recipe's settings; ConfigError for a missing, unreadable, empty or invalid file, or a duplicate key."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; pass an existing YAML recipe, e.g. configs/demo.yaml")
     try:
-        d = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
-    except ConfigError as e:
-        raise ConfigError(f"config file {str(path)!r}: {e}") from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    d = parse_yaml(data, f"config file {str(path)!r}")
     _check(d is not None, f"config file {str(path)!r} is empty; give the settings to change, or leave out --config "
            "to use the defaults")
     _check(isinstance(d, dict), f"config file {str(path)!r} must hold a mapping of settings, not {type(d).__name__}")
@@ -257,11 +274,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     _check(bool(sep) and bool(key), f"--set expects key=value (dotted keys for nested settings), got {text!r}")
     parts = key.split(".")
     _check(all(parts), f"--set key {key!r} has an empty part")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text!r}: cannot parse the value: {e}") from None
-    return parts, value
+    return parts, parse_yaml(raw, f"--set {text!r}") if raw.strip() else None
+
+
+def parse_kwargs(items: list[str]) -> dict[str, Any]:
+    """`["depth=2", "pos_embed=rope"]` -> {"depth": 2, "pos_embed": "rope"}: keyword arguments given as
+    `--set` style items (a command's model options), each value parsed as `parse_override` does."""
+    out = {}
+    for item in items:
+        parts, value = parse_override(item)
+        out[".".join(parts)] = value
+    return out
 
 
 def apply_overrides(d: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:

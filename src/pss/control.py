@@ -7,7 +7,9 @@ The eval rule (the same as timm's PatchDropout, so a user's loop evaluates what 
 
     pss.set_keep_ratio(model, 0.4)     # training keep ratio: used in model.train() mode only
     model.eval(); model(x)             # every token (rho = 1.0): eval, "best" checkpoints, EMA copies
-    pss.use_keep_ratio(model, 0.5)     # explicit dial: rho = 0.5 in train and eval mode until cleared
+    pss.use_keep_ratio(model, 0.5)     # explicit dial: rho = 0.5 in train and eval mode until cleared,
+                                       # in eval mode with the model's deterministic default rule
+                                       # (pss.select.DEFAULT_INFERENCE_SELECT, by its training rule)
     pss.use_keep_ratio(model, None)    # clear the dial: back to the rule above
     with pss.use_keep_ratio(model, 0.5):  # the dial for one block only (dynamic inference, sweeps)
         model(x)
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from torch import nn
 
 from pss.runtime import unwrap_model
-from pss.select import PatchSampler, check_keep_ratio, check_select, num_kept
+from pss.select import PatchSampler, check_keep_ratio, check_select, default_inference_select, num_kept
 
 
 def samplers(model: nn.Module) -> list[PatchSampler]:
@@ -40,13 +42,33 @@ def _samplers_or_raise(model: nn.Module) -> list[PatchSampler]:
 
 def set_train_keep_ratio(found: list[PatchSampler], keep_ratio: float, select: str | None = None) -> None:
     """`set_keep_ratio` on an already collected sampler list (no module walk: for per-step use)."""
-    check_keep_ratio(keep_ratio)
+    keep_ratio = check_keep_ratio(keep_ratio)
     if select is not None:
         check_select(select)
     for s in found:
-        s.keep_ratio = float(keep_ratio)
+        s.keep_ratio = keep_ratio
         if select is not None:
             s.select = select
+        if keep_ratio < 1.0:  # the weights now learn with this rule: inference defaults follow it
+            s.trained_select = s.select
+
+
+def set_trained_select(model: nn.Module, trained_select: str | None) -> None:
+    """Record the rule `model`'s weights were trained with (None: at every token), which sets its
+    deterministic default rule at inference (`pss.select.default_inference_select`). pss calls it when
+    it builds a model for a recipe or loads a trained one; a KeepRatioScheduler sets it as it trains."""
+    default_inference_select(trained_select)  # refuses a rule unknown to this version, in one line
+    for s in _samplers_or_raise(model):
+        s.trained_select = trained_select
+
+
+def inference_select(model: nn.Module, select: str | None = None) -> str:
+    """The rule `model` uses at inference: `select` when given, else its default for its training rule."""
+    if select is not None:
+        check_select(select)
+        return select
+    s = _samplers_or_raise(model)[0]
+    return s.explicit_select or default_inference_select(s.trained_select)
 
 
 def set_keep_ratio(model: nn.Module, keep_ratio: float, select: str | None = None) -> None:
@@ -71,28 +93,31 @@ class use_keep_ratio(contextlib.AbstractContextManager):  # noqa: N801  (used li
         with pss.use_keep_ratio(model, 0.4):      # only inside the block; the previous state comes back
             logits = model(images)
 
-    `select` (optional) also sets the selection rule (restored on leaving a `with` block).
+    `select` (optional) also sets the selection rule, in both modes (restored on leaving a `with`
+    block); without it, eval mode uses the model's deterministic default for the rule it was trained
+    with (`pss.select.DEFAULT_INFERENCE_SELECT`) and train mode its training rule. `rho=None` clears
+    both.
     """
 
     def __init__(self, model: nn.Module, rho: float | None, select: str | None = None) -> None:
         if rho is not None:
-            check_keep_ratio(rho)
+            rho = check_keep_ratio(rho)
         if select is not None:
             check_select(select)
         self.model = model
         self._samplers = _samplers_or_raise(model)
-        self._old = [(s.explicit_keep_ratio, s.select) for s in self._samplers]
+        self._old = [(s.explicit_keep_ratio, s.explicit_select) for s in self._samplers]
         for s in self._samplers:
             s.explicit_keep_ratio = None if rho is None else float(rho)
-            if select is not None:
-                s.select = select
+            if rho is None or select is not None:
+                s.explicit_select = select
 
     def __enter__(self) -> nn.Module:
         return self.model
 
     def __exit__(self, *exc) -> None:
         for s, (r, m) in zip(self._samplers, self._old):
-            s.explicit_keep_ratio, s.select = r, m
+            s.explicit_keep_ratio, s.explicit_select = r, m
 
 
 def num_tokens(model: nn.Module, keep_ratio: float) -> int | None:

@@ -8,7 +8,7 @@
    measured time ratio without one; LR schedule fully decayed over the shorter run);
 2. sweeps the best models over keep ratios (dynamic inference: accuracy, images/s, GFLOPs);
 3. writes the run report (time, accuracy against both baselines; accuracy vs time, step time per
-   keep ratio) and says which run won;
+   keep ratio) and says which run won, when the gap exceeds the validation noise;
 4. draws the patches the PSS model keeps on a few validation images, and the schedules.
 
 Output folder layout: baseline/, pss/, baseline_equal_time/ (run folders), sweep/, report/,
@@ -17,6 +17,7 @@ patches.png, schedules.png.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,9 @@ def warm_up(cfg: Any, steps: int = 3) -> None:
         opt.zero_grad(set_to_none=True)
 
 
-def sample_val_images(cfg: Any, count: int = 4) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
-    """`count` validation images spread over the set: (inputs, display images in [0, 1], labels, class names)."""
+def sample_val_images(cfg: Any, count: int = 4) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str], int]:
+    """`count` validation images spread over the set: (inputs, display images in [0, 1], labels, class names,
+    the number of validation images)."""
     from pss.data import build_datasets
 
     _, val, names = build_datasets(cfg.data)
@@ -76,7 +78,7 @@ def sample_val_images(cfg: Any, count: int = 4) -> tuple[torch.Tensor, torch.Ten
     mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1)
     std = torch.tensor(cfg.data.std).view(1, 3, 1, 1)
     display = (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1)
-    return x, display, [f"true: {names[int(y)]}" for _, y in items], list(names)
+    return x, display, [f"true: {names[int(y)]}" for _, y in items], list(names), len(val)
 
 
 def run_demo(
@@ -91,51 +93,25 @@ def run_demo(
 
     Re-running replaces the previous demo results in `output`.
     """
-    from pss.budget import equal_time_overrides
-    from pss.models.hub import load_model
-    from pss.study import cost_ratio
-    from pss.resolve import resolve_config
-    from pss.train import train
-
     out = Path(output)
-    cfgs, summaries = {}, {}
     t0 = time.perf_counter()
-    for i, (name, extra) in enumerate(RUNS.items()):
-        cfg, _ = resolve_config(recipe, [*(overrides or []), *extra], data=data, output=str(out / name))
-        if name == "baseline_equal_time":
-            ratio = cost_ratio(cfgs["pss"].budget, summaries["pss"], summaries["baseline"])
-            cfg, _ = resolve_config(recipe, [*(overrides or []), *extra, *equal_time_overrides(cfg, ratio, "pss")],
-                                    data=data, output=str(out / name))
-        if i == 0:
-            warm_up(cfg)
-        log.info("demo: training %s (%s schedule, %d epochs) -> %s", name, cfg.schedule.name, cfg.epochs, out / name)
-        summaries[name] = train(cfg, overwrite=True, quiet=quiet)
-        cfgs[name] = cfg
+    cfgs, summaries = _train_runs(out, recipe, overrides, data, quiet)
     train_s = time.perf_counter() - t0
 
     runs = [out / name for name in RUNS]
     log.info("demo: sweeping keep ratios %s", ", ".join(f"{r:g}" for r in keep_ratios))
     device = resolve_device(cfgs["pss"].device)
-    sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios, select="magnitude",
+    sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios,
                               batch_size=min(64, cfgs["pss"].batch_size), device=device, names=list(RUNS))
     sweep_paths = write_sweep(sweep, out / "sweep")
     report = write_report(runs, out / "report", names=list(RUNS))
-
-    # Pictures: the patches the PSS model keeps, and the two schedules over the run.
-    model, _ = load_model(out / "pss", device)
-    x, display, labels, names = sample_val_images(cfgs["pss"])
-    patches = viz.plot_patch_grid(model, x, display, keep_ratios, out / "patches.png", class_names=names,
-                                  select="magnitude", row_labels=labels)
-    s = summaries["pss"]
-    spe = max(1, s["steps"] // max(1, s["epochs"]))
-    solved = {n: schedule_from_dict(summaries[n]["schedule"]) for n in ("baseline", "pss")}
-    schedules = viz.plot_schedules({f"{n} ({solved[n].name})": solved[n] for n in solved},
-                                   spe, s["steps"], out / "schedules.png")
+    patches, schedules, num_val = _pictures(out, cfgs, summaries, keep_ratios, device)
     return {
         "output": str(out),
         "total_time_s": time.perf_counter() - t0,
         "train_wall_s": train_s,
         "runs": report["runs"],
+        "num_val": num_val,
         "budget": summaries["pss"].get("budget"),
         "table_markdown": report["table_markdown"],
         "sweep": sweep,
@@ -152,26 +128,84 @@ def run_demo(
     }
 
 
-def verdict(rows: list[dict[str, Any]]) -> str:
+def _train_runs(out: Path, recipe: str, overrides: list[str] | None, data: str | None,
+                quiet: bool) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Train the runs in order (the equal-time baseline once PSS's cost is known); their configs and summaries."""
+    from pss.budget import equal_time_overrides
+    from pss.resolve import resolve_config
+    from pss.study import cost_ratio
+    from pss.train import train
+
+    cfgs: dict[str, Any] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    for i, (name, extra) in enumerate(RUNS.items()):
+        cfg, _ = resolve_config(recipe, [*(overrides or []), *extra], data=data, output=str(out / name))
+        if name == "baseline_equal_time":
+            ratio = cost_ratio(cfgs["pss"].budget, summaries["pss"], summaries["baseline"])
+            cfg, _ = resolve_config(recipe, [*(overrides or []), *extra, *equal_time_overrides(cfg, ratio, "pss")],
+                                    data=data, output=str(out / name))
+        if i == 0:
+            warm_up(cfg)
+        log.info("demo: training %s (%s schedule, %d epochs) -> %s", name, cfg.schedule.name, cfg.epochs, out / name)
+        summaries[name] = train(cfg, overwrite=True, quiet=quiet)
+        cfgs[name] = cfg
+    return cfgs, summaries
+
+
+def _pictures(out: Path, cfgs: dict[str, Any], summaries: dict[str, dict[str, Any]], keep_ratios: tuple[float, ...],
+              device: Any) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The patches the PSS model keeps, and the two schedules over the run; and the validation images shown."""
+    from pss.models.hub import load_model
+
+    model, _ = load_model(out / "pss", device)
+    x, display, labels, names, num_val = sample_val_images(cfgs["pss"])
+    patches = viz.plot_patch_grid(model, x, display, keep_ratios, out / "patches.png", class_names=names,
+                                  row_labels=labels)
+    s = summaries["pss"]
+    spe = max(1, s["steps"] // max(1, s["epochs"]))
+    solved = {n: schedule_from_dict(summaries[n]["schedule"]) for n in ("baseline", "pss")}
+    schedules = viz.plot_schedules({f"{n} ({solved[n].name})": solved[n] for n in solved},
+                                   spe, s["steps"], out / "schedules.png")
+    return patches, schedules, num_val
+
+
+def accuracy_noise(acc_a: float, acc_b: float, num_images: int) -> float:
+    """Standard error, in points, of the difference of two top-1 accuracies (%) measured on
+    ``num_images`` images each (two binomial proportions; the pairing of a shared set is ignored,
+    which overstates the error slightly: a verdict it allows is safe)."""
+    pa, pb = acc_a / 100, acc_b / 100
+    return 100 * math.sqrt((pa * (1 - pa) + pb * (1 - pb)) / max(num_images, 1))
+
+
+def verdict(rows: list[dict[str, Any]], num_val: int) -> str:
     """Which run won, in plain words: PSS against the equal-time baseline (the question that matters:
-    same training time, better model?) and against the full baseline; final-epoch top-1."""
+    same training time, better model?) and against the full baseline; final-epoch top-1 on
+    ``num_val`` validation images. A winner is named only when the gap exceeds two standard errors
+    of the difference (`accuracy_noise`); otherwise it is "too close to call"."""
     by = {r["run"]: r for r in rows}
     base, pss_row, equal = by["baseline"], by["pss"], by.get("baseline_equal_time")
+
+    def gap(other: dict[str, Any], rival: str) -> tuple[str, str]:
+        a, b = pss_row["final_acc1"], other["final_acc1"]
+        d, noise = a - b, 2 * accuracy_noise(a, b, num_val)
+        who = ("too close to call" if abs(d) <= noise else "PSS won" if d > 0 else f"{rival} won")
+        return who, f"{d:+.2f} points; the noise, two standard errors on {num_val} validation images, is {noise:.2f}"
+
     lines = []
     if equal is not None and pss_row["final_acc1"] is not None and equal["final_acc1"] is not None:
-        d = pss_row["final_acc1"] - equal["final_acc1"]
-        who = "PSS won" if d > 0 else "the equal-time baseline won" if d < 0 else "a tie"
+        who, detail = gap(equal, "the equal-time baseline")
         lines.append(
             f"Same training time: {who}. PSS {pss_row['final_acc1']:.2f}% vs {equal['final_acc1']:.2f}% for the baseline "
-            f"trained for {equal['epochs']} instead of {base['epochs']} epochs ({d:+.2f} points, final epoch)."
+            f"trained for {equal['epochs']} instead of {base['epochs']} epochs ({detail}; final epoch)."
         )
     if pss_row["final_acc1"] is not None and base["final_acc1"] is not None:
-        d = pss_row["final_acc1"] - base["final_acc1"]
+        who, detail = gap(base, "the full baseline")
         lines.append(
-            f"Against the full baseline ({base['final_acc1']:.2f}%): {d:+.2f} points, in "
+            f"Against the full baseline ({base['final_acc1']:.2f}%): {who} ({detail}), in "
             f"{pss_row['time_vs_first']:.2f}x its training time."
         )
-    lines.append("One seed each: differences of a point or two are within seed noise on this small set.")
+    lines.append("One seed each: seed-to-seed variation comes on top of that noise; repeat with other seeds "
+                 "(--set seed=N) before trusting a small difference.")
     return "\n".join(lines)
 
 
@@ -192,7 +226,7 @@ def format_demo(result: dict[str, Any]) -> str:
     if bud:
         lines.append(f"Budget {bud['budget']:g} of the full run's FLOPs: pss set {bud['schedule']['name']} "
                      f"{bud['parameter']} = {bud['value']:g} (predicted cost {bud['predicted_cost']:.3f}).")
-    lines += ["", verdict(result["runs"])]
+    lines += ["", verdict(result["runs"], result["num_val"])]
     lines += ["", "Dynamic inference (top-1 % at keep ratio rho; images/s of the model alone):"]
     entries = result["sweep"]["checkpoints"]
     rhos = [r["keep_ratio"] for r in entries[0]["results"]]

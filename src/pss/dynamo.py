@@ -18,10 +18,11 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from pss.errors import ConfigError
 from pss.schedule import Schedule, from_dict
 from pss.scheduler import KeepRatioScheduler
 
-__all__ = ["compile_friendly", "graphs_needed", "raise_recompile_limit"]
+__all__ = ["check_compile_options", "compile_friendly", "graphs_needed", "raise_recompile_limit"]
 
 # Extra graphs beyond one per sequence length: the same length run with and without gradients
 # (e.g. a train-mode forward under torch.no_grad) is a second graph.
@@ -42,7 +43,7 @@ def graphs_needed(
         sched = from_dict(schedule)
         if steps_per_epoch is not None and epochs is not None:
             total = max(1, math.floor(epochs * steps_per_epoch + 0.5))
-            train = sorted(set(sched.values(steps_per_epoch, total)))
+            train = list(sched.counts(steps_per_epoch, total))
         else:  # without the run length: every grid point (or a generous bound with no grid)
             grid = sched.grid
             train = [0.0] * (round(1 / grid) if grid else 20)
@@ -72,3 +73,23 @@ def raise_recompile_limit(need: int) -> int:
     if hasattr(cfg, "accumulated_recompile_limit"):
         cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, limit)
     return limit
+
+
+def check_compile_options(options: dict[str, Any] | None) -> None:
+    """Refuse a torch.compile mode or backend torch does not know, before any data is read (torch
+    itself would only say so when the model is compiled, after the set-up)."""
+    if not options:
+        return
+    mode, backend = options.get("mode"), options.get("backend", "inductor")
+    if mode is not None:
+        from torch._inductor import list_mode_options
+
+        modes = ["default", *list_mode_options()]
+        if mode not in modes:
+            raise ConfigError(f"unknown compile mode {mode!r}; choose one of {', '.join(dict.fromkeys(modes))}")
+    if isinstance(backend, str):
+        from torch._dynamo import list_backends
+
+        backends = list_backends(exclude_tags=())
+        if backend not in backends:
+            raise ConfigError(f"unknown compile backend {backend!r}; choose one of {', '.join(backends)}")

@@ -38,7 +38,7 @@ from torch import nn
 
 from pss.control import num_tokens, samplers, set_train_keep_ratio, use_keep_ratio
 from pss.runfolder import Checkpointer, StepLogger
-from pss.runtime import Amp, DistInfo, topk_correct, unwrap_model, wraps_ddp
+from pss.runtime import Amp, DistInfo, to_device, topk_correct, unwrap_model, wraps_ddp
 from pss.schedule import Schedule
 from pss.state import Progress, TrainState
 
@@ -210,7 +210,7 @@ class Trainer:
         self.progress = state.progress
         self.progress.steps_per_epoch = loop.steps_per_epoch
         self.progress.total_steps = loop.total_steps
-        if checkpointer.saved_step is None and self.progress.step > 0:
+        if checkpointer is not None and checkpointer.saved_step is None and self.progress.step > 0:
             checkpointer.saved_step = self.progress.step  # a resumed run starts from a checkpoint
 
         bare = unwrap_model(self.model)
@@ -218,6 +218,8 @@ class Trainer:
         self._rho: float | None = None  # the training keep ratio last set on them
         self._tokens: int | None = None  # tokens per image through the blocks at that ratio
         self.is_ddp = wraps_ddp(self.model)
+        self._params = list(self.model.parameters())  # for clipping: collected once, not walked per step
+        self._foreach = self.device.type in ("cpu", "cuda") or None  # multi-tensor norm and scaling
 
     # -- the step --------------------------------------------------------------------------------
 
@@ -233,7 +235,7 @@ class Trainer:
         for i in range(start, spe):
             step = p.step
             t0 = time.perf_counter()
-            batch = _to_device(next(batches), self.device)
+            batch = to_device(next(batches), self.device)
             data_time = time.perf_counter() - t0
 
             # 1. Keep ratio: a pure function of the step, so every rank (and a resumed run) agrees.
@@ -283,9 +285,9 @@ class Trainer:
         p.data_time_s += data_time_sum
 
     def forward_backward(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Forward and backward over the step's micro-batches; returns the mean loss and extra metrics (device
-        tensors). DDP all-reduces gradients in backward(); on all but the last micro-batch that would be
-        wasted traffic, so `no_sync` defers it."""
+        """Forward + backward over the batch's micro-batches; returns the mean loss and extra metrics
+        (device tensors, detached). DDP all-reduces gradients in backward(); on all but the last
+        micro-batch that would be wasted traffic, so `no_sync` defers it."""
         micro = _split(batch, self.loop.accum_steps)
         loss_sum: torch.Tensor | None = None
         extra: dict[str, torch.Tensor] = {}
@@ -302,6 +304,63 @@ class Trainer:
                 extra[k] = extra.get(k, 0) + v.detach().float() / len(micro)
         return loss_sum / len(micro), extra
 
+    def measure(self, keep_ratios: list[float], *, warmup: int = 1, iters: int = 3, data_warmup: int = 2,
+                data_batches: int = 8) -> tuple[dict[float, float], dict[str, Any]]:
+        """The pre-flight's measurements (pss.preflight): the loader's supply (its first batches, from a
+        fresh iterator: the run's data order is untouched), then the median time of `iters` real
+        training steps (forward, backward, clipping, optimizer, EMA; after `warmup`, which also
+        compiles) at each keep ratio on one of those batches, the ratios taking turns. Every state a step changes (weights,
+        optimizer, GradScaler, EMA, LR, step count, RNG streams) is restored afterwards, so the run
+        trains exactly as it would have without them. Returns ({rho: step seconds}, loader stats)."""
+        import copy
+        import statistics
+
+        from pss.rng import get_rng_state, set_rng_state
+        from pss.preflight import time_loader
+        from pss.runtime import synchronize
+
+        s, p = self.state, self.progress
+        self.train_loader.set_epoch(p.epoch)
+        data, batch = time_loader(self.train_loader, self.device, warmup=data_warmup, batches=data_batches)
+        bare = unwrap_model(self.model)
+        saved = {
+            "model": {k: v.detach().clone() for k, v in bare.state_dict().items()},
+            "optimizer": copy.deepcopy(s.optimizer.state_dict()),
+            "scaler": copy.deepcopy(s.scaler.state_dict()),
+            "ema": {k: v.detach().clone() for k, v in s.ema.module.state_dict().items()} if s.ema is not None else None,
+            "rng": get_rng_state(), "step": p.step, "rho": self._rho,
+        }
+        ts: dict[float, list[float]] = {rho: [] for rho in keep_ratios}
+        self.model.train()
+        try:
+            # Warm-up (and compilation) at each ratio, then the timed steps round-robin over the ratios,
+            # so a machine that slows down or speeds up meanwhile shifts every ratio alike.
+            for i in range(warmup + iters):
+                for rho in keep_ratios:
+                    self._set_keep_ratio(rho)
+                    synchronize(self.device)
+                    t0 = time.perf_counter()
+                    self.forward_backward(batch)
+                    self.optimizer_step()
+                    synchronize(self.device)
+                    if i >= warmup:
+                        ts[rho].append(time.perf_counter() - t0)
+            times = {rho: statistics.median(t) for rho, t in ts.items()}
+        finally:
+            bare.load_state_dict(saved["model"])
+            s.optimizer.load_state_dict(saved["optimizer"])
+            s.scaler.load_state_dict(saved["scaler"])
+            if s.ema is not None:
+                s.ema.module.load_state_dict(saved["ema"])
+            set_rng_state(saved["rng"])
+            p.step = saved["step"]
+            if s.lr_scheduler is not None:
+                s.lr_scheduler.step_update(num_updates=p.step)
+            s.optimizer.zero_grad(set_to_none=True)
+            if saved["rho"] is not None:
+                self._set_keep_ratio(saved["rho"])
+        return times, data
+
     def optimizer_step(self) -> torch.Tensor | None:
         """Unscale and clip the gradients (returns their norm when clipping), step the optimizer, then
         advance the step count, the per-step LR schedule and the EMA."""
@@ -309,7 +368,8 @@ class Trainer:
         grad_norm = None
         if self.loop.clip_grad is not None:
             s.scaler.unscale_(s.optimizer)  # clip the true gradients, not the fp16-scaled ones
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.loop.clip_grad).detach().float()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.loop.clip_grad,
+                                                       foreach=self._foreach).detach().float()
         s.scaler.step(s.optimizer)
         s.scaler.update()
         s.optimizer.zero_grad(set_to_none=True)
@@ -362,8 +422,9 @@ class Trainer:
             return {}
         if not self._samplers:
             return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
-        # An explicit ratio wins over the eval rule (eval() = every token), so eval.keep_ratio < 1 works.
-        with use_keep_ratio(model, self.loop.eval_keep_ratio, select=self.loop.select):
+        # An explicit ratio wins over the eval rule (eval() = every token), so eval.keep_ratio < 1 works;
+        # the rule is the model's deterministic default for its training rule (never random).
+        with use_keep_ratio(model, self.loop.eval_keep_ratio):
             return self.task.evaluate(model, self.val_loader, self.amp, self.dist)
 
     def save_last(self) -> None:
@@ -421,16 +482,6 @@ class Trainer:
             epoch + 1, self.loop.epochs, p.step, shown or "(no eval)", p.train_time_s,
             100 * p.data_time_s / max(p.train_time_s, 1e-9),
         )
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 def _split(batch: Any, n: int) -> list[Any]:

@@ -4,9 +4,9 @@ restoring them on resume.
     state = build_optimisation(cfg, model, amp, steps_per_epoch)     # a TrainState at step 0
     rng = restore(ckpt, state, cfg, steps_per_epoch, dist_info)     # resume: every state, at its step
 
-The optimizer comes from `timm.optim.create_optimizer_v2` (weight-decay groups, layer-wise decay), the
-schedule from `timm.scheduler.create_scheduler_v2` (stepped every optimizer update), the EMA is timm's
-`ModelEmaV3`. A resumed run whose `optim.lr` differs from the checkpoint's continues its schedule scaled
+The optimizer comes from `timm.optim.create_optimizer_v2` (weight-decay groups, layer-wise decay; its fused
+or multi-tensor path where torch has one), the schedule from `timm.scheduler.create_scheduler_v2` (stepped
+every optimizer update), the EMA is `pss.ema.Ema` (timm's `ModelEmaV3`, without per-step walks). A resumed run whose `optim.lr` differs from the checkpoint's continues its schedule scaled
 to the new peak (`set_peak_lr`).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pss.state import Progress, TrainState
 
 log = logging.getLogger("pss.train")
 
-__all__ = ["build_optimisation", "check_optimizer", "restore", "set_peak_lr"]
+__all__ = ["build_optimisation", "check_optimizer", "fast_optimizer", "restore", "set_peak_lr"]
 
 
 def check_optimizer(name: str) -> None:
@@ -41,7 +41,8 @@ def build_optimisation(cfg: Any, model: nn.Module, amp: Amp, steps_per_epoch: in
     GradScaler and the EMA, around the bare model, at step 0 (`cfg`: a TrainConfig)."""
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
-    from timm.utils import ModelEmaV3
+
+    from pss.ema import Ema
 
     o, ls = cfg.optim, cfg.lr_sched
     opt_kwargs: dict[str, Any] = {}
@@ -51,7 +52,7 @@ def build_optimisation(cfg: Any, model: nn.Module, amp: Amp, steps_per_epoch: in
         opt_kwargs["eps"] = o.eps
     optimizer = create_optimizer_v2(
         model, opt=o.opt, lr=cfg.peak_lr(), weight_decay=o.weight_decay, momentum=o.momentum,
-        layer_decay=o.layer_decay, **opt_kwargs,
+        layer_decay=o.layer_decay, **opt_kwargs, **fast_optimizer(o.opt, next(model.parameters()).device),
     )
     lr_scheduler = None
     if ls.name != "none":
@@ -65,8 +66,26 @@ def build_optimisation(cfg: Any, model: nn.Module, amp: Amp, steps_per_epoch: in
     return TrainState(
         model=model, optimizer=optimizer, progress=Progress(), lr_scheduler=lr_scheduler,
         scaler=torch.amp.GradScaler(amp.device_type, enabled=amp.dtype == torch.float16),
-        ema=ModelEmaV3(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None,
+        ema=Ema(model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup) if cfg.ema.enabled else None,
     )
+
+
+def fast_optimizer(opt: str, device: torch.device) -> dict[str, Any]:
+    """The optimizer's one-kernel path where torch has it (`fused`: Adam, AdamW, SGD, Adagrad, on CPU and
+    CUDA), else its multi-tensor path (`foreach`) where the class offers one: the optimizer step is the
+    largest part of a step's cost that does not shrink with the tokens."""
+    import inspect
+
+    from timm.optim import get_optimizer_class
+
+    try:
+        cls = get_optimizer_class(opt.lower().split("_")[-1], bind_defaults=False)
+    except (ValueError, KeyError):
+        return {}  # timm reports the unknown name when it builds the optimizer
+    params = inspect.signature(cls).parameters
+    if device.type in ("cpu", "cuda") and "fused" in params and cls.__module__.startswith("torch.optim"):
+        return {"fused": True}
+    return {"foreach": True} if "foreach" in params and device.type in ("cpu", "cuda") else {}
 
 
 def restore(ckpt: dict[str, Any], state: TrainState, cfg: Any, steps_per_epoch: int,
@@ -80,15 +99,23 @@ def restore(ckpt: dict[str, Any], state: TrainState, cfg: Any, steps_per_epoch: 
             f"cannot resume: the checkpoint has {saved.get('steps_per_epoch')} steps per epoch, this set-up "
             f"{steps_per_epoch}; keep batch_size and the data as they were"
         )
+    # The LR schedule is the config's: the checkpoint's is continued when they agree, and rebuilt for the
+    # new settings when epochs, the learning rate or lr_sched changed (a finished cosine would stay at its floor).
+    fresh = state.lr_scheduler.state_dict() if state.lr_scheduler is not None else None
+    rebuilt = fresh is not None and ckpt.get("lr_scheduler") not in (None, fresh)
     restore_training_state(
-        ckpt, model=state.model, optimizer=state.optimizer, lr_scheduler=state.lr_scheduler, scaler=state.scaler,
-        ema=state.ema_module,
+        ckpt, model=state.model, optimizer=state.optimizer, lr_scheduler=None if rebuilt else state.lr_scheduler,
+        scaler=state.scaler, ema=state.ema_module,
     )
-    set_peak_lr(cfg.peak_lr(), state.optimizer, state.lr_scheduler)
+    set_peak_lr(cfg.peak_lr(), state.optimizer, None if rebuilt else state.lr_scheduler)
     state.progress = Progress.from_dict(saved)
     state.progress.resumed += 1
     if state.lr_scheduler is not None:
         state.lr_scheduler.step_update(num_updates=state.progress.step)
+    if rebuilt:
+        log.warning("the LR schedule differs from the checkpoint's (epochs, optim or lr_sched changed): rebuilt for "
+                    "%d epochs at peak %.3g; step %d continues at lr %.3g", cfg.epochs, cfg.peak_lr(),
+                    state.progress.step, state.optimizer.param_groups[0]["lr"])
     rng = ckpt.get("rng") or []
     if len(rng) == dist_info.world_size:
         return rng

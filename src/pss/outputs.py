@@ -1,6 +1,7 @@
 """Output paths: writability checks before any work, and the lock that gives a run folder one owner.
 
     check_output_folder("runs/x")            # OutputError (one line) if it cannot be written
+    check_output_file("out/x.png", "p.png")  # the same for a file's folder, made before the work
     with hold_run_folder("runs/x"):          # OutputError naming the holder if another run has it
         ...                                  # the run's whole life
 
@@ -72,15 +73,18 @@ def check_output_folder(path: str | Path, flag: str = "--output", create: bool =
 
 def check_output_file(path: str | Path, default_name: str, flag: str = "--output") -> Path:
     """The file an `--output FILE.png` option means: `default_name` inside it when it is a folder
-    (existing, or written with a trailing slash), `.png` added when it has no suffix; its folder is
-    checked like `check_output_folder`'s."""
+    (existing, or written with a trailing slash), `default_name`'s suffix added when it has none. Its
+    folder is made (with its parents) and checked like `check_output_folder`'s, before the command's
+    work; a folder in its place is refused."""
     text = str(path)
     path = Path(path).expanduser()
     if path.is_dir() or text.endswith(("/", os.sep)):
         path = path / default_name
     elif not path.suffix:
         path = path.with_suffix(Path(default_name).suffix)
-    check_output_folder(path.parent, flag)
+    check_output_folder(path.parent, flag, create=True)
+    if path.is_dir():
+        raise OutputError(f"{flag} {str(path)!r} is a folder, not a file: choose another {flag}")
     return path
 
 
@@ -98,8 +102,10 @@ def _holder(fd: int) -> str:
 def hold_run_folder(folder: str | Path, flag: str = "--output") -> Iterator[Path]:
     """Make `folder` (checking it can be written) and hold its exclusive lock for the block.
 
-    OutputError, before anything in the folder is touched, if another process holds it.
+    OutputError, before anything in the folder is touched, if another process holds it. A folder this
+    call made is removed again if the block leaves nothing in it but the lock (a run that failed its checks).
     """
+    made = not Path(folder).expanduser().exists()
     folder = check_output_folder(folder, flag, create=True)
     lock = folder / LOCK_NAME
     try:
@@ -125,4 +131,8 @@ def hold_run_folder(folder: str | Path, flag: str = "--output") -> Iterator[Path
         os.pwrite(fd, json.dumps(info).encode(), 0)
         yield folder
     finally:
+        if made and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+                folder.rmdir()
         os.close(fd)  # releases the lock

@@ -260,11 +260,6 @@ def save_reconstructions(
     """Plot input / masked input / prediction / prediction with the visible pixels pasted back, one
     column per image (normalised images (B, 3, H, W) are un-normalised for display); returns the
     masked-pixel L1 loss of these images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -292,7 +287,19 @@ def save_reconstructions(
         ("prediction", show(pred)),
         ("prediction +\nvisible pixels", show(pred * pix + images * (1 - pix))),
     ]
-    n = images.shape[0]
+    loss = float(out.loss)
+    _save_image_rows(rows, path, f"{title}  (mask ratio {model.mask_ratio:g}, masked-pixel L1 {loss:.3f})")
+    return loss
+
+
+def _save_image_rows(rows: list[tuple[str, torch.Tensor]], path: str | Path, title: str) -> None:
+    """One labelled row per (label, images (B, H, W, 3) in [0, 1]), one column per image, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = rows[0][1].shape[0]
     fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1.2, 1.35 * len(rows) + 0.5), squeeze=False)
     for r, (label, batch) in enumerate(rows):
         for c in range(n):
@@ -302,14 +309,12 @@ def save_reconstructions(
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, fontsize=9)
-    loss = float(out.loss)
-    fig.suptitle(f"{title}  (mask ratio {model.mask_ratio:g}, masked-pixel L1 {loss:.3f})", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return loss
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pss.budget import FREE_PARAMETER, apply_budget_epochs
 from pss.checkpoint import is_training_checkpoint, load_checkpoint
 from pss.config import TrainConfig, apply_overrides, config_from_dict, config_to_dict, diff_configs, find_recipe, load_yaml
 from pss.errors import CheckpointError, ConfigError
-from pss.runfolder import RunDir
+from pss.runfolder import RunDir, recovery_hint
 
 log = logging.getLogger("pss.train")
 
@@ -59,11 +60,13 @@ def resolve_config(
         raw["output_dir"] = output
     elif not raw.get("output_dir"):
         raw["output_dir"] = default_output(config)
-    cfg = from_dict(raw)
+    cfg = apply_budget_epochs(from_dict(raw))  # tokens for epochs: the longer run, resolved once
     if ckpt_config is not None:
         changed = [k for k in diff_configs(ckpt_config, config_to_dict(cfg)) if k not in ("output_dir", "init")]
         # Resolved-at-start keys (num_classes, img_size) are null in a recipe: not a real change.
         changed = [k for k in changed if not (k in ("model.num_classes", "model.img_size") and _get(raw, k) is None)]
+        if cfg.budget is not None and ckpt_config.get("budget") == cfg.budget:  # solved again from the budget
+            changed = [k for k in changed if k != f"schedule.{FREE_PARAMETER.get(cfg.schedule.name)}"]
         if changed:
             log.warning("resuming with settings that differ from the checkpoint's: %s", ", ".join(changed))
     return cfg, resume_from
@@ -83,7 +86,8 @@ def _checkpoint_to_resume(resume: str | bool, folder: str | None,
             raise ConfigError("--resume without a checkpoint path needs --output (the run folder) or --config")
         path = RunDir(folder).last
     if not path.is_file():
-        raise CheckpointError(f"nothing to resume: {str(path)!r} does not exist; start the run without --resume")
+        raise CheckpointError(f"nothing to resume: {str(path)!r} does not exist; "
+                              f"{recovery_hint(path.parent, fresh='start the run without --resume')}")
     ckpt = load_checkpoint(path)
     if not is_training_checkpoint(ckpt) or ckpt.get("optimizer") is None:
         raise CheckpointError(f"{str(path)!r} is not a resumable pss checkpoint; use checkpoint-last.pt")

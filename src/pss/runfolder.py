@@ -31,6 +31,7 @@ from pss.checkpoint import (
     atomic_write,
     export_safetensors,
     load_checkpoint,
+    run_checkpoint_bytes,
     safetensors_metadata,
     training_checkpoint,
 )
@@ -41,7 +42,7 @@ from pss.runtime import DistInfo, unwrap_model
 from pss.state import TrainState
 
 __all__ = ["Checkpointer", "NonFiniteLossError", "RunDir", "RunWriter", "StepLogger", "TrainState",
-           "stored_class_names"]
+           "recovery_hint", "stored_class_names"]
 
 
 class NonFiniteLossError(PssError):
@@ -88,6 +89,9 @@ class RunDir:
         """A fresh run must not write into another run's folder (unless told to replace it)."""
         existing = [n for n in self.OUTPUTS if (self.path / n).exists()]
         if existing and not (resume or overwrite):
+            if not self.last.is_file():
+                raise ConfigError(f"output folder {str(self.path)!r} holds a run ({', '.join(existing)}); "
+                                  f"{recovery_hint(self.path)}, or choose another --output")
             raise ConfigError(
                 f"output folder {str(self.path)!r} already holds a run ({', '.join(existing)}): pass --resume to "
                 "continue it, --overwrite to replace it, or choose another --output"
@@ -108,6 +112,18 @@ class RunDir:
                 return self.path / name
         raise CheckpointError(f"no model.safetensors / checkpoint-*.pt in {str(self.path)!r}; "
                               "is it a pss train output folder?")
+
+
+def recovery_hint(folder: str | Path, fresh: str = "") -> str:
+    """What to do with the run folder `folder` after its run stopped, the one advice every message gives:
+    --resume from its last checkpoint; --overwrite when it stopped before writing one (its logs and
+    config alone cannot be continued); `fresh` when it holds no run (nothing, or only the lock file)."""
+    run = RunDir(folder)
+    if run.last.is_file():
+        return "continue from the last checkpoint with --resume"
+    if any((run / n).exists() for n in RunDir.OUTPUTS):
+        return "it stopped before writing a checkpoint: start it again with --overwrite"
+    return fresh
 
 
 def stored_class_names(path: str | Path) -> list[str] | None:
@@ -145,12 +161,13 @@ class RunWriter:
             if not path.exists():
                 continue
             lines = []
-            for line in path.read_text().splitlines():
+            for raw in path.read_bytes().splitlines():
                 try:
+                    line = raw.decode()
                     rec = json.loads(line)
                 except ValueError:
-                    continue  # a line cut short by a kill
-                if keep(rec.get("step", -1)):
+                    continue  # a line cut short by a kill, or bytes that are not a log line (UnicodeDecodeError too)
+                if isinstance(rec, dict) and isinstance(rec.get("step"), int) and keep(rec["step"]):
                     lines.append(line)
             data = "".join(x + "\n" for x in lines).encode()
             atomic_write(path, lambda f: f.write(data))
@@ -235,7 +252,7 @@ class StepLogger:
         self._update_bar(records)
         if bad is not None:
             raise NonFiniteLossError(
-                f"loss is {bad['loss']} at step {bad['step']} (epoch {bad['epoch']}, keep ratio {bad['keep_ratio']}, "
+                f"loss is {bad['loss']} at step {bad['step']} (epoch {bad['epoch'] + 1}, keep ratio {bad['keep_ratio']}, "
                 f"lr {bad['lr']:.3g}); stopping: {self.last_good()}"
             )
 
@@ -343,7 +360,7 @@ class Checkpointer:
                 scaler=state.scaler, ema=state.ema_module, rng=rng,
                 progress=state.progress.to_dict(), config=self.config, class_names=self.class_names,
             )
-            atomic_save(ckpt, self.folder / RunDir.LAST)
+            atomic_save(ckpt, self.folder / RunDir.LAST, total=run_checkpoint_bytes(ckpt))
         self.saved_step = state.progress.step
 
     def save_best(self, state: TrainState, metric: str) -> None:

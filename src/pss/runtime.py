@@ -39,6 +39,7 @@ __all__ = [
     "resolve_device",
     "seed_everything",
     "synchronize",
+    "to_device",
     "topk_correct",
     "unwrap_model",
     "wraps_ddp",
@@ -215,3 +216,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (tensor, or list / tuple / dict of them) on `device` (non-blocking)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,6 +47,8 @@ __all__ = [
 # spend a plateau at 1.0 (the reference code's "drop 0.8 -> -0.1", i.e. keep 0.2 -> 1.1).
 MAX_OVERSHOOT = 2.0
 DEFAULT_GRID = 0.2
+# Commands list or draw every step of runs up to this long; longer ones get `counts` (summaries) only.
+MAX_LISTED_STEPS = 1_000_000
 # Slack for float noise: 0.3 / 0.2 == 1.4999999999999998 must round *up* like the exact 1.5 does.
 _EPS = 1e-9
 _DECIMALS = 6
@@ -141,13 +145,31 @@ class Schedule:
         return quantize(raw, self.grid)
 
     def values(self, steps_per_epoch: int, total_steps: int) -> list[float]:
-        """Keep ratio of every step of the run, in order."""
+        """Keep ratio of every step of the run, in order (one float per step: for short runs; `counts`
+        gives what most callers need at any length)."""
         self.check_run(steps_per_epoch, total_steps)
         return [self(s, steps_per_epoch, total_steps) for s in range(total_steps)]
 
+    def counts(self, steps_per_epoch: int, total_steps: int) -> dict[float, int]:
+        """Steps per keep ratio over the run, ascending: exactly `Counter(values(...))`, but computed per
+        monotone stretch (and, for cyclic, per period) by bisection, so its cost grows with the number of
+        distinct keep ratios and the log of the run length, not with the run length."""
+        self.check_run(steps_per_epoch, total_steps)
+        warm = _epochs_to_steps(self.warmup_epochs, steps_per_epoch)
+        cool = _epochs_to_steps(self.cooldown_epochs, steps_per_epoch)
+        out: Counter[float] = Counter()
+        if warm + cool:
+            out[1.0] += warm + cool
+        self._counts(total_steps - warm - cool, steps_per_epoch, out)
+        return dict(sorted(out.items()))
+
     def mean(self, steps_per_epoch: int, total_steps: int) -> float:
         """Mean keep ratio over the run (roughly the fraction of patch-token compute spent)."""
-        return math.fsum(self.values(steps_per_epoch, total_steps)) / total_steps
+        return math.fsum(v * n for v, n in self.counts(steps_per_epoch, total_steps).items()) / total_steps
+
+    def _counts(self, n: int, steps_per_epoch: int, out: Counter[float]) -> None:
+        """Add the keep ratios of the `n` scheduled steps to `out` (shapes monotone in the step)."""
+        _monotone_counts(lambda i: quantize(self._shape(i, n, steps_per_epoch), self.grid), 0, n, out)
 
     def check_run(self, steps_per_epoch: int, total_steps: int) -> None:
         """Raise ConfigError if this schedule does not fit a run of this length (call once, at set-up)."""
@@ -247,6 +269,50 @@ class CyclicSchedule(Schedule):
         p = (i % period) / period
         return self.low + (self.high - self.low) * (1.0 - abs(2.0 * p - 1.0))
 
+    def _counts(self, n: int, steps_per_epoch: int, out: Counter[float]) -> None:
+        # One period (rising to its middle, then falling) times the whole periods, plus the last part.
+        period = max(1, _epochs_to_steps(self.period_epochs, steps_per_epoch))
+        top = period // 2 + 1  # steps 0 .. period // 2 rise, the rest fall
+
+        def part(m: int) -> Counter[float]:
+            c: Counter[float] = Counter()
+            f = lambda i: quantize(self._shape(i, n, steps_per_epoch), self.grid)  # noqa: E731
+            _monotone_counts(f, 0, min(top, m), c)
+            _monotone_counts(f, min(top, m), m, c)
+            return c
+
+        whole, rest = divmod(n, period)
+        if whole:
+            out.update({v: k * whole for v, k in part(period).items()})
+        if rest:
+            out.update(part(rest))
+
+
+def _monotone_counts(f: Callable[[int], float], a: int, b: int, out: Counter[float]) -> None:
+    """Add to `out` how often each value of `f` occurs on steps a .. b-1, where `f` is monotone there (so
+    equal values are contiguous): each stretch of one value is found by galloping and bisection."""
+    if b - a <= 1 << 16:  # short: one call per step is cheapest
+        out.update(map(f, range(a, b)))
+        return
+    i, v = a, f(a)
+    while i < b:
+        lo, jump, hi, at_hi = i, 1, b, None  # f(lo) == v; f(hi) == at_hi != v (unless hi == b)
+        while lo + jump < b:
+            w = f(lo + jump)
+            if w != v:
+                hi, at_hi = lo + jump, w
+                break
+            lo, jump = lo + jump, jump * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            w = f(mid)
+            if w == v:
+                lo = mid
+            else:
+                hi, at_hi = mid, w
+        out[v] += lo - i + 1
+        i, v = hi, at_hi
+
 
 SCHEDULES: dict[str, type[Schedule]] = {
     cls.name: cls for cls in (FixedSchedule, LinearSchedule, CosineSchedule, CyclicSchedule)
@@ -335,5 +401,7 @@ def schedule_from_spec(spec: str) -> Schedule:
         key, eq, value = item.partition("=")
         if not eq:
             raise ConfigError(f"schedule spec {spec!r}: expected key=value, got {item!r}")
+        if key.strip() in d:
+            raise ConfigError(f"schedule spec {spec!r}: {key.strip()!r} is given twice; keep one of them")
         d[key.strip()] = _spec_value(value)
     return from_dict(d)

@@ -52,8 +52,8 @@ class KeepRatioScheduler:
         select: str | None = None,
     ) -> None:
         self.schedule = from_dict(schedule)
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
-            raise ConfigError(f"epochs must be > 0, got {epochs!r}")
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not 0 < epochs < math.inf:
+            raise ConfigError(f"epochs must be a finite number > 0, got {epochs!r}")
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = max(1, math.floor(epochs * steps_per_epoch + 0.5)) if isinstance(steps_per_epoch, int) else 0
         self.schedule.check_run(steps_per_epoch, self.total_steps)
@@ -86,13 +86,16 @@ class KeepRatioScheduler:
 
     def keep_ratios(self) -> list[float]:
         """The distinct keep ratios of the run, ascending (each one a sequence length to compile)."""
-        return sorted(set(self.schedule.values(self.steps_per_epoch, self.total_steps)))
+        return list(self.schedule.counts(self.steps_per_epoch, self.total_steps))
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.last_step, "schedule": self.schedule.to_dict(),
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        step = state.get("step") if isinstance(state, dict) else None
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ConfigError(f"not a KeepRatioScheduler state_dict (its 'step' must be a step number >= 0): {state!r:.200}")
         mine = self.state_dict()
         changed = [k for k in ("schedule", "steps_per_epoch", "total_steps") if k in state and state[k] != mine[k]]
         if changed:

@@ -12,6 +12,7 @@ Conventions (shared with timm's `PatchDropoutWithIndices`):
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -19,6 +20,22 @@ from torch import nn
 from pss.errors import ConfigError
 
 SELECT_RULES = ("magnitude", "random", "l2", "grid", "mixed")
+# Rules that pick the same tokens for the same image at every call (what inference needs).
+DETERMINISTIC_RULES = ("magnitude", "l2", "grid")
+# The rule used at inference (eval mode, no rule asked for), by the rule the weights were trained with
+# (None: trained at every token -- a baseline, or a timm model attached after its training). Chosen by
+# the protocol of benchmarks/inference_select.py (best mean top-1 over keep ratios 0.8-0.2 on held-out
+# training images, averaged over the runs of that training rule; docs/dial.md, with the evidence in
+# benchmarks/results/inference_select_*.md). The datasets disagree for baselines (grid is better on
+# CIFAR-10, magnitude far better on the built-in set); rows without runs follow the training rule.
+DEFAULT_INFERENCE_SELECT: dict[str | None, str] = {
+    None: "magnitude",
+    "magnitude": "magnitude",
+    "l2": "l2",
+    "random": "grid",
+    "grid": "grid",
+    "mixed": "grid",
+}
 # `mixed`: this share of the kept tokens is the top by L1 magnitude, the rest is drawn at random
 # from the other patches (so low-magnitude patches are still seen in training).
 MIXED_MAGNITUDE_SHARE = 0.5
@@ -30,14 +47,36 @@ def num_kept(num_patches: int, keep_ratio: float) -> int:
     return max(1, min(num_patches, int(math.floor(keep_ratio * num_patches + 0.5))))
 
 
-def check_keep_ratio(keep_ratio: float) -> None:
-    if not (isinstance(keep_ratio, (int, float)) and 0.0 < keep_ratio <= 1.0):
+def check_keep_ratio(keep_ratio: float) -> float:
+    """`keep_ratio` as a float in (0, 1]: a Python or NumPy number, or a one-element float tensor; not a
+    bool (True is not 1.0)."""
+    value = keep_ratio
+    if type(value) not in (float, int):  # the per-step case stays plain type checks (torch.compile traces it)
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+            value = value.item()
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = float(value)
+        else:
+            raise ConfigError(f"keep ratio must be in (0, 1] (a number, not a {type(keep_ratio).__name__}), got {keep_ratio!r}")
+    if not 0.0 < value <= 1.0:
         raise ConfigError(f"keep ratio must be in (0, 1], got {keep_ratio!r}")
+    return float(value)
 
 
 def check_select(select: str) -> None:
     if select not in SELECT_RULES:
         raise ConfigError(f"unknown selection rule {select!r}; choose one of {', '.join(SELECT_RULES)}")
+
+
+def default_inference_select(trained_select: str | None) -> str:
+    """The deterministic rule a model trained with `trained_select` runs at inference unless asked
+    otherwise (None: trained at every token)."""
+    if trained_select not in DEFAULT_INFERENCE_SELECT:
+        raise ConfigError(
+            f"the model was trained with selection rule {trained_select!r}, unknown to this version of pss "
+            f"(it knows {', '.join(SELECT_RULES)}): pass an inference rule explicitly (--select RULE) or upgrade pss"
+        )
+    return DEFAULT_INFERENCE_SELECT[trained_select]
 
 
 def token_scores(patches: torch.Tensor, select: str, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -107,9 +146,9 @@ def select_tokens(
 
     Returns (kept (B, P + K, C), keep_idx (B, K) patch indices, or None when everything is kept).
     """
-    check_keep_ratio(keep_ratio)
+    keep_ratio = check_keep_ratio(keep_ratio)
     check_select(select)
-    if keep_ratio >= 1.0:
+    if keep_ratio >= 1.0 or tokens.shape[1] <= num_prefix_tokens:  # no patch tokens: nothing to select
         return tokens, None
     prefix, patches = tokens[:, :num_prefix_tokens], tokens[:, num_prefix_tokens:]
     keep_idx = select_indices(patches, keep_ratio, select, generator)
@@ -128,6 +167,14 @@ class PatchSampler(nn.Module):
     A copy (an EMA model, `copy.deepcopy`) carries both attributes, so it follows the same rule:
     in eval mode it runs every token unless a dial was set on it (or on the model before copying).
 
+    Which rule picks the tokens (`effective_select`):
+      * `explicit_select`, when set (`pss.use_keep_ratio(model, rho, select)`), in both modes;
+      * `select` (the training rule) in `train()` mode;
+      * in `eval()` mode the deterministic default for the rule the weights were trained with
+        (`trained_select`, None = at every token; `DEFAULT_INFERENCE_SELECT`): never random unless asked.
+    `trained_select` is set when a training keep ratio below 1 is set (`pss.set_keep_ratio`, a
+    `KeepRatioScheduler`), and from the recipe when pss builds or loads a model.
+
     `return_indices=True` gives the `(x, keep_idx)` pair that timm's EVA expects from its
     `patch_drop`. With `record=True` the last keep indices are kept in `last_keep_idx` for analysis.
     """
@@ -140,12 +187,14 @@ class PatchSampler(nn.Module):
         return_indices: bool = False,
     ) -> None:
         super().__init__()
-        check_keep_ratio(keep_ratio)
+        keep_ratio = check_keep_ratio(keep_ratio)
         check_select(select)
         self.num_prefix_tokens = num_prefix_tokens
-        self.keep_ratio = float(keep_ratio)
+        self.keep_ratio = keep_ratio
         self.explicit_keep_ratio: float | None = None
         self.select = select
+        self.explicit_select: str | None = None
+        self.trained_select: str | None = select if keep_ratio < 1.0 else None
         self.return_indices = return_indices
         self.record = False
         self.last_keep_idx: torch.Tensor | None = None
@@ -158,13 +207,22 @@ class PatchSampler(nn.Module):
         # keep_ratio is only read in train mode, so a compiled eval graph does not guard on it
         return self.keep_ratio if self.training else 1.0
 
+    @property
+    def effective_select(self) -> str:
+        """The selection rule the next forward pass uses (see the class docstring for the rule)."""
+        if self.explicit_select is not None:
+            return self.explicit_select
+        return self.select if self.training else default_inference_select(self.trained_select)
+
     def forward(self, x: torch.Tensor):
-        x, keep_idx = select_tokens(x, self.effective_keep_ratio, self.num_prefix_tokens, self.select)
+        x, keep_idx = select_tokens(x, self.effective_keep_ratio, self.num_prefix_tokens, self.effective_select)
         if self.record:
             self.last_keep_idx = keep_idx
         return (x, keep_idx) if self.return_indices else x
 
     def extra_repr(self) -> str:
         explicit = "" if self.explicit_keep_ratio is None else f", explicit_keep_ratio={self.explicit_keep_ratio}"
+        if self.explicit_select is not None:
+            explicit += f", explicit_select={self.explicit_select!r}"
         return (f"keep_ratio={self.keep_ratio}{explicit}, select={self.select!r}, "
-                f"num_prefix_tokens={self.num_prefix_tokens}")
+                f"trained_select={self.trained_select!r}, num_prefix_tokens={self.num_prefix_tokens}")

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +20,7 @@ from pss.errors import ConfigError
 from pss.runtime import PRECISIONS
 from pss.schedule import Schedule, from_dict as schedule_from_dict
 from pss.select import SELECT_RULES
+from pss.tasks import tasks_of
 
 __all__ = [
     "DataConfig",
@@ -32,22 +31,11 @@ __all__ = [
     "MixupConfig",
     "ModelConfig",
     "OptimConfig",
-    "TASKS",
     "TrainConfig",
-    "config_class",
-    "task_builder",
-    "tasks_of",
 ]
 
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_KEYS = frozenset({"mode", "dynamic", "fullgraph", "backend", "options"})  # torch.compile arguments a recipe may set
-# What can be learned, by `task:` value: the config class that validates its recipe and the builder
-# of the engine's Task (pss.engine.Task), as "module:attribute", imported on first use so that loading
-# a config imports neither timm nor the task's module.
-TASKS: dict[str, tuple[str, str]] = {
-    "classification": ("pss.settings:TrainConfig", "pss.train:classification_task"),
-    "simmim": ("pss.pretrain:PretrainConfig", "pss.pretrain:simmim_task"),
-}
 LR_SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "constant", "none")
 
 
@@ -110,7 +98,7 @@ _AUTO_AUGMENT_PREFIXES = ("rand", "augmix", "original", "v0", "3a")
 class DataConfig:
     """The ``data:`` section of a recipe (read by `pss.data`). Validated on construction (raises `ConfigError`)."""
 
-    path: str | None = None  # folder, .tar.gz archive, or None for the built-in glyph set
+    path: str | None = None  # folder, .tar.gz archive, hf:NAME[:CONFIG] (pss.data.hf), or None for the built-in glyph set
     train_split: str = "train"
     val_split: str = "val"  # the CIFAR-10 archive uses "test"
     img_size: int = 32
@@ -118,6 +106,8 @@ class DataConfig:
     on_corrupt: str = "skip"  # "skip": count, log and leave out unreadable images; "fail": raise
     num_workers: int = 2
     cache_dir: str | None = None  # where archives are extracted; None -> $PSS_DATA_CACHE or ~/.cache/pss-data
+    hf_image_column: str | None = None  # Hugging Face datasets: None -> the Image feature, the ClassLabel feature
+    hf_label_column: str | None = None
     # Corrupt-image scan in check_data: every file when the dataset has at most scan_max_files files,
     # otherwise a seeded random sample of scan_sample_size (the rest is caught at load time).
     scan_images: bool = True
@@ -393,7 +383,15 @@ class TrainConfig:
     # Compute budget: share of the full-token run's cost this run may spend; the schedule's free
     # parameter (cyclic low, linear/cosine start, fixed rho) is solved to match (pss.budget).
     budget: float | None = None
-    budget_cost: str = "flops"  # cost per keep ratio: flops (of this model), or a `pss bench speed --json` file
+    # cost per keep ratio: flops (of this model), a `pss bench speed --json` file, or measured (wall-clock
+    # with the loader: in the run, or measured:SPEED.json,DATA.json from pss bench speed / data)
+    budget_cost: str = "flops"
+    # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget).
+    budget_epochs: float | None = None
+    budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs
+    # predict the run's wall-clock ratio to the full-token run from measured step and loader times
+    # before it trains (pss.preflight): auto (runs of >= 500 steps), true, false
+    preflight: bool | str = "auto"
     equal_time_of: str | None = None  # informational: this full-token run is the equal-time baseline of that run
 
     def __post_init__(self) -> None:
@@ -424,12 +422,26 @@ class TrainConfig:
             from pss.budget import check_budget
 
             check_budget(self.budget, self.schedule)
-        _check(bool(self.budget_cost), "budget_cost must be 'flops' or the path of a pss bench speed --json file")
+        if self.budget_epochs is not None:
+            from pss.budget import check_budget_epochs
+
+            check_budget_epochs(self.budget_epochs, self.budget)
+        _check(bool(self.budget_cost), "budget_cost must be 'flops', 'measured' or the path of a pss bench speed "
+                                       "--json file")
+        _check(self.preflight in (True, False, "auto"), f"preflight must be auto, true or false, got {self.preflight!r}")
         if self.mixup.enabled:
             _check(
                 (self.batch_size // self.accum_steps) % 2 == 0,
                 "mixup/cutmix need an even micro-batch (batch_size / accum_steps per optimizer step)",
             )
+
+    @property
+    def trained_select(self) -> str | None:
+        """The rule the weights train with, which sets the model's default rule at inference
+        (`pss.select.DEFAULT_INFERENCE_SELECT`); None when every step runs every token (a baseline:
+        a fixed keep ratio of 1.0, which no budget may solve lower)."""
+        full = self.schedule.name == "fixed" and getattr(self.schedule, "rho", 0.0) >= 1.0
+        return None if full else self.select
 
     def compile_options(self) -> dict[str, Any] | None:
         """torch.compile keyword arguments, or None when not compiling. `dynamic=False` unless given: one
@@ -445,37 +457,18 @@ class TrainConfig:
         """The checks that belong to other layers, run before any data is read: names the model registry
         and timm's optimizers must know, the budget's cost table (a file). The schedule's fit to the run
         length is checked once the data gives steps per epoch."""
+        from pss.budget import TableCost
+        from pss.dynamo import check_compile_options
         from pss.optim import check_optimizer
 
         self.model.check_name()
         check_optimizer(self.optim.opt)
-        if self.budget is not None and self.budget_cost != "flops":
-            from pss.budget import TableCost
+        check_compile_options(self.compile_options())
+        if self.budget is not None and self.budget_cost.startswith("measured:"):
+            from pss.preflight import split_cost_files
 
+            speed, _ = split_cost_files(self.budget_cost)  # the data file: once the data is read
+            TableCost.from_file(speed, self.model.name, self.model.img_size or self.data.img_size, self.model.kwargs)
+        elif self.budget is not None and self.budget_cost not in ("flops", "measured"):
             TableCost.from_file(self.budget_cost, self.model.name, self.model.img_size or self.data.img_size,
                                 self.model.kwargs)
-
-
-def _resolve(target: str) -> Any:
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def tasks_of(cls: type) -> tuple[str, ...]:
-    """The `task:` values whose recipes `cls` validates (TrainConfig: classification)."""
-    return tuple(t for t, (c, _) in TASKS.items() if c == f"{cls.__module__}:{cls.__qualname__}")
-
-
-def config_class(task: Any) -> type[TrainConfig]:
-    """The config class of a recipe's `task:` (TrainConfig for classification and unknown values,
-    which TrainConfig then refuses with the list of valid tasks)."""
-    entry = TASKS.get(task) if isinstance(task, str) else None
-    return TrainConfig if entry is None else _resolve(entry[0])
-
-
-def task_builder(task: str) -> Callable[[TrainConfig, list[str]], Any]:
-    """The function that builds the engine's Task for a validated config: `builder(cfg, class_names)`."""
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    return _resolve(TASKS[task][1])
-

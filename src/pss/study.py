@@ -34,8 +34,10 @@ __all__ = [
     "derive",
     "equal_time_ratio",
     "planned_run",
+    "record_header",
     "run_plan",
     "run_state",
+    "write_record",
 ]
 
 # The CPU-reduced set-up of the benchmarks, as recipe overrides on the CIFAR-10 recipes: a 4-block ViT of
@@ -196,3 +198,18 @@ def run_plan(plan: list[PlannedRun], *, fresh: bool = False, quiet: bool = False
         else:
             summaries[(run.name, run.seed)] = train(run.cfg, overwrite=True, quiet=quiet)
     return summaries
+
+
+def record_header(title: str, rec: dict[str, Any]) -> list[str]:
+    """The first lines of a benchmark record's Markdown: title, versions, commit, date, command, note."""
+    note = f" {rec['note']}" if rec.get("note") else ""
+    return [f"# {title}", "", f"torch {rec.get('torch')}, timm {rec.get('timm')}, commit {rec.get('commit')}, "
+            f"{rec.get('date')}. Command: `{rec.get('command')}`.{note}", ""]
+
+
+def write_record(path: Path, rec: dict[str, Any], markdown: list[str]) -> Path:
+    """A benchmark record: `path` (.json) and the same name with .md; the folder is created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, indent=2) + "\n")
+    path.with_suffix(".md").write_text("\n".join(markdown) + "\n")
+    return path

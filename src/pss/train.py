@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pss.budget import apply_budget_epochs
 from pss.checkpoint import load_checkpoint, remove_stale_temp_files
 from pss.config import TrainConfig, config_to_dict, save_config, task_builder
 from pss.engine import ClassificationTask, LoopConfig, Task, Trainer
@@ -34,8 +35,9 @@ from pss.models import attention_impl
 from pss.models.convert import load_init_weights
 from pss.optim import build_optimisation, check_optimizer, restore
 from pss.outputs import hold_run_folder
+from pss.preflight import measure_run, measurements_for_run, predict, with_loader_named
 from pss.resolve import resolve_config
-from pss.runfolder import Checkpointer, RunDir, StepLogger
+from pss.runfolder import Checkpointer, RunDir, StepLogger, recovery_hint
 from pss.runtime import DistInfo, agree, init_distributed, resolve_amp, resolve_device, seed_everything
 from pss.state import Progress
 from pss.tracking import TrackingWriter, build_trackers
@@ -48,6 +50,7 @@ __all__ = [
     "build_model_for",
     "classification_task",
     "init_distributed",
+    "recovery_hint",
     "resolve_config",
     "resolve_data_geometry",
     "train",
@@ -110,34 +113,38 @@ class Run:
         self.held = held if held is not None else contextlib.ExitStack()
         self.budget: Any = None
         self.cost: Any = None
+        self.prediction: Any = None
 
     # -- setup: every check before the first write and the first step ------------------------------
 
     def setup(self) -> Run:
         from pss.data import check_data
 
-        cfg = self.cfg
         if not self.dist.is_main:
             logging.getLogger("pss").setLevel(logging.WARNING)  # rank 0 alone reports
-        self.device = resolve_device(cfg.device, self.dist)
-        self.amp = resolve_amp(cfg.amp, self.device)
+        self.device = resolve_device(self.cfg.device, self.dist)
+        self.amp = resolve_amp(self.cfg.amp, self.device)
+        cfg = self.cfg = apply_budget_epochs(self.cfg)  # a config built in Python, not through resolve_config
         cfg.validate()
         check_optimizer(cfg.optim.opt)
         self.folder = self._prepare_output()
         ckpt = load_checkpoint(self.resume_from) if self.resume_from is not None else None  # a bad file fails fast
         self.data_report = check_data(cfg.data)  # paths, class folders, unreadable images: quick, before decoding
+        log.info("data: %s", self.data_report.describe())
         self.class_names = list(self.data_report.classes)
         self.cfg = resolve_data_geometry(cfg, len(self.class_names))
         self.per_rank = batch_per_process(self.cfg, self.dist.world_size)
         self.task: Task = task_builder(self.cfg.task)(self.cfg, self.class_names)
         self.model = self._build_model(init=self.cfg.init if ckpt is None else None)
         self._build_loaders()
-        self._solve_budget()
+        files = measurements_for_run(self)
+        self._solve_budget(files)
         self.state = build_optimisation(self.cfg, self.model, self.amp, self.steps_per_epoch)
         resume_rng = self._restore(ckpt) if ckpt is not None else None
         del ckpt
         seed_everything(self.cfg.seed + self.dist.rank + self.state.progress.step)  # per-rank streams
         self.state.model = self._wrap(self.model)
+        self.prediction = self._preflight(files)
         self.config = config_to_dict(self.cfg)  # the resolved recipe: run header, trackers, every checkpoint
         self._open_run_folder()
         self._log_header()
@@ -183,9 +190,10 @@ class Run:
             raise ConfigError(f"no full batch of {self.per_rank} images per process: lower batch_size or use more data")
         cfg.schedule.check_run(self.steps_per_epoch, cfg.epochs * self.steps_per_epoch)
 
-    def _solve_budget(self) -> None:
+    def _solve_budget(self, measurements: Any = None) -> None:
         """With `budget`, the schedule solved to that cost (pss.budget): `cfg.schedule` becomes the solved
-        one, `budget` the plan (the recipe's value beside the solved one), `cost` its cost model."""
+        one, `budget` the plan (the recipe's value beside the solved one), `cost` its cost model.
+        `budget_cost: measured` (in the run) is solved later, by the pre-flight, on its measurements."""
         cfg = self.cfg
         if cfg.budget is None:
             return
@@ -193,16 +201,49 @@ class Run:
 
         if cfg.task != "classification":
             raise ConfigError(f"budget applies to classification training, not task {cfg.task!r}; set budget: null")
-        self.cost = cost_model_for(cfg, self.model)
+        if cfg.budget_cost == "measured" and measurements is None:
+            return
+        self.cost = cost_model_for(cfg, self.model, measurements)
         self.budget = solve_budget(cfg.schedule, cfg.budget, self.cost, self.steps_per_epoch,
                                    cfg.epochs * self.steps_per_epoch)
         log.info("%s", self.budget.describe())
         self.cfg = dataclasses.replace(cfg, schedule=self.budget.schedule)
 
+    def _preflight(self, meas: Any) -> Any:
+        """Will PSS pay on this machine (pss.preflight): the model's step time at the keep ratios the run
+        needs and the loader's supply (measured here on the run's own model and loader, every state
+        restored, or read from the budget's cost files), the run's predicted wall-clock ratio to the
+        full-token run with its cause, logged once; with `budget_cost: measured` (in the run) the budget
+        is solved on them. Returns the prediction, or None."""
+        cfg, total = self.cfg, self.cfg.epochs * self.steps_per_epoch
+        solve_here = cfg.budget is not None and cfg.budget_cost == "measured"
+        wanted = cfg.preflight is True or (cfg.preflight == "auto" and total >= PREFLIGHT_MIN_STEPS)
+        if meas is None and not (solve_here or wanted):
+            return None
+        if meas is None:
+            meas = measure_run(self, whole_grid=solve_here)
+        if solve_here or (cfg.budget is not None and cfg.budget_cost.startswith("measured:")):
+            if solve_here:
+                try:
+                    self._solve_budget(meas)
+                except ConfigError as e:
+                    raise with_loader_named(e, meas) from None
+            meas = self.cost.meas
+        pred = predict(meas, self.cfg.schedule.values(self.steps_per_epoch, total))
+        log.log(logging.WARNING if pred.bound in ("data", "mixed") else logging.INFO, "pre-flight: %s", pred.message)
+        return pred
+
+    def probe(self) -> Trainer:
+        """A Trainer on this run's state, without logs or checkpoints: what the pre-flight times steps with
+        (`Trainer.measure` restores every state it changes)."""
+        return Trainer(state=self.state, task=self.task, schedule=self.cfg.schedule, train_loader=self.train_loader,
+                       val_loader=None, loop=self.loop_config(), amp=self.amp, logger=None, checkpointer=None,
+                       dist_info=self.dist, device=self.device)
+
     def _restore(self, ckpt: dict[str, Any]) -> list[dict[str, Any]] | None:
         rng = restore(ckpt, self.state, self.cfg, self.steps_per_epoch, self.dist)
         log.info("resuming %s at step %d (epoch %d)", self.resume_from, self.state.progress.step,
-                 self.state.progress.step // self.steps_per_epoch)
+                 self.state.progress.step // self.steps_per_epoch + 1)  # epochs count from 1 for people, from 0 in the files
         return rng
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -268,15 +309,20 @@ class Run:
             log.info("schedule (solved for the budget): %s", cfg.schedule.to_dict())
         log.info("attention: %s", attention_impl(self.model, self.device))  # flex | sdpa, by model attn_impl
 
-    def _build_trainer(self, resume_rng: list[dict[str, Any]] | None) -> Trainer:
+    def loop_config(self) -> LoopConfig:
+        """The engine's view of the config."""
         cfg = self.cfg
-        loop = LoopConfig(
+        return LoopConfig(
             epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch, accum_steps=cfg.accum_steps,
             clip_grad=cfg.optim.clip_grad, log_interval=cfg.log_interval,
             checkpoint_interval_epochs=cfg.checkpoint_interval_epochs,
             checkpoint_interval_steps=cfg.checkpoint_interval_steps, eval_interval=cfg.eval.interval,
             eval_keep_ratio=cfg.eval.keep_ratio, select=cfg.select,
         )
+
+    def _build_trainer(self, resume_rng: list[dict[str, Any]] | None) -> Trainer:
+        cfg = self.cfg
+        loop = self.loop_config()
         checkpointer = Checkpointer(self.folder.path, config=self.config, class_names=self.class_names,
                                     dist_info=self.dist, resume_rng=resume_rng)
         logger = StepLogger(self.writer, dist_info=self.dist, global_batch_size=cfg.batch_size, quiet=self.quiet,
@@ -306,7 +352,8 @@ class Run:
         log.info(
             "done: %s %.2f (best %.2f at epoch %s), %.1f s training, %.0f img/s, mean keep ratio %.3f -> %s",
             metric, summary.get(f"final_{metric}") or math.nan, summary.get(f"best_{metric}") or math.nan,
-            summary.get("best_epoch"), p.train_time_s, summary["images_per_s"] or 0, summary["mean_keep_ratio"] or 0,
+            human_epoch(summary.get("best_epoch")), p.train_time_s, summary["images_per_s"] or 0,
+            summary["mean_keep_ratio"] or 0,
             self.folder.path,
         )
         return summary
@@ -338,6 +385,7 @@ class Run:
             "resumed": p.resumed,
             "skipped_images": len(self.data_report.corrupt),  # unreadable files left out (on_corrupt: skip)
             "budget": self.budget_summary(p) if self.budget is not None and self.dist.is_main else None,
+            "preflight": self.preflight_summary(p) if self.prediction and self.dist.is_main else None,
             "equal_time_of": cfg.equal_time_of,
         }
 
@@ -349,6 +397,13 @@ class Run:
         out = plan.to_dict()
         out["realised_cost"] = p.realised_cost(self.cost)
         out["realised_time_ratio"] = p.realised_time_ratio() if self.device.type == "cpu" else None
+        reference = self.cfg.budget_reference
+        if reference is not None and out["realised_cost"] is not None:  # tokens for epochs: against the recipe's run
+            out["reference"] = reference
+            out["realised_cost_vs_reference"] = out["realised_cost"] * reference["epochs_factor"]
+            log.info("tokens for epochs: %g epochs instead of %d, realised cost %.4f of the %d-epoch full-token run",
+                     reference["epochs_factor"] * reference["epochs"], reference["epochs"],
+                     out["realised_cost_vs_reference"], reference["epochs"])
         log.info(
             "budget %g: predicted cost %.4f, realised %.4f (%s)%s", plan.budget, plan.predicted_cost,
             out["realised_cost"] or math.nan, plan.cost_model,
@@ -358,22 +413,44 @@ class Run:
         return out
 
 
+    def preflight_summary(self, p: Progress) -> dict[str, Any]:
+        """The pre-flight's prediction next to the realised ratio (on CPU: the run's step times, the loader's
+        waits included, relative to its own full-token steps, from the loop's counters)."""
+        pred = self.prediction
+        out = pred.to_dict()
+        out["realised_time_ratio"] = p.realised_time_ratio() if self.device.type == "cpu" else None
+        if out["realised_time_ratio"] is not None:
+            log.info("pre-flight: predicted time ratio %.3f, realised %.3f", pred.time_ratio, out["realised_time_ratio"])
+        return out
+
+
+# Runs shorter than this skip the pre-flight under `preflight: auto` (its few dozen steps would be a
+# visible share of the run).
+PREFLIGHT_MIN_STEPS = 500
+
+
 # ---------------------------------------------------------------------------------------------
 # pieces other commands share (pss demo, pss pretrain)
 
 
 def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    from pss.control import set_trained_select
     from pss.models import build_model
 
     m = cfg.model
-    return build_model(
+    model = build_model(
         m.name, num_classes=num_classes, img_size=m.img_size,
         drop_path_rate=m.drop_path_rate, drop_rate=m.drop_rate, **m.kwargs,
     )
+    set_trained_select(model, cfg.trained_select)  # the deterministic rule eval.keep_ratio < 1 uses
+    return model
 
 
 def classification_task(cfg: TrainConfig, class_names: list[str]) -> Task:
     """The engine's Task for `task: classification` (pss.config.TASKS)."""
+    if len(class_names) < 2:
+        raise ConfigError(f"the data has {len(class_names)} class ({', '.join(class_names)}): a classifier needs at "
+                          "least 2 class folders in each split; add the other classes")
     return ClassificationTask(len(class_names), cfg.mixup, cfg.label_smoothing)
 
 
@@ -408,6 +485,11 @@ def batch_per_process(cfg: TrainConfig, world: int) -> int:
             f"accum_steps {cfg.accum_steps}"
         )
     return per_rank
+
+
+def human_epoch(epoch: int | None) -> int | str:
+    """An epoch as people count it (from 1); the files keep their 0-based ``epoch`` fields."""
+    return "-" if epoch is None else epoch + 1
 
 
 def num_params(model: nn.Module) -> int:

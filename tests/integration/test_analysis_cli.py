@@ -43,9 +43,13 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
     argv = ["sweep", *checkpoints, "--keep", "1.0,0.5,0.25", "--batch-size", "4", "--warmup", "1",
             "--iters", "1", "--device", "cpu", "--output", str(out)]
     assert main(argv) == 0
-    assert "picture:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "picture:" in printed
     result = json.loads((out / "sweep.json").read_text())
-    assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["select"] == "magnitude"
+    assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["select"] == "default"
+    # each model at the deterministic default for the rule it was trained with, said in the output
+    assert [(c["trained_select"], c["select"]) for c in result["checkpoints"]] == [(None, "magnitude"), ("magnitude", "magnitude")]
+    assert "magnitude selection (the default for models trained with every token)" in printed
     assert result["precision"] == "fp32" and result["device"].startswith("cpu")
     assert [c["name"] for c in result["checkpoints"]] == ["baseline", "pss"]
     assert result["checkpoints"][1]["trained_schedule"]["name"] == "cyclic"
@@ -60,6 +64,37 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
         assert g[0] > g[1] > g[2] > 0
     img = mpimg.imread(out / "sweep.png")
     assert img.shape[:2] == (500, 1200) and img[..., :3].std() > 0.05
+
+
+def test_sweep_reduce_both_and_every_rule(checkpoints, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", *checkpoints, "--keep", "1.0,0.5", "--batch-size", "4", "--warmup", "0", "--iters", "1",
+            "--device", "cpu", "--select", "all", "--reduce", "both", "--merge-r", "0,4,8", "--output", str(out)]
+    assert main(argv) == 0
+    result = json.loads((out / "sweep.json").read_text())
+    entries = result["checkpoints"]
+    assert result["reduce"] == "both" and result["select"] == "all"
+    assert [e["name"] for e in entries[:6]] == [f"baseline ({r})" for r in pss.select.SELECT_RULES] + ["baseline (ToMe)"]
+    merge = entries[5]
+    assert merge["reduce"] == "merge" and [r["merge_r"] for r in merge["results"]] == [0, 4, 8]
+    assert [r["tokens"] for r in merge["results"]] == [65, 63, 61]  # 1 + mean of (64, 64), (64, 60), (64, 56)
+    g = [r["gflops_per_image"] for r in merge["results"]]
+    assert g[0] > g[1] > g[2] > 0 and all(r["images_per_s"] > 0 and r["num_images"] == 6 for r in merge["results"])
+    # r = 0 is the model itself: the same top-1 as every token
+    assert merge["results"][0]["acc1"] == entries[0]["results"][0]["acc1"]
+    assert mpimg.imread(out / "sweep.png")[..., :3].std() > 0.05
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--reduce", "merge", "--merge-r", "40"], "merge rate r=40 would leave block 1 of 2 fewer tokens"),
+    (["--select", "topk"], "unknown selection rule 'topk' for this version of pss"),
+    (["--reduce", "merge", "--merge-r", "a"], "--merge-r takes comma-separated integers"),
+])
+def test_sweep_bad_reduce_and_select(checkpoints, tmp_path, capsys, extra, message):
+    assert main(["sweep", checkpoints[0], "--device", "cpu", *extra, "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o" / "sweep.json").exists()
 
 
 def test_sweep_bad_checkpoint(tmp_path, capsys):

@@ -156,3 +156,86 @@ def test_speed_attention_comparison_table_and_targets():
     assert "| keep ratio | FLOP ratio | rel_bias sdpa | rel_bias flex | rope sdpa |" in table
     assert "| 0.20 | 0.210 | 0.240 | 0.240 | 0.240 |" in table
     assert "| rho=1 peak (MB) | | 900 | 700 | 650 |" in table and "skipped rope flex: why" in table
+
+
+def _tiny_run(folder, schedule, select: str, seed: int):
+    """A finished run folder of the built-in set (untrained weights, as `pss train` writes it)."""
+    import torch
+
+    import pss
+    from pss.checkpoint import atomic_save, training_checkpoint
+    from pss.config import DataConfig, ModelConfig, TrainConfig, config_to_dict
+    from pss.data import builtin_class_names
+
+    kw = dict(depth=2, embed_dim=32, num_heads=2)
+    cfg = TrainConfig(model=ModelConfig(name="pss_vit_tiny_patch4_32", num_classes=3, img_size=32, kwargs=kw),
+                      data=DataConfig(builtin_num_train=12, builtin_num_val=6, builtin_num_classes=3, num_workers=0),
+                      schedule=schedule, select=select, seed=seed)
+    torch.manual_seed(seed)
+    model = pss.build_model("pss_vit_tiny_patch4_32", 3, img_size=32, **kw)
+    folder.mkdir(parents=True)
+    atomic_save(training_checkpoint(model=model, progress={"step": 0, "epoch": 0}, config=config_to_dict(cfg),
+                                    class_names=builtin_class_names(3)), folder / "checkpoint-best.pt")
+    (folder / "summary.json").write_text("{}\n")
+    return folder
+
+
+def test_inference_select_protocol_and_dial_vs_merge(tmp_path, monkeypatch, capsys):
+    base = _tiny_run(tmp_path / "runs" / "full_s0", 1.0, "magnitude", 0)
+    rand = _tiny_run(tmp_path / "runs" / "random_s0", {"name": "cyclic"}, "random", 0)
+    protocol = _load("inference_select")
+    monkeypatch.setattr("sys.argv", ["x", str(base), str(rand), "--heldout", "4", "--output", str(tmp_path / "w"),
+                                     "--results", str(tmp_path / "res"), "--tag", "t"])
+    protocol.main()
+    rec = json.loads(next((tmp_path / "res").glob("inference_select_t_*.json")).read_text())
+    assert [r["trained_select"] for r in rec["runs"]] == [None, "random"]
+    assert all(r["heldout_images"] == 12 for r in rec["runs"])  # 4 per class, 3 classes, a seed never reported
+    assert set(rec["table"]) == {"none", "random"}
+    for t in rec["table"].values():
+        assert t["choice"] in ("magnitude", "l2", "grid")
+        assert t["mean_score"][t["choice"]] == max(t["mean_score"][r] for r in ("magnitude", "l2", "grid"))
+
+    dvm = _load("dial_vs_merge")
+    assert dvm.interpolate([(10, 50.0), (20, 40.0)], 15) == 45.0 and dvm.interpolate([(10, 50.0)], 30) is None
+    monkeypatch.setattr("sys.argv", ["x", "--baseline", str(base), "--pss", str(rand), "--keep", "1,0.5",
+                                     "--merge-r", "0,4", "--warmup", "0", "--iters", "1",
+                                     "--output", str(tmp_path / "sw"), "--results", str(tmp_path / "res"), "--tag", "t"])
+    dvm.main()
+    rec = json.loads(next((tmp_path / "res").glob("dial_vs_merge_t_*.json")).read_text())
+    pair = rec["pairs"][0]
+    assert pair["baseline_select"] == "magnitude" and pair["pss_select"] == "grid"
+    assert pair["tome_speedups"]["0"] == 1.0 and [p["merge_r"] for p in pair["at_tome_points"]] == [4]
+    assert set(pair["rho05"]) == {"baseline_lost", "pss_lost", "met"}
+    assert (tmp_path / "sw" / "sweep.png").is_file() and "## Targets" in capsys.readouterr().out
+
+
+def test_budget_study_horizon_arms_tokens_for_epochs_and_records_that_resume(tiny_image_folder, tmp_path):
+    study = _load("budget_study")
+    common = ["--data", str(tiny_image_folder), "--seeds", "0", "--horizons", "2", *TINY_SETUP,
+              "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2, pos_embed: rope}",
+              "--set", "data.max_val_per_class=2", "--set", "lr_sched.warmup_epochs=0",
+              "--results", str(tmp_path / "res"), "--quiet"]
+    argv = [*common, "--output", str(tmp_path / "runs")]
+    assert study.main(argv) == 0
+    [path] = (tmp_path / "res").glob("budget_study_cpu_*.json")
+    rec = json.loads(path.read_text())
+    runs = {r["arm"]: r for r in rec["runs"]}
+    assert set(runs) == {"full", "equal_time", "recommended", "fixed", "tokens_for_epochs"}
+    assert runs["full"]["epochs"] == 2 and runs["equal_time"]["epochs"] == 1  # 0.6 x 2 rounded half up
+    assert runs["full"]["flop_cost"] == 1.0 and runs["equal_time"]["flop_cost"] == 0.5
+    tfe = runs["tokens_for_epochs"]
+    assert tfe["epochs"] == 3 and tfe["schedule"]["name"] == "fixed"  # 1.5 x 2 epochs at fewer tokens
+    assert tfe["summary"]["budget"]["reference"]["epochs"] == 2
+    for arm in ("recommended", "fixed", "tokens_for_epochs"):
+        assert runs[arm]["flop_cost"] <= 0.6 + 1e-6  # every PSS arm within 0.6 of the 2-epoch full run
+        assert runs[arm]["schedule"]["grid"] == 0.1
+    arms = {a["arm"]: a for a in rec["arms"]}
+    assert len(arms["tokens_for_epochs"]["final_vs_equal_time"]) == 1 and "final_vs_full" in arms["fixed"]
+    assert "| h2_tokens_for_epochs | 3 | 0 |" in path.with_suffix(".md").read_text()
+    assert path.with_suffix(".png").stat().st_size > 10_000
+    # Another machine (empty output folder) with the committed record: nothing is trained again.
+    assert study.main([*common, "--output", str(tmp_path / "elsewhere")]) == 0
+    assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").iterdir())
+    assert {r["name"] for r in json.loads(path.read_text())["runs"]} == {r["name"] for r in rec["runs"]}
+    with pytest.raises(SystemExit, match="unknown arm"):
+        study.main([*argv, "--arms", "full,nope"])

@@ -69,7 +69,7 @@ def test_summary(capsys):
     counts = {ln.split()[0]: int(ln.split()[1]) for ln in lines if ln.strip().endswith("%")}
     assert counts == {"0.2": 3, "0.4": 6, "0.6": 6, "0.8": 6, "1.0": 9}
     # Identical epochs collapse into one line with the per-step values.
-    assert any(ln.strip().startswith("epochs 0-2") and "[0.2 0.4 0.6 0.8 1.0 1.0 1.0 0.8 0.6 0.4]" in ln
+    assert any(ln.strip().startswith("epochs 1-3") and "[0.2 0.4 0.6 0.8 1.0 1.0 1.0 0.8 0.6 0.4]" in ln
                for ln in lines)
 
 
@@ -78,8 +78,8 @@ def test_summary_long_run_stays_short(capsys):
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) < 20
-    assert any(ln.strip().startswith("epochs 0-4") and "min 1.0" in ln for ln in lines)
-    assert any(ln.strip().startswith("epochs 5-299") for ln in lines)
+    assert any(ln.strip().startswith("epochs 1-5") and "min 1.0" in ln for ln in lines)
+    assert any(ln.strip().startswith("epochs 6-300") for ln in lines)  # counted from 1
 
 
 @pytest.mark.parametrize(

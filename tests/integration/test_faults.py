@@ -257,6 +257,7 @@ def test_disk_full_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monke
     assert pss_train("--config", recipe, "--output", run) == 2
     err = one_line(capsys.readouterr().err)
     assert f"no space left on device in {str(run)!r}" in err and "KB free for checkpoint-last.pt" in err
+    assert "KB for all the checkpoint files a run keeps" in err  # once it named only part of what they need
     monkeypatch.setattr(torch, "save", real)
     assert load_checkpoint(run / "checkpoint-last.pt")["progress"]["step"] == 2
     assert not list(run.glob(".*.tmp"))
@@ -356,3 +357,164 @@ def test_truncated_and_garbage_checkpoints(tmp_path, capsys):
         assert pss_train("--output", tmp_path / "r", "--resume", tmp_path / name) == 2
         err = one_line(capsys.readouterr().err)  # refused as corrupt, or as a (legacy) pickle it will not run
         assert "not a readable checkpoint" in err or "weights-only loading refuses" in err, err
+
+
+# ----------------------------------------------------------------------------- round two: resume, advice, signals
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(recipe, run folder) of a finished 1-epoch run of 8 steps; tests work on copies."""
+    base = tmp_path_factory.mktemp("finished")
+    recipe = write_recipe(base, **EIGHT_STEPS, epochs=1, select="random")
+    assert pss_train("--config", recipe, "--output", base / "run") == 0
+    return recipe, base / "run"
+
+
+def _copy(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(LOCK_NAME))
+    return dest
+
+
+def test_extending_a_run_rebuilds_the_lr_schedule(finished_run, tmp_path):
+    """A finished 1-epoch cosine run resumed with more epochs (and then also a new LR) once stayed at the
+    schedule's floor (lr 1e-5) for every further step: each resumed step now has the LR of a run started
+    with the new settings."""
+    recipe, done = finished_run
+    run = _copy(done, tmp_path / "run")
+    for epochs, lr in ((2, 1e-3), (3, 3e-3)):
+        extra = ["--set", f"optim.lr={lr}"] if lr != 1e-3 else []
+        assert pss_train("--output", run, "--resume", "--set", f"epochs={epochs}", *extra) == 0
+        fresh = tmp_path / f"fresh{epochs}"
+        assert pss_train("--config", recipe, "--output", fresh, "--set", f"epochs={epochs}", *extra) == 0
+        log, ref = read_jsonl(run / "train_log.jsonl"), read_jsonl(fresh / "train_log.jsonl")
+        assert [r["step"] for r in log] == list(range(8 * epochs))
+        done_steps = 8 * (epochs - 1)
+        assert [r["lr"] for r in log[done_steps:]] == pytest.approx([r["lr"] for r in ref[done_steps:]], rel=1e-9)
+        assert max(r["lr"] for r in log[done_steps:]) > 10 * min(r["lr"] for r in log[: done_steps])
+
+
+def test_a_resume_reads_past_junk_in_its_logs(finished_run, tmp_path, capsys):
+    """Binary junk in val_log.jsonl made --resume a UnicodeDecodeError."""
+    _, done = finished_run
+    run = _copy(done, tmp_path / "run")
+    with (run / "val_log.jsonl").open("ab") as f:
+        f.write(b"\xff\xfe\x00junk\n[1, 2]\n{\"no_step\": 1}\n")
+    assert pss_train("--output", run, "--resume", "--set", "epochs=2") == 0
+    assert [r["step"] for r in read_jsonl(run / "val_log.jsonl")] == [8, 16]
+
+
+def test_resuming_a_budget_run_with_the_same_command_reports_no_change(tmp_path, caplog):
+    """The solved schedule parameter (cyclic low) differs from the recipe's by design: not a change."""
+    recipe = write_recipe(tmp_path, **EIGHT_STEPS, epochs=1, budget=0.7)
+    run = tmp_path / "run"
+    assert pss_train("--config", recipe, "--output", run) == 0
+    caplog.clear()
+    assert pss_train("--config", recipe, "--output", run, "--resume") == 0
+    assert "differ from the checkpoint's" not in caplog.text
+    assert pss_train("--config", recipe, "--output", run, "--resume", "--set", "budget=0.8") == 0
+    assert "differ from the checkpoint's: budget, schedule.low" in caplog.text
+
+
+def test_a_run_stopped_before_its_first_checkpoint_gets_one_advice(tmp_path, capsys):
+    """SIGINT before the first checkpoint: the run said --resume, --resume said start without it, starting
+    without it said --resume or --overwrite. Now every message says the same: start again with --overwrite."""
+    recipe = write_recipe(tmp_path, **EIGHT_STEPS, epochs=1)
+    run = tmp_path / "run"
+    advice = "it stopped before writing a checkpoint: start it again with --overwrite"
+    first = child(["train", "--quiet", "--config", str(recipe), "--output", str(run)], gated_steps(tmp_path / "never"))
+    try:
+        wait_for(lambda: (run / "train_log.jsonl").exists() or (run / "config.yaml").exists(), first)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=60)
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == 130
+    assert err.decode().strip().splitlines()[-1] == f"pss train: interrupted; {advice}"
+    for args in (("--output", run, "--resume"), ("--config", recipe, "--output", run)):
+        assert pss_train(*args) == 2
+        assert advice in one_line(capsys.readouterr().err)
+    # a folder holding only the lock (any run that failed before training leaves one) is no run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / LOCK_NAME).write_text("")
+    assert pss_train("--output", empty, "--resume") == 2
+    assert "does not exist; start the run without --resume" in one_line(capsys.readouterr().err)
+
+
+# A command whose main thread is inside one long C call (as in a large model's backward pass): libc's
+# sleep, with the signals blocked in that thread so that no EINTR ends the call early; 'busy' is printed
+# once the main thread is surely inside it.
+STUCK_BENCH = (
+    "import ctypes, signal, threading\n"
+    "import pss.bench\n"
+    "def _stuck(*a, **k):\n"
+    "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})\n"
+    "    threading.Timer(0.5, lambda: print('busy', flush=True)).start()\n"
+    "    ctypes.CDLL(None).sleep(60)\n"
+    "pss.bench.speed_benchmark = _stuck\n"
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_command_stuck_in_a_long_call_stops_promptly_on_a_signal(tmp_path, sig):
+    """`pss bench speed` ignored SIGTERM for more than 5 s (a training step of a large model on a CPU)."""
+    from pss.interrupt import GRACE_S
+
+    out = tmp_path / "new" / "speed.json"
+    proc = child(["bench", "speed", "--model", "pss_vit_tiny_patch4_32", "--output", str(out)], STUCK_BENCH)
+    try:
+        assert proc.stdout.readline().strip() == b"busy"
+        t = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=GRACE_S + 20)
+        elapsed = time.monotonic() - t
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and elapsed < GRACE_S + 3, (proc.returncode, elapsed, err.decode())
+    assert err.decode().strip().splitlines()[-1] == "pss bench: interrupted"
+    assert out.parent.is_dir() and not out.exists()  # the folder was made first; no file half-written
+
+
+def test_output_folders_are_made_before_the_work(tmp_path, monkeypatch, capsys):
+    """`viz schedule -o newdir/x.png`, `viz patches --output newdir/`: FileNotFoundError after the work;
+    `bench speed -o afile/x.json`: FileExistsError after the benchmark."""
+    import pss.commands.bench
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    monkeypatch.setattr(pss.commands.bench, "speed_benchmark", lambda *a, **k: pytest.fail("benchmark ran"))
+    assert main(["bench", "speed", "--model", "pss_vit_tiny_patch4_32", "-o", str(a_file / "x.json")]) == 2
+    assert "is a file, not a folder" in one_line(capsys.readouterr().err, "bench")
+    assert main(["viz", "schedule", "0.5", "--epochs", "1", "--steps-per-epoch", "4",
+                 "-o", str(tmp_path / "new" / "deeper" / "x.png")]) == 0
+    assert (tmp_path / "new" / "deeper" / "x.png").stat().st_size > 0
+    assert main(["viz", "schedule", "0.5", "--epochs", "1", "--steps-per-epoch", "4", "-o", str(tmp_path / "dir") + "/"]) == 0
+    assert (tmp_path / "dir" / "schedules.png").is_file()
+
+
+def test_viz_patches_writes_into_a_new_folder_with_the_checkpoints_rule(finished_run, tmp_path, capsys):
+    recipe, done = finished_run
+    run = _copy(done, tmp_path / "run")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(images / "a.png")
+    from pss.models.hub import load_model
+    import pss
+
+    # the picture's title names the rule the model was trained with (it said "magnitude" for this one)
+    assert [s.select for s in pss.samplers(load_model(run / "checkpoint-best.pt")[0])] == ["random"]
+    assert main(["viz", "patches", str(run / "checkpoint-best.pt"), "--images", str(images), "--keep", "1,0.5",
+                 "--output", str(tmp_path / "newdir") + "/"]) == 0
+    assert (tmp_path / "newdir" / "patches.png").stat().st_size > 0
+
+
+def test_benchmark_scripts_stop_with_one_line(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cifar10.py"), "--runs", "pss", "--set",
+                          "not_a_key=1", "--output", str(tmp_path / "b")], env=ENV, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2
+    assert res.stderr.startswith("cifar10.py: error: unknown config key 'not_a_key'") and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 1

@@ -198,10 +198,60 @@ def test_schedule_command_solves_a_budget(capsys, tmp_path):
             "--model", "pss_vit_tiny_patch4_32", "--set", "depth=1", "--set", "embed_dim=32", "--set", "num_heads=2"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert out.startswith("budget 0.6: low = ") and "predicted cost 0.5" in out and "cost model: flops" in out
+    header = out.splitlines()[0]
+    # The header names what runs: the grid's values (the share table below counts them), then the solved low.
+    assert header.startswith("budget 0.6: runs keep ratios 0.2, 0.4, 0.6, 0.8, 1 on the 0.2 grid (solved low = ")
+    assert "predicted cost 0.5" in header and "cost model: flops" in header
+    assert "  0.2 " in out  # the lowest value that runs is 0.2, not the unrounded low
     assert main(["schedule", "fixed", "--epochs", "2", "--steps-per-epoch", "5", "--budget", "0.5",
                  "--budget-cost", str(_speed_report(tmp_path / "s.json", rows=[(0.2, 0.3), (0.6, 0.5), (1.0, 1.0)])),
                  "--grid", "0.2"]) == 0
-    assert "rho = 0.6" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("budget 0.5: runs keep ratios 0.6 on the 0.2 grid (solved rho = 0.6")
     assert main(["schedule", "cyclic", "--epochs", "10", "--steps-per-epoch", "20", "--budget", "0.6"]) == 2
     assert "--budget needs --model" in capsys.readouterr().err
+
+
+def test_budget_epochs_trades_tokens_for_epochs_by_value():
+    from pss.budget import apply_budget_epochs
+
+    cfg = load_config(None, ["epochs=15", "budget=0.6", "budget_epochs=1.5", "lr_sched.warmup_epochs=2",
+                             "schedule={name: fixed, rho: 0.6, grid: 0.1}"])
+    run = apply_budget_epochs(cfg)
+    assert run.epochs == 23  # 22.5 rounded half up to whole epochs
+    assert run.budget == pytest.approx(0.6 * 15 / 23, abs=1e-6)  # the total stays 0.6 of the 15-epoch run
+    assert run.lr_sched.warmup_epochs == pytest.approx(2 * 23 / 15, abs=1e-4)  # LR schedule over the longer run
+    assert run.budget_epochs is None and run.budget_reference == {
+        "epochs": 15, "budget": 0.6, "budget_epochs": 1.5, "epochs_factor": pytest.approx(23 / 15, abs=1e-6)}
+    assert apply_budget_epochs(run) == run  # resolved once: applying again changes nothing
+    # solved on the longer run: linear cost and grid 0.1 give rho 0.3 (0.4 would cost 0.4 > 0.3913)
+    plan = solve_budget(run.schedule, run.budget, linear_cost, SPE, run.epochs * SPE)
+    assert set(plan.schedule.values(SPE, run.epochs * SPE)) == {0.3} and plan.predicted_cost == pytest.approx(0.3)
+    flop_like = lambda rho: 0.977 * rho  # noqa: E731  (cheaper than linear: 0.4 fits within 0.3913)
+    plan = solve_budget(run.schedule, run.budget, flop_like, SPE, run.epochs * SPE)
+    assert set(plan.schedule.values(SPE, run.epochs * SPE)) == {0.4}
+    assert plan.predicted_cost * run.epochs / 15 == pytest.approx(0.977 * 0.4 * 23 / 15)  # 0.599 <= 0.6
+    # without budget_epochs nothing changes
+    assert apply_budget_epochs(load_config(None, ["budget=0.6", "schedule=cyclic"])).epochs == 10
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["budget=0.6", "schedule=cyclic", "budget_epochs=0.5"], "must be >= 1.*equal-time"),
+    (["budget=0.6", "schedule=cyclic", "budget_epochs=true"], "budget_epochs must be a number"),
+    (["budget=0.6", "schedule=cyclic", "budget_epochs=.inf"], "budget_epochs must be finite"),
+    (["budget_epochs=1.5"], "needs a budget to spend"),
+])
+def test_budget_epochs_refuses_impossible_values(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_unreachable_budget_names_the_schedule_and_grid_that_reach_it():
+    cyclic = from_dict({"name": "cyclic", "low": 0.2, "high": 1.0, "grid": 0.2})
+    with pytest.raises(ConfigError, match=r"fixed with grid 0\.2 can reach it"):
+        solve_budget(cyclic, 0.3, linear_cost, SPE, TOTAL)  # a triangle up to 1.0 averages >= 0.5
+    fixed = from_dict({"name": "fixed", "rho": 0.5, "grid": 0.2})
+    with pytest.raises(ConfigError, match=r"fixed with grid 0\.1 can reach it \(floor 0\.100\)"):
+        solve_budget(fixed, 0.15, linear_cost, SPE, TOTAL)
+    warm = from_dict({"name": "cyclic", "low": 0.2, "high": 1.0, "grid": 0.2, "warmup_epochs": 9})
+    with pytest.raises(ConfigError, match="shorten warm-up"):
+        solve_budget(warm, 0.3, linear_cost, SPE, TOTAL)

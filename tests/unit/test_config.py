@@ -79,7 +79,7 @@ def test_paper_hyperparameters():
     assert ft.epochs == 100 and ft.optim.layer_decay == 0.65 and ft.model.drop_path_rate == 0.1
     assert ft.peak_lr() == pytest.approx(1.25e-3 * 2048 / 512)
     c10 = load_config(CONFIGS / "cifar10_pss.yaml")
-    assert c10.data.val_split == "test" and c10.data.in_memory and c10.data.path.endswith("pss-data/cifar10")
+    assert c10.data.val_split == "test" and c10.data.in_memory and c10.data.path == "hf:uoft-cs/cifar10"
 
 
 def test_overrides_dotted_yaml_values():

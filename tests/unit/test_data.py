@@ -1,6 +1,8 @@
 """Data: the built-in glyph set, folder checks, archives, transforms and loaders."""
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -220,9 +222,10 @@ def test_extract_archive_once_and_atomically(tiny_image_folder, tmp_path, monkey
     archive = _make_archive(tiny_image_folder, tmp_path / "tiny-png.tar.gz")
     cache = tmp_path / "cache"
     root = extract_archive(str(archive), str(cache))
-    assert Path(root) == cache / "tiny"  # where `tar -xzf archive -C cache` would put it
+    (key,) = [p.name for p in cache.iterdir() if not p.name.startswith(".")]
+    assert key.startswith("tiny-png-") and Path(root) == cache / key / "tiny"  # a folder of this archive's own
     assert sorted(p.name for p in Path(root).iterdir()) == ["test", "train"]
-    assert sorted(p.name for p in cache.iterdir()) == [".tiny-png.lock", ".tiny-png.pss-extracted.json", "tiny"]
+    assert sorted(p.name for p in cache.iterdir()) == [f".{key}.lock", f".{key}.pss-extracted.json", key]
 
     def no_reextract(*a, **k):
         raise AssertionError("extracted twice")
@@ -234,13 +237,49 @@ def test_extract_archive_once_and_atomically(tiny_image_folder, tmp_path, monkey
     assert report.root == root and report.num_train == 12 and report.num_val == 6
 
 
-def test_extract_archive_reuses_a_folder_extracted_by_hand(tiny_image_folder, tmp_path, monkeypatch):
-    archive = _make_archive(tiny_image_folder, tmp_path / "tiny-png.tar.gz")
+def test_the_cache_serves_only_what_it_extracted_from_this_archive(tiny_image_folder, tmp_path):
+    """Two archives with the same top folder, and a folder extracted by hand: each archive gets its own
+    images, whatever else the cache holds (the cache once served the first archive's for the second)."""
     cache = tmp_path / "cache"
-    with tarfile.open(archive) as tar:  # what the data README tells people to run
+    good = _make_archive(tiny_image_folder, tmp_path / "good.tar.gz")
+    with tarfile.open(good) as tar:  # extracted by hand: `tiny/` - never served, never touched
         tar.extractall(cache, filter="data")
-    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda *a, **k: pytest.fail("extracted again"))
-    assert extract_archive(str(archive), str(cache)) == str(cache / "tiny")
+    hand = sorted(p.name for p in (cache / "tiny" / "train").iterdir())
+    good_root = Path(extract_archive(str(good), str(cache)))
+    for f in (tiny_image_folder / "train").rglob("*.png"):
+        f.unlink()
+    (tiny_image_folder / "train" / "only").mkdir()
+    Image.new("RGB", (8, 8)).save(tiny_image_folder / "train" / "only" / "x.png")
+    other = _make_archive(tiny_image_folder, tmp_path / "other.tar.gz")  # also `tiny/` inside
+    other_root = Path(extract_archive(str(other), str(cache)))
+    assert other_root != good_root and other_root.name == good_root.name == "tiny"
+    assert [p.relative_to(other_root).as_posix() for p in (other_root / "train").rglob("*.png")] == ["train/only/x.png"]
+    assert len(list((good_root / "train").rglob("*.png"))) == 12  # the first archive's set, intact
+    assert sorted(p.name for p in (cache / "tiny" / "train").iterdir()) == hand
+
+
+def test_a_changed_or_half_marked_archive_is_extracted_again(tiny_image_folder, tmp_path):
+    cache = tmp_path / "cache"
+    archive = _make_archive(tiny_image_folder, tmp_path / "a.tar.gz")
+    root = Path(extract_archive(str(archive), str(cache)))
+    (root / "train" / "stray.txt").write_text("left by someone")
+    os.utime(archive, (1, 1))  # a new archive in place of the old one (another mtime)
+    assert Path(extract_archive(str(archive), str(cache))) == root and not (root / "train" / "stray.txt").exists()
+    (root / "train" / "stray.txt").write_text("x")
+    next(cache.glob(".*.pss-extracted.json")).write_text("{not json")  # a lost / damaged marker
+    extract_archive(str(archive), str(cache))
+    assert not (root / "train" / "stray.txt").exists()
+
+
+def test_unsafe_archive_members_are_refused_as_unsafe(tmp_path):
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(DataError, match="refusing to extract .*plain files") as e:
+        extract_archive(str(evil), str(tmp_path / "cache"))
+    assert "download it again" not in str(e.value) and not (tmp_path / "escape.txt").exists()
 
 
 def test_damaged_archive(tmp_path):

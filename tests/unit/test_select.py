@@ -2,8 +2,13 @@
 import pytest
 import torch
 
+import pss
+import pss.control
 from pss.errors import ConfigError
-from pss.select import SELECT_RULES, PatchSampler, num_kept, select_indices, select_tokens
+from pss.select import (
+    DEFAULT_INFERENCE_SELECT, DETERMINISTIC_RULES, SELECT_RULES, PatchSampler, default_inference_select, num_kept,
+    select_indices, select_tokens,
+)
 
 
 @pytest.mark.parametrize("n,rho,k", [(196, 1.0, 196), (196, 0.2, 39), (196, 0.4, 78), (196, 0.6, 118),
@@ -110,3 +115,43 @@ def test_sampler_module_modes():
     assert idx.shape == (2, 4)
     with pytest.raises(ConfigError):
         PatchSampler(keep_ratio=1.5)
+
+
+# ----------------------------------------------------------------------------- inference rule (the dial)
+
+
+def test_default_inference_rule_follows_training_and_is_deterministic():
+    torch.manual_seed(0)
+    model = pss.build_model("pss_vit_tiny_patch4_32", 10, depth=2, embed_dim=32, num_heads=2)
+    s = model.patch_drop
+    assert s.trained_select is None and pss.control.inference_select(model) == DEFAULT_INFERENCE_SELECT[None]
+    pss.set_keep_ratio(model, 1.0, select="random")  # every token: the weights do not learn a rule
+    assert s.trained_select is None
+    pss.set_keep_ratio(model, 0.4, select="random")  # a training step below 1 records the rule
+    assert s.trained_select == "random" and s.effective_select == "random"  # train mode: the training rule
+    model.eval()
+    assert s.effective_select == "grid" == DEFAULT_INFERENCE_SELECT["random"]  # never random unless asked
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad(), pss.use_keep_ratio(model, 0.5):
+        a, b = model(x), model(x)
+    assert torch.equal(a, b)  # the same logits for the same batch
+    with torch.no_grad(), pss.use_keep_ratio(model, 0.5, "random"):  # asked for: random, explicitly
+        assert s.effective_select == "random" and not torch.equal(model(x), model(x))
+    assert s.explicit_select is None and s.select == "random"
+    pss.set_keep_ratio(model, 0.4, select="magnitude")
+    assert s.trained_select == "magnitude" and pss.control.inference_select(model) == "magnitude"
+
+
+def test_trained_rule_of_a_recipe_and_unknown_rules():
+    from pss.config import TrainConfig
+
+    assert TrainConfig().trained_select is None  # fixed 1.0: a baseline
+    assert TrainConfig(select="random", schedule={"name": "cyclic"}).trained_select == "random"
+    assert TrainConfig(select="random", schedule={"name": "fixed", "rho": 0.5}).trained_select == "random"
+    for rule in (None, *SELECT_RULES):
+        assert default_inference_select(rule) in DETERMINISTIC_RULES
+    with pytest.raises(ConfigError, match=r"trained with selection rule 'topk', unknown to this version of pss.*--select"):
+        default_inference_select("topk")
+    model = pss.build_model("pss_vit_tiny_patch4_32", 10, depth=1, embed_dim=32, num_heads=2)
+    with pytest.raises(ConfigError, match="unknown to this version"):
+        pss.control.set_trained_select(model, "topk")

@@ -374,7 +374,7 @@ def plot_epoch_step_time(runs: list[Run], path: str | Path) -> Path:
         xs = [row.get("step", j) - first for j, row in enumerate(rows)]
         ys = [1000.0 * float(row["step_time_s"]) for row in rows]
         color = f"C{i}"
-        label = r.name if epoch is None else f"{r.name} (epoch {epoch})"
+        label = r.name if epoch is None else f"{r.name} (epoch {epoch + 1})"  # from 1, as training prints
         ax.plot(xs, ys, color=color, linewidth=1, label=label)
         means = step_time_by_keep_ratio(r, epoch)
         if means:
@@ -447,7 +447,7 @@ def write_report(run_dirs: list[str | Path], output: str | Path, names: list[str
     """Write the table (Markdown + JSON) and the three plots into `output`; returns what was written."""
     from pss.outputs import check_output_folder
 
-    out = check_output_folder(output)
+    out = check_output_folder(output, create=True)
     runs = load_runs(run_dirs, names)
     out.mkdir(parents=True, exist_ok=True)
     rows = summary_table(runs)
@@ -471,7 +471,8 @@ def write_report(run_dirs: list[str | Path], output: str | Path, names: list[str
         means = step_time_by_keep_ratio(r)
         if means:
             cells = ", ".join(f"rho {k:g}: {1000 * v:.1f} ms" for k, v in means.items())
-            md.append(f"- **{r.name}** (epoch {pick_epoch(r)}): {cells}")
+            epoch = pick_epoch(r)
+            md.append(f"- **{r.name}** (epoch {'-' if epoch is None else epoch + 1}): {cells}")
     md += ["", "## Figures", ""]
     md += [f"![{k}]({Path(v).name})" for k, v in figures.items()]
     (out / "report.md").write_text("\n".join(md) + "\n")

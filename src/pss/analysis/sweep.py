@@ -21,12 +21,17 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pss
-from pss.control import num_tokens
+from pss.control import inference_select, num_tokens
+from pss.analysis.evaldata import CLASS_MODES, labelled_loader, match_classes, val_loader_for  # noqa: F401 (re-exported)
 from pss.errors import ConfigError
+from pss.models.merge import TokenMerging, merge_rates
 from pss.flops import count_flops, example_input
 from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk_correct
+from pss.select import SELECT_RULES, check_select
 
 DEFAULT_KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+# What `pss sweep --reduce` runs: dropping tokens (the keep-ratio dial), merging them (ToMe), or both.
+REDUCE_MODES = ("drop", "merge", "both")
 
 
 def parse_keep_ratios(text: str) -> list[float]:
@@ -83,6 +88,48 @@ def evaluate(
 
 
 @torch.inference_mode()
+def measure_throughput_points(
+    points: list[tuple[nn.Module, float, str | None]],
+    batch_size: int = 64,
+    amp_dtype: torch.dtype | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+) -> list[float]:
+    """Images per second of each point (model, keep ratio, selection rule or None for the model's
+    default) alone (no data loading), on a random batch.
+
+    After `warmup` batches per point, `iters` rounds each time one batch per point (round-robin),
+    every batch between device synchronisations; the median is used. Interleaving and the median keep
+    a load change or a stray slow batch (another process on a shared CPU, a GC pause) from favouring
+    one point (a keep ratio, a merge rate, one of several checkpoints) over another.
+    """
+    models = list({id(m): m for m, _, _ in points}.values())
+    states = {id(m): m.training for m in models}
+    inputs = {}
+    for m in models:
+        m.eval()
+        inputs[id(m)] = example_input(m, batch_size)
+    times: list[list[float]] = [[] for _ in points]
+    try:
+        for m, rho, select in points:
+            with autocast(model_device(m), amp_dtype), pss.use_keep_ratio(m, rho, select):
+                for _ in range(warmup):  # allocator, kernel selection / autotuning, lazy init
+                    m(inputs[id(m)])
+        for _ in range(iters):
+            for (m, rho, select), t in zip(points, times):
+                device = model_device(m)
+                with autocast(device, amp_dtype), pss.use_keep_ratio(m, rho, select):
+                    synchronize(device)
+                    t0 = time.perf_counter()
+                    m(inputs[id(m)])
+                    synchronize(device)
+                    t.append(time.perf_counter() - t0)
+    finally:
+        for m in models:
+            m.train(states[id(m)])
+    return [batch_size / statistics.median(t) for t in times]
+
+
 def measure_throughput_models(
     models: list[nn.Module],
     batch_size: int = 64,
@@ -92,41 +139,15 @@ def measure_throughput_models(
     warmup: int = 3,
     iters: int = 10,
 ) -> list[dict[float, float]]:
-    """Images per second of each model alone (no data loading) at each keep ratio, on a random batch.
-
-    After `warmup` batches per (model, keep ratio), `iters` rounds each time one batch per
-    (model, keep ratio) (round-robin), every batch between device synchronisations; the median is
-    used. Interleaving and the median keep a load change or a stray slow batch (another process on a
-    shared CPU, a GC pause) from favouring one keep ratio, or one of several checkpoints of the same
-    architecture, over another.
-    """
+    """Images per second of each model at each keep ratio (`measure_throughput_points`, interleaved)."""
     rhos = [float(r) for r in keep_ratios]
-    states = [m.training for m in models]
-    inputs = []
-    for m in models:
-        m.eval()
-        inputs.append(example_input(m, batch_size))
-    times: list[dict[float, list[float]]] = [{r: [] for r in rhos} for _ in models]
-    try:
-        for rho in rhos:
-            for m, x in zip(models, inputs):
-                with autocast(model_device(m), amp_dtype), pss.use_keep_ratio(m, rho, select):
-                    for _ in range(warmup):  # allocator, kernel selection / autotuning, lazy init
-                        m(x)
-        for _ in range(iters):
-            for rho in rhos:
-                for m, x, t in zip(models, inputs, times):
-                    device = model_device(m)
-                    with autocast(device, amp_dtype), pss.use_keep_ratio(m, rho, select):
-                        synchronize(device)
-                        t0 = time.perf_counter()
-                        m(x)
-                        synchronize(device)
-                        t[rho].append(time.perf_counter() - t0)
-    finally:
-        for m, was_training in zip(models, states):
-            m.train(was_training)
-    return [{rho: batch_size / statistics.median(ts) for rho, ts in t.items()} for t in times]
+    points = [(m, rho, select) for rho in rhos for m in models]
+    speed = iter(measure_throughput_points(points, batch_size, amp_dtype, warmup, iters))
+    out: list[dict[float, float]] = [{} for _ in models]
+    for rho in rhos:
+        for d in out:
+            d[rho] = next(speed)
+    return out
 
 
 def ensure_sampler(model: nn.Module) -> nn.Module:
@@ -140,7 +161,7 @@ def sweep_model(
     model: nn.Module,
     loader: Iterable | None,
     keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
-    select: str = "magnitude",
+    select: str | None = None,
     batch_size: int = 64,
     amp_dtype: torch.dtype | None = None,
     warmup: int = 3,
@@ -150,9 +171,11 @@ def sweep_model(
 ) -> list[dict[str, Any]]:
     """One row per keep ratio: acc1, acc5, loss (None without a loader), images/s, GFLOPs/image, tokens.
 
-    `speed`: images/s per keep ratio measured beforehand (e.g. interleaved with other models);
-    measured here when not given."""
+    `select`: the selection rule; None = the model's deterministic default for the rule it was trained
+    with (`pss.control.inference_select`). `speed`: images/s per keep ratio measured beforehand (e.g.
+    interleaved with other models); measured here when not given."""
     ensure_sampler(model)
+    select = inference_select(model, select)
     keep_ratios = [float(r) for r in keep_ratios]
     if speed is None:
         speed = measure_throughput_models([model], batch_size, keep_ratios, select, amp_dtype, warmup, iters)[0]
@@ -162,20 +185,48 @@ def sweep_model(
         if loader is not None:
             row.update(evaluate(model, loader, rho, select, amp_dtype, max_batches))
         row["images_per_s"] = speed[rho]
-        was_training = model.training
-        model.eval()
-        row["gflops_per_image"] = count_flops(model, example_input(model, 1), rho, select=select) / 1e9
-        model.train(was_training)
+        row["gflops_per_image"] = _gflops(model, rho, select)
         row["tokens"] = num_tokens(model, rho)
         rows.append(row)
     return rows
+
+
+def merge_model_rows(
+    merged: list[TokenMerging],
+    loader: Iterable | None,
+    speeds: list[float],
+    amp_dtype: torch.dtype | None = None,
+    max_batches: int | None = None,
+) -> list[dict[str, Any]]:
+    """One row per merge rate (token merging at every patch, `pss.models.merge`): like `sweep_model`'s,
+    with `merge_r` and `tokens` = mean tokens entering a block."""
+    rows = []
+    for m, ips in zip(merged, speeds):
+        row: dict[str, Any] = {"merge_r": m.r, "keep_ratio": 1.0}
+        if loader is not None:
+            row.update(evaluate(m, loader, 1.0, None, amp_dtype, max_batches))
+        row["images_per_s"] = ips
+        row["gflops_per_image"] = _gflops(m, 1.0, None)
+        row["tokens"] = round(m.mean_tokens(), 2)
+        rows.append(row)
+    return rows
+
+
+def _gflops(model: nn.Module, rho: float, select: str | None) -> float:
+    was_training = model.training
+    model.eval()
+    try:
+        return count_flops(model, example_input(model, 1), rho, select=select) / 1e9
+    finally:
+        model.train(was_training)
 
 
 # ----------------------------------------------------------------------------- plot
 
 
 def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
-    """Left: top-1 vs keep ratio, one line per model, images/s annotated; right: top-1 vs images/s."""
+    """Left: top-1 vs keep ratio (token merging: vs its mean share of tokens per block), one line per
+    model and mechanism, images/s annotated; right: top-1 vs measured images/s (the Pareto view)."""
     fig = Figure(figsize=(12.0, 5.0), dpi=100, layout="constrained")
     ax, ax2 = fig.subplots(1, 2)
     entries = result["checkpoints"]
@@ -183,33 +234,41 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
         rows = [r for r in entry["results"] if r.get("acc1") is not None]
         if not rows:
             continue
-        color = f"C{i}"
-        rho = [r["keep_ratio"] for r in rows]
+        color, merge = f"C{i % 10}", entry.get("reduce") == "merge"
+        style = dict(marker="s" if merge else "o", linestyle="--" if merge else "-", color=color, label=entry["name"])
+        if merge:  # share of the full model's tokens per block, comparable with a keep ratio
+            full = max(r["tokens"] for r in rows)
+            xs = [r["tokens"] / full for r in rows]
+            tags = [f"r={r['merge_r']}" for r in rows]
+        else:
+            xs = [r["keep_ratio"] for r in rows]
+            tags = [f"{r['keep_ratio']:g}" for r in rows]
         acc = [r["acc1"] for r in rows]
         ips = [r["images_per_s"] for r in rows]
-        ax.plot(rho, acc, marker="o", color=color, label=entry["name"])
-        # throughput under (first line) / over (others) each point, so the labels do not collide
+        ax.plot(xs, acc, **style)
+        # throughput under (even lines) / over (odd lines) each point, so the labels do not collide
         dy = -12 if i % 2 == 0 else 8
-        for x, y, t in zip(rho, acc, ips):
+        for x, y, t in zip(xs, acc, ips):
             ax.annotate(f"{t:.0f}/s", (x, y), textcoords="offset points", xytext=(0, dy), ha="center",
                         fontsize=7, color=color)
-        ax2.plot(ips, acc, marker="o", color=color, label=entry["name"])
-        for x, y, r in zip(ips, acc, rho):
-            ax2.annotate(f"{r:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+        ax2.plot(ips, acc, **style)
+        for x, y, tag in zip(ips, acc, tags):
+            ax2.annotate(tag, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
     select = result.get("select", result.get("method", ""))  # records before 2026-11-24 say "method"
-    ax.set_title(f"Dynamic inference: accuracy vs keep ratio ({select} selection)")
-    ax.set_xlabel("keep ratio rho (fraction of patch tokens kept; labels: images/s)")
+    select = "each model's default" if select == "default" else select
+    ax.set_title(f"Dynamic inference: accuracy vs tokens kept ({select} selection)")
+    ax.set_xlabel("keep ratio rho (ToMe, dashed: mean share of tokens per block; labels: images/s)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.invert_xaxis()  # fewer patches (faster) to the right
     ax.margins(y=0.08)  # room for the throughput labels
     ax.grid(alpha=0.3)
-    ax2.set_title(f"Accuracy vs throughput ({result.get('device', '')}, batch {result.get('batch_size', '')})")
-    ax2.set_xlabel("throughput (images/s, model only; labels: keep ratio)")
+    ax2.set_title(f"Accuracy vs measured throughput ({result.get('device', '')}, batch {result.get('batch_size', '')})")
+    ax2.set_xlabel("throughput (images/s, model only; labels: keep ratio or merge rate r)")
     ax2.set_ylabel("top-1 accuracy (%)")
     ax2.grid(alpha=0.3)
     for a in (ax, ax2):
         if a.get_legend_handles_labels()[0]:
-            a.legend(title="model")
+            a.legend(title="model", fontsize=7)
     fig.savefig(path)
     return Path(path)
 
@@ -245,86 +304,68 @@ def checkpoint_label(path: str | Path) -> str:
     return p.stem
 
 
-def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, max_images: int | None = None):
-    """Validation loader from a checkpoint's resolved config (`data` overrides its data path), and
-    the data's class names."""
-    from pss.config import DataConfig
-    from pss.data import build_datasets, build_loader
-
-    d = dict(config.get("data") or {})
-    if data is not None:
-        d["path"] = data
-    # Only the validation split is used: do not decode the training set into memory, nor scan it.
-    d.update(in_memory=False, scan_images=False)
-    dcfg = DataConfig.from_dict(d)
-    _, val, classes = build_datasets(dcfg)
-    if max_images is not None and max_images < len(val):
-        val = torch.utils.data.Subset(val, range(max_images))
-    return build_loader(val, batch_size, train=False, cfg=dcfg), list(classes)
+def sweep_rules(select: str | None) -> list[str | None]:
+    """--select: None = each model's default rule, "all" = every rule, else that rule."""
+    if select is None:
+        return [None]
+    if select == "all":
+        return list(SELECT_RULES)
+    check_select(select)
+    return [select]
 
 
-# How a sweep treats data whose classes are not the checkpoint's (`pss sweep --classes`).
-CLASS_MODES = ("exact", "by-name", "as-is")
+def _check_sweep(batch_size: int, iters: int, warmup: int, reduce: str, names: list[str] | None,
+                 paths: list[str | Path]) -> None:
+    if batch_size < 1 or iters < 1 or warmup < 0:
+        raise ConfigError(f"need batch_size >= 1, iters >= 1, warmup >= 0; got {batch_size}, {iters}, {warmup}")
+    if reduce not in REDUCE_MODES:
+        raise ConfigError(f"unknown --reduce {reduce!r}; choose one of {', '.join(REDUCE_MODES)}")
+    if names is not None and len(names) != len(paths):
+        raise ConfigError(f"got {len(names)} names for {len(paths)} checkpoints")
 
 
-def match_classes(trained: list[str] | None, num_outputs: int, data: list[str], mode: str = "exact",
-                  label: str = "the checkpoint") -> torch.Tensor | None:
-    """Check the data's classes against those the model was trained on.
-
-    exact: the same names in the same order (or, with no names recorded, the same number);
-    by-name: every data class must be a trained one, and the returned table maps data label ->
-    model output index; as-is: no check (the data's label indices are taken as the model's).
-    Raises ConfigError (one line, naming both sides and the option) on a mismatch.
-    """
-    if mode not in CLASS_MODES:
-        raise ConfigError(f"unknown class mode {mode!r}; choose one of {', '.join(CLASS_MODES)}")
-    if mode == "as-is":
-        return None
-
-    def shown(names: list[str]) -> str:
-        return ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-
-    if trained is None:
-        if mode == "by-name":
-            raise ConfigError(f"{label} records no class names, so --classes by-name cannot map them; "
-                              "use --classes as-is to take the data's labels as they are")
-        if len(data) != num_outputs:
-            raise ConfigError(f"{label} has {num_outputs} outputs but the data has {len(data)} classes "
-                              f"({shown(data)}): use the data it was trained on, or --classes as-is")
-        return None
-    if mode == "exact":
-        if list(trained) != list(data):
-            raise ConfigError(
-                f"the data's classes ({shown(data)}) are not those {label} was trained on ({shown(trained)}): "
-                "use the data it was trained on, --classes by-name to map classes by name, or --classes as-is"
-            )
-        return None
-    unknown = [c for c in data if c not in trained]
-    if unknown:
-        raise ConfigError(f"data classes unknown to {label}: {shown(unknown)} (trained on {shown(trained)}); "
-                          "remove those class folders, or use --classes as-is")
-    return torch.tensor([trained.index(c) for c in data])
+def _checkpoint_info(path: str | Path, model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+    """What a sweep entry says about its checkpoint: model, how it was trained, its default rule."""
+    return {
+        "checkpoint": str(path),
+        "model": (config.get("model") or {}).get("name"),
+        "trained_schedule": config.get("schedule"),
+        "trained_select": pss.samplers(model)[0].trained_select,  # None: trained at every token
+        "default_select": inference_select(model),
+        "num_params": sum(p.numel() for p in model.parameters()),
+    }
 
 
-class _MappedLabels:
-    """A loader whose labels go through a lookup table (data label -> model output)."""
+def _points(models: list[nn.Module], drops: list[list[str | None]], merged: list[list[TokenMerging]],
+            keep_ratios: list[float]) -> list[tuple[nn.Module, float, str | None]]:
+    """Every (model, keep ratio, rule) a sweep times: each model's drop dial, then its merging variants."""
+    points: list[tuple[nn.Module, float, str | None]] = []
+    for m, used, wrapped in zip(models, drops, merged):
+        points += [(m, rho, rule) for rule in used for rho in keep_ratios]
+        points += [(w, 1.0, None) for w in wrapped]
+    return points
 
-    def __init__(self, loader: Any, table: torch.Tensor) -> None:
-        self.loader, self.table = loader, table
 
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Any:
-        for images, targets in self.loader:
-            yield images, self.table.to(targets.device)[targets]
+def _merged_variants(paths: list[str | Path], models: list[nn.Module], reduce: str,
+                     merge_r: Iterable[int] | None) -> list[list[TokenMerging]]:
+    """Per model, its token-merging variants (one per rate of `merge_r`, default the model's `merge_rates`)."""
+    merged: list[list[TokenMerging]] = [[] for _ in models]
+    if reduce in ("merge", "both"):
+        for i, (path, model) in enumerate(zip(paths, models)):
+            try:
+                rates = list(merge_r) if merge_r is not None else [0, *merge_rates(
+                    model.patch_embed.num_patches, len(model.blocks))]
+                merged[i] = [TokenMerging(model, r) for r in rates]
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
+    return merged
 
 
 def sweep_checkpoints(
     paths: list[str | Path],
     data: str | None = None,
     keep_ratios: Iterable[float] = DEFAULT_KEEP_RATIOS,
-    select: str = "magnitude",
+    select: str | None = None,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     precision: str = "auto",
@@ -333,49 +374,48 @@ def sweep_checkpoints(
     iters: int = 10,
     max_images: int | None = None,
     classes: str = "exact",
+    reduce: str = "drop",
+    merge_r: Iterable[int] | None = None,
 ) -> dict[str, Any]:
-    """Sweep every checkpoint over `keep_ratios` on its validation set; the result `write_sweep` saves.
+    """Sweep every checkpoint on its validation set; the result `write_sweep` saves.
+
+    reduce: "drop" sweeps `keep_ratios` with `select` (None: each model's deterministic default for
+    the rule it was trained with; "all": every rule); "merge" runs token merging (ToMe) at every
+    patch with each rate of `merge_r` (default: `merge_rates` of the model); "both" does both. All
+    points of all checkpoints are timed interleaved, on the same batch size.
     `classes`: how data whose classes differ from the checkpoint's is treated (see `match_classes`)."""
-    from pss.runfolder import stored_class_names
     from pss.models.hub import load_model
     from pss.runinfo import run_info
 
-    if batch_size < 1 or iters < 1 or warmup < 0:
-        raise ConfigError(f"need batch_size >= 1, iters >= 1, warmup >= 0; got {batch_size}, {iters}, {warmup}")
+    _check_sweep(batch_size, iters, warmup, reduce, names, paths)
+    rules = sweep_rules(select)
     device = resolve_device(device)
     amp_dtype = resolve_amp(precision, device).dtype
     keep_ratios = [float(r) for r in keep_ratios]
-    if names is not None and len(names) != len(paths):
-        raise ConfigError(f"got {len(names)} names for {len(paths)} checkpoints")
     # Every model first, so that their throughput is measured interleaved (one model's figures are
     # not taken at a quieter or busier moment than another's), then each one's accuracy.
     loaded = [load_model(path, device) for path in paths]
-    # The data's classes against each checkpoint's, before any long work.
-    loaders = []
-    for path, (model, config) in zip(paths, loaded):
-        loader, data_classes = val_loader_for(config, data, batch_size, max_images)
-        num_outputs = int((config.get("model") or {}).get("num_classes") or len(data_classes))
-        table = match_classes(stored_class_names(path), num_outputs, data_classes, classes, label=str(path))
-        loaders.append(loader if table is None else _MappedLabels(loader, table))
     models = [ensure_sampler(model) for model, _ in loaded]
-    speeds = measure_throughput_models(models, batch_size, keep_ratios, select, amp_dtype, warmup, iters)
+    # Bad merge settings, the data's classes against each checkpoint's: before any long work.
+    merged = _merged_variants(paths, models, reduce, merge_r)
+    loaders = [labelled_loader(path, config, data, batch_size, max_images, classes)
+               for path, (_, config) in zip(paths, loaded)]
+    # (model, rule) variants of the drop dial, each rule resolved (None -> the model's default)
+    drops = [[inference_select(m, rule) for rule in rules] if reduce != "merge" else [] for m in models]
+    speeds = iter(measure_throughput_points(_points(models, drops, merged, keep_ratios), batch_size, amp_dtype,
+                                            warmup, iters))
     entries = []
-    for i, (path, (model, config), speed, loader) in enumerate(zip(paths, loaded, speeds, loaders)):
-        rows = sweep_model(model, loader, keep_ratios, select, batch_size, amp_dtype, warmup, iters, speed=speed)
-        entries.append({
-            "name": names[i] if names else checkpoint_label(path),
-            "checkpoint": str(path),
-            "model": (config.get("model") or {}).get("name"),
-            "trained_schedule": config.get("schedule"),
-            "trained_select": config.get("select"),
-            "num_params": sum(p.numel() for p in model.parameters()),
-            "results": rows,
-        })
-    return {
-        "keep_ratios": keep_ratios,
-        "select": select,
-        "batch_size": batch_size,
-        "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
-        **run_info(device),
-        "checkpoints": entries,
-    }
+    for i, (path, (model, config), loader) in enumerate(zip(paths, loaded, loaders)):
+        label = names[i] if names else checkpoint_label(path)
+        common = _checkpoint_info(path, model, config)
+        for rule in drops[i]:
+            speed = {rho: next(speeds) for rho in keep_ratios}
+            rows = sweep_model(model, loader, keep_ratios, rule, batch_size, amp_dtype, speed=speed)
+            name = label if len(rules) == 1 and reduce == "drop" else f"{label} ({rule})"
+            entries.append({"name": name, **common, "reduce": "drop", "select": rule, "results": rows})
+        if merged[i]:
+            rows = merge_model_rows(merged[i], loader, [next(speeds) for _ in merged[i]], amp_dtype)
+            entries.append({"name": f"{label} (ToMe)", **common, "reduce": "merge", "select": None, "results": rows})
+    precision = "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
+    return {"keep_ratios": keep_ratios, "select": "default" if select is None else select, "reduce": reduce,
+            "batch_size": batch_size, "precision": precision, **run_info(device), "checkpoints": entries}

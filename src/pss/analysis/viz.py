@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import pss
+from pss.control import inference_select
 from pss.errors import DataError
 from pss.schedule import Schedule
 
@@ -114,7 +115,7 @@ def plot_patch_grid(
             ax.set_title(title, fontsize=9)
             if j == 0 and row_labels is not None:
                 ax.set_ylabel(row_labels[i], fontsize=8)
-    fig.suptitle(f"Patches kept by the model ({select or pss.samplers(model)[0].select} selection; grey = dropped)")
+    fig.suptitle(f"Patches kept by the model ({inference_select(model, select)} selection; grey = dropped)")
     fig.savefig(path)
     return {"path": str(path), "predictions": preds}
 
@@ -150,17 +151,15 @@ def eval_data_config(model: nn.Module, config: dict[str, Any]):
 
 def load_images(files: Sequence[Path], data_cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """(model inputs (N, C, H, W) through the training run's eval transform, the same images (N, H, W, 3) in [0, 1])."""
-    from PIL import Image
-
     from pss.data import build_transforms
+    from pss.data.datasets import load_rgb
 
     eval_tf = build_transforms(data_cfg)[1]
     xs = []
     for f in files:
         try:
-            with Image.open(f) as img:
-                xs.append(eval_tf(img.convert("RGB")))
-        except OSError as e:
+            xs.append(eval_tf(load_rgb(f)))
+        except (OSError, ValueError) as e:
             raise DataError(f"cannot read image {str(f)!r}: {e}") from e
     x = torch.stack(xs)
     mean = torch.tensor(data_cfg.mean).view(1, 3, 1, 1)

@@ -1,13 +1,15 @@
-"""`pss bench speed`: training-step time per keep ratio vs the FLOP ratio."""
+"""`pss bench speed`: training-step time per keep ratio vs the FLOP ratio; `pss bench data`: the recipe's loader."""
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from pss.bench import format_speed_table, speed_benchmark
+from pss.bench import data_benchmark, format_data_table, format_speed_table, speed_benchmark
+from pss.config import parse_kwargs
+from pss.checkpoint import atomic_write
 from pss.errors import ConfigError
 from pss.models.attention import ATTN_IMPLS
+from pss.outputs import check_output_file
 from pss.runtime import PRECISIONS, resolve_device
 
 
@@ -16,6 +18,13 @@ def _floats(text: str) -> tuple[float, ...]:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,26 +48,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inference", action="store_true", help="also measure eval-mode images/s per keep ratio")
     p.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. --set pos_embed=rope --set depth=6")
-    p.add_argument("--output", "-o", "--json", dest="json", type=Path, default=None, metavar="FILE.json",
+    p.add_argument("--output", "-o", "--json", dest="json", default=None, metavar="FILE.json",
                    help="write the results to this JSON file (--json: the old spelling)")
     p.set_defaults(func=run_speed)
 
-
-def _model_kwargs(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
-    return out
+    d = kinds.add_parser("data", help="images/s the recipe's training loader delivers, per worker count")
+    d.add_argument("--config", "-c", default=None, help="recipe (default: the built-in defaults)")
+    d.add_argument("--data", default=None, help="data path (overrides the recipe's data.path)")
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="recipe override, e.g. --set batch_size=256")
+    d.add_argument("--workers", type=_ints, default=None, help="worker counts to sweep, e.g. 2,4,8 (default: the recipe's)")
+    d.add_argument("--device", default=None, help="where batches go (default: the recipe's device)")
+    d.add_argument("--warmup", type=int, default=3, help="batches before timing (they pay the workers' start-up)")
+    d.add_argument("--batches", type=int, default=20, help="batches timed per worker count")
+    d.add_argument("--output", "-o", "--json", dest="json", default=None, metavar="FILE.json",
+                   help="write the results to this JSON file (for budget_cost: measured:SPEED.json,DATA.json)")
+    d.set_defaults(func=run_data)
 
 
 def run_speed(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         raise ConfigError("--batch-size and --iters must be >= 1 and --warmup >= 0")
+    output = check_output_file(args.json, "speed.json") if args.json else None  # before the benchmark, not after
     device = str(resolve_device(args.device))  # auto -> cuda when there is one; a missing GPU is a one-line error
     if args.compile:
         from pss.dynamo import raise_recompile_limit
@@ -68,11 +79,25 @@ def run_speed(args: argparse.Namespace) -> int:
     report = speed_benchmark(
         args.model, img_size=args.img_size, batch_size=args.batch_size, keep_ratios=args.keep, device=device,
         amp=args.amp, compile=args.compile, warmup=args.warmup, iters=args.iters, inference=args.inference,
-        select=args.select, model_kwargs=_model_kwargs(args.model_kwargs), attn_impl=args.attn_impl,
+        select=args.select, model_kwargs=parse_kwargs(args.model_kwargs), attn_impl=args.attn_impl,
     )
     print(format_speed_table(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    _write_json(output, report)
+    return 0
+
+
+def _write_json(output, report: dict) -> None:
+    if output is not None:
+        atomic_write(output, lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+        print(f"wrote {output}")
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from pss.train import resolve_config
+
+    output = check_output_file(args.json, "data.json") if args.json else None  # before the benchmark, not after
+    cfg, _ = resolve_config(args.config, args.overrides, data=args.data, output="-")
+    report = data_benchmark(cfg, workers=args.workers, warmup=args.warmup, batches=args.batches, device=args.device)
+    print(format_data_table(report))
+    _write_json(output, report)
     return 0

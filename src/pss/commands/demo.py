@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", default=None, metavar="PATH", help="dataset folder or archive (default: the built-in set)")
+    p.add_argument("--data", default=None, metavar="PATH", help="dataset folder, archive or hf:NAME (default: the built-in set)")
     p.add_argument("--output", "-o", default="runs/demo", metavar="DIR", help="output folder (default runs/demo)")
     p.add_argument("--config", default="demo", metavar="FILE", help="recipe for all runs (default: configs/demo.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

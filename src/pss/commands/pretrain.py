@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from pss.commands.train import add_run_arguments, alias_overrides
+from pss.commands.train import add_run_arguments, alias_overrides, say_what_to_do_when_stopped
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
     cfg, resume_from = resolve_pretrain_config(
         args.config, alias_overrides(args) + args.overrides, data=args.data, output=args.output, init=args.init, resume=args.resume,
     )
+    say_what_to_do_when_stopped(cfg.output_dir)
     pretrain(cfg, resume_from=resume_from, overwrite=args.overwrite, quiet=args.quiet)
     return 0

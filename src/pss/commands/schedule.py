@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from typing import Any
 
 from pss.errors import ConfigError
 from pss.budget import FREE_PARAMETER
-from pss.schedule import SCHEDULES, Schedule, from_dict, schedule_from_spec
+from pss.schedule import MAX_LISTED_STEPS, SCHEDULES, Schedule, from_dict, schedule_from_spec
 
 # Per-kind parameters: (flag, dataclass field, required, help).
 _PARAMS: dict[str, list[tuple[str, str, bool, str]]] = {
@@ -119,10 +118,10 @@ def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int):
     """--budget: the solved schedule and its plan (the cost model from --model or --budget-cost)."""
     import pss
     from pss.budget import FlopCost, TableCost, check_budget, solve_budget
-    from pss.commands.bench import _model_kwargs
+    from pss.config import parse_kwargs
 
     check_budget(args.budget, sched)
-    kwargs = _model_kwargs(args.model_kwargs)
+    kwargs = parse_kwargs(args.model_kwargs)
     if args.budget_cost == "flops":
         if not args.model:
             raise ConfigError("--budget needs --model NAME (the model whose FLOPs set the cost) or --budget-cost FILE")
@@ -145,31 +144,46 @@ def run(args: argparse.Namespace) -> int:
     if args.budget is not None:
         plan = solve(args, sched, spe, total)
         sched = plan.schedule
-    values = sched.values(spe, total)  # also checks that warm-up + cool-down fit the run
+    counts = sched.counts(spe, total)  # also checks that warm-up + cool-down fit the run
     if args.json:
-        rows = [json.dumps({"step": s, "epoch": s // spe, "keep_ratio": v}) for s, v in enumerate(values)]
+        if total > MAX_LISTED_STEPS:
+            raise ConfigError(f"--json lists every step, and this run has {total} (at most {MAX_LISTED_STEPS}); "
+                              "leave out --json for the summary, or give fewer --epochs")
+        rows = [json.dumps({"step": s, "epoch": s // spe, "keep_ratio": v}) for s, v in enumerate(sched.values(spe, total))]
         print("[\n" + ",\n".join(rows) + "\n]")
     else:
         if plan is not None:
-            print(f"budget {plan.budget:g}: {plan.parameter} = {plan.value:g}, predicted cost {plan.predicted_cost:.4f} "
-                  f"of the full-token run (cost model: {plan.cost_model})")
-        print(summary(sched, values, spe))
+            print(budget_header(plan, counts, sched.to_dict().get("grid")))
+        print(summary(sched, counts, spe, total))
     return 0
 
 
-def summary(sched: Schedule, values: list[float], steps_per_epoch: int) -> str:
+def budget_header(plan: Any, counts: dict[float, int], grid: float | None) -> str:
+    """The --budget line: the keep ratios that run (after the grid's rounding), then the solved parameter."""
+    distinct = sorted(counts)
+    runs = ", ".join(f"{v:g}" for v in distinct) if len(distinct) <= 6 else f"{distinct[0]:g} to {distinct[-1]:g}"
+    where = f" on the {grid:g} grid (solved {plan.parameter} = {plan.value:.4g} before rounding)" if grid else \
+        f" (solved {plan.parameter} = {plan.value:.4g})"
+    return (f"budget {plan.budget:g}: runs keep ratios {runs}{where}, predicted cost {plan.predicted_cost:.4f} "
+            f"of the full-token run (cost model: {plan.cost_model})")
+
+
+def summary(sched: Schedule, counts: dict[float, int], steps_per_epoch: int, total: int) -> str:
     """Readable report: parameters, run length, mean rho, distinct rhos, and a per-epoch view."""
-    total = len(values)
     params = ", ".join(f"{k}={v}" for k, v in sched.to_dict().items() if k != "name")
     epochs = -(-total // steps_per_epoch)
     lines = [
         f"schedule: {sched.name}({params})",
         f"steps: {total} ({total / steps_per_epoch:g} epochs x {steps_per_epoch} steps/epoch)",
-        f"mean keep ratio: {sum(values) / total:.4f} (share of patch tokens vs. rho = 1.0)",
+        f"mean keep ratio: {sum(v * n for v, n in counts.items()) / total:.4f} (share of patch tokens vs. rho = 1.0)",
         "keep ratios (value: steps, share):",
     ]
-    for v, n in sorted(Counter(values).items()):
+    for v, n in counts.items():
         lines.append(f"  {v!s:<9} {n:>8d} steps  {100 * n / total:5.1f}%")
+    if total > MAX_LISTED_STEPS:
+        lines.append(f"per epoch: not shown for runs over {MAX_LISTED_STEPS} steps")
+        return "\n".join(lines)
+    values = sched.values(steps_per_epoch, total)
     # Per epoch: identical consecutive epochs collapse to one line, so long runs stay short.
     lines.append("per epoch (mean, min, max" + (", every step" if steps_per_epoch <= 20 else "") + "):")
     chunks = [tuple(values[e * steps_per_epoch:(e + 1) * steps_per_epoch]) for e in range(epochs)]
@@ -179,7 +193,7 @@ def summary(sched: Schedule, values: list[float], steps_per_epoch: int) -> str:
         while last + 1 < epochs and chunks[last + 1] == chunks[e]:
             last += 1
         c = chunks[e]
-        label = f"epoch {e}" if last == e else f"epochs {e}-{last}"
+        label = f"epoch {e + 1}" if last == e else f"epochs {e + 1}-{last + 1}"  # counted from 1, as training prints
         line = f"  {label:<14} mean {sum(c) / len(c):.3f}  min {min(c)}  max {max(c)}"
         if steps_per_epoch <= 20:
             line += "  [" + " ".join(map(str, c)) + "]"

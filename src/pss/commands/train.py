@@ -36,8 +36,8 @@ def add_run_arguments(
     """The run flags `pss train` and `pss pretrain` share (same names, same behaviour)."""
     p.add_argument("--config", metavar="FILE", help="YAML recipe (or a shipped recipe's name, e.g. demo); "
                    "default: built-in defaults, or the checkpoint's config with --resume")
-    p.add_argument("--data", metavar="PATH", help="dataset folder or .tar.gz (sets data.path); default: the recipe's, "
-                   "or the built-in synthetic set")
+    p.add_argument("--data", metavar="PATH", help="dataset folder, .tar.gz, or a Hugging Face dataset: hf:NAME[:CONFIG], "
+                   "a save_to_disk folder, parquet files (sets data.path); default: the recipe's, or the built-in set")
     p.add_argument("--output", "-o", metavar="DIR", help="run folder (default: runs/<recipe name>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key, dotted for nested keys (e.g. --set epochs=2 --set optim.lr=1e-3); "
@@ -143,6 +143,16 @@ def unknown_flag_hint(unknown: list[str]) -> str:
     return "\n  ".join(hints)
 
 
+def say_what_to_do_when_stopped(output_dir: str | None) -> None:
+    """The "interrupted" line of a stopped run names its next step (pss.train.recovery_hint)."""
+    from pathlib import Path
+
+    from pss import interrupt
+    from pss.train import recovery_hint
+
+    interrupt.recovery_hint = lambda: recovery_hint(Path(output_dir or "runs/train").expanduser())
+
+
 def run(args: argparse.Namespace) -> int:
     from pss.resolve import resolve_config
     from pss.train import train
@@ -151,5 +161,6 @@ def run(args: argparse.Namespace) -> int:
         args.config, alias_overrides(args) + args.overrides, data=args.data, output=args.output, init=args.init,
         resume=args.resume,
     )
+    say_what_to_do_when_stopped(cfg.output_dir)
     train(cfg, resume_from=resume_from, overwrite=args.overwrite, quiet=args.quiet)
     return 0

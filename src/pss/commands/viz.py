@@ -14,7 +14,7 @@ from pss.analysis.sweep import parse_keep_ratios
 from pss.errors import ConfigError
 from pss.outputs import check_output_file
 from pss.runtime import resolve_device
-from pss.schedule import Schedule, is_schedule_spec, schedule_from_spec
+from pss.schedule import MAX_LISTED_STEPS, Schedule, is_schedule_spec, schedule_from_spec
 from pss.select import SELECT_RULES
 
 
@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     k.add_argument("--images", nargs="+", required=True, metavar="FILE_OR_DIR",
                    help="image files, or folders searched recursively for images")
     k.add_argument("--keep", default="1.0,0.8,0.6,0.4,0.2", help="comma-separated keep ratios (columns)")
-    k.add_argument("--select", choices=SELECT_RULES, default=None, help="selection rule (default: the checkpoint's)")
+    k.add_argument("--select", choices=SELECT_RULES, default=None, help="selection rule (default: the deterministic one for the rule the checkpoint was trained with)")
     k.add_argument("--max-images", type=int, default=8, help="at most this many images (rows); default 8")
     k.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     k.add_argument("--output", "-o", required=True, metavar="FILE.png",
@@ -94,6 +94,9 @@ def run_schedule(args: argparse.Namespace) -> int:
     if not epochs > 0 or args.steps_per_epoch < 1:
         raise ConfigError("--epochs must be > 0 and --steps-per-epoch >= 1")
     total = max(1, int(epochs * args.steps_per_epoch + 0.5))
+    if total > MAX_LISTED_STEPS:
+        raise ConfigError(f"{total} steps are too many to draw (at most {MAX_LISTED_STEPS}); give fewer --epochs or "
+                          "--steps-per-epoch (the shape repeats), or see the counts with pss schedule")
     for sched in schedules.values():
         sched.check_run(args.steps_per_epoch, total)
     result = viz.plot_schedules(schedules, args.steps_per_epoch, total, output)

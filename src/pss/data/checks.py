@@ -9,7 +9,7 @@ import logging
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+
 from pathlib import Path
 
 from PIL import Image
@@ -18,39 +18,18 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from pss.config import DataConfig
 from pss.data.archives import ARCHIVE_SUFFIXES, extract_archive, is_archive
 from pss.data.builtin import builtin_class_names
+from pss.data.report import DataReport
 from pss.errors import ConfigError, DataError
 
 log = logging.getLogger("pss.data")
-
-
-@dataclass
-class DataReport:
-    """What `check_data` found. ``corrupt`` lists unreadable files (left out when on_corrupt='skip')."""
-
-    source: str  # "builtin" or "folder"
-    root: str | None
-    classes: list[str]
-    train_counts: dict[str, int]  # readable images per class
-    val_counts: dict[str, int]
-    corrupt: list[str] = field(default_factory=list)
-    scanned: int = 0  # files opened by the corrupt-image scan
-    sampled: bool = False  # True when only a sample was scanned (large datasets)
-    train_samples: list[tuple[str, int]] = field(default_factory=list, repr=False)
-    val_samples: list[tuple[str, int]] = field(default_factory=list, repr=False)
-
-    @property
-    def num_train(self) -> int:
-        return sum(self.train_counts.values())
-
-    @property
-    def num_val(self) -> int:
-        return sum(self.val_counts.values())
 
 
 def _image_error(path: str) -> str | None:
     """None if PIL can parse the file's header and structure, else the reason."""
     try:
         with Image.open(path) as im:
+            if im.mode == "F":
+                return "a floating-point image (mode F): save it as 8- or 16-bit"
             im.verify()  # cheap: checks structure (and PNG CRCs) without decoding all pixels
     except Exception as e:  # noqa: BLE001 - any failure means "unreadable"; the reason is reported
         return f"{type(e).__name__}: {e}"
@@ -129,13 +108,18 @@ def check_data(cfg: DataConfig) -> DataReport:
     Checks the path, the split folders, class folders (each with images, the same classes in both
     splits) and scans for unreadable images (all of them, or a sample for very large sets; see
     `DataConfig.scan_max_files`). With ``on_corrupt: fail`` any unreadable image raises.
-    An archive path is extracted to the cache first; an `auto_augment` policy is parsed by timm.
+    An archive path is extracted to the cache first; a Hugging Face dataset is checked by `check_hf`; an
+    `auto_augment` policy is parsed by timm.
     """
     check_augment(cfg)
     if cfg.path is None:
         names = builtin_class_names(cfg.builtin_num_classes)
         per_class = lambda n: {c: n // len(names) + (i < n % len(names)) for i, c in enumerate(names)}  # noqa: E731
         return DataReport("builtin", None, names, per_class(cfg.builtin_num_train), per_class(cfg.builtin_num_val))
+    from pss.data.hf import check_hf, is_hf_source
+
+    if is_hf_source(cfg.path):  # hf:NAME, a save_to_disk folder, parquet files
+        return check_hf(cfg)
 
     path = Path(cfg.path).expanduser()
     if not path.exists():

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -19,6 +20,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from pss.config import DataConfig
 from pss.data.builtin import builtin_class_names, builtin_split
 from pss.data.checks import DataReport, check_data
+from pss.data.readable import WIDE_GREY_MODES, first_readable, load_rgb  # noqa: F401 (load_rgb re-exported)
 from pss.errors import DataError
 
 log = logging.getLogger("pss.data")
@@ -66,6 +68,8 @@ class InMemoryDataset(Dataset):
         return self.normalize(self.images[index : index + 1])[0], int(self.targets[index])
 
 
+# Grey images of more than 8 bits per pixel; PIL's convert("RGB") clips them at 255 (a 16-bit PNG
+# comes out almost white), so `load_rgb` scales them to 8 bits instead.
 class CheckedImageFolder(ImageFolder):
     """`ImageFolder` over the files `check_data` accepted (no second directory walk).
 
@@ -78,24 +82,15 @@ class CheckedImageFolder(ImageFolder):
                  on_corrupt: str = "skip") -> None:
         self._checked = samples
         self.on_corrupt = on_corrupt
-        super().__init__(root, transform=transform)
+        super().__init__(root, transform=transform, loader=load_rgb)
 
     def make_dataset(self, directory: Any, class_to_idx: dict[str, int], extensions: Any = None,
                      is_valid_file: Any = None, allow_empty: bool = False) -> list[tuple[str, int]]:
         return list(self._checked)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        for attempt in range(len(self.samples)):
-            i = (index + attempt) % len(self.samples)
-            try:
-                return super().__getitem__(i)
-            except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "not an image"
-                path = self.samples[i][0]
-                if self.on_corrupt == "fail":
-                    raise DataError(f"cannot read image {path} ({e}): remove or replace it, or set "
-                                    "data.on_corrupt: skip") from e
-                log.warning("skipping unreadable image %s (%s)", path, e)
-        raise DataError(f"no readable image in {self.root}")
+        return first_readable(super().__getitem__, index, len(self.samples), lambda i: self.samples[i][0],
+                              self.on_corrupt, "remove or replace it", self.root)
 
 
 def timm_train_transform(cfg: DataConfig) -> Callable:
@@ -186,19 +181,25 @@ def build_datasets(cfg: DataConfig, device: torch.device | str | None = None,
                 InMemoryDataset(xv, yv, names, cfg.mean, cfg.std, transform=eval_tf), names)
 
     report = report or check_data(cfg)
-    root = Path(report.root)
-    train_root, val_root = str(root / cfg.train_split), str(root / cfg.val_split)
+    if report.source == "hf":
+        from pss.data.hf import hf_datasets
+
+        per_image = lambda train_tf, val_tf: hf_datasets(report, train_tf, val_tf, cfg.on_corrupt)  # noqa: E731
+    else:
+        root = Path(report.root)
+        train_root, val_root = str(root / cfg.train_split), str(root / cfg.val_split)
+        per_image = lambda train_tf, val_tf: (  # noqa: E731
+            CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt),
+            CheckedImageFolder(val_root, report.val_samples, val_tf, cfg.on_corrupt))
     if not cfg.in_memory:
-        return (CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt),
-                CheckedImageFolder(val_root, report.val_samples, eval_tf, cfg.on_corrupt), report.classes)
+        train, val = per_image(train_tf, eval_tf)
+        return train, val, report.classes
     # Decode once at img_size: train images resized + centre-cropped to img_size (random crops and flips
     # happen on the device later), val images exactly as the eval transform would, minus normalisation.
     interp = T.InterpolationMode.BICUBIC if cfg.interpolation == "random" else T.InterpolationMode(cfg.interpolation)
     to_u8 = T.Compose([T.Resize(cfg.img_size, interpolation=interp), T.CenterCrop(cfg.img_size), T.PILToTensor()])
     out = []
-    for folder, samples, tf in ((train_root, report.train_samples, to_u8),
-                                (val_root, report.val_samples, timm_eval_transform(cfg, normalize=False))):
-        ds = CheckedImageFolder(folder, samples, tf, cfg.on_corrupt)
+    for ds in per_image(to_u8, timm_eval_transform(cfg, normalize=False)):
         x, y = _decode_all(ds, cfg.img_size, cfg.num_workers, device)
         out.append(InMemoryDataset(x, y, report.classes, cfg.mean, cfg.std))
     return out[0], out[1], report.classes

@@ -32,6 +32,10 @@ def check_model_name(name: str) -> None:
         raise ConfigError(f"unknown model.name {name!r}; {suggest_model_names(name)}")
 
 
+# Options every timm ViT takes (set from the recipe's model section, not its kwargs)
+_STANDARD_KWARGS = ("img_size", "drop_path_rate", "drop_rate")
+
+
 def build_model(name: str, num_classes: int, img_size: int | None = None, **kwargs) -> nn.Module:
     """Build a PSS model by name: ours (`pss_vit_*`) or any timm ViT / EVA (attached).
 
@@ -44,8 +48,10 @@ def build_model(name: str, num_classes: int, img_size: int | None = None, **kwar
         kwargs["img_size"] = img_size
     try:
         model = timm.create_model(name, num_classes=num_classes, **kwargs)
-    except TypeError as e:  # an option the architecture does not take
-        raise ConfigError(f"model {name!r} does not accept these options: {e}") from e
+    except (TypeError, AssertionError) as e:  # an option the architecture does not take, or a value it refuses
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k not in _STANDARD_KWARGS) or "none"
+        raise ConfigError(f"model {name!r} does not accept these options ({given}): {str(e) or 'refused by timm'}; "
+                          "change or remove them (model.kwargs), or choose a pss_vit_* model") from e
     except PssError:
         raise
     except Exception as e:  # noqa: BLE001  (hub / network / file errors of the weight download)

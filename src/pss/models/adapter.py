@@ -23,7 +23,7 @@ from pss.select import PatchSampler, check_keep_ratio, check_select
 log = logging.getLogger(__name__)
 
 
-def _kind(model: nn.Module) -> str | None:
+def model_kind(model: nn.Module) -> str | None:
     from timm.models.eva import Eva
     from timm.models.vision_transformer import VisionTransformer
 
@@ -37,12 +37,20 @@ def _kind(model: nn.Module) -> str | None:
 def _unsupported_message(model: nn.Module) -> str:
     cls = type(model)
     family = cls.__module__.rsplit(".", 1)[-1]
+    supported = (
+        "Supported: models of timm's VisionTransformer class (most vit_* and deit_*, DINOv2/v3 with registers, "
+        "SigLIP, CLIP, FlexiViT, hybrid vit_*_r50_*) and Eva class (eva02_*, vit_*_rope_*); not vit_relpos_*, "
+        "samvit_*, beit*, swin*, or convolutional models. `timm.create_model(name).__class__` tells which"
+    )
+    if not hasattr(model, "patch_embed"):  # a CNN or anything else without patch tokens
+        return (f"cannot attach PSS to {cls.__name__} ({cls.__module__}): it is not a Vision Transformer - it has no "
+                "patch embedding (`patch_embed`) and so no patch tokens to drop. " + supported)
+    lacks = "no patch-drop stage (`patch_drop`)" if not hasattr(model, "patch_drop") else \
+        "a patch-drop stage (`patch_drop`) that its attention cannot follow"
     return (
-        f"cannot attach PSS to {cls.__name__} (timm.models.{family}): it has no patch-drop stage after the position "
-        "embedding, so tokens cannot be dropped without changing its attention (relative-position tables, windows) "
-        "or patch merging. Supported: models of timm's VisionTransformer class (most vit_* and deit_*, DINOv2/v3 "
-        "with registers, SigLIP, CLIP, FlexiViT, hybrid vit_*_r50_*) and Eva class (eva02_*, vit_*_rope_*); not "
-        "vit_relpos_*, samvit_*, beit*, swin*, or convolutional models. `timm.create_model(name).__class__` tells which"
+        f"cannot attach PSS to {cls.__name__} (timm.models.{family}): it has patch tokens but {lacks} after the "
+        "position embedding, so tokens cannot be dropped without changing its attention (relative-position tables, "
+        "windows) or patch merging. " + supported
     )
 
 
@@ -79,13 +87,12 @@ def attach(model: nn.Module, keep_ratio: float | None = None, select: str | None
     sampler = getattr(model, "patch_drop", None)
     if isinstance(sampler, PatchSampler):
         if keep_ratio is not None:
-            check_keep_ratio(keep_ratio)
-            sampler.keep_ratio = float(keep_ratio)
+            sampler.keep_ratio = check_keep_ratio(keep_ratio)
         if select is not None:
             check_select(select)
             sampler.select = select
         return model
-    kind = _kind(model)
+    kind = model_kind(model)
     if kind is None:
         raise ConfigError(_unsupported_message(model))
     old = model.patch_drop

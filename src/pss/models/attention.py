@@ -115,3 +115,11 @@ def rel_bias_score_mod(full_bias: torch.Tensor, seq_idx: torch.Tensor | None) ->
         def score_mod(score, b, h, q_idx, kv_idx):
             return score + full_bias[h, seq_idx[b, q_idx], seq_idx[b, kv_idx]]
     return score_mod
+
+
+def key_bias_score_mod(inner: Callable | None, key_bias: torch.Tensor) -> Callable:
+    """score_mod adding a per-key bias `key_bias` (B, L) on top of `inner` (token merging's log sizes)."""
+    def score_mod(score, b, h, q_idx, kv_idx):
+        score = score if inner is None else inner(score, b, h, q_idx, kv_idx)
+        return score + key_bias[b, kv_idx]
+    return score_mod

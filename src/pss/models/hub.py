@@ -26,14 +26,14 @@ __all__ = ["load_model"]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a trained model (eval mode) and its resolved config dict.
+    """Rebuild a trained model (eval mode) and its resolved config dict. Its keep-ratio dial picks
+    tokens with the deterministic default for the rule it was trained with (`pss.use_keep_ratio`).
 
     `path`: a `pss train` output folder (uses model.safetensors + config.yaml, else the
     checkpoints), one of our .pt checkpoints, or a .safetensors file with config.yaml beside it.
     """
-    import yaml
-
-    from pss.config import config_from_dict
+    from pss.config import config_from_dict, load_yaml
+    from pss.control import set_keep_ratio, set_trained_select
     from pss.models import build_model
 
     path = Path(path).expanduser()
@@ -46,7 +46,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
             cfg_file = path.parent / RunDir.CONFIG
             if not cfg_file.is_file():
                 raise CheckpointError(f"{str(path)!r} has no config in its metadata and no config.yaml beside it")
-            config = yaml.safe_load(cfg_file.read_text())
+            config = load_yaml(cfg_file)
         sd = load_safetensors(path)
     else:
         ckpt = load_checkpoint(path)
@@ -64,5 +64,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     if m.num_classes is None:
         raise CheckpointError(f"the config of {str(path)!r} does not record model.num_classes")
     model = build_model(m.name, num_classes=m.num_classes, img_size=m.img_size, **m.kwargs)
+    set_trained_select(model, cfg.trained_select)  # its default rule at inference follows its training
     load_strict(model, sd, "model")
+    set_keep_ratio(model, 1.0, cfg.select)  # the selection rule it was trained with (viz, sweep draw and use it)
     return model.to(device).eval(), config

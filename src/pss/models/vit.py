@@ -32,7 +32,7 @@ from torch import nn
 
 from pss.errors import ConfigError
 from pss.models.attention import (
-    AttnImpl, check_attn_impl, flex_attention, rel_bias_score_mod, resolve_attn_impl,
+    AttnImpl, check_attn_impl, flex_attention, key_bias_score_mod, rel_bias_score_mod, resolve_attn_impl,
 )
 from pss.select import PatchSampler
 
@@ -120,7 +120,10 @@ class Attention(nn.Module):
         x: torch.Tensor,
         rel_index: RelPos | None = None,
         rope: torch.Tensor | None = None,
+        key_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """`key_bias` (B, 1, 1, L), optional: added to every query's score of each key (token merging's
+        proportional attention, pss.models.merge)."""
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         if rope is not None:  # rope: (N, 2d) or (B, 1, N, 2d); identity rows for prefix tokens
             # back to v's dtype: a float32 rope table would promote bf16 q, k and keep SDPA off flash
@@ -132,6 +135,8 @@ class Attention(nn.Module):
                 # (h, N0, N0): the full sequence's bias, batch-independent; flex reads the kept pairs from
                 # it inside the kernel through the keep indices (rel_index.seq), never as a (B, h, L, L) tensor.
                 score_mod = rel_bias_score_mod(table.t()[:, rel_index.index], rel_index.seq)
+            if key_bias is not None:
+                score_mod = key_bias_score_mod(score_mod, key_bias[:, 0, 0])
             x = flex_attention(q, k, v, score_mod)
         else:
             bias = None
@@ -145,6 +150,8 @@ class Attention(nn.Module):
                     # table rows, which keeps its atomic adds from piling up on the GPU.
                     bias = bias.flatten(0, 1)[rel_index.pairs].permute(0, 3, 1, 2)  # (B, h, N, N)
                 bias = bias.to(q.dtype)
+            if key_bias is not None:
+                bias = key_bias.to(q.dtype) if bias is None else bias + key_bias.to(q.dtype)
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
             )

@@ -1,0 +1,374 @@
+"""Where PSS pays, and where it stops: horizons, tokens traded for epochs, and a budget curve.
+
+    python benchmarks/budget_study.py --data PATH --part horizons --horizons 15,45 --seeds 0,1
+    python benchmarks/budget_study.py --data PATH --part budgets --budgets 0.8,0.6,0.4,0.3 --seeds 0,1
+    python benchmarks/budget_study.py --data PATH --record-only      # record what has finished so far
+
+PATH is a CIFAR-10 ImageNet-style folder or archive (`cifar10/{train,test}/<class>/*.jpg`). Every
+arm uses the recipe study's CPU set-up (benchmarks/recipe_study.py `STUDY_CPU`: the 4-block ViT of
+width 96 on 1,000 images per class, 32 px, batch 64) with rotary position embedding and one keep-ratio
+grid of 0.1 for every arm, so that low budgets are reachable. Each run's LR schedule fully decays over
+its own length. Arms at a horizon of E epochs, each costing 0.6 of the E-epoch full run unless named:
+
+  full                full-token baseline, E epochs (cost 1.0)
+  equal_time          full-token baseline of 0.6 E epochs (warm-up scaled alike)
+  recommended         cyclic keep ratio per epoch, random selection, budget 0.6 (the shipped recipe)
+  fixed               a fixed random keep ratio solved for budget 0.6 (timm's patch_drop_rate, scheduled)
+  tokens_for_epochs   1.5 E epochs at a fixed random keep ratio, total cost 0.6 (`budget_epochs: 1.5`)
+
+`--part budgets` trains, at the first horizon, fixed and cyclic random at each budget against the
+equal-time baseline of that budget (budget 0.6 reuses the horizon runs).
+
+Runs are resumable (re-run the same command: finished runs are re-read, killed ones resume exactly)
+and go under --output (never committed). A run already in a record under --results (same name, seed
+and overrides) is not trained again, so a study spread over several machines or sessions continues
+from its committed records. On CPU run at most two studies side by side, each with
+`OMP_NUM_THREADS=1` (e.g. `taskset -c 0` and `taskset -c 1`); the recorded times are then per core.
+The record (`benchmarks/results/budget_study_<tag>_<date>.json` / `.md` / `.png`) covers every run
+finished under --output with this set-up, and says per arm: seeds, FLOP cost, measured training time
+and model-only time (training time less data wait) relative to the full run of the same seed, best
+and final top-1, and the differences to the full and to the equal-time baseline per seed.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on a GPU machine
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from pss.budget import equal_time_overrides  # noqa: E402
+from pss.demo import warm_up  # noqa: E402
+from pss.errors import ConfigError  # noqa: E402
+from pss.runinfo import run_info  # noqa: E402
+from pss.study import PlannedRun, add_study_arguments, planned_run, run_plan, run_state  # noqa: E402
+from recipe_study import MODEL, RECIPE, STUDY_CPU  # noqa: E402
+
+log = logging.getLogger("pss.study")
+
+GRID = 0.1
+SETUP = [*STUDY_CPU, "model.kwargs=" + json.dumps({**MODEL, "pos_embed": "rope"})]
+TOKENS_FOR_EPOCHS = 1.5
+BUDGET = 0.6
+ARMS = ("full", "equal_time", "recommended", "fixed", "tokens_for_epochs")
+
+
+def _schedule(name: str) -> str:
+    if name == "cyclic":
+        return f"schedule={{name: cyclic, low: 0.2, high: 1.0, grid: {GRID}}}"
+    return f"schedule={{name: fixed, rho: 0.6, grid: {GRID}}}"
+
+
+def arm_overrides(arm: str, budget: float) -> list[str]:
+    """Overrides of one arm on top of the set-up and its horizon (equal-time arms are planned apart)."""
+    if arm == "full":
+        return [f"schedule={{name: fixed, rho: 1.0, grid: {GRID}}}"]
+    if arm in ("recommended", "cyclic"):
+        return [_schedule("cyclic"), "select=random", f"budget={budget}"]
+    if arm == "fixed":
+        return [_schedule("fixed"), "select=random", f"budget={budget}"]
+    if arm == "tokens_for_epochs":
+        return [_schedule("fixed"), "select=random", f"budget={budget}", f"budget_epochs={TOKENS_FOR_EPOCHS}"]
+    raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="CIFAR-10 ImageNet-style folder or .tar.gz archive")
+    p.add_argument("--part", default="horizons", choices=["horizons", "budgets"], help="what to train")
+    p.add_argument("--horizons", default="15,45", help="epochs of the full runs (comma-separated)")
+    p.add_argument("--budgets", default="0.8,0.6,0.4,0.3", help="with --part budgets: compute budgets")
+    p.add_argument("--arms", default=",".join(ARMS), help="with --part horizons: which arms")
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    add_study_arguments(p, ROOT / "runs" / "budget_study", ROOT / "benchmarks" / "results")
+    p.add_argument("--record-only", action="store_true", help="train nothing: record the runs finished so far")
+    return p.parse_args(argv)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(s) for s in text.split(",") if s.strip()]
+
+
+def _planned(name: str, seed: int, extra: list[str], args: argparse.Namespace, horizon: int) -> PlannedRun:
+    return planned_run(name, seed, RECIPE, [*SETUP, f"epochs={horizon}", *args.overrides, *extra], args.data,
+                       Path(args.output))
+
+
+def _equal_time(name: str, seed: int, args: argparse.Namespace, horizon: int, ratio: float) -> PlannedRun:
+    full = _planned(name, seed, arm_overrides("full", 1.0), args, horizon)
+    return _planned(name, seed, [*arm_overrides("full", 1.0), *equal_time_overrides(full.cfg, ratio, f"h{horizon}_full")],
+                    args, horizon)
+
+
+def plan_horizons(args: argparse.Namespace, arms: list[str] | None = None) -> list[PlannedRun]:
+    """Every horizon, each seed, each arm: horizon by horizon, seed by seed."""
+    runs = []
+    for horizon in _ints(args.horizons):
+        for seed in _ints(args.seeds):
+            for arm in arms or [a for a in args.arms.split(",") if a]:
+                name = f"h{horizon}_{arm}"
+                if arm == "equal_time":
+                    runs.append(_equal_time(name, seed, args, horizon, BUDGET))
+                else:
+                    runs.append(_planned(name, seed, arm_overrides(arm, BUDGET), args, horizon))
+    return runs
+
+
+def plan_budgets(args: argparse.Namespace) -> list[PlannedRun]:
+    """At the first horizon: fixed and cyclic random at each budget, with that budget's equal-time
+    baseline (budget 0.6 is the horizon part's fixed / recommended / equal_time)."""
+    horizon = _ints(args.horizons)[0]
+    runs = []
+    for budget in _floats(args.budgets):
+        if math.isclose(budget, BUDGET):
+            continue
+        for seed in _ints(args.seeds):
+            runs.append(_planned(f"b{budget:g}_fixed", seed, arm_overrides("fixed", budget), args, horizon))
+            runs.append(_planned(f"b{budget:g}_cyclic", seed, arm_overrides("cyclic", budget), args, horizon))
+            runs.append(_equal_time(f"b{budget:g}_equal_time", seed, args, horizon, budget))
+    return runs
+
+
+def _finished(run: PlannedRun) -> bool:
+    marker = run.folder / "e2e_run.json"
+    return (run.folder / "summary.json").exists() and marker.exists() and json.loads(marker.read_text()) == run.settings
+
+
+def every_run(args: argparse.Namespace) -> list[PlannedRun]:
+    """Every run this set-up can hold (what the record may cover), whatever --part says."""
+    every = argparse.Namespace(**{**vars(args), "arms": ",".join(ARMS), "seeds": "0,1,2,3",
+                                  "horizons": ",".join(dict.fromkeys([args.horizons.split(",")[0], "15", "30", "45"])),
+                                  "budgets": "0.8,0.6,0.5,0.4,0.3,0.2"})
+    runs = plan_horizons(every)
+    return runs + plan_budgets(every)
+
+
+# What a record keeps of each run's summary.json: enough to rebuild its row without the run folder.
+SUMMARY_KEYS = ("train_time_s", "data_wait_fraction", "best_acc1", "final_acc1", "best_epoch", "mean_keep_ratio",
+                "schedule", "budget", "epochs", "steps", "images_per_s", "device", "torch", "timm", "commit")
+
+
+def _key(run: PlannedRun) -> tuple[str, int, tuple[str, ...]]:
+    return run.name, run.seed, tuple(run.settings["overrides"])
+
+
+def recorded_summaries(results: Path) -> dict[tuple[str, int, tuple[str, ...]], dict[str, Any]]:
+    """Summaries of runs kept in earlier records of this study (the newest record wins)."""
+    out: dict[tuple[str, int, tuple[str, ...]], dict[str, Any]] = {}
+    for path in sorted(results.glob("budget_study_*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SystemExit(f"error: record {path} is unreadable ({e}); restore it from version control") from None
+        for row in rec.get("runs", []):
+            if "summary" in row and "overrides" in row:
+                out[(row["name"], row["seed"], tuple(row["overrides"]))] = row["summary"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    recorded = recorded_summaries(Path(args.results))
+    try:
+        runs = plan_horizons(args) if args.part == "horizons" else plan_budgets(args)
+        todo = [r for r in runs if _finished(r) or _key(r) not in recorded]
+        for r in runs:
+            if r not in todo:
+                log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
+        if args.record_only:
+            for r in todo:
+                run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
+        else:
+            run_plan(todo, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
+        every = every_run(args)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    summaries = {r.label: json.loads((r.folder / "summary.json").read_text()) for r in every if _finished(r)}
+    summaries.update({r.label: recorded[_key(r)] for r in every if r.label not in summaries and _key(r) in recorded})
+    done = [r for r in every if r.label in summaries]
+    if not done:
+        raise SystemExit("no finished runs to record yet; run without --record-only first")
+    path = record(done, summaries, args)
+    print(path.with_suffix(".md").read_text())
+    print(f"record: {path}\npicture: {path.with_suffix('.png')}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the record
+
+
+def _row(run: PlannedRun, s: dict[str, Any], horizon: int) -> dict[str, Any]:
+    """One finished run; its FLOP cost is relative to the full run of its horizon (a run's own budget
+    plan is relative to its own length at keep ratio 1.0)."""
+    wait = s.get("data_wait_fraction") or 0.0
+    group, arm = run.name.split("_", 1)
+    reference = int(group[1:]) if group.startswith("h") else horizon
+    own = (s.get("budget") or {}).get("realised_cost")
+    return {
+        "name": run.name, "group": group, "arm": arm, "seed": run.seed, "epochs": run.cfg.epochs,
+        "schedule": s.get("schedule"), "select": run.cfg.select,
+        "flop_cost": (1.0 if own is None else own) * run.cfg.epochs / reference,
+        "train_time_s": s["train_time_s"], "model_time_s": s["train_time_s"] * (1.0 - wait),
+        "best_acc1": s["best_acc1"], "final_acc1": s["final_acc1"], "mean_keep_ratio": s["mean_keep_ratio"],
+        "recipe": run.settings["recipe"], "overrides": run.settings["overrides"],
+        "summary": {k: s.get(k) for k in SUMMARY_KEYS},
+    }
+
+
+def _reference(row: dict[str, Any]) -> tuple[str, str, float]:
+    """(full run, equal-time run, the arm's nominal cost) an arm is compared with."""
+    group = row["group"]
+    if group.startswith("b"):  # budget curve at the first horizon
+        budget = float(group[1:])
+        return "full", f"{group}_equal_time", budget
+    return f"{group}_full", f"{group}_equal_time", 1.0 if row["arm"] == "full" else BUDGET
+
+
+def summarise(rows: list[dict[str, Any]], horizon: int) -> list[dict[str, Any]]:
+    by = {(r["name"], r["seed"]): r for r in rows}
+    out = []
+    for name in dict.fromkeys(r["name"] for r in rows):
+        mine = [r for r in rows if r["name"] == name]
+        full, eq, nominal = _reference(mine[0])
+        if full == "full":
+            full = f"h{horizon}_full"
+        a: dict[str, Any] = {"name": name, "group": mine[0]["group"], "arm": mine[0]["arm"], "nominal_cost": nominal,
+                             "seeds": [r["seed"] for r in mine], "epochs": mine[0]["epochs"]}
+        for key in ("best_acc1", "final_acc1", "mean_keep_ratio"):
+            a[key] = statistics.fmean(r[key] for r in mine)
+        for ref, label in ((full, "full"), (eq, "equal_time")):
+            pairs = [(r, by.get((ref, r["seed"]))) for r in mine]
+            pairs = [(r, b) for r, b in pairs if b is not None]
+            if not pairs:
+                continue
+            if label == "full":
+                a["time_vs_full"] = statistics.fmean(r["train_time_s"] / b["train_time_s"] for r, b in pairs)
+                a["model_time_vs_full"] = statistics.fmean(r["model_time_s"] / b["model_time_s"] for r, b in pairs)
+            if name != ref:
+                a[f"final_vs_{label}"] = [r["final_acc1"] - b["final_acc1"] for r, b in pairs]
+                a[f"best_vs_{label}"] = [r["best_acc1"] - b["best_acc1"] for r, b in pairs]
+        out.append(a)
+    return out
+
+
+def _diffs(v: list[float] | None) -> str:
+    if not v:
+        return "-"
+    return f"{statistics.fmean(v):+.2f} ({' / '.join(f'{x:+.1f}' for x in v)})"
+
+
+def record(runs: list[PlannedRun], summaries: dict[str, dict], args: argparse.Namespace) -> Path:
+    info = run_info("cpu")
+    horizon = _ints(args.horizons)[0]
+    rows = [_row(r, summaries[r.label], horizon) for r in runs]
+    rec = {
+        "kind": "budget_study", "setup": "cpu-study-rope-grid0.1", **info, "date": dt.date.today().isoformat(),
+        "recipe": RECIPE, "overrides": SETUP + args.overrides, "budget": BUDGET, "tokens_for_epochs": TOKENS_FOR_EPOCHS,
+        "runs": rows, "arms": summarise(rows, horizon),
+    }
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    tag = "cpu" + (("-" + re.sub(r"[^A-Za-z0-9]+", "-", args.tag).strip("-").lower()) if args.tag else "")
+    path = results / f"budget_study_{tag}_{rec['date']}.json"
+    path.write_text(json.dumps(rec, indent=2) + "\n")
+    path.with_suffix(".md").write_text(to_markdown(rec))
+    plot(rec, path.with_suffix(".png"))
+    return path
+
+
+def to_markdown(rec: dict[str, Any]) -> str:
+    lines = [
+        "# Where PSS pays: horizons, tokens for epochs, budgets (CPU study set-up)", "",
+        f"device: {rec['device']}; torch {rec['torch']}, timm {rec['timm']}; commit {rec['commit']}; {rec['date']}",
+        f"set-up: recipe {rec['recipe']} + {', '.join(rec['overrides'])}", "",
+        "Means over seeds; differences in top-1 points, per seed in brackets. 'equal time': the full-token run "
+        "of the arm's cost in epochs (LR schedule fully decayed). Cost: FLOPs of the training steps relative to "
+        "the full run of the horizon (cost model over the steps that ran). Time: measured training time relative "
+        "to the full run of the same seed (model: less data wait); on CPU two runs side by side, one core and "
+        "one thread each.", "",
+        "| arm | epochs | seeds | cost | time vs full | model time | best | final | final vs full | final vs equal time "
+        "| best vs equal time | mean rho |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a in rec["arms"]:
+        cost = statistics.fmean(r["flop_cost"] for r in rec["runs"] if r["name"] == a["name"])
+        lines.append(
+            f"| {a['name']} | {a['epochs']} | {','.join(map(str, a['seeds']))} | {cost:.3f} | "
+            f"{a.get('time_vs_full', math.nan):.2f} | {a.get('model_time_vs_full', math.nan):.2f} | {a['best_acc1']:.2f} | "
+            f"{a['final_acc1']:.2f} | {_diffs(a.get('final_vs_full'))} | {_diffs(a.get('final_vs_equal_time'))} | "
+            f"{_diffs(a.get('best_vs_equal_time'))} | {a['mean_keep_ratio']:.3f} |")
+    lines += ["", "Per run:", "", "| run | seed | epochs | schedule (solved) | train time (s) | best | final |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rec["runs"]:
+        s = r["schedule"] or {}
+        sched = s.get("name", "?") + "(" + ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()
+            if k not in ("name", "grid", "period_epochs", "warmup_epochs") and v) + ")"
+        lines.append(f"| {r['name']} | {r['seed']} | {r['epochs']} | {sched} | {r['train_time_s']:.0f} | "
+                     f"{r['best_acc1']:.2f} | {r['final_acc1']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rec: dict[str, Any], path: Path) -> None:
+    """Left: final top-1 against the horizon for each arm (mean over seeds, seeds as dots); right: the
+    budget curve at the first horizon (final top-1 against cost for fixed, cyclic and equal-time)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 5), dpi=100, layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    for i, arm in enumerate(ARMS):
+        pts = sorted((int(a["group"][1:]), a["final_acc1"]) for a in rec["arms"]
+                     if a["arm"] == arm and a["group"].startswith("h"))
+        if pts:
+            ax.plot(*zip(*pts), marker="o", color=f"C{i}", label=arm)
+            for r in rec["runs"]:
+                if r["arm"] == arm and r["group"].startswith("h"):
+                    ax.scatter(int(r["group"][1:]), r["final_acc1"], color=f"C{i}", alpha=0.35, s=14)
+    ax.set_xlabel("horizon: epochs of the full run (each arm costs 0.6 of it, full: 1.0)")
+    ax.set_ylabel("final top-1 (%)")
+    ax.set_title("Accuracy against horizon")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    horizon = min((int(a["group"][1:]) for a in rec["arms"] if a["group"].startswith("h")), default=None)
+    for i, (kind, arms) in enumerate((("fixed", ("fixed",)), ("cyclic", ("cyclic", "recommended")),
+                                      ("equal_time", ("equal_time",)))):
+        pts = []
+        for a in rec["arms"]:
+            if a["arm"] not in arms:
+                continue
+            if a["group"].startswith("b"):
+                pts.append((a["nominal_cost"], a["final_acc1"]))
+            elif horizon is not None and a["group"] == f"h{horizon}":
+                pts.append((BUDGET, a["final_acc1"]))
+        if pts:
+            ax2.plot(*zip(*sorted(pts)), marker="o", color=f"C{i}", label=kind)
+    full = [a["final_acc1"] for a in rec["arms"] if horizon is not None and a["name"] == f"h{horizon}_full"]
+    if full:
+        ax2.axhline(full[0], color="k", linestyle="--", label="full (cost 1.0)")
+    ax2.set_xlabel("compute budget (share of the full run's FLOPs)")
+    ax2.set_ylabel("final top-1 (%)")
+    ax2.set_title(f"Budget curve at {horizon} epochs" if horizon else "Budget curve")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    from pss.cli import guarded  # a ConfigError is one line, a signal exit code 130
+
+    raise SystemExit(guarded("budget_study.py", main))

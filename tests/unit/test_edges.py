@@ -1,0 +1,220 @@
+"""Edges a hostile user finds: inputs that once gave a traceback, a hang, silent damage or the wrong words.
+
+Each test names what happened before; all are in-process and fast (tiny models, tiny files).
+"""
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pss
+from pss.budget import FlopCost, predicted_cost, solve_budget
+from pss.checkpoint import load_checkpoint
+from pss.cli import main
+from pss.config import load_config, load_yaml
+from pss.data.checks import check_data
+from pss.data.datasets import load_rgb
+from pss.errors import CheckpointError, ConfigError, DataError
+from pss.schedule import SCHEDULES, CosineSchedule, CyclicSchedule, FixedSchedule, LinearSchedule, schedule_from_spec
+from pss.select import select_tokens
+from pss.config import DataConfig
+
+
+def _tiny_vit():
+    return pss.build_model("pss_vit_tiny_patch4_32", num_classes=2, depth=1, embed_dim=32, num_heads=2)
+
+
+def _one_line(err: str, command: str) -> str:
+    assert err.count("\n") == 1 and "Traceback" not in err and err.startswith(f"pss {command}: error: "), err
+    return err
+
+
+# ----------------------------------------------------------------------------- schedules at any length
+
+
+def _random_schedule(rng: random.Random):
+    kind = rng.choice(list(SCHEDULES))
+    kw = dict(grid=rng.choice([None, 0.2, 0.1, 0.25]), warmup_epochs=rng.choice([0, 0.5, 1]),
+              cooldown_epochs=rng.choice([0, 0.3]))
+    if kind == "cyclic":
+        low = rng.uniform(0.01, 1)
+        return CyclicSchedule(low=low, high=rng.uniform(low, 1.5), period_epochs=rng.choice([0.37, 0.5, 1, 2, 10]), **kw)
+    if kind == "fixed":
+        return FixedSchedule(rho=rng.uniform(0.01, 1), **kw)
+    return SCHEDULES[kind](start=rng.uniform(0.01, 2), end=rng.uniform(0.01, 2), **kw)
+
+
+def test_counts_are_exactly_the_per_step_values():
+    rng = random.Random(0)
+    checked = 0
+    while checked < 150:
+        sched, spe, total = _random_schedule(rng), rng.randint(1, 40), rng.randint(1, 500)
+        try:
+            sched.check_run(spe, total)
+        except ConfigError:
+            continue
+        assert sched.counts(spe, total) == dict(sorted(Counter(sched.values(spe, total)).items())), (sched, spe, total)
+        checked += 1
+    # long stretches (galloping and bisection, not one call per step) give the same counts
+    for sched in (LinearSchedule(start=0.2, end=1.0, grid=0.1), CosineSchedule(start=1.0, end=0.3, grid=0.05),
+                  CyclicSchedule(low=0.3, period_epochs=700)):
+        assert sched.counts(1000, 300_000) == dict(sorted(Counter(sched.values(1000, 300_000)).items()))
+
+
+def test_huge_runs_are_counted_and_solved_in_well_under_a_second():
+    """`pss schedule cyclic --epochs 1e6 --steps-per-epoch 1e6` ran 300 s, and a budget solve of a 1e9-epoch
+    run hung: both enumerated every step."""
+    t = time.perf_counter()
+    counts = CyclicSchedule(low=0.2).counts(10**6, 10**12)
+    assert sum(counts.values()) == 10**12 and counts[0.4] == 2.5 * 10**11
+    assert LinearSchedule(start=0.2, end=1.0).mean(78, 78 * 10**9) == pytest.approx(0.6, abs=1e-3)
+    cost = FlopCost(64, (1.0, 2.0, 0.05))
+    plan = solve_budget(CyclicSchedule(low=0.2), 0.6, cost, 78, 78 * 10**9)
+    short = solve_budget(CyclicSchedule(low=0.2), 0.6, cost, 78, 78 * 10)  # whole periods: the same plan
+    assert plan.value == short.value and plan.predicted_cost <= 0.6
+    assert plan.predicted_cost == pytest.approx(short.predicted_cost, rel=1e-12)
+    assert predicted_cost(plan.schedule, cost, 78, 78 * 10**9) == plan.predicted_cost
+    assert time.perf_counter() - t < 2.0
+
+
+def test_schedule_command_bounds_what_it_prints(capsys):
+    assert main(["schedule", "cyclic", "--epochs", "1000000", "--steps-per-epoch", "1000000"]) == 0
+    out = capsys.readouterr().out
+    assert "steps: 1000000000000" in out and "per epoch: not shown for runs over 1000000 steps" in out
+    assert len(out.splitlines()) < 20
+    assert main(["schedule", "cyclic", "--epochs", "1000000", "--steps-per-epoch", "1000000", "--json"]) == 2
+    assert "leave out --json" in _one_line(capsys.readouterr().err, "schedule")
+
+
+def test_a_spec_key_given_twice_is_refused():
+    with pytest.raises(ConfigError, match="'low' is given twice"):
+        schedule_from_spec("cyclic:low=0.2,low=0.4")
+
+
+# ----------------------------------------------------------------------------- one recipe reader
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"epochs: 2\nname: \xff\xfe\n", "is not UTF-8 text (byte 0xff"),
+    (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+    (b"epochs: [1, 2\n", "is not valid YAML"),
+    (b"epochs: 1\nepochs: 2\n", "given twice"),
+])
+def test_every_recipe_decode_or_parse_failure_is_one_line(tmp_path, capsys, content, words):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_yaml(recipe)
+    for argv in (["train", "--config", str(recipe), "--output", str(tmp_path / "run")],
+                 ["viz", "schedule", str(recipe), "--output", str(tmp_path / "s.png")]):
+        assert main(argv) == 2
+        assert words in _one_line(capsys.readouterr().err, argv[0])
+    assert not (tmp_path / "run").exists() and not (tmp_path / "s.png").exists()
+
+
+def test_set_values_go_through_the_same_reader():
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(None, ["model.kwargs.x=" + "[" * 5000 + "]" * 5000])
+
+
+def test_an_unknown_compile_mode_or_backend_fails_before_any_work():
+    """`--set compile="{mode: fastest}"` was a RuntimeError from torch.compile after the budget solve."""
+    with pytest.raises(ConfigError, match="unknown compile mode 'fastest'; choose one of default, .*reduce-overhead"):
+        load_config(None, ["compile={mode: fastest}"]).validate()
+    with pytest.raises(ConfigError, match="unknown compile backend 'nope'"):
+        load_config(None, ["compile={backend: nope}"]).validate()
+    load_config(None, ["compile={mode: max-autotune}"]).validate()
+
+
+def test_a_timm_model_refusing_a_recipe_option_is_one_line():
+    """`pss train --config demo --model vit_tiny_patch16_224`: timm's AssertionError on pos_embed: rope."""
+    with pytest.raises(ConfigError, match=r"'vit_tiny_patch16_224' does not accept these options \(pos_embed='rope'\)"):
+        pss.build_model("vit_tiny_patch16_224", num_classes=2, img_size=32, pos_embed="rope")
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def test_16_bit_grey_pngs_are_scaled_not_clipped(tmp_path):
+    """PIL's convert('RGB') clips I;16 at 255: 99.8 % of the pixels of a 16-bit PNG came out white."""
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    rgb = np.asarray(load_rgb(tmp_path / "g16.png"))
+    assert rgb.shape == (64, 64, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    expected = np.round(ramp.astype(np.float64) * 255 / 65535)
+    assert np.abs(rgb[..., 0] - expected).max() <= 1 and (rgb[..., 0] == 255).mean() < 0.01
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(ValueError, match="floating-point image"):
+        load_rgb(tmp_path / "f.tiff")
+
+
+def test_the_run_header_counts_unreadable_images(tiny_image_folder):
+    (tiny_image_folder / "train" / "glyph0" / "bad.png").write_bytes(b"not an image")
+    line = check_data(DataConfig(path=str(tiny_image_folder))).describe()
+    assert line == "12 train / 6 val images in 3 classes; 1 unreadable image(s) left out (every file scanned)"
+    sampled = check_data(DataConfig(path=str(tiny_image_folder), scan_max_files=5, scan_sample_size=4)).describe()
+    assert "a sample of 4 files scanned" in sampled
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_random_bytes_are_not_called_pickled_objects(tmp_path):
+    junk = tmp_path / "junk.pt"
+    for seed in range(5):
+        junk.write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(junk)
+        assert "not a readable checkpoint" in str(e.value) and "pickled" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------- Python API edges
+
+
+def test_keep_ratio_values_python_takes():
+    model = _tiny_vit().train()
+    for value in (torch.tensor(0.5), np.float32(0.5), 0.5):
+        pss.set_keep_ratio(model, value)
+        assert pss.get_keep_ratio(model) == 0.5 and type(pss.samplers(model)[0].keep_ratio) is float
+    for value in (True, False, torch.tensor([0.5, 0.6]), torch.tensor(1), float("nan"), "0.5"):
+        with pytest.raises(ConfigError, match="keep ratio must be in"):
+            pss.set_keep_ratio(model, value)
+    with pss.use_keep_ratio(model, torch.tensor(0.25)):
+        assert pss.get_keep_ratio(model) == 0.25
+
+
+def test_keep_ratio_scheduler_edges():
+    model = _tiny_vit()
+    with pytest.raises(ConfigError, match="epochs must be a finite number > 0, got inf"):
+        pss.KeepRatioScheduler(model, "cyclic", steps_per_epoch=10, epochs=float("inf"))
+    sched = pss.KeepRatioScheduler(model, "cyclic", steps_per_epoch=10, epochs=2)
+    for bad in ({}, {"step": -1}, {"step": "3"}, None):
+        with pytest.raises(ConfigError, match="not a KeepRatioScheduler state_dict"):
+            sched.load_state_dict(bad)
+    sched.load_state_dict({"step": 5})
+    assert sched.last_step == 5
+
+
+def test_select_tokens_with_only_prefix_tokens_keeps_them():
+    tokens = torch.randn(2, 1, 8)
+    kept, idx = select_tokens(tokens, 0.5)
+    assert kept is tokens and idx is None
+
+
+def test_one_class_data_is_named_as_the_problem(tmp_path, capsys):
+    """A one-class set with a budget said the budget was too low."""
+    for split in ("train", "val"):
+        (tmp_path / "one" / split / "a").mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (32, 32), (60 * i, 0, 0)).save(tmp_path / "one" / split / "a" / f"{i}.png")
+    assert main(["train", "--config", "demo", "--data", str(tmp_path / "one"), "--output", str(tmp_path / "run")]) == 2
+    err = _one_line(capsys.readouterr().err, "train")
+    assert "the data has 1 class (a): a classifier needs at least 2 class folders" in err and "budget" not in err
