@@ -48,8 +48,8 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
     result = json.loads((out / "sweep.json").read_text())
     assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["select"] == "default"
     # each model at the deterministic default for the rule it was trained with, said in the output
-    assert [(c["trained_select"], c["select"]) for c in result["checkpoints"]] == [(None, "magnitude"), ("magnitude", "magnitude")]
-    assert "magnitude selection (the default for models trained with every token)" in printed
+    assert [(c["trained_select"], c["select"]) for c in result["checkpoints"]] == [(None, "grid"), ("magnitude", "magnitude")]
+    assert "grid selection (the default for models trained with every token)" in printed
     assert result["precision"] == "fp32" and result["device"].startswith("cpu")
     assert [c["name"] for c in result["checkpoints"]] == ["baseline", "pss"]
     assert result["checkpoints"][1]["trained_schedule"]["name"] == "cyclic"

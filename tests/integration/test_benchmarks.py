@@ -203,7 +203,7 @@ def test_inference_select_protocol_and_dial_vs_merge(tmp_path, monkeypatch, caps
     dvm.main()
     rec = json.loads(next((tmp_path / "res").glob("dial_vs_merge_t_*.json")).read_text())
     pair = rec["pairs"][0]
-    assert pair["baseline_select"] == "magnitude" and pair["pss_select"] == "grid"
+    assert pair["baseline_select"] == "grid" and pair["pss_select"] == "grid"
     assert pair["tome_speedups"]["0"] == 1.0 and [p["merge_r"] for p in pair["at_tome_points"]] == [4]
     assert set(pair["rho05"]) == {"baseline_lost", "pss_lost", "met"}
     assert (tmp_path / "sw" / "sweep.png").is_file() and "## Targets" in capsys.readouterr().out
