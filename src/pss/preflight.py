@@ -328,7 +328,7 @@ def measurements_for_run(run: Any) -> Measurements | None:
     if cfg.budget is None or not cfg.budget_cost.startswith("measured:"):
         return None
     return measurements_from_files(cfg.budget_cost, cfg, run.data_report.root, run.per_rank,
-                                   loader_placement(cfg.data, run.device)[0])
+                                   loader_placement(cfg.data, run.device))
 
 
 def measure_run(run: Any, whole_grid: bool = False) -> Measurements:
