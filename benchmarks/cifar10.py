@@ -14,22 +14,16 @@ then sweeps every best checkpoint over keep ratios (dynamic inference) and write
 Records `benchmarks/results/e2e_cifar10_<device>_<date>.json` and `.md` (see `record`); every PSS run
 is compared with the full baseline and with the equal-time baseline of its seed.
 
-Re-running the same command continues where it stopped, so a limit on one command's duration (10
-minutes on a lent GPU machine) is no obstacle: a run whose folder holds summary.json is done (its
-summary is re-read), one holding checkpoint-last.pt is resumed (exactly, see `pss train --resume`),
-anything else starts afresh. A folder holding a run of other settings is refused; --fresh starts
-every run over. Each run's settings are kept in its folder's e2e_run.json.
+Re-running the same command continues where it stopped (`pss.study`): a run whose folder holds
+summary.json is done (its summary is re-read), one holding checkpoint-last.pt is resumed exactly,
+anything else starts afresh; a folder holding a run of other settings is refused, --fresh starts every
+run over. So on a machine that limits how long one command may run (a batch queue's wall-time limit,
+a preemptible instance), run the same command again until it prints the record.
 
-Planning for one H100 (30 minutes of device time per session; estimates, no GPU figure recorded
-yet): the shipped recipes (200 epochs) are sized for ~10 minutes per baseline run, so the four
-runs of one seed take ~30 minutes; `--set epochs=100` halves that.
-
-On a lent GPU machine (only the working tree travels, without ../shared; the 19 MB archive must be in it):
-    mkdir -p data && cp ../shared/data/cifar10-jpg.tar.gz data/          # here, once; data/ is git-ignored
-    run (carry: ["data"], timeout_s: 600), the same command again until it prints the record (runs/ stays
-    on the machine while it is held; never carry runs/ from here: a carried path replaces the one there):
-        PYTHONPATH=src python benchmarks/cifar10.py --device cuda --data data/cifar10-jpg.tar.gz \
-            && cp benchmarks/results/e2e_cifar10_* $OUT/
+CIFAR-10: the recipes read class folders from ~/.cache/pss-data/cifar10 (train/, test/); `--data`
+takes such a folder or a .tar.gz of it (extracted once into that cache). The shipped recipes (200
+epochs) are sized for ~10 minutes per baseline run on one H100 (an estimate; see the recipes'
+comments), ~30 minutes for the four runs of one seed; `--set epochs=100` halves that.
 """
 from __future__ import annotations
 
@@ -44,18 +38,20 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on the GPU machine
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 
-from pss.analysis.report import write_report  # noqa: E402
+from results_page import write as write_results_page  # noqa: E402
+from pss.analysis.report import versus, write_report  # noqa: E402
 from pss.analysis.sweep import sweep_checkpoints, write_sweep  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
+from pss import study  # noqa: E402
 from pss.study import PlannedRun, add_study_arguments, equal_time_ratio, planned_run, run_plan  # noqa: E402
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 
 log = logging.getLogger("pss.e2e")
 
-ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 SWEEP_KEEP = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
 # name -> (recipe, overrides). Only the schedule / selection differ between runs.
@@ -72,33 +68,14 @@ RUNS: dict[str, tuple[str, list[str]]] = {
 DEFAULT_RUNS = ("baseline", "pss", "paper_pss", "baseline_equal_time")
 EQUAL_TIME_OF = "pss"
 
-# A CPU-sized version of the same comparison (2 idle cores: several minutes for the four runs): a smaller
-# ViT, a class-balanced subset of CIFAR-10, fewer epochs, no Mixup/CutMix (too few epochs for them
-# to pay off). The ratios between runs are what it shows; its absolute accuracy is not CIFAR-10's.
-CPU_REDUCED = [
-    "model.kwargs={depth: 4, embed_dim: 96, num_heads: 3, pos_embed: rel_bias}",
-    "model.drop_path_rate=0.0",
-    "data.max_train_per_class=500",
-    "data.max_val_per_class=200",
-    "data.num_workers=2",
-    "data.re_prob=0.0",
-    "mixup={mixup_alpha: 0.0, cutmix_alpha: 0.0}",
-    "label_smoothing=0.0",
-    "epochs=10",
-    "batch_size=64",
-    "lr_sched.warmup_epochs=1",
-    "optim.base_lr=2.0e-3",
-    "optim.base_batch_size=64",
-    "eval.interval=1",
-    "log_interval=10",
-    "checkpoint_interval_epochs=100",
-    "device=cpu",
-]
+# The CPU-sized version of the same comparison: pss.study's CPU-reduced set-up, shared by every benchmark.
+CPU_REDUCED = study.CPU_REDUCED
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(ARCHIVE), help="CIFAR-10 folder or the shared .tar.gz (extracted once to a cache)")
+    p.add_argument("--data", default=None,
+                   help="CIFAR-10 folder or .tar.gz of one (extracted once to a cache); default: the recipes' data.path")
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--cpu-reduced", action="store_true", help="the reduced CPU configuration (labelled as such)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
@@ -174,7 +151,7 @@ def _sweep_acc(sweep: dict, label: str) -> dict[str, float]:
 
 
 def record(plan, summaries, sweep, args, device) -> Path:
-    """Write the e2e JSON (issue 5's schema) and a Markdown table under --results."""
+    """Write the e2e JSON record and a Markdown table under --results."""
     info = run_info(device)
     runs = []
     for name, seed, cfg in plan:
@@ -205,6 +182,7 @@ def record(plan, summaries, sweep, args, device) -> Path:
     path = results / f"e2e_cifar10_{tag}_{rec['date']}.json"
     path.write_text(json.dumps(rec, indent=2) + "\n")
     path.with_suffix(".md").write_text(to_markdown(rec))
+    write_results_page(results)
     return path
 
 
@@ -215,8 +193,8 @@ def to_markdown(rec: dict) -> str:
     base = {r["seed"]: r for r in rec["runs"] if r["name"] == "baseline"}
     equal = {r["seed"]: r for r in rec["runs"] if r.get("equal_time_of")}
 
-    def diff(r: dict, ref: dict | None, key: str) -> str:
-        return "-" if ref is None or ref is r else f"{r[key] - ref[key]:+.2f}"
+    def diff(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.2f}"
 
     lines = [
         f"# CIFAR-10 end to end: baseline vs PSS ({rec['dataset']})", "",
@@ -230,8 +208,8 @@ def to_markdown(rec: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rec["runs"]:
-        b, e = base.get(r["seed"]), equal.get(r["seed"])
-        ratio = r["train_time_s"] / b["train_time_s"] if b else float("nan")
+        vs = versus(r, base.get(r["seed"]), equal.get(r["seed"]))
+        ratio = vs["time_vs_full"] if vs["time_vs_full"] is not None else float("nan")
         sw = rec["sweep"].get(f"{r['name']}_s{r['seed']}", {})
         half, full = sw.get("0.5"), sw.get("1")
         drop = (full - half) if half is not None and full is not None else None
@@ -240,8 +218,8 @@ def to_markdown(rec: dict) -> str:
         budget = f"{bud['budget']:g} ({bud['predicted_cost']:.3f})" if bud else "-"
         lines.append(
             f"| {r['name']} | {r['seed']} | {r['epochs']} | {budget} | {r['train_time_s']:.1f} | {ratio:.3f} "
-            f"| {r['best_acc1']:.2f} | {r['final_acc1']:.2f} | {diff(r, b, 'best_acc1')} | {diff(r, b, 'final_acc1')} "
-            f"| {diff(r, e, 'best_acc1')} | {diff(r, e, 'final_acc1')} | {r['mean_keep_ratio']:.3f} | "
+            f"| {r['best_acc1']:.2f} | {r['final_acc1']:.2f} | {diff(vs['best_vs_full'])} | {diff(vs['final_vs_full'])} "
+            f"| {diff(vs['best_vs_equal_time'])} | {diff(vs['final_vs_equal_time'])} | {r['mean_keep_ratio']:.3f} | "
             f"{'-' if wait is None else f'{100 * wait:.1f}%'} | {'-' if half is None else f'{half:.2f}'} "
             f"| {'-' if drop is None else f'{drop:.2f}'} |"
         )

@@ -22,6 +22,7 @@ Writes `benchmarks/results/fixed_cost_<device>_<date>.json` and `.md`.
 from __future__ import annotations
 
 import argparse
+import json
 import copy
 import datetime as dt
 import statistics
@@ -33,7 +34,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-MODEL = '{"depth": 4, "embed_dim": 96, "num_heads": 3, "pos_embed": "rel_bias"}'
+from pss.study import CPU_REDUCED_MODEL  # noqa: E402
+
+MODEL = json.dumps(CPU_REDUCED_MODEL)  # the CPU-reduced set-up's ViT (pss.study)
 OVERRIDES = [
     "model.name=pss_vit_tiny_patch4_32", f"model.kwargs={MODEL}", "model.drop_path_rate=0.0",
     "data.path=null", "data.in_memory=true", "data.num_workers=0", "data.builtin_num_train=1024",
@@ -45,29 +48,14 @@ KEEP = (1.0, 0.8, 0.6, 0.4, 0.2)
 
 
 def build_trainer(overrides: list[str]):
-    """A Trainer of the run `pss train` would build for these overrides (no run folder, no logger)."""
-    from pss.data import check_data
-    from pss.engine import Trainer
-    from pss.runtime import DistInfo, resolve_amp, resolve_device
-    from pss.train import (
-        _build_loaders, _build_model, _build_optimisation, _loop_config, classification_task, resolve_config,
-        resolve_data_geometry, seed_everything,
-    )
+    """The Trainer `pss train` builds for these overrides (pss.train.Run), its run folder a temporary one."""
+    import tempfile
 
-    cfg, _ = resolve_config(None, overrides, output="-")
-    device = resolve_device(cfg.device)
-    amp = resolve_amp(cfg.amp, device)
-    report = check_data(cfg.data)
-    cfg = resolve_data_geometry(cfg, len(report.classes))
-    task = classification_task(cfg, list(report.classes))
-    model = _build_model(cfg, task, device, None)
-    train_loader, _ = _build_loaders(cfg, report, cfg.batch_size, device, DistInfo())
-    state = _build_optimisation(cfg, model, amp, len(train_loader))
-    seed_everything(cfg.seed)
-    trainer = Trainer(state=state, task=task, schedule=cfg.schedule, train_loader=train_loader, val_loader=None,
-                      loop=_loop_config(cfg, len(train_loader)), amp=amp, logger=None, checkpointer=None,
-                      device=device)
-    return cfg, trainer
+    from pss.train import Run, resolve_config
+
+    cfg, _ = resolve_config(None, overrides, output=tempfile.mkdtemp(prefix="pss-fixed-cost-"))
+    run = Run(cfg, quiet=True).setup()
+    return run.cfg, run.trainer
 
 
 class _Walk:
@@ -159,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from pss.control import num_tokens
-    from pss.engine import _to_device
+    from pss.runtime import to_device
     from pss.runinfo import run_info
     from pss.study import record_header, write_record
 
@@ -180,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} repeat {rep} {which}: step at rho 1 {1000 * t[1.0]:.1f} ms, intercept {1000 * a:.2f} ms "
                       f"({100 * share:.1f}%)", flush=True)
         it = iter(after.train_loader)
-        batches = [_to_device(next(it), after.device) for _ in range(args.train_steps)]
+        batches = [to_device(next(it), after.device) for _ in range(args.train_steps)]
         parts = fixed_parts(before, after, batches[0], args.calls)
         lb, la = losses(before, batches), losses(after, batches)
         summary = {}

@@ -27,14 +27,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from pss.study import add_study_arguments, planned_run, record_header, run_plan, write_record  # noqa: E402
+from pss.study import (  # noqa: E402
+    CPU_REDUCED,
+    add_study_arguments,
+    derive,
+    planned_run,
+    record_header,
+    run_plan,
+    write_record,
+)
 
+# pss.study's CPU-reduced set-up with 20 held-out images per class, no evaluation until the end, and the
+# pre-flight on; the training images per class, the loader and the epochs are set per arm.
 COMMON = [
-    "model.kwargs={depth: 4, embed_dim: 96, num_heads: 3, pos_embed: rel_bias}", "model.drop_path_rate=0.0",
-    "data.max_val_per_class=20", "data.re_prob=0.0", "mixup={mixup_alpha: 0.0, cutmix_alpha: 0.0}",
-    "label_smoothing=0.0", "batch_size=64", "lr_sched.warmup_epochs=1", "optim.base_lr=2.0e-3",
-    "optim.base_batch_size=64", "eval.interval=100", "log_interval=20", "checkpoint_interval_epochs=100",
-    "device=cpu", "preflight=true",
+    *derive(CPU_REDUCED, {"data.max_train_per_class": None, "data.max_val_per_class": 20, "data.num_workers": None,
+                          "epochs": None, "eval.interval": 100, "log_interval": 20}),
+    "preflight=true",
 ]
 LOADERS = {"slow": ["data.in_memory=false", "data.num_workers=1"], "fast": ["data.in_memory=true", "data.num_workers=0"]}
 PSS = ["schedule={name: cyclic, low: 0.2, high: 1.0, period_epochs: 1}", "select=random"]

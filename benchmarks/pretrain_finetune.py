@@ -2,11 +2,11 @@
 
     python benchmarks/pretrain_finetune.py --data data/cifar10-jpg.tar.gz      # GPU: the shipped recipes
     python benchmarks/pretrain_finetune.py --cpu-smoke                         # CPU, ~1 min: the pipeline only
-    python benchmarks/pretrain_finetune.py --cpu-reduced --data ../shared/data/cifar10-jpg.tar.gz
+    python benchmarks/pretrain_finetune.py --cpu-reduced --data path/to/cifar10-jpg.tar.gz
                                   # CPU, ~10 min: a smaller model on a CIFAR-10 subset, labelled as such
 
-Four `pss` runs, each in its own folder under --workdir (default runs/pretrain_finetune), each a
-child process (so one run's memory and compiled kernels do not affect the next one's time):
+Four `pss` runs, each in its own folder under --workdir (default runs/pretrain_finetune), planned and
+run by `pss.study` (the engine every benchmark uses), in this order:
 
     pretrain     pss pretrain --config configs/cifar10_pretrain_simmim.yaml          SimMIM, every patch
     ft_baseline  pss train --config configs/cifar10_finetune_baseline.yaml --init pretrain/encoder.safetensors
@@ -23,36 +23,38 @@ Times are `train_time_s` from each run's summary.json: training steps only (no e
 checkpoint writing, no data decoding), summed over resumed segments.
 
 Re-running the same command continues where it stopped: a stage whose folder holds summary.json
-is done (skipped), one holding checkpoint-last.pt is resumed, anything else starts afresh. A limit
-on one command's duration (e.g. 10 minutes on a lent GPU machine) is therefore no obstacle: run the
-same command again until it prints the result. --fresh starts every stage over. Changing the
-command's settings between invocations is refused (it would mix runs of different settings).
+is done (skipped), one holding checkpoint-last.pt is resumed, anything else starts afresh. On a
+machine that limits how long one command may run (a batch queue's wall-time limit, a preemptible
+instance), run the same command again until it prints the result. --fresh starts every stage over.
+Changing the command's settings between invocations is refused (it would mix runs of different settings).
 
 Expected duration on one H100 (estimate, not a measurement; see the recipes' comments for how it
 was made): pre-training ~6 min, fine-tuning ~6 min (baseline) and ~4.5 min (PSS), from scratch
 ~6 min: about 22 minutes for the four runs.
 
-On a lent GPU machine (only the working tree travels, without .git; the data archive must be in it):
-    mkdir -p data && cp ../shared/data/cifar10-jpg.tar.gz data/          # here, once; data/ is git-ignored
-    run (carry: ["data"], timeout_s: 600), the same command again until it prints the result:
-        PYTHONPATH=src python benchmarks/pretrain_finetune.py --data data/cifar10-jpg.tar.gz --commit <short hash> \
-            && cp benchmarks/results/pretrain_finetune_* $OUT/
-Stage processes die with this script (a killed invocation leaves no run behind that would race the
-next one), and checkpoints every 5 epochs bound the work a kill loses.
+Every stage's config is resolved before anything trains (bad input fails first); checkpoints every 5
+epochs (the recipes') bound the work a kill loses.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
 import json
+import logging
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
+
+from results_page import write as write_results_page  # noqa: E402
+from pss.analysis.report import versus  # noqa: E402
+from pss.pretrain import ENCODER_FILE  # noqa: E402
+from pss.study import CPU_REDUCED, CPU_REDUCED_MODEL, PlannedRun, derive, planned_run, run_plan  # noqa: E402
 CONFIGS = ROOT / "configs"
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -89,122 +91,54 @@ SMOKE_SETS = [
 ]
 SMOKE_EPOCHS = {"pretrain": 3, "finetune": 3}
 
-# --cpu-reduced: the same comparison sized for 2 CPU cores (about 10 minutes for the four runs): a
-# 4-block ViT of width 96 on a class-balanced CIFAR-10 subset (500 training and 200 test images per
-# class), as benchmarks/cifar10.py --cpu-reduced; fine-tuning without Mixup/CutMix and erasing (too
-# few epochs for them to pay off). The ratios between runs are what it shows, not CIFAR-10's accuracy.
+# --cpu-reduced: pss.study's CPU-reduced set-up (as benchmarks/cifar10.py --cpu-reduced) on the fine-tuning
+# recipes' model: the 4-block ViT of width 96 with the recipes' other model settings (layer scale, pooling),
+# their learning rates; pre-training for 20 epochs, evaluated every 5.
 REDUCED_SETS = [
-    "device=cpu",
-    "data.max_train_per_class=500",
-    "data.max_val_per_class=200",
-    "data.num_workers=2",
+    *derive(CPU_REDUCED, {"model.kwargs": None, "optim.base_lr": None, "epochs": None, "eval.interval": None}),
     "model.name=pss_vit_tiny_patch4_32",
-    "model.kwargs.depth=4",
-    "model.kwargs.embed_dim=96",
-    "model.kwargs.num_heads=3",
-    "batch_size=64",
-    "optim.base_batch_size=64",
-    "lr_sched.warmup_epochs=1",
-    "log_interval=10",
-    "checkpoint_interval_epochs=100",
+    *(f"model.kwargs.{k}={v}" for k, v in CPU_REDUCED_MODEL.items() if k != "pos_embed"),
 ]
 REDUCED_PRETRAIN = ["epochs=20", "eval.interval=5"]
-REDUCED_FINETUNE = ["epochs=10", "eval.interval=1", "model.drop_path_rate=0.0", "data.re_prob=0.0",
-                    "mixup={mixup_alpha: 0.0, cutmix_alpha: 0.0}", "label_smoothing=0.0"]
+REDUCED_FINETUNE = ["epochs=10", "eval.interval=1"]
 
 
-def stage_plan(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, Any]]:
-    """Command line of each stage (without --resume / --overwrite)."""
+def plan(args: argparse.Namespace, workdir: Path) -> list[PlannedRun]:
+    """The four runs (`STAGES`, in order), configs resolved now: each stage's recipe + the set-up's
+    overrides + the command's --set-pretrain / --set-finetune (last, so they win)."""
     common = list(SMOKE_SETS) if args.cpu_smoke else list(REDUCED_SETS) if args.cpu_reduced else []
-    if args.data is not None:
-        common.append(f"data.path={args.data}")
     if args.cpu_smoke:
         ft_extra, pre_extra = [f"epochs={SMOKE_EPOCHS['finetune']}"], [f"epochs={SMOKE_EPOCHS['pretrain']}"]
     elif args.cpu_reduced:
         ft_extra, pre_extra = REDUCED_FINETUNE, REDUCED_PRETRAIN
     else:
         ft_extra, pre_extra = [], []
-    ft_sets = list(common) + list(ft_extra) + list(args.set_finetune)
-    pre_sets = list(common) + list(pre_extra) + list(args.set_pretrain)
-    encoder = workdir / "pretrain" / "encoder.safetensors"
-    return {
-        "pretrain": {"command": "pretrain", "config": CONFIGS / "cifar10_pretrain_simmim.yaml", "sets": pre_sets},
-        "ft_baseline": {"command": "train", "config": CONFIGS / "cifar10_finetune_baseline.yaml", "sets": ft_sets,
-                        "init": encoder},
-        "ft_pss": {"command": "train", "config": CONFIGS / "cifar10_finetune_pss.yaml", "sets": ft_sets, "init": encoder},
-        "scratch": {"command": "train", "config": CONFIGS / "cifar10_finetune_baseline.yaml",
-                    "sets": ft_sets + ["optim.layer_decay=null"]},
+    ft_sets = [*common, *ft_extra, *args.set_finetune]
+    encoder = f"init={workdir / 'pretrain' / ENCODER_FILE}"
+    stages = {
+        "pretrain": ("cifar10_pretrain_simmim.yaml", [*common, *pre_extra, *args.set_pretrain]),
+        "ft_baseline": ("cifar10_finetune_baseline.yaml", [*ft_sets, encoder]),
+        "ft_pss": ("cifar10_finetune_pss.yaml", [*ft_sets, encoder]),
+        "scratch": ("cifar10_finetune_baseline.yaml", [*ft_sets, "optim.layer_decay=null"]),
     }
+    data = None if args.cpu_smoke else args.data
+    return [planned_run(name, 0, str(CONFIGS / recipe), sets, data, workdir, folder=name)
+            for name, (recipe, sets) in stages.items() if name in args.stages]
 
 
-def _argv(stage: dict[str, Any], folder: Path) -> list[str]:
-    argv = [stage["command"], "--config", str(stage["config"]), "--output", str(folder), "--quiet"]
-    for s in stage["sets"]:
-        argv += ["--set", s]
-    if stage.get("init") is not None:
-        argv += ["--init", str(stage["init"])]
-    return argv
-
-
-def run_stage(name: str, stage: dict[str, Any], folder: Path, fresh: bool) -> dict[str, Any]:
-    """Run (or continue, or skip) one stage; returns its summary.json."""
-    argv = _argv(stage, folder)
-    marker = folder / "benchmark_stage.json"
-    if fresh or not marker.exists():
-        mode = "fresh"
-    else:
-        before = json.loads(marker.read_text())["argv"]
-        if before != argv:
-            sys.exit(
-                f"{name}: {folder} holds a run started with other settings:\n  {' '.join(before)}\nnow:\n  "
-                f"{' '.join(argv)}\nrun with --fresh to start over, or with a new --workdir"
-            )
-        if (folder / "summary.json").exists():
-            print(f"[{name}] done earlier: {folder}", flush=True)
-            return json.loads((folder / "summary.json").read_text())
-        mode = "resume" if (folder / "checkpoint-last.pt").exists() else "fresh"
-    if stage.get("init") is not None and not Path(stage["init"]).exists():
-        sys.exit(f"{name}: the pre-trained encoder {stage['init']} is missing: the pretrain stage did not finish")
-    folder.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"argv": argv}, indent=1) + "\n")
-    cmd = [sys.executable, "-m", "pss", *argv, *(["--resume"] if mode == "resume" else ["--overwrite"])]
-    print(f"[{name}] {'resuming' if mode == 'resume' else 'starting'}: pss {' '.join(cmd[3:])}", flush=True)
-    t0 = time.perf_counter()
-    rc = subprocess.call(cmd, cwd=ROOT, preexec_fn=_die_with_parent)
-    if rc != 0:
-        sys.exit(f"{name}: `pss {stage['command']}` failed (exit code {rc}); its run folder is {folder}. "
-                 "Fix the cause and run the same command again to continue")
-    summary = json.loads((folder / "summary.json").read_text())
-    print(f"[{name}] finished in {time.perf_counter() - t0:.0f} s (training {summary['train_time_s']:.0f} s)", flush=True)
-    return summary
-
-
-def _die_with_parent() -> None:
-    """In the stage's child process (Linux): receive SIGTERM when this script dies, e.g. killed by a
-    time limit, so that no orphaned run keeps writing into a folder the next invocation resumes."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: no such guarantee
-
-
-def _run_record(summary: dict[str, Any], folder: Path) -> dict[str, Any]:
+def _run_record(summary: dict[str, Any], folder: str) -> dict[str, Any]:
     keys = ("train_time_s", "wall_time_s", "epochs", "steps", "final_acc1", "best_acc1", "final_acc5", "final_loss",
             "best_loss", "mean_keep_ratio", "images_per_s", "batch_size", "model", "num_params", "amp", "schedule",
             "resumed")
-    return {"folder": str(folder), **{k: summary[k] for k in keys if k in summary}}
+    return {"folder": folder, **{k: summary[k] for k in keys if k in summary}}
 
 
-def build_record(args: argparse.Namespace, plan: dict[str, dict[str, Any]], summaries: dict[str, dict[str, Any]],
-                 workdir: Path, wall_s: float) -> dict[str, Any]:
+def build_record(args: argparse.Namespace, runs: list[PlannedRun], summaries: dict[str, dict[str, Any]],
+                 wall_s: float) -> dict[str, Any]:
     base, pss_run, pre = (summaries[k] for k in ("ft_baseline", "ft_pss", "pretrain"))
     scratch = summaries.get("scratch")
-    stages = [k for k in STAGES if k in summaries]
-    ratio = pss_run["train_time_s"] / base["train_time_s"] if base["train_time_s"] else None
-    delta = pss_run["final_acc1"] - base["final_acc1"]
+    vs = versus(pss_run, base)  # the report's comparison
+    ratio, delta = vs["time_vs_full"], vs["final_vs_full"]
     return {
         "benchmark": "pretrain_finetune",
         "mode": "cpu-smoke" if args.cpu_smoke else "cpu-reduced" if args.cpu_reduced else "full",
@@ -214,15 +148,18 @@ def build_record(args: argparse.Namespace, plan: dict[str, dict[str, Any]], summ
         "timm": base.get("timm"),
         "commit": base.get("commit") or args.commit,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "stages": {k: {"pss": " ".join(_argv(plan[k], workdir / k))} for k in stages},
-        "runs": {k: _run_record(summaries[k], workdir / k) for k in stages},
+        # recipes relative to the checkout, folders relative to --workdir: the record names no machine's paths
+        "stages": {r.name: {"recipe": str(Path(r.settings["recipe"]).relative_to(ROOT)),
+                            "overrides": [o.replace(str(args.workdir.resolve()), "WORKDIR") for o in r.settings["overrides"]]}
+                   for r in runs},
+        "runs": {r.name: _run_record(summaries[r.name], r.name) for r in runs},
         "result": {
             "finetune_time_ratio_pss_over_baseline": ratio,
             "finetune_top1_baseline": base["final_acc1"],
             "finetune_top1_pss": pss_run["final_acc1"],
             "finetune_top1_delta_pss_minus_baseline": delta,
             "scratch_top1": scratch["final_acc1"] if scratch else None,
-            "pretraining_gain_top1": base["final_acc1"] - scratch["final_acc1"] if scratch else None,
+            "pretraining_gain_top1": versus(base, scratch)["final_vs_full"] if scratch else None,
             "pretrain_time_s": pre["train_time_s"],
             "pretrain_final_val_loss": pre.get("final_loss"),
             "mean_keep_ratio_pss": pss_run.get("mean_keep_ratio"),
@@ -242,6 +179,11 @@ def build_record(args: argparse.Namespace, plan: dict[str, dict[str, Any]], summ
 
 
 def write_markdown(rec: dict[str, Any], path: Path) -> None:
+    path.write_text(to_markdown(rec))
+
+
+def to_markdown(rec: dict[str, Any]) -> str:
+    """The record as Markdown (also what benchmarks/results/README.md shows)."""
     r, runs = rec["result"], rec["runs"]
 
     def fmt(v: Any, spec: str = ".2f") -> str:
@@ -276,10 +218,10 @@ def write_markdown(rec: dict[str, Any], path: Path) -> None:
         f"| top-1 pre-trained - from scratch (points) | {fmt(r['pretraining_gain_top1'], '+.2f')} | - |",
         "",
         "Times are training steps only (`train_time_s`); top-1 is the final epoch's, at keep ratio 1.0.",
-        "Run folders: " + ", ".join(f"`{x['folder']}`" for x in runs.values()) + ".",
+        "Run folders (under --workdir): " + ", ".join(f"`{Path(x['folder']).name}`" for x in runs.values()) + ".",
         "",
     ]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def _slug(text: str) -> str:
@@ -318,12 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is not None and not args.data.startswith("hf:") and not Path(args.data).expanduser().exists():
         ap.error(f"--data {args.data}: no such file or folder (a CIFAR-10 folder, its .tar.gz, or hf:NAME)")
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     workdir = args.workdir.resolve()
-    plan = stage_plan(args, workdir)
+    args.stages = [s for s in STAGES if not (args.no_scratch and s == "scratch")]
+    runs = plan(args, workdir)
     t0 = time.perf_counter()
-    stages = [s for s in STAGES if not (args.no_scratch and s == "scratch")]
-    summaries = {name: run_stage(name, plan[name], workdir / name, args.fresh) for name in stages}
-    record = build_record(args, plan, summaries, workdir, time.perf_counter() - t0)
+    done = run_plan(runs, fresh=args.fresh, quiet=True)
+    summaries = {name: done[(name, seed)] for name, seed in done}
+    record = build_record(args, runs, summaries, time.perf_counter() - t0)
 
     results = args.results_dir or (workdir if args.cpu_smoke else RESULTS)
     results.mkdir(parents=True, exist_ok=True)
@@ -331,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"pretrain_finetune_{tag}_{_dt.date.today().isoformat()}"
     (results / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     write_markdown(record, results / f"{stem}.md")
+    write_results_page(results)
     r = record["result"]
     print(
         f"fine-tuning time PSS / baseline {r['finetune_time_ratio_pss_over_baseline']:.2f}x (paper {PAPER['time_ratio']}x); "

@@ -37,39 +37,36 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on the GPU machine
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 
+from results_page import write as write_results_page  # noqa: E402
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
-from pss.study import PlannedRun, add_study_arguments, planned_run, run_plan, run_state  # noqa: E402
+from pss.analysis.report import versus  # noqa: E402
+from pss.study import (  # noqa: E402
+    CPU_REDUCED,
+    CPU_REDUCED_MODEL,
+    PlannedRun,
+    add_study_arguments,
+    derive,
+    planned_run,
+    run_plan,
+    run_state,
+)
 
 log = logging.getLogger("pss.study")
 
-ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 RECIPE = "cifar10_baseline"  # every arm starts from the full-token recipe; only what is listed differs
 BUDGET = 0.6
 SWEEP_KEEP = (1.0, 0.8, 0.6, 0.5, 0.4, 0.2)
-MODEL = {"depth": 4, "embed_dim": 96, "num_heads": 3, "pos_embed": "rel_bias"}
+MODEL = CPU_REDUCED_MODEL
 
-STUDY_CPU = [
-    "model.drop_path_rate=0.0",
-    "data.max_train_per_class=1000",
-    "data.max_val_per_class=200",
-    "data.num_workers=2",
-    "data.re_prob=0.0",
-    "mixup={mixup_alpha: 0.0, cutmix_alpha: 0.0}",
-    "label_smoothing=0.0",
-    "epochs=15",
-    "batch_size=64",
-    "lr_sched.warmup_epochs=1",
-    "optim.base_lr=2.0e-3",
-    "optim.base_batch_size=64",
-    "eval.interval=1",
-    "log_interval=20",
-    "checkpoint_interval_epochs=1",
-    "device=cpu",
-]
+# pss.study's CPU-reduced set-up with twice the training images, 15 epochs, a checkpoint every epoch; the
+# model's kwargs are given per arm (`_model`).
+STUDY_CPU = derive(CPU_REDUCED, {"model.kwargs": None, "data.max_train_per_class": 1000, "epochs": 15,
+                                 "log_interval": 20, "checkpoint_interval_epochs": 1})
 
 
 def _model(**changes: Any) -> str:
@@ -115,7 +112,8 @@ COOLDOWN_SHARE = 0.1  # full-token cool-down: this share of the epochs (FLIP's "
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(ARCHIVE), help="CIFAR-10 folder or the shared .tar.gz")
+    p.add_argument("--data", default=None,
+                   help="CIFAR-10 folder or .tar.gz of one (extracted once to a cache); default: the recipe's data.path")
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
     p.add_argument("--groups", default=",".join(GROUPS), help=f"which groups of arms, in order: {','.join(GROUPS)}")
     p.add_argument("--runs", default=None, help="instead of --groups: these arms")
@@ -239,6 +237,7 @@ def record(runs: list[PlannedRun], summaries: dict, sweeps: dict, args: argparse
     path.write_text(json.dumps(rec, indent=2) + "\n")
     path.with_suffix(".md").write_text(to_markdown(rec))
     plot(rec, path.with_suffix(".png"))
+    write_results_page(results)
     return path
 
 
@@ -265,10 +264,11 @@ def summarise(rows: list[dict]) -> list[dict]:
             pairs = [(r, b) for r, b in pairs if b is not None]
             if not pairs:
                 continue
-            out[f"time_vs_{label}"] = statistics.fmean(r["train_time_s"] / b["train_time_s"] for r, b in pairs)
+            vs = [versus(r, b) for r, b in pairs]  # the report's comparison, per seed
+            out[f"time_vs_{label}"] = statistics.fmean(v["time_vs_full"] for v in vs)
             if name != ref_name:  # an arm against itself has no difference to show
-                out[f"final_diff_vs_{label}"] = [r["final_acc1"] - b["final_acc1"] for r, b in pairs]
-                out[f"best_diff_vs_{label}"] = [r["best_acc1"] - b["best_acc1"] for r, b in pairs]
+                out[f"final_diff_vs_{label}"] = [v["final_vs_full"] for v in vs]
+                out[f"best_diff_vs_{label}"] = [v["best_vs_full"] for v in vs]
             if label == "full":
                 drops = [(r["sweep"]["1"] - r["sweep"]["0.5"], b["sweep"]["1"] - b["sweep"]["0.5"]) for r, b in pairs
                          if "0.5" in r["sweep"] and "0.5" in b["sweep"]]

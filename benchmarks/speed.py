@@ -19,7 +19,7 @@ and `.md`
 what it measured. A configuration the device cannot train (FlexAttention has no CPU backward) is
 recorded as skipped, with the reason.
 
-Targets (issue 12, GPU): rel_bias step-time ratio at rho 0.2 <= 0.25 and within 1.15x of the FLOP
+Targets (GPU): rel_bias step-time ratio at rho 0.2 <= 0.25 and within 1.15x of the FLOP
 ratio at every rho >= 0.4; rel_bias full-token step time within 10 % of rope's; the flex path's peak
 memory at rho 1.0 below the SDPA-with-mask path's.
 """
@@ -33,8 +33,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on the GPU machine
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 
+from results_page import write as write_results_page  # noqa: E402
 from pss.bench import format_speed_table, speed_benchmark  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
 
@@ -122,6 +124,7 @@ def _write(path: Path, reports: list[dict]) -> None:
         if "results" in rep:
             md += [format_speed_table(rep), "", f"targets: {json.dumps(rep['targets'])}", ""]
     path.with_suffix(".md").write_text("\n".join(md))
+    write_results_page(path.parent)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,11 +22,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import pss  # noqa: E402
+from results_page import write as write_results_page  # noqa: E402
 from pss.models.vit import ARCHS  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.runtime import synchronize  # noqa: E402
@@ -41,6 +43,17 @@ def ref_model_class(ref: str) -> type:
     mod = types.ModuleType(f"pss_vit_at_{ref}")
     exec(compile(src, f"{ref}:vit.py", "exec"), mod.__dict__)
     return mod.PssVisionTransformer
+
+
+def to_markdown(rec: dict) -> str:
+    """The record as Markdown (also what benchmarks/results/README.md shows)."""
+    md = [f"# Training step of this checkout vs {rec['ref']} ({rec['device']})", "",
+          f"{rec['model']}, {rec['pos_embed']}, batch {rec['batch_size']}, attention here: {rec['attention']}; "
+          f"torch {rec['torch']}, timm {rec['timm']}, commit {rec['commit']}, {rec['date']}. "
+          f"Medians of {rec['iters']} alternated steps each.", "",
+          f"| keep ratio | this (ms) | {rec['ref']} (ms) | this / ref |", "|---|---|---|---|"]
+    md += [f"| {r['keep_ratio']:.2f} | {r['this_ms']:.1f} | {r['ref_ms']:.1f} | {r['ratio']:.3f} |" for r in rec["results"]]
+    return "\n".join(md) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,12 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = "cpu" if dev.type == "cpu" else "cuda"
     path = out / f"speed_vs_ref_{tag}_{args.pos_embed}_{rec['date']}.json"
     path.write_text(json.dumps(rec, indent=2) + "\n")
-    md = [f"# Training step of this checkout vs {args.ref} ({info['device']})", "",
-          f"{args.model}, {args.pos_embed}, batch {args.batch}, attention here: {rec['attention']}; torch {info['torch']}, "
-          f"timm {info['timm']}, commit {info['commit']}, {rec['date']}. Medians of {args.iters} alternated steps each.", "",
-          f"| keep ratio | this (ms) | {args.ref} (ms) | this / ref |", "|---|---|---|---|"]
-    md += [f"| {r['keep_ratio']:.2f} | {r['this_ms']:.1f} | {r['ref_ms']:.1f} | {r['ratio']:.3f} |" for r in rows]
-    path.with_suffix(".md").write_text("\n".join(md) + "\n")
+    path.with_suffix(".md").write_text(to_markdown(rec))
+    write_results_page(out)
     print(f"wrote {path} and {path.with_suffix('.md')}")
     return 0
 

@@ -102,6 +102,82 @@ def _time(fn, device: torch.device, warmup: int, iters: int) -> float:
     return statistics.median(times)
 
 
+class TrainingStep:
+    """One full training step (forward, backward, AdamW, GradScaler) of `model` on a fixed batch, and its
+    timings: the step at each keep ratio, inference, and the optimizer step alone."""
+
+    def __init__(self, model: torch.nn.Module, batch_size: int, dev: torch.device, amp_mode: Any, compile: bool,
+                 warmup: int, iters: int) -> None:
+        self.model, self.dev, self.amp, self.warmup, self.iters = model, dev, amp_mode, warmup, iters
+        self.x = example_input(model, batch_size)
+        self.y = torch.randint(0, 1000, (batch_size,), device=dev)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=amp_mode.dtype == torch.float16)
+        # dynamic=False: one static graph per sequence length (as training compiles), not one symbolic graph
+        self.run = torch.compile(model, dynamic=False) if compile else model
+
+    def _backward(self) -> None:
+        with self.amp.autocast():
+            loss = F.cross_entropy(self.run(self.x), self.y)
+        self.scaler.scale(loss).backward()
+
+    def _optimizer(self) -> None:
+        self.scaler.step(self.opt)
+        self.scaler.update()
+
+    def train_step(self) -> None:
+        self._backward()
+        self._optimizer()
+        self.opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def infer_step(self) -> None:
+        with self.amp.autocast():
+            self.run(self.x)
+
+    def time(self, fn: Any) -> float:
+        return _time(fn, self.dev, self.warmup, self.iters)
+
+    def optimizer_time(self) -> float:
+        """Median time of the optimizer step alone, on the gradients of one backward (kept between
+        calls, so every call does the full update); the same at every keep ratio."""
+        self._backward()
+        t = self.time(self._optimizer)
+        self.opt.zero_grad(set_to_none=True)
+        return t
+
+    def row(self, rho: float, select: str, inference: bool) -> dict:
+        """Step time, FLOPs, peak memory, attention kernels (and inference images/s) at keep ratio `rho`."""
+        model, dev = self.model, self.dev
+        pss.set_keep_ratio(model, rho, select)
+        model.train()
+        flops = count_flops(model, self.x, rho, backward=True)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        step_time = self.time(self.train_step)
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+        kernels = attention_kernels(self.train_step)
+        ips = None
+        if inference:
+            model.eval()
+            with pss.use_keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
+                ips = self.x.shape[0] / self.time(self.infer_step)
+        return dict(keep_ratio=rho, tokens=num_tokens(model, rho), step_time_s=step_time, step_flops=flops,
+                    infer_images_per_s=ips, peak_memory_mb=peak, attention_kernels=kernels)
+
+
+def _with_attn_impl(model_name: str, model_kwargs: dict | None, attn_impl: str | None) -> dict:
+    """The model's kwargs with `attn_impl` (auto | flex | sdpa), which only pss_vit_* models take."""
+    model_kwargs = dict(model_kwargs or {})
+    if attn_impl is not None:
+        if attn_impl not in ATTN_IMPLS:
+            raise ConfigError(f"unknown attn_impl {attn_impl!r}; choose one of {', '.join(ATTN_IMPLS)}")
+        if not model_name.startswith("pss_vit"):
+            raise ConfigError(f"--attn-impl applies to pss_vit_* models; {model_name} uses timm's attention (SDPA)")
+        model_kwargs["attn_impl"] = attn_impl
+    return model_kwargs
+
+
 def speed_benchmark(
     model_name: str,
     *,
@@ -123,74 +199,17 @@ def speed_benchmark(
     that ran. `attn_impl` (auto | flex | sdpa) is passed to pss_vit_* models; None keeps the model's default."""
     for r in keep_ratios:
         check_keep_ratio(r)
-    model_kwargs = dict(model_kwargs or {})
-    if attn_impl is not None:
-        if attn_impl not in ATTN_IMPLS:
-            raise ConfigError(f"unknown attn_impl {attn_impl!r}; choose one of {', '.join(ATTN_IMPLS)}")
-        if not model_name.startswith("pss_vit"):
-            raise ConfigError(f"--attn-impl applies to pss_vit_* models; {model_name} uses timm's attention (SDPA)")
-        model_kwargs["attn_impl"] = attn_impl
+    model_kwargs = _with_attn_impl(model_name, model_kwargs, attn_impl)
     dev = resolve_device(device)  # auto -> cuda when there is one; a missing GPU is a one-line error
     amp_mode = resolve_amp(amp, dev)  # validates the name too
     keep_ratios = tuple(sorted(set(keep_ratios) | {1.0}, reverse=True))  # rho = 1.0 is the reference
 
     model = pss.build_model(model_name, num_classes=1000, img_size=img_size, **model_kwargs).to(dev)
-    x = example_input(model, batch_size)
-    y = torch.randint(0, 1000, (batch_size,), device=dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp_mode.dtype == torch.float16)
-    # dynamic=False: one static graph per sequence length (as training compiles), not one symbolic graph
-    run = torch.compile(model, dynamic=False) if compile else model
-
-    def train_step() -> None:
-        with amp_mode.autocast():
-            loss = F.cross_entropy(run(x), y)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-
-    @torch.no_grad()
-    def infer_step() -> None:
-        with amp_mode.autocast():
-            run(x)
-
-    def optimizer_time() -> float:
-        """Median time of the optimizer step alone, on the gradients of one backward (kept between
-        calls, so every call does the full update); the same at every keep ratio."""
-        with amp_mode.autocast():
-            loss = F.cross_entropy(run(x), y)
-        scaler.scale(loss).backward()
-
-        def step() -> None:
-            scaler.step(opt)
-            scaler.update()
-
-        t = _time(step, dev, warmup, iters)
-        opt.zero_grad(set_to_none=True)
-        return t
-
-    rows: list[dict] = []
-    for rho in keep_ratios:
-        pss.set_keep_ratio(model, rho, select)
-        model.train()
-        flops = count_flops(model, x, rho, backward=True)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        step_time = _time(train_step, dev, warmup, iters)
-        peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-        kernels = attention_kernels(train_step)
-        ips = None
-        if inference:
-            model.eval()
-            with pss.use_keep_ratio(model, rho, select):  # explicit: eval() alone runs every token
-                ips = batch_size / _time(infer_step, dev, warmup, iters)
-        rows.append(dict(keep_ratio=rho, tokens=num_tokens(model, rho),
-                         step_time_s=step_time, step_flops=flops, infer_images_per_s=ips, peak_memory_mb=peak,
-                         attention_kernels=kernels))
+    bench = TrainingStep(model, batch_size, dev, amp_mode, compile, warmup, iters)
+    rows = [bench.row(rho, select, inference) for rho in keep_ratios]
     pss.set_keep_ratio(model, 1.0, select)
     model.train()
-    opt_time = optimizer_time()
+    opt_time = bench.optimizer_time()
     ref = rows[0]
     results = [
         asdict(SpeedResult(
@@ -202,22 +221,12 @@ def speed_benchmark(
         for r in rows
     ]
     return {
-        "kind": "speed",
-        "model": model_name,
+        "kind": "speed", "model": model_name,
         "model_kwargs": dict(model_kwargs or {}),  # lets a `budget_cost: FILE` check it is for the same model
-        "img_size": model.patch_embed.img_size[0],
-        "batch_size": batch_size,
-        "amp": amp_mode.name,
-        "compile": compile,
-        "attention": attention_impl(model, dev),
-        "pos_embed": getattr(model, "pos_embed_type", None),
-        "select": select,
-        "warmup": warmup,
-        "iters": iters,
-        "optimizer_time_s": opt_time,
-        **run_info(dev),
-        "date": time.strftime("%Y-%m-%d"),
-        "results": results,
+        "img_size": model.patch_embed.img_size[0], "batch_size": batch_size, "amp": amp_mode.name, "compile": compile,
+        "attention": attention_impl(model, dev), "pos_embed": getattr(model, "pos_embed_type", None), "select": select,
+        "warmup": warmup, "iters": iters, "optimizer_time_s": opt_time, **run_info(dev),
+        "date": time.strftime("%Y-%m-%d"), "results": results,
     }
 
 
@@ -232,19 +241,22 @@ def format_speed_table(report: dict) -> str:
         kernels.setdefault(tuple(r.get("attention_kernels") or ()), []).append(f"{r['keep_ratio']:g}")
     head += f"\nattention: {report.get('attention', '?')}; kernels " + "; ".join(
         f"{', '.join(k) or 'none seen'} (rho {', '.join(v)})" for k, v in kernels.items())
-    opt_ms = 1000 * report["optimizer_time_s"]
-    lines = [head, "", f"optimizer step alone: {opt_ms:.1f} ms ({100 * opt_ms / (1000 * report['results'][0]['step_time_s']):.0f}% "
-             "of the step at rho = 1.0, the same at every rho); 'model' columns leave it out.", "",
-             "| keep ratio | tokens | step time (ms) | time / rho=1 | FLOP ratio | time / FLOP ratio "
-             "| model time / rho=1 | model time / FLOP ratio | infer img/s | peak mem (MB) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, ""]
+    if report.get("optimizer_time_s") is not None:  # records before it was measured have no optimizer time
+        opt_ms = 1000 * report["optimizer_time_s"]
+        lines += [f"optimizer step alone: {opt_ms:.1f} ms ({100 * opt_ms / (1000 * report['results'][0]['step_time_s']):.0f}% "
+                  "of the step at rho = 1.0, the same at every rho); 'model' columns leave it out.", ""]
+    lines += ["| keep ratio | tokens | step time (ms) | time / rho=1 | FLOP ratio | time / FLOP ratio "
+              "| model time / rho=1 | model time / FLOP ratio | infer img/s | peak mem (MB) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
-        ips = f"{r['infer_images_per_s']:.0f}" if r["infer_images_per_s"] else "-"
+        ips = f"{r['infer_images_per_s']:.0f}" if r.get("infer_images_per_s") else "-"
         mem = f"{r['peak_memory_mb']:.0f}" if r.get("peak_memory_mb") else "-"
+        model = r.get("model_relative_time")
+        model_cols = "- | -" if model is None else f"{model:.3f} | {model / r['flop_ratio']:.2f}"
         lines.append(
             f"| {r['keep_ratio']:.2f} | {r['tokens']} | {1000 * r['step_time_s']:.1f} | {r['relative_time']:.3f} | "
-            f"{r['flop_ratio']:.3f} | {r['relative_time'] / r['flop_ratio']:.2f} | {r['model_relative_time']:.3f} | "
-            f"{r['model_relative_time'] / r['flop_ratio']:.2f} | {ips} | {mem} |"
+            f"{r['flop_ratio']:.3f} | {r['relative_time'] / r['flop_ratio']:.2f} | {model_cols} | {ips} | {mem} |"
         )
     return "\n".join(lines)
 

@@ -234,10 +234,18 @@ class BudgetPlan:
     parameter: str
     value: float
     cost_model: str
+    recipe_value: float | None = None  # the parameter's value in the recipe, which `value` replaces
 
     def to_dict(self) -> dict[str, Any]:
         return {"budget": self.budget, "cost_model": self.cost_model, "predicted_cost": self.predicted_cost,
-                "parameter": self.parameter, "value": self.value, "schedule": self.schedule.to_dict()}
+                "parameter": self.parameter, "value": self.value, "recipe_value": self.recipe_value,
+                "schedule": self.schedule.to_dict()}
+
+    def describe(self) -> str:
+        """What the budget did, in words: the solved parameter next to the recipe's."""
+        return (f"budget {self.budget:g}: {self.schedule.name} {self.parameter} = {self.value:g} solved "
+                f"(the recipe's {self.parameter}: {self.recipe_value:g}), predicted cost {self.predicted_cost:.4f} "
+                f"of the full-token run (cost model: {self.cost_model})")
 
 
 def _with(schedule: Schedule, param: str, value: float) -> Schedule:
@@ -307,7 +315,8 @@ def solve_budget(
     solved = _with(schedule, param, best)
     values = set(solved.counts(steps_per_epoch, total_steps))
     getattr(cost, "check", lambda *_: None)(values, solved.grid is not None)
-    return BudgetPlan(solved, float(budget), run_cost(best), param, best, getattr(cost, "name", "custom"))
+    return BudgetPlan(solved, float(budget), run_cost(best), param, best, getattr(cost, "name", "custom"),
+                      recipe_value=float(getattr(schedule, param)))
 
 
 def cost_model_for(cfg: Any, model: Any, measurements: Any = None) -> Callable[[float], float]:
@@ -316,11 +325,9 @@ def cost_model_for(cfg: Any, model: Any, measurements: Any = None) -> Callable[[
     if cfg.budget_cost == "flops":
         return FlopCost.for_model(model, cfg.model.name)
     if cfg.budget_cost.startswith("measured"):
-        from pss.preflight import MeasuredCost
-
         if measurements is None:
             raise ValueError("budget_cost: measured needs the run's measurements")
-        return MeasuredCost(measurements)
+        return measurements.cost_model()  # pss.preflight.MeasuredCost
     return TableCost.from_file(cfg.budget_cost, cfg.model.name, cfg.model.img_size, cfg.model.kwargs)
 
 

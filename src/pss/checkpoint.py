@@ -3,22 +3,11 @@
 Everything in a pss checkpoint is a tensor, number, string, None, or a list / dict of those, so it
 loads with `torch.load(path, weights_only=True)`: loading never runs pickled code from the file.
 
-A training checkpoint (`checkpoint-last.pt`) is a dict:
-
-    format         "pss-checkpoint", version 1
-    model          state dict of the bare model (no DDP / torch.compile wrapper prefixes)
-    optimizer      optimizer.state_dict()
-    lr_scheduler   timm scheduler state_dict()
-    scaler         GradScaler state_dict() or None
-    ema            state dict of the EMA model or None
-    rng            one RNG state per process (torch CPU, CUDA, numpy, python `random`), as tensors
-    progress       {"step", "epoch", "steps_per_epoch", "best_metric", ...}: where the run stands
-    config         the resolved TrainConfig as a plain dict
-    class_names    list of class names, or None
-
-`checkpoint-best.pt` holds the same minus optimizer / scheduler / scaler / rng (it is for using
-the model, not for resuming). `model.safetensors` holds the best model's weights only, with the
-config as JSON in its metadata.
+A training checkpoint (`checkpoint-last.pt`, `training_checkpoint`) is a dict with `format:
+"pss-checkpoint"`, the bare model's state dict, optimizer / scheduler / scaler / EMA states, every
+process's RNG state, the run's progress, its resolved config and class names (the fields:
+docs/run-folder.md); `checkpoint-best.pt` leaves out what only resuming needs, and `model.safetensors`
+holds the best model's weights only, with the config as JSON in its metadata.
 
 All writes go to a temporary file in the target's folder, are fsync'ed, then `os.replace`d over
 the target: a crash (even SIGKILL) while saving leaves the previous file intact. SIGINT / SIGTERM
@@ -26,7 +15,9 @@ arriving during a write take effect once the file is complete; a full disk is on
 folder and the space needed.
 
 Mapping foreign weights (timm, SimMIM, MAE, BEiT) onto our models for fine-tuning is
-`pss.models.convert`; rebuilding a trained model from a run folder is `pss.models.hub.load_model`.
+`pss.models.convert`; rebuilding a trained model from a run folder is `pss.models.hub.load_model`; RNG
+states are `pss.rng`'s, a new peak learning rate on resume `pss.optim.set_peak_lr`'s, the run folder
+`pss.runfolder.RunDir`'s (what each file holds: docs/run-folder.md).
 """
 from __future__ import annotations
 
@@ -34,10 +25,8 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import os
 import pickle
-import random
 import shutil
 import signal
 import tempfile
@@ -46,7 +35,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -57,14 +45,15 @@ __all__ = [
     "FORMAT",
     "atomic_save",
     "atomic_write",
-    "best_checkpoint",
     "export_safetensors",
-    "get_rng_state",
+    "fit_problems",
+    "is_training_checkpoint",
     "load_checkpoint",
+    "load_safetensors",
+    "load_strict",
     "restore_training_state",
-    "set_rng_state",
+    "safetensors_metadata",
     "signals_deferred",
-    "stored_class_names",
     "training_checkpoint",
 ]
 
@@ -222,40 +211,6 @@ def remove_stale_temp_files(folder: str | Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# RNG state, as tensors
-
-
-def get_rng_state() -> dict[str, Any]:
-    """This process's RNG states (torch CPU, CUDA current device, numpy, python) as plain tensors."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {"version": py_state[0], "state": torch.tensor(py_state[1], dtype=torch.int64), "gauss_next": py_state[2]},
-        "cuda": None,
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss_next"]))
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-# ---------------------------------------------------------------------------------------------
 # training checkpoints
 
 
@@ -294,7 +249,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
     if path.suffix == ".safetensors":
-        return {"model": _load_safetensors(path)}
+        return {"model": load_safetensors(path)}
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -329,15 +284,13 @@ def restore_training_state(
     lr_scheduler: Any = None,
     scaler: torch.amp.GradScaler | None = None,
     ema: nn.Module | None = None,
-    peak_lr: float | None = None,
 ) -> None:
     """Load model / optimizer / scheduler / scaler / EMA states from a training checkpoint, in place.
-    RNG states are restored separately (`set_rng_state`), at the point where the loop resumes.
-    `peak_lr`: the schedule's peak learning rate from here on, when it differs from the checkpoint's
-    (e.g. resuming a diverged run with a lower `optim.lr`); the schedule's shape and position stay."""
+    RNG states are restored separately (`pss.rng.set_rng_state`), at the point where the loop resumes; a
+    new peak learning rate is `pss.optim.set_peak_lr`'s."""
     if not is_training_checkpoint(ckpt):
         raise CheckpointError("not a pss training checkpoint (no 'format: pss-checkpoint'); use --init to load weights")
-    _load_strict(unwrap_model(model), ckpt["model"], "model")
+    load_strict(unwrap_model(model), ckpt["model"], "model")
     if optimizer is not None:
         if ckpt.get("optimizer") is None:
             raise CheckpointError("the checkpoint has no optimizer state (a 'best' checkpoint?); resume from checkpoint-last.pt")
@@ -351,41 +304,18 @@ def restore_training_state(
             log.warning("the checkpoint has no EMA weights: the EMA restarts from the current model")
             unwrap_model(ema).load_state_dict(unwrap_model(model).state_dict())
         else:
-            _load_strict(unwrap_model(ema), ckpt["ema"], "ema")
-    if optimizer is not None and peak_lr is not None:
-        _set_peak_lr(peak_lr, optimizer, lr_scheduler)
+            load_strict(unwrap_model(ema), ckpt["ema"], "ema")
 
 
-def _set_peak_lr(peak: float, optimizer: torch.optim.Optimizer, lr_scheduler: Any) -> None:
-    """Scale a restored LR schedule (timm scheduler's base values and warm-up slopes, the optimizer's
-    initial / current rates) so that it peaks at `peak`; the optimizer and scheduler states would
-    otherwise keep the checkpoint's rate whatever the config says."""
-    groups = optimizer.param_groups
-    base = getattr(lr_scheduler, "base_values", None) or [g.get("initial_lr", g["lr"]) for g in groups]
-    old = max(base)
-    if old <= 0 or math.isclose(old, peak, rel_tol=1e-9):
-        return
-    ratio = peak / old
-    log.info("resuming with peak learning rate %.3g instead of the checkpoint's %.3g", peak, old)
-    for g in groups:
-        g["lr"] *= ratio  # the scheduler (if any) sets it again at the next step_update
-        if "initial_lr" in g:
-            g["initial_lr"] *= ratio
-    if getattr(lr_scheduler, "base_values", None):
-        s = lr_scheduler
-        s.base_values = [v * ratio for v in s.base_values]
-        if getattr(s, "warmup_t", 0) and hasattr(s, "warmup_steps"):  # timm: the warm-up slope per group
-            s.warmup_steps = [(v - s.warmup_lr_init) / s.warmup_t for v in s.base_values]
-
-
-def _load_strict(model: nn.Module, sd: dict[str, torch.Tensor], what: str) -> None:
-    problems = _fit_problems(model, sd)
+def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], what: str) -> None:
+    """Load `sd` into `model`, refusing (CheckpointError naming keys and shapes) anything that does not fit."""
+    problems = fit_problems(model, sd)
     if problems:
         raise CheckpointError(f"the checkpoint's {what} weights do not fit the configured model: {problems}")
     model.load_state_dict(sd, strict=True)
 
 
-def _fit_problems(model: nn.Module, sd: dict[str, torch.Tensor], allow_missing: tuple[str, ...] = ()) -> str:
+def fit_problems(model: nn.Module, sd: dict[str, torch.Tensor], allow_missing: tuple[str, ...] = ()) -> str:
     """'' if `sd` fits `model` exactly, else a short description naming keys and shapes."""
     own = model.state_dict()
     missing = [k for k in own if k not in sd and not k.startswith(allow_missing)]
@@ -393,15 +323,16 @@ def _fit_problems(model: nn.Module, sd: dict[str, torch.Tensor], allow_missing: 
     shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in sd if k in own and sd[k].shape != own[k].shape]
     parts = []
     if shapes:
-        parts.append("shape mismatch " + "; ".join(_cap(shapes)))
+        parts.append("shape mismatch " + "; ".join(first_items(shapes)))
     if missing:
-        parts.append("missing keys " + ", ".join(_cap(missing)))
+        parts.append("missing keys " + ", ".join(first_items(missing)))
     if unexpected:
-        parts.append("unexpected keys " + ", ".join(_cap(unexpected)))
+        parts.append("unexpected keys " + ", ".join(first_items(unexpected)))
     return "; ".join(parts)
 
 
-def _cap(items: list[str], n: int = 6) -> list[str]:
+def first_items(items: list[str], n: int = 6) -> list[str]:
+    """The first `n` items, and how many more there are: for messages that name keys."""
     return items[:n] + [f"... ({len(items) - n} more)"] if len(items) > n else items
 
 
@@ -419,7 +350,8 @@ def export_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, me
     atomic_write(path, lambda f: f.write(data), size=len(data))
 
 
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file; CheckpointError when it is not one."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -441,24 +373,3 @@ def safetensors_metadata(path: str | Path) -> dict[str, Any]:
         except ValueError:
             out[k] = v
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# run folders (`pss.models.hub.load_model` rebuilds the model from one)
-
-
-def best_checkpoint(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
-    for name in ("model.safetensors", "checkpoint-best.pt", "checkpoint-last.pt"):
-        if (run_dir / name).is_file():
-            return run_dir / name
-    raise CheckpointError(f"no model.safetensors / checkpoint-*.pt in {str(run_dir)!r}; is it a pss train output folder?")
-
-
-def stored_class_names(path: str | Path) -> list[str] | None:
-    """The class names a checkpoint (or run folder, or model.safetensors) recorded, None if none."""
-    path = Path(path).expanduser()
-    path = best_checkpoint(path) if path.is_dir() else path
-    stored = safetensors_metadata(path) if path.suffix == ".safetensors" else load_checkpoint(path)
-    names = stored.get("class_names")
-    return [str(n) for n in names] if isinstance(names, list) and names else None

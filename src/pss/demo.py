@@ -93,25 +93,9 @@ def run_demo(
 
     Re-running replaces the previous demo results in `output`.
     """
-    from pss.budget import equal_time_overrides
-    from pss.models.hub import load_model
-    from pss.train import resolve_config, train
-
     out = Path(output)
-    cfgs, summaries = {}, {}
     t0 = time.perf_counter()
-    for i, (name, extra) in enumerate(RUNS.items()):
-        cfg, _ = resolve_config(recipe, [*(overrides or []), *extra], data=data, output=str(out / name))
-        if name == "baseline_equal_time":
-            # PSS's cost relative to the full baseline: its budget (a compute ratio) or its measured time
-            ratio = cfgs["pss"].budget or min(1.0, summaries["pss"]["train_time_s"] / summaries["baseline"]["train_time_s"])
-            cfg, _ = resolve_config(recipe, [*(overrides or []), *extra, *equal_time_overrides(cfg, ratio, "pss")],
-                                    data=data, output=str(out / name))
-        if i == 0:
-            warm_up(cfg)
-        log.info("demo: training %s (%s schedule, %d epochs) -> %s", name, cfg.schedule.name, cfg.epochs, out / name)
-        summaries[name] = train(cfg, overwrite=True, quiet=quiet)
-        cfgs[name] = cfg
+    cfgs, summaries = _train_runs(out, recipe, overrides, data, quiet)
     train_s = time.perf_counter() - t0
 
     runs = [out / name for name in RUNS]
@@ -121,17 +105,7 @@ def run_demo(
                               batch_size=min(64, cfgs["pss"].batch_size), device=device, names=list(RUNS))
     sweep_paths = write_sweep(sweep, out / "sweep")
     report = write_report(runs, out / "report", names=list(RUNS))
-
-    # Pictures: the patches the PSS model keeps, and the two schedules over the run.
-    model, _ = load_model(out / "pss", device)
-    x, display, labels, names, num_val = sample_val_images(cfgs["pss"])
-    patches = viz.plot_patch_grid(model, x, display, keep_ratios, out / "patches.png", class_names=names,
-                                  row_labels=labels)
-    s = summaries["pss"]
-    spe = max(1, s["steps"] // max(1, s["epochs"]))
-    solved = {n: schedule_from_dict(summaries[n]["schedule"]) for n in ("baseline", "pss")}
-    schedules = viz.plot_schedules({f"{n} ({solved[n].name})": solved[n] for n in solved},
-                                   spe, s["steps"], out / "schedules.png")
+    patches, schedules, num_val = _pictures(out, cfgs, summaries, keep_ratios, device)
     return {
         "output": str(out),
         "total_time_s": time.perf_counter() - t0,
@@ -152,6 +126,47 @@ def run_demo(
             "schedules_png": schedules["path"],
         },
     }
+
+
+def _train_runs(out: Path, recipe: str, overrides: list[str] | None, data: str | None,
+                quiet: bool) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Train the runs in order (the equal-time baseline once PSS's cost is known); their configs and summaries."""
+    from pss.budget import equal_time_overrides
+    from pss.resolve import resolve_config
+    from pss.study import cost_ratio
+    from pss.train import train
+
+    cfgs: dict[str, Any] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    for i, (name, extra) in enumerate(RUNS.items()):
+        cfg, _ = resolve_config(recipe, [*(overrides or []), *extra], data=data, output=str(out / name))
+        if name == "baseline_equal_time":
+            ratio = cost_ratio(cfgs["pss"].budget, summaries["pss"], summaries["baseline"])
+            cfg, _ = resolve_config(recipe, [*(overrides or []), *extra, *equal_time_overrides(cfg, ratio, "pss")],
+                                    data=data, output=str(out / name))
+        if i == 0:
+            warm_up(cfg)
+        log.info("demo: training %s (%s schedule, %d epochs) -> %s", name, cfg.schedule.name, cfg.epochs, out / name)
+        summaries[name] = train(cfg, overwrite=True, quiet=quiet)
+        cfgs[name] = cfg
+    return cfgs, summaries
+
+
+def _pictures(out: Path, cfgs: dict[str, Any], summaries: dict[str, dict[str, Any]], keep_ratios: tuple[float, ...],
+              device: Any) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The patches the PSS model keeps, and the two schedules over the run; and the validation images shown."""
+    from pss.models.hub import load_model
+
+    model, _ = load_model(out / "pss", device)
+    x, display, labels, names, num_val = sample_val_images(cfgs["pss"])
+    patches = viz.plot_patch_grid(model, x, display, keep_ratios, out / "patches.png", class_names=names,
+                                  row_labels=labels)
+    s = summaries["pss"]
+    spe = max(1, s["steps"] // max(1, s["epochs"]))
+    solved = {n: schedule_from_dict(summaries[n]["schedule"]) for n in ("baseline", "pss")}
+    schedules = viz.plot_schedules({f"{n} ({solved[n].name})": solved[n] for n in solved},
+                                   spe, s["steps"], out / "schedules.png")
+    return patches, schedules, num_val
 
 
 def accuracy_noise(acc_a: float, acc_b: float, num_images: int) -> float:

@@ -18,10 +18,11 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from pss.errors import ConfigError
 from pss.schedule import Schedule, from_dict
 from pss.scheduler import KeepRatioScheduler
 
-__all__ = ["compile_friendly", "graphs_needed", "raise_recompile_limit"]
+__all__ = ["check_compile_options", "compile_friendly", "graphs_needed", "raise_recompile_limit"]
 
 # Extra graphs beyond one per sequence length: the same length run with and without gradients
 # (e.g. a train-mode forward under torch.no_grad) is a second graph.
@@ -72,3 +73,23 @@ def raise_recompile_limit(need: int) -> int:
     if hasattr(cfg, "accumulated_recompile_limit"):
         cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, limit)
     return limit
+
+
+def check_compile_options(options: dict[str, Any] | None) -> None:
+    """Refuse a torch.compile mode or backend torch does not know, before any data is read (torch
+    itself would only say so when the model is compiled, after the set-up)."""
+    if not options:
+        return
+    mode, backend = options.get("mode"), options.get("backend", "inductor")
+    if mode is not None:
+        from torch._inductor import list_mode_options
+
+        modes = ["default", *list_mode_options()]
+        if mode not in modes:
+            raise ConfigError(f"unknown compile mode {mode!r}; choose one of {', '.join(dict.fromkeys(modes))}")
+    if isinstance(backend, str):
+        from torch._dynamo import list_backends
+
+        backends = list_backends(exclude_tags=())
+        if backend not in backends:
+            raise ConfigError(f"unknown compile backend {backend!r}; choose one of {', '.join(backends)}")

@@ -28,7 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -37,13 +37,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from pss.control import num_tokens, samplers, set_train_keep_ratio, use_keep_ratio
-from pss.runfolder import Checkpointer, StepLogger, TrainState
-from pss.runtime import Amp, DistInfo, topk_correct, unwrap_model, wraps_ddp
+from pss.runfolder import Checkpointer, StepLogger
+from pss.runtime import Amp, DistInfo, to_device, topk_correct, unwrap_model, wraps_ddp
 from pss.schedule import Schedule
+from pss.state import Progress, TrainState
 
 log = logging.getLogger("pss.train")
 
 __all__ = [
+    "BaseTask",
     "ClassificationTask",
     "LoopConfig",
     "Progress",
@@ -70,13 +72,27 @@ class Task(Protocol):
         """Metrics over the whole (sharded) validation set, reduced over ranks."""
         ...
 
-    # Optional, called by `pss.train.train` when a task defines them (see pss.pretrain.MIMTask):
-    #   prepare_model(model) -> model: wrap / adapt the recipe's model (after --init weights are loaded)
-    #   on_train_end(model, *, folder, val_loader, amp, dist_info, step, config) -> dict: write the
-    #       task's own outputs; the dict's entries are added to summary.json
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Wrap / adapt the recipe's model (after --init weights are loaded); most tasks return it as is."""
+        ...
+
+    def on_train_end(self, model: nn.Module, **run: Any) -> dict[str, Any]:
+        """Write the task's own outputs once training ends (`run`: folder, val_loader, amp, dist_info, step,
+        config); the entries returned are added to summary.json."""
+        ...
 
 
-class ClassificationTask:
+class BaseTask:
+    """The optional hooks of a Task, doing nothing: subclass it and override what the task needs."""
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def on_train_end(self, model: nn.Module, **run: Any) -> dict[str, Any]:
+        return {}
+
+
+class ClassificationTask(BaseTask):
     """Cross-entropy on labels, with timm's Mixup / CutMix and label smoothing (the DeiT recipe)."""
 
     metric = "acc1"
@@ -155,35 +171,6 @@ class LoopConfig:
         return self.epochs * self.steps_per_epoch
 
 
-@dataclass
-class Progress:
-    """Where the run stands; saved in every checkpoint (plain numbers only)."""
-
-    step: int = 0  # optimizer steps completed
-    steps_per_epoch: int = 0
-    total_steps: int = 0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    last_eval: dict[str, float] = field(default_factory=dict)
-    train_time_s: float = 0.0  # time in training epochs (excludes evaluation and checkpointing)
-    data_time_s: float = 0.0  # part of train_time_s spent waiting for the next batch
-    wall_time_s: float = 0.0  # everything, evaluation and checkpoints included
-    keep_ratio_sum: float = 0.0  # sum of rho over completed steps
-    resumed: int = 0  # how many times the run was resumed
-
-    @property
-    def epoch(self) -> int:
-        """The epoch the next step belongs to."""
-        return self.step // self.steps_per_epoch
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Progress:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
 # ---------------------------------------------------------------------------------------------
 # the loop
 
@@ -191,7 +178,7 @@ class Progress:
 class Trainer:
     """Runs epochs of `task` on `state.model`; owns nothing it did not get in its constructor.
 
-    `state` (pss.runfolder.TrainState) is what a checkpoint restores: the model the forward pass uses
+    `state` (pss.state.TrainState) is what a checkpoint restores: the model the forward pass uses
     (possibly DDP- and/or compile-wrapped), optimizer, LR scheduler, GradScaler, EMA and progress.
     `logger` writes the per-step lines, `checkpointer` the checkpoints. Call `fit()`; it returns the
     final Progress.
@@ -248,7 +235,7 @@ class Trainer:
         for i in range(start, spe):
             step = p.step
             t0 = time.perf_counter()
-            batch = _to_device(next(batches), self.device)
+            batch = to_device(next(batches), self.device)
             data_time = time.perf_counter() - t0
 
             # 1. Keep ratio: a pure function of the step, so every rank (and a resumed run) agrees.
@@ -278,7 +265,7 @@ class Trainer:
             }
             t_last = now
             data_time_sum += data_time
-            p.keep_ratio_sum += rho
+            p.count_step(rho, rec["step_time_s"])
             self.logger.add(rec, loss, extra)
 
             last_of_epoch = i == spe - 1
@@ -328,7 +315,7 @@ class Trainer:
         import copy
         import statistics
 
-        from pss.checkpoint import get_rng_state, set_rng_state
+        from pss.rng import get_rng_state, set_rng_state
         from pss.preflight import time_loader
         from pss.runtime import synchronize
 
@@ -495,16 +482,6 @@ class Trainer:
             epoch + 1, self.loop.epochs, p.step, shown or "(no eval)", p.train_time_s,
             100 * p.data_time_s / max(p.train_time_s, 1e-9),
         )
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 def _split(batch: Any, n: int) -> list[Any]:

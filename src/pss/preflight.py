@@ -71,8 +71,13 @@ class Measurements:
 
     def __post_init__(self) -> None:
         self.step_time_s = {round(float(r), 6): float(t) for r, t in self.step_time_s.items()}
+
         if 1.0 not in self.step_time_s:
             raise ConfigError("step times need keep ratio 1.0, the reference")
+
+    def cost_model(self) -> MeasuredCost:
+        """The cost model of `budget_cost: measured` on these measurements (pss.budget.cost_model_for)."""
+        return MeasuredCost(self)
 
     def model_time(self, rho: float) -> float:
         """m(rho): measured, or linear between the nearest measured keep ratios."""
@@ -231,7 +236,7 @@ def time_loader(loader: Any, device: Any, *, warmup: int = 2, batches: int = 10)
     """Time `batches` batches of `loader` (after `warmup`, which pays worker start-up), each moved to
     `device` and synchronised, from a fresh iterator; the consumer does nothing else, so this is the
     loader's supply alone. Returns (the median and mean seconds per batch, images/s; the last batch)."""
-    from pss.engine import _to_device
+    from pss.runtime import to_device
     from pss.runtime import synchronize
 
     if len(loader) < warmup + batches:
@@ -243,7 +248,7 @@ def time_loader(loader: Any, device: Any, *, warmup: int = 2, batches: int = 10)
     try:
         for i in range(warmup + batches):
             t0 = time.perf_counter()
-            batch = _to_device(next(it), device)
+            batch = to_device(next(it), device)
             synchronize(device)
             if i == warmup:
                 t_start = t0
@@ -314,3 +319,53 @@ def read_data_report(path: str | Path, pipeline: dict[str, Any], num_workers: in
         raise ConfigError(f"data cost file {str(path)!r} has no row for num_workers {num_workers} (it has "
                           f"{', '.join(map(str, sorted(rows)))}); re-run pss bench data --workers {num_workers}")
     return rows.get(num_workers) or next(iter(rows.values()))
+
+
+def measurements_for_run(run: Any) -> Measurements | None:
+    """`budget_cost: measured:SPEED.json,DATA.json`: the measurements the files hold, checked against the
+    run's model, batch and data pipeline (`run`: a pss.train.Run, set up to its loaders); None otherwise."""
+    cfg = run.cfg
+    if cfg.budget is None or not cfg.budget_cost.startswith("measured:"):
+        return None
+    return measurements_from_files(cfg.budget_cost, cfg, run.data_report.root, run.per_rank,
+                                   loader_placement(cfg.data, run.device))
+
+
+def measure_run(run: Any, whole_grid: bool = False) -> Measurements:
+    """Measurements on the run's own model and loader (`run.probe()`, a Trainer whose `measure` restores
+    every state it changes): step times at the keep ratios the run needs (`whole_grid`: at every value a
+    budget solver may pick, the grid or a spread of keep ratios) and the loader's time per batch."""
+    import torch.distributed as dist
+
+    cfg, spe = run.cfg, run.steps_per_epoch
+    if whole_grid:
+        grid = cfg.schedule.grid or 0.2
+        values = [round(k * grid, 6) for k in range(1, round(1 / grid) + 1)]
+        ratios = measurement_ratios(values, at_most=len(values) if cfg.schedule.grid else 5)
+    else:
+        ratios = measurement_ratios(cfg.schedule.values(spe, cfg.epochs * spe))
+    if cfg.compile_options() is not None:
+        import torch._dynamo
+
+        from pss.dynamo import raise_recompile_limit
+
+        cfg_d = torch._dynamo.config
+        raise_recompile_limit(getattr(cfg_d, "recompile_limit", getattr(cfg_d, "cache_size_limit", 8)) + len(ratios))
+    times, data = run.probe().measure(ratios)
+    if run.dist.enabled:  # every rank solves and predicts on rank 0's figures, so all agree
+        shared = [(times, data)]
+        dist.broadcast_object_list(shared, src=0)
+        times, data = shared[0]
+    overlap, where = loader_placement(cfg.data, run.device)
+    return Measurements(times, data["mean_batch_s"], run.per_rank, overlap, loader=where)
+
+
+def with_loader_named(error: ConfigError, meas: Measurements) -> ConfigError:
+    """An unreachable `budget_cost: measured` budget's error, naming the loader when it is what holds the
+    cost up (it runs in the training process, or the model outpaces it at the smallest keep ratio)."""
+    if meas.overlap and not meas.data_bound(min(meas.step_time_s)):
+        return error
+    return ConfigError(f"{error}. budget_cost: measured includes the loader ({meas.loader}, "
+                       f"{1000 * meas.data_time_s:.0f} ms per batch, the model "
+                       f"{1000 * meas.model_time(min(meas.step_time_s)):.0f} ms at rho "
+                       f"{min(meas.step_time_s):g}): raise data.num_workers or use data.in_memory")

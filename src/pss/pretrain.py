@@ -45,6 +45,7 @@ from torch import nn
 
 from pss.checkpoint import export_safetensors
 from pss.config import TrainConfig
+from pss.engine import BaseTask
 from pss.errors import ConfigError
 from pss.models.simmim import SimMIM, check_mask_args
 from pss.models.vit import PssVisionTransformer
@@ -154,7 +155,7 @@ def check_mim_geometry(cfg: PretrainConfig, img_size: int, patch_size: int) -> N
 # the task
 
 
-class MIMTask:
+class MIMTask(BaseTask):
     """Masked image modelling (SimMIM) on the training engine's `Task` protocol.
 
     `prepare_model` turns the recipe's classifier into `SimMIM(encoder)`; `loss` is the masked-pixel
@@ -259,11 +260,6 @@ def save_reconstructions(
     """Plot input / masked input / prediction / prediction with the visible pixels pasted back, one
     column per image (normalised images (B, 3, H, W) are un-normalised for display); returns the
     masked-pixel L1 loss of these images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -291,7 +287,19 @@ def save_reconstructions(
         ("prediction", show(pred)),
         ("prediction +\nvisible pixels", show(pred * pix + images * (1 - pix))),
     ]
-    n = images.shape[0]
+    loss = float(out.loss)
+    _save_image_rows(rows, path, f"{title}  (mask ratio {model.mask_ratio:g}, masked-pixel L1 {loss:.3f})")
+    return loss
+
+
+def _save_image_rows(rows: list[tuple[str, torch.Tensor]], path: str | Path, title: str) -> None:
+    """One labelled row per (label, images (B, H, W, 3) in [0, 1]), one column per image, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = rows[0][1].shape[0]
     fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1.2, 1.35 * len(rows) + 0.5), squeeze=False)
     for r, (label, batch) in enumerate(rows):
         for c in range(n):
@@ -301,14 +309,12 @@ def save_reconstructions(
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, fontsize=9)
-    loss = float(out.loss)
-    fig.suptitle(f"{title}  (mask ratio {model.mask_ratio:g}, masked-pixel L1 {loss:.3f})", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return loss
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +323,7 @@ def save_reconstructions(
 
 def pretrain_config_from_dict(d: dict[str, Any]) -> PretrainConfig:
     """A PretrainConfig from a recipe mapping; `task` defaults to simmim, a classification recipe is refused."""
-    from pss.config import _from_dict, tasks_of
+    from pss.config import build_config, tasks_of
 
     if not isinstance(d, dict):
         raise ConfigError(f"the pre-training config must be a mapping of settings, got {type(d).__name__}")
@@ -327,7 +333,7 @@ def pretrain_config_from_dict(d: dict[str, Any]) -> PretrainConfig:
             f"pss pretrain runs masked-image modelling (task: simmim), but the recipe says task: {d['task']}: "
             "train it with `pss train`, or pass a pre-training recipe such as configs/cifar10_pretrain_simmim.yaml"
         )
-    return _from_dict(PretrainConfig, d)
+    return build_config(PretrainConfig, d)
 
 
 def resolve_pretrain_config(
@@ -340,7 +346,7 @@ def resolve_pretrain_config(
     resume: str | bool | None = None,
 ) -> tuple[PretrainConfig, Path | None]:
     """As `pss.train.resolve_config`, for a pre-training recipe (see there)."""
-    from pss.train import resolve_config
+    from pss.resolve import resolve_config
 
     return resolve_config(
         config, overrides, data=data, output=output, init=init, resume=resume, from_dict=pretrain_config_from_dict

@@ -1,5 +1,7 @@
-"""What a training run writes into its folder while it runs: log lines and checkpoints.
+"""A run folder: its files (`RunDir`, the one owner of their names) and what a run writes while it runs.
 
+    RunDir         the folder's file names, and its whole-folder operations: is it a run, may a fresh run
+                   start in it, which file holds the model, what does it say (summary, class names)
     RunWriter      appends train_log.jsonl / val_log.jsonl lines (rank 0), truncates them on resume
     StepLogger     buffers per-step lines with their loss still on the device; `flush()` is the one
                    host sync (every `log_interval` steps): lines written, progress bar moved, a
@@ -7,10 +9,12 @@
     Checkpointer   checkpoint-last.pt (full state, every rank's RNG), checkpoint-best.pt and
                    model.safetensors; refuses to save non-finite weights; remembers the last good step
 
-The engine (`pss.engine.Trainer`) holds one of each; it never opens a file itself.
+The engine (`pss.engine.Trainer`) holds a StepLogger and a Checkpointer; it never opens a file itself.
+What each file holds: docs/run-folder.md.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -21,43 +25,114 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from pss.checkpoint import (
     atomic_save,
     atomic_write,
     export_safetensors,
-    get_rng_state,
+    load_checkpoint,
     run_checkpoint_bytes,
-    set_rng_state,
+    safetensors_metadata,
     training_checkpoint,
-    unwrap_model,
 )
-from pss.errors import PssError
-from pss.runtime import DistInfo
+from pss.errors import CheckpointError, ConfigError, PssError
+from pss.outputs import LOCK_NAME
+from pss.rng import get_rng_state, set_rng_state
+from pss.runtime import DistInfo, unwrap_model
+from pss.state import TrainState
 
-__all__ = ["Checkpointer", "NonFiniteLossError", "RunWriter", "StepLogger", "TrainState"]
+__all__ = ["Checkpointer", "NonFiniteLossError", "RunDir", "RunWriter", "StepLogger", "TrainState",
+           "recovery_hint", "stored_class_names"]
 
 
 class NonFiniteLossError(PssError):
     """The loss became NaN or infinite; the run stops, keeping the last good checkpoint."""
 
 
-@dataclass
-class TrainState:
-    """Everything a checkpoint-last.pt restores: the model (as the forward pass uses it, possibly
-    DDP- and/or compile-wrapped; checkpoints store the bare model), its optimisation state, progress."""
+class RunDir:
+    """A run folder's file names (docs/run-folder.md) and the operations on the folder as a whole."""
 
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    progress: Any  # pss.engine.Progress
-    lr_scheduler: Any = None
-    scaler: torch.amp.GradScaler | None = None
-    ema: Any = None  # timm ModelEmaV3 (its `.module` is saved)
+    CONFIG = "config.yaml"
+    TRAIN_LOG = "train_log.jsonl"
+    VAL_LOG = "val_log.jsonl"
+    SUMMARY = "summary.json"
+    LAST = "checkpoint-last.pt"
+    BEST = "checkpoint-best.pt"
+    WEIGHTS = "model.safetensors"
+    CSV = "summary.csv"
+    TENSORBOARD = "tensorboard"
+    LOCK = LOCK_NAME
+    # What a run writes; a fresh run refuses to start in a folder holding any of them.
+    OUTPUTS = (LAST, BEST, WEIGHTS, TRAIN_LOG, VAL_LOG, SUMMARY, CONFIG, CSV)
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
 
     @property
-    def ema_module(self) -> nn.Module | None:
-        return self.ema.module if self.ema is not None else None
+    def last(self) -> Path:
+        return self.path / self.LAST
+
+    @property
+    def summary(self) -> Path:
+        return self.path / self.SUMMARY
+
+    def is_finished(self) -> bool:
+        return self.summary.is_file()
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads(self.summary.read_text())
+
+    def check_fresh(self, resume: bool, overwrite: bool) -> None:
+        """A fresh run must not write into another run's folder (unless told to replace it)."""
+        existing = [n for n in self.OUTPUTS if (self.path / n).exists()]
+        if existing and not (resume or overwrite):
+            if not self.last.is_file():
+                raise ConfigError(f"output folder {str(self.path)!r} holds a run ({', '.join(existing)}); "
+                                  f"{recovery_hint(self.path)}, or choose another --output")
+            raise ConfigError(
+                f"output folder {str(self.path)!r} already holds a run ({', '.join(existing)}): pass --resume to "
+                "continue it, --overwrite to replace it, or choose another --output"
+            )
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"output {str(self.path)!r} is a file, not a folder; choose another --output")
+
+    def clear(self) -> None:
+        """--overwrite: remove the old run's files (only once every check has passed)."""
+        for n in self.OUTPUTS:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / n).unlink()
+
+    def model_file(self) -> Path:
+        """The file holding the trained model: model.safetensors, else the best, else the last checkpoint."""
+        for name in (self.WEIGHTS, self.BEST, self.LAST):
+            if (self.path / name).is_file():
+                return self.path / name
+        raise CheckpointError(f"no model.safetensors / checkpoint-*.pt in {str(self.path)!r}; "
+                              "is it a pss train output folder?")
+
+
+def recovery_hint(folder: str | Path, fresh: str = "") -> str:
+    """What to do with the run folder `folder` after its run stopped, the one advice every message gives:
+    --resume from its last checkpoint; --overwrite when it stopped before writing one (its logs and
+    config alone cannot be continued); `fresh` when it holds no run (nothing, or only the lock file)."""
+    run = RunDir(folder)
+    if run.last.is_file():
+        return "continue from the last checkpoint with --resume"
+    if any((run / n).exists() for n in RunDir.OUTPUTS):
+        return "it stopped before writing a checkpoint: start it again with --overwrite"
+    return fresh
+
+
+def stored_class_names(path: str | Path) -> list[str] | None:
+    """The class names a checkpoint (or run folder, or model.safetensors) recorded, None if none."""
+    path = Path(path).expanduser()
+    path = RunDir(path).model_file() if path.is_dir() else path
+    stored = safetensors_metadata(path) if path.suffix == ".safetensors" else load_checkpoint(path)
+    names = stored.get("class_names")
+    return [str(n) for n in names] if isinstance(names, list) and names else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,8 +150,8 @@ class RunWriter:
     def __init__(self, folder: str | Path, enabled: bool = True) -> None:
         self.folder = Path(folder)
         self.enabled = enabled
-        self.train_log = self.folder / "train_log.jsonl"
-        self.val_log = self.folder / "val_log.jsonl"
+        self.train_log = self.folder / RunDir.TRAIN_LOG
+        self.val_log = self.folder / RunDir.VAL_LOG
 
     def truncate(self, step: int) -> None:
         """Keep train lines with step < `step` (steps done) and val lines with step <= `step`."""
@@ -219,8 +294,8 @@ class Checkpointer:
     """Writes the run's checkpoints; holds what they carry besides the training state.
 
     `config` (the resolved recipe) and `class_names` go into every checkpoint, so a checkpoint alone
-    rebuilds its model (`pss.load_model`). `resume_rng` (every rank's RNG states from the checkpoint
-    resumed from) is handed back once by `take_resume_rng()`, when the loop has replayed the batches
+    rebuilds its model (`pss.models.hub.load_model`). `resume_rng` (every rank's RNG states from the
+    checkpoint resumed from) is restored once by `restore_rng()`, when the loop has replayed the batches
     already trained on.
     """
 
@@ -245,7 +320,7 @@ class Checkpointer:
         fix = "lower optim.lr / base_lr, set optim.clip_grad, or use amp: bf16 instead of fp16"
         if self.saved_step is None:
             return f"no checkpoint was saved yet; {fix}, then restart"
-        return (f"{self.folder / 'checkpoint-last.pt'} holds step {self.saved_step}, the last finite one; {fix}, "
+        return (f"{self.folder / RunDir.LAST} holds step {self.saved_step}, the last finite one; {fix}, "
                 "then continue it with --resume (e.g. --resume --set optim.lr=...)")
 
     def check_finite(self, state: TrainState) -> None:
@@ -285,7 +360,7 @@ class Checkpointer:
                 scaler=state.scaler, ema=state.ema_module, rng=rng,
                 progress=state.progress.to_dict(), config=self.config, class_names=self.class_names,
             )
-            atomic_save(ckpt, self.folder / "checkpoint-last.pt", total=run_checkpoint_bytes(ckpt))
+            atomic_save(ckpt, self.folder / RunDir.LAST, total=run_checkpoint_bytes(ckpt))
         self.saved_step = state.progress.step
 
     def save_best(self, state: TrainState, metric: str) -> None:
@@ -298,9 +373,9 @@ class Checkpointer:
             model=state.model, ema=state.ema_module, progress=p.to_dict(), config=self.config,
             class_names=self.class_names,
         )
-        atomic_save(ckpt, self.folder / "checkpoint-best.pt")
+        atomic_save(ckpt, self.folder / RunDir.BEST)
         export_safetensors(
-            ckpt["model"], self.folder / "model.safetensors",
+            ckpt["model"], self.folder / RunDir.WEIGHTS,
             metadata={"pss_config": self.config, "class_names": self.class_names, "step": p.step,
                       f"best_{metric}": p.best_metric},
         )

@@ -15,21 +15,31 @@ wrappers, in any order and depth; `synchronize` waits for queued kernels before 
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
-from pss.errors import ConfigError
+from pss.errors import ConfigError, PssError
 
 __all__ = [
     "PRECISIONS",
     "Amp",
     "DistInfo",
+    "agree",
     "autocast",
+    "init_distributed",
     "resolve_amp",
     "resolve_device",
+    "seed_everything",
     "synchronize",
+    "to_device",
     "topk_correct",
     "unwrap_model",
     "wraps_ddp",
@@ -167,3 +177,53 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...
     top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
     hit = top.eq(targets[:, None])
     return torch.stack([hit[:, :k].sum() for k in ks])
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*).
+
+    NCCL on CUDA, gloo on CPU. A plain `python -m pss train` is a one-process job.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+    return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def agree(dist_info: DistInfo, error: BaseException | None) -> None:
+    """Raise on every rank if any rank failed a rank-local check (so no rank waits forever)."""
+    if not dist_info.enabled:
+        if error is not None:
+            raise error
+        return
+    errors: list[Any] = [None] * dist_info.world_size
+    dist.all_gather_object(errors, None if error is None else (type(error).__name__, str(error)))
+    for e in errors:
+        if e is not None:
+            if error is not None:
+                raise error
+            raise PssError(f"another process failed: {e[1]}")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python `random`, numpy and torch (every device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (tensor, or list / tuple / dict of them) on `device` (non-blocking)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch

@@ -3,7 +3,8 @@
     plan = [planned_run("baseline", 0, "cifar10_baseline", overrides, data, out), ...]
     summaries = run_plan(plan)                     # the same call again continues where it stopped
 
-Used by `benchmarks/cifar10.py` and `benchmarks/recipe_study.py`. A run whose folder holds
+Used by every script under `benchmarks/` (`cifar10.py`, `recipe_study.py`, `pretrain_finetune.py`),
+which share its CPU-reduced set-up (`CPU_REDUCED`, adjusted with `derive`). A run whose folder holds
 summary.json is done (its summary is re-read), one holding checkpoint-last.pt is resumed exactly
 (`pss train --resume`), anything else starts afresh. Each run's settings are kept in its folder's
 `e2e_run.json`; a folder holding a run of other settings is refused before anything trains, so nothing
@@ -20,11 +21,59 @@ from pathlib import Path
 from typing import Any
 
 from pss.errors import ConfigError
+from pss.runfolder import RunDir
 
 log = logging.getLogger("pss.study")
 
-__all__ = ["PlannedRun", "add_study_arguments", "equal_time_ratio", "planned_run", "record_header", "run_plan", "run_state",
-           "write_record"]
+__all__ = [
+    "CPU_REDUCED",
+    "CPU_REDUCED_MODEL",
+    "PlannedRun",
+    "add_study_arguments",
+    "cost_ratio",
+    "derive",
+    "equal_time_ratio",
+    "planned_run",
+    "record_header",
+    "run_plan",
+    "run_state",
+    "write_record",
+]
+
+# The CPU-reduced set-up of the benchmarks, as recipe overrides on the CIFAR-10 recipes: a 4-block ViT of
+# width 96 on a class-balanced CIFAR-10 subset (500 training, 200 test images per class), batch 64, 10
+# epochs, no Mixup / CutMix / erasing / label smoothing (too few epochs for them to pay off). It shows
+# the ratios between runs measured side by side, not CIFAR-10's accuracy; records say they used it.
+CPU_REDUCED_MODEL = {"depth": 4, "embed_dim": 96, "num_heads": 3, "pos_embed": "rel_bias"}
+CPU_REDUCED = [
+    "model.kwargs={" + ", ".join(f"{k}: {v}" for k, v in CPU_REDUCED_MODEL.items()) + "}",
+    "model.drop_path_rate=0.0",
+    "data.max_train_per_class=500",
+    "data.max_val_per_class=200",
+    "data.num_workers=2",
+    "data.re_prob=0.0",
+    "mixup={mixup_alpha: 0.0, cutmix_alpha: 0.0}",
+    "label_smoothing=0.0",
+    "epochs=10",
+    "batch_size=64",
+    "lr_sched.warmup_epochs=1",
+    "optim.base_lr=2.0e-3",
+    "optim.base_batch_size=64",
+    "eval.interval=1",
+    "log_interval=10",
+    "checkpoint_interval_epochs=100",
+    "device=cpu",
+]
+
+
+def derive(base: list[str], changes: dict[str, Any]) -> list[str]:
+    """`base` (`key=value` overrides) with some keys' values changed in place or, for None, left out: a
+    variant of a set-up that stays comparable line by line (a study's resume check compares the lists)."""
+    keys = [o.partition("=")[0] for o in base]
+    unknown = sorted(set(changes) - set(keys))
+    if unknown:
+        raise ConfigError(f"derive: {', '.join(unknown)} not in the set-up; add it as an override instead")
+    return [o if k not in changes else f"{k}={changes[k]}" for o, k in zip(base, keys) if changes.get(k, o) is not None]
 
 
 def add_study_arguments(p: Any, output: Path, results: Path) -> None:
@@ -58,12 +107,14 @@ class PlannedRun:
         return Path(self.cfg.output_dir)
 
 
-def planned_run(name: str, seed: int, recipe: str, overrides: list[str], data: str | None, out: Path) -> PlannedRun:
-    """Resolve one run's config now (bad input fails before anything trains)."""
-    from pss.train import resolve_config
+def planned_run(name: str, seed: int, recipe: str, overrides: list[str], data: str | None, out: Path,
+                folder: str | None = None) -> PlannedRun:
+    """Resolve one run's config now (bad input fails before anything trains); its folder is
+    `out/<folder>`, by default `out/<name>_s<seed>`."""
+    from pss.resolve import resolve_config
 
     overrides = [*overrides, f"seed={seed}"]
-    cfg, _ = resolve_config(recipe, overrides, data=data, output=str(out / f"{name}_s{seed}"))
+    cfg, _ = resolve_config(recipe, overrides, data=data, output=str(out / (folder or f"{name}_s{seed}")))
     return PlannedRun(name, seed, cfg, {"recipe": recipe, "overrides": overrides, "data": data})
 
 
@@ -76,22 +127,31 @@ def run_state(folder: Path, settings: dict[str, Any], fresh: bool) -> str:
     if before != settings:
         raise SystemExit(f"{folder} holds a run of other settings:\n  {before}\nnow:\n  {settings}\n"
                          "run with --fresh to start over, or choose another --output")
-    if (folder / "summary.json").exists():
+    if RunDir(folder).is_finished():
         return "done"
-    return "resume" if (folder / "checkpoint-last.pt").exists() else "fresh"
+    return "resume" if RunDir(folder).last.exists() else "fresh"
 
 
 def equal_time_ratio(pss_run: PlannedRun, summaries: dict[tuple[str, int], dict[str, Any]], full: str = "baseline") -> float:
     """The cost of `pss_run` relative to the full baseline of its seed: its `budget` when it has one (a
     compute ratio, known before it trains), else its measured training time over the baseline's."""
-    if pss_run.cfg.budget is not None:
-        return float(pss_run.cfg.budget)
     mine, base = summaries.get((pss_run.name, pss_run.seed)), summaries.get((full, pss_run.seed))
-    if not mine or not base:
+    if pss_run.cfg.budget is None and (not mine or not base):
         raise ConfigError(
             f"the equal-time baseline of {pss_run.name} needs its run and the {full} run of seed {pss_run.seed} first "
             "(or a budget on it)"
         )
+    return cost_ratio(pss_run.cfg.budget, mine, base)
+
+
+def cost_ratio(budget: float | None, mine: dict[str, Any] | None, base: dict[str, Any] | None) -> float:
+    """What a run cost relative to its full baseline: its compute `budget` when it has one (known before
+    it trains), else its measured training time over the baseline's (summary.json's `train_time_s`),
+    at most 1. The length of its equal-time baseline is this share of the baseline's epochs."""
+    if budget is not None:
+        return float(budget)
+    if not mine or not base:
+        raise ConfigError("without a budget, the cost ratio needs both runs' summaries (train_time_s)")
     return min(1.0, mine["train_time_s"] / base["train_time_s"])
 
 
@@ -99,7 +159,7 @@ def _finalise(run: PlannedRun, summaries: dict[tuple[str, int], dict[str, Any]])
     """Apply a late-planned run's extra overrides (e.g. its equal-time length) to its config."""
     if run.late_overrides is None:
         return
-    from pss.train import resolve_config
+    from pss.resolve import resolve_config
 
     extra = run.late_overrides(summaries)
     overrides = [*run.settings["overrides"], *extra]
@@ -124,7 +184,7 @@ def run_plan(plan: list[PlannedRun], *, fresh: bool = False, quiet: bool = False
         state = states[run.label]
         if state == "done":
             log.info("study: %s (seed %d) finished earlier: %s", run.name, run.seed, run.folder)
-            summaries[(run.name, run.seed)] = json.loads((run.folder / "summary.json").read_text())
+            summaries[(run.name, run.seed)] = RunDir(run.folder).read_summary()
             continue
         if warm_up is not None and not warmed:
             warm_up(run.cfg)  # one-time process costs are not billed to the first run that trains
@@ -134,7 +194,7 @@ def run_plan(plan: list[PlannedRun], *, fresh: bool = False, quiet: bool = False
         run.folder.mkdir(parents=True, exist_ok=True)
         (run.folder / "e2e_run.json").write_text(json.dumps(run.settings, indent=1) + "\n")
         if state == "resume":
-            summaries[(run.name, run.seed)] = train(run.cfg, resume_from=run.folder / "checkpoint-last.pt", quiet=quiet)
+            summaries[(run.name, run.seed)] = train(run.cfg, resume_from=RunDir(run.folder).last, quiet=quiet)
         else:
             summaries[(run.name, run.seed)] = train(run.cfg, overwrite=True, quiet=quiet)
     return summaries

@@ -32,7 +32,7 @@ from typing import Any
 
 from pss.checkpoint import atomic_write
 from pss.config import LoggingConfig
-from pss.runfolder import RunWriter
+from pss.runfolder import RunDir, RunWriter
 from pss.errors import ConfigError
 
 log = logging.getLogger("pss.train")
@@ -130,7 +130,7 @@ class CsvSummary(Tracker):
     """`summary.csv`: one row per epoch; rewritten whole (atomically), so resume and new columns are safe."""
 
     def __init__(self, folder: Path) -> None:
-        self.path = Path(folder) / "summary.csv"
+        self.path = Path(folder) / RunDir.CSV
         self.rows: list[dict[str, Any]] = []
         if self.path.exists():
             with self.path.open(newline="") as f:
@@ -177,7 +177,7 @@ class TensorBoardTracker(Tracker):
             ) from e
         # purge_step: a resumed run drops the events logged after its checkpoint
         # fresh run (also --overwrite): earlier events in the folder are discarded too
-        self.writer = SummaryWriter(str(Path(folder) / "tensorboard"), purge_step=resume_step or 0)
+        self.writer = SummaryWriter(str(Path(folder) / RunDir.TENSORBOARD), purge_step=resume_step or 0)
 
     def log_train(self, records: list[dict[str, Any]]) -> None:
         for r in records:

@@ -275,7 +275,7 @@ def test_benchmark_cpu_smoke(tmp_path):
 
     # Running it again is a no-op that re-reads the finished runs; other settings are refused.
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("done earlier") == 4, again.stdout + again.stderr
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("finished earlier") == 4, again.stdout + again.stderr
     other = subprocess.run(cmd[:-1] + ["epochs=3"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert other.returncode != 0 and "other settings" in other.stderr
 
@@ -285,24 +285,22 @@ def test_benchmark_cpu_reduced_plan_resolves(tmp_path):
     import argparse
     import importlib.util
 
-    from pss.pretrain import resolve_pretrain_config
-    from pss.train import resolve_config
+    from pss.pretrain import PretrainConfig
 
     spec = importlib.util.spec_from_file_location("pretrain_finetune", ROOT / "benchmarks" / "pretrain_finetune.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     args = argparse.Namespace(cpu_smoke=False, cpu_reduced=True, data=str(tmp_path / "cifar10"), set_pretrain=[],
                               set_finetune=["epochs=7"])
-    plan = bench.stage_plan(args, tmp_path)
-    cfgs = {}
-    for name, stage in plan.items():
-        resolve = resolve_pretrain_config if stage["command"] == "pretrain" else resolve_config
-        cfgs[name], _ = resolve(stage["config"], stage["sets"], output=str(tmp_path / name))
+    args.stages = bench.STAGES
+    cfgs = {run.name: run.cfg for run in bench.plan(args, tmp_path)}
+    assert list(cfgs) == list(bench.STAGES)
     for cfg in cfgs.values():
         assert cfg.device == "cpu" and cfg.batch_size == 64 and cfg.data.max_train_per_class == 500
         assert cfg.model.name == "pss_vit_tiny_patch4_32" and cfg.model.kwargs["depth"] == 4
         assert cfg.data.path == str(tmp_path / "cifar10")
-    assert cfgs["pretrain"].epochs == 20
+    assert cfgs["pretrain"].epochs == 20 and isinstance(cfgs["pretrain"], PretrainConfig)
+    assert cfgs["ft_pss"].init == str(tmp_path / "pretrain" / "encoder.safetensors") and cfgs["scratch"].init is None
     assert all(cfgs[k].epochs == 7 for k in ("ft_baseline", "ft_pss", "scratch"))  # --set-finetune comes last
     assert cfgs["ft_pss"].schedule.to_dict()["name"] == "cyclic" and cfgs["ft_baseline"].schedule.to_dict()["name"] == "fixed"
     assert not cfgs["ft_pss"].mixup.enabled and cfgs["scratch"].optim.layer_decay is None

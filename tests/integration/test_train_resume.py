@@ -127,3 +127,27 @@ def test_resume_errors(tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
     assert pss_train("--resume") == 2
     assert "needs --output" in capsys.readouterr().err
+
+
+def test_a_checkpoint_from_before_the_loop_counters_resumes_exactly(tmp_path):
+    """Checkpoints written before Progress counted steps per keep ratio (no steps_at / time_at in their
+    progress) still resume, and the resumed run is the uninterrupted one (deterministic CPU)."""
+    from pss.train import resolve_config, train
+
+    recipe = write_recipe(tmp_path, epochs=2, log_interval=1, deterministic=True, select="random", budget=0.7)
+    cfg, _ = resolve_config(recipe, output=str(tmp_path / "full"))
+    train(cfg, quiet=True)
+    cfg, _ = resolve_config(recipe, ["epochs=1"], output=str(tmp_path / "old"))
+    train(cfg, quiet=True)  # one epoch of the same run (its LR schedule is the 1-epoch one: compare steps 0-3 only)
+    last = tmp_path / "old" / "checkpoint-last.pt"
+    ckpt = load_checkpoint(last)
+    for key in ("steps_at", "time_at"):  # the progress of a checkpoint written before the counters existed
+        del ckpt["progress"][key]
+    torch.save(ckpt, last)
+    cfg, resume_from = resolve_config(None, ["epochs=2"], resume=True, output=str(tmp_path / "old"))
+    summary = train(cfg, resume_from=resume_from, quiet=True)
+    assert summary["steps"] == 8 and summary["resumed"] == 1
+    assert summary["budget"]["realised_cost"] is not None  # from the steps since the resume
+    full, old = (read_jsonl(tmp_path / d / "train_log.jsonl") for d in ("full", "old"))
+    assert [r["step"] for r in old] == list(range(8))
+    assert [(r["keep_ratio"], r["num_tokens"]) for r in old[4:]] == [(r["keep_ratio"], r["num_tokens"]) for r in full[4:]]

@@ -20,7 +20,7 @@ from pss.budget import (
 from pss.cli import main
 from pss.config import load_config
 from pss.errors import ConfigError
-from pss.schedule import from_dict
+from pss.schedule import CyclicSchedule, from_dict
 
 SPE, TOTAL = 50, 500  # 10 epochs of 50 steps
 
@@ -152,6 +152,11 @@ def test_train_with_budget_solves_and_records(tiny_image_folder, tmp_path):
     assert b["realised_time_ratio"] is not None and b["realised_time_ratio"] > 0
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["schedule"]["low"] == b["value"] == summary["schedule"]["low"] and saved["budget"] == 0.7
+    # the budget says what it did: the solved value beside the recipe's, in the summary and in config.yaml
+    assert b["recipe_value"] == 0.2 and b["value"] != 0.2
+    text = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"low: {b['value']}  # solved for budget 0.7; the recipe's low: 0.2" in text
+    assert load_config(tmp_path / "run" / "config.yaml").schedule.low == b["value"]  # the file loads as before
 
     # an impossible budget is refused before anything is written, and an existing run is left alone
     def files():  # the run's files; the run lock records its latest holder, so it is left out
@@ -162,6 +167,30 @@ def test_train_with_budget_solves_and_records(tiny_image_folder, tmp_path):
     with pytest.raises(ConfigError, match="smallest possible"):
         train(cfg, overwrite=True, quiet=True)
     assert files() == before and "summary.json" in before
+
+
+def test_budget_plan_describes_solved_and_recipe_values():
+    plan = solve_budget(CyclicSchedule(low=0.2, high=1.0), 0.6, lambda rho: rho, 10, 100)
+    assert plan.recipe_value == 0.2 and plan.to_dict()["recipe_value"] == 0.2
+    text = plan.describe()
+    assert text.startswith(f"budget 0.6: cyclic low = {plan.value:g} solved (the recipe's low: 0.2)")
+    # a recipe with a budget may leave the solved parameter out: the schedule's default stands in for it
+    cfg = load_config(None, ["schedule={name: cyclic, high: 1.0}", "budget=0.6"])
+    assert solve_budget(cfg.schedule, 0.6, lambda rho: rho, 10, 100).predicted_cost <= 0.6
+
+
+def test_realised_cost_from_the_loops_counters():
+    from pss.state import Progress
+
+    p = Progress()
+    for rho, t in [(1.0, 0.10)] * 10 + [(0.2, 0.03)] * 30:
+        p.count_step(rho, t)
+    assert p.steps_at == {"1": 10, "0.2": 30} and p.keep_ratio_sum == pytest.approx(16.0)
+    assert p.realised_cost(lambda r: r) == pytest.approx((10 * 1.0 + 30 * 0.2) / 40)
+    assert p.realised_time_ratio() == pytest.approx((10 * 0.10 + 30 * 0.03) / (40 * 0.10))
+    assert Progress.from_dict(p.to_dict()) == p
+    old = {k: v for k, v in p.to_dict().items() if k not in ("steps_at", "time_at")}  # a checkpoint from before
+    assert Progress.from_dict(old).steps_at == {} and Progress().realised_time_ratio() is None
 
 
 def test_schedule_command_solves_a_budget(capsys, tmp_path):

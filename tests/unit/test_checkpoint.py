@@ -21,13 +21,12 @@ import pss
 from pss.checkpoint import (
     atomic_save,
     export_safetensors,
-    get_rng_state,
     load_checkpoint,
     remove_stale_temp_files,
     restore_training_state,
-    set_rng_state,
     training_checkpoint,
 )
+from pss.rng import get_rng_state, set_rng_state
 from pss.config import config_to_dict, load_config
 from pss.errors import CheckpointError
 from pss.models.convert import convert_state_dict, load_init_weights

@@ -115,7 +115,6 @@ def test_yaml_1_1_exponents_and_ints_become_floats():
         ("select=best", ["select", "magnitude"]),
         ("amp=fp8", ["amp", "bf16"]),
         ("model.drop_path_rate=1.5", ["drop_path_rate"]),
-        ("optim.opt=adamz", ["optim.opt", "adamw"]),
         ("lr_sched.name=exp", ["lr_sched.name", "cosine"]),
         ("data.on_corrupt=ignore", ["on_corrupt", "skip"]),
         ("model=3", ["model", "mapping"]),
@@ -134,6 +133,23 @@ def test_unknown_model_name_is_refused_with_suggestion():
     cfg = load_config(CONFIGS / "demo.yaml", ["model.name=pss_vit_tiny_patch4_23"])
     with pytest.raises(ConfigError, match="unknown model.name.*did you mean.*pss_vit_tiny_patch4_32"):
         cfg.validate()
+
+
+def test_unknown_optimizer_is_refused_by_validate_before_any_data():
+    # timm knows the optimizers: the optimisation layer (pss.optim) checks the name, validate() asks it
+    cfg = load_config(CONFIGS / "demo.yaml", ["optim.opt=adamz"])
+    with pytest.raises(ConfigError) as e:
+        cfg.validate()
+    assert "optim.opt" in str(e.value) and "adamw" in str(e.value)
+
+
+def test_default_normalisation_is_timms():
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from pss.config import IMAGENET_MEAN, IMAGENET_STD
+
+    assert (IMAGENET_MEAN, IMAGENET_STD) == (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+    assert TrainConfig().data.mean == IMAGENET_DEFAULT_MEAN
 
 
 def test_recipe_file_errors(tmp_path):

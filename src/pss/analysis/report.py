@@ -188,18 +188,40 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return a - b if a is not None and b is not None else None
 
 
+def versus(run: dict[str, Any], full: dict[str, Any] | None, equal: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run against its full baseline and its equal-time baseline: the comparison every pss table shows
+    (`pss report`, `pss demo`, the benchmarks' records). Each argument holds `train_time_s`, `best_acc1`
+    and `final_acc1` (a summary.json, a record's run); returns `time_vs_<ref>` (training time relative to
+    the reference) and `best_vs_<ref>` / `final_vs_<ref>` (top-1 differences in points), ref = `full` or
+    `equal_time`; None where a reference is missing, and no difference of a run to itself."""
+    out: dict[str, Any] = {}
+    for label, ref in (("full", full), ("equal_time", equal)):
+        t, t0 = run.get("train_time_s"), ref.get("train_time_s") if ref is not None else None
+        out[f"time_vs_{label}"] = t / t0 if t is not None and t0 else None
+        for key in ("best", "final"):
+            out[f"{key}_vs_{label}"] = (None if ref is None or ref is run
+                                        else _diff(run.get(f"{key}_acc1"), ref.get(f"{key}_acc1")))
+    return out
+
+
+def _numbers(run: Run) -> dict[str, Any]:
+    return {"train_time_s": run.train_time_s, "best_acc1": run.best_acc1, "final_acc1": run.final_acc1}
+
+
 def summary_table(runs: list[Run]) -> list[dict[str, Any]]:
     """One row per run. Time and speed-up are against the first run; top-1 differences against the
     full baseline (`*_vs_full`) and, when one is given, the equal-time baseline (`*_vs_equal_time`):
-    the full-token recipe trained for the PSS run's cost (see pss.budget)."""
+    the full-token recipe trained for the PSS run's cost (see pss.budget); `versus` computes them."""
     ref = runs[0]
     full, equal = baselines(runs)
+    numbers = {id(r): _numbers(r) for r in runs}
     rows = []
     for r in runs:
         t, t0 = r.train_time_s, ref.train_time_s
         best, final = r.best_acc1, r.final_acc1
         role = "equal-time baseline" if r is equal else "full baseline" if r is full else (
             "baseline" if is_full_token(r) else "pss")
+        vs = versus(numbers[id(r)], numbers[id(full)], numbers[id(equal)] if equal is not None else None)
         rows.append(
             {
                 "run": r.name,
@@ -211,10 +233,7 @@ def summary_table(runs: list[Run]) -> list[dict[str, Any]]:
                 "best_acc1": best,
                 "final_acc1": final,
                 "best_acc1_diff": _diff(best, ref.best_acc1),
-                "best_vs_full": None if r is full else _diff(best, full.best_acc1),
-                "final_vs_full": None if r is full else _diff(final, full.final_acc1),
-                "best_vs_equal_time": None if equal is None or r is equal else _diff(best, equal.best_acc1),
-                "final_vs_equal_time": None if equal is None or r is equal else _diff(final, equal.final_acc1),
+                **{k: vs[k] for k in ("best_vs_full", "final_vs_full", "best_vs_equal_time", "final_vs_equal_time")},
                 "mean_keep_ratio": r.mean_keep_ratio,
                 "images_per_s": r.images_per_s,
                 "epochs": r.summary.get("epochs"),

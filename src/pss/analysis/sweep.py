@@ -22,6 +22,7 @@ from torch import nn
 
 import pss
 from pss.control import inference_select, num_tokens
+from pss.analysis.evaldata import CLASS_MODES, labelled_loader, match_classes, val_loader_for  # noqa: F401 (re-exported)
 from pss.errors import ConfigError
 from pss.models.merge import TokenMerging, merge_rates
 from pss.flops import count_flops, example_input
@@ -29,6 +30,8 @@ from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk
 from pss.select import SELECT_RULES, check_select
 
 DEFAULT_KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+# What `pss sweep --reduce` runs: dropping tokens (the keep-ratio dial), merging them (ToMe), or both.
+REDUCE_MODES = ("drop", "merge", "both")
 
 
 def parse_keep_ratios(text: str) -> list[float]:
@@ -301,86 +304,6 @@ def checkpoint_label(path: str | Path) -> str:
     return p.stem
 
 
-def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, max_images: int | None = None):
-    """Validation loader from a checkpoint's resolved config (`data` overrides its data path), and
-    the data's class names."""
-    from pss.config import DataConfig
-    from pss.data import build_datasets, build_loader
-
-    d = dict(config.get("data") or {})
-    if data is not None:
-        d["path"] = data
-    # Only the validation split is used: do not decode the training set into memory, nor scan it.
-    d.update(in_memory=False, scan_images=False)
-    dcfg = DataConfig.from_dict(d)
-    _, val, classes = build_datasets(dcfg)
-    if max_images is not None and max_images < len(val):
-        # evenly spread over the set: a folder dataset lists its images class by class
-        val = torch.utils.data.Subset(val, torch.linspace(0, len(val) - 1, max_images).round().long().tolist())
-    return build_loader(val, batch_size, train=False, cfg=dcfg), list(classes)
-
-
-# How a sweep treats data whose classes are not the checkpoint's (`pss sweep --classes`).
-CLASS_MODES = ("exact", "by-name", "as-is")
-
-
-def match_classes(trained: list[str] | None, num_outputs: int, data: list[str], mode: str = "exact",
-                  label: str = "the checkpoint") -> torch.Tensor | None:
-    """Check the data's classes against those the model was trained on.
-
-    exact: the same names in the same order (or, with no names recorded, the same number);
-    by-name: every data class must be a trained one, and the returned table maps data label ->
-    model output index; as-is: no check (the data's label indices are taken as the model's).
-    Raises ConfigError (one line, naming both sides and the option) on a mismatch.
-    """
-    if mode not in CLASS_MODES:
-        raise ConfigError(f"unknown class mode {mode!r}; choose one of {', '.join(CLASS_MODES)}")
-    if mode == "as-is":
-        return None
-
-    def shown(names: list[str]) -> str:
-        return ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-
-    if trained is None:
-        if mode == "by-name":
-            raise ConfigError(f"{label} records no class names, so --classes by-name cannot map them; "
-                              "use --classes as-is to take the data's labels as they are")
-        if len(data) != num_outputs:
-            raise ConfigError(f"{label} has {num_outputs} outputs but the data has {len(data)} classes "
-                              f"({shown(data)}): use the data it was trained on, or --classes as-is")
-        return None
-    if mode == "exact":
-        if list(trained) != list(data):
-            raise ConfigError(
-                f"the data's classes ({shown(data)}) are not those {label} was trained on ({shown(trained)}): "
-                "use the data it was trained on, --classes by-name to map classes by name, or --classes as-is"
-            )
-        return None
-    unknown = [c for c in data if c not in trained]
-    if unknown:
-        raise ConfigError(f"data classes unknown to {label}: {shown(unknown)} (trained on {shown(trained)}); "
-                          "remove those class folders, or use --classes as-is")
-    return torch.tensor([trained.index(c) for c in data])
-
-
-class _MappedLabels:
-    """A loader whose labels go through a lookup table (data label -> model output)."""
-
-    def __init__(self, loader: Any, table: torch.Tensor) -> None:
-        self.loader, self.table = loader, table
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Any:
-        for images, targets in self.loader:
-            yield images, self.table.to(targets.device)[targets]
-
-
-# What `pss sweep --reduce` runs: dropping tokens (the keep-ratio dial), merging them (ToMe), or both.
-REDUCE_MODES = ("drop", "merge", "both")
-
-
 def sweep_rules(select: str | None) -> list[str | None]:
     """--select: None = each model's default rule, "all" = every rule, else that rule."""
     if select is None:
@@ -389,6 +312,53 @@ def sweep_rules(select: str | None) -> list[str | None]:
         return list(SELECT_RULES)
     check_select(select)
     return [select]
+
+
+def _check_sweep(batch_size: int, iters: int, warmup: int, reduce: str, names: list[str] | None,
+                 paths: list[str | Path]) -> None:
+    if batch_size < 1 or iters < 1 or warmup < 0:
+        raise ConfigError(f"need batch_size >= 1, iters >= 1, warmup >= 0; got {batch_size}, {iters}, {warmup}")
+    if reduce not in REDUCE_MODES:
+        raise ConfigError(f"unknown --reduce {reduce!r}; choose one of {', '.join(REDUCE_MODES)}")
+    if names is not None and len(names) != len(paths):
+        raise ConfigError(f"got {len(names)} names for {len(paths)} checkpoints")
+
+
+def _checkpoint_info(path: str | Path, model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+    """What a sweep entry says about its checkpoint: model, how it was trained, its default rule."""
+    return {
+        "checkpoint": str(path),
+        "model": (config.get("model") or {}).get("name"),
+        "trained_schedule": config.get("schedule"),
+        "trained_select": pss.samplers(model)[0].trained_select,  # None: trained at every token
+        "default_select": inference_select(model),
+        "num_params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _points(models: list[nn.Module], drops: list[list[str | None]], merged: list[list[TokenMerging]],
+            keep_ratios: list[float]) -> list[tuple[nn.Module, float, str | None]]:
+    """Every (model, keep ratio, rule) a sweep times: each model's drop dial, then its merging variants."""
+    points: list[tuple[nn.Module, float, str | None]] = []
+    for m, used, wrapped in zip(models, drops, merged):
+        points += [(m, rho, rule) for rule in used for rho in keep_ratios]
+        points += [(w, 1.0, None) for w in wrapped]
+    return points
+
+
+def _merged_variants(paths: list[str | Path], models: list[nn.Module], reduce: str,
+                     merge_r: Iterable[int] | None) -> list[list[TokenMerging]]:
+    """Per model, its token-merging variants (one per rate of `merge_r`, default the model's `merge_rates`)."""
+    merged: list[list[TokenMerging]] = [[] for _ in models]
+    if reduce in ("merge", "both"):
+        for i, (path, model) in enumerate(zip(paths, models)):
+            try:
+                rates = list(merge_r) if merge_r is not None else [0, *merge_rates(
+                    model.patch_embed.num_patches, len(model.blocks))]
+                merged[i] = [TokenMerging(model, r) for r in rates]
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
+    return merged
 
 
 def sweep_checkpoints(
@@ -414,59 +384,30 @@ def sweep_checkpoints(
     patch with each rate of `merge_r` (default: `merge_rates` of the model); "both" does both. All
     points of all checkpoints are timed interleaved, on the same batch size.
     `classes`: how data whose classes differ from the checkpoint's is treated (see `match_classes`)."""
-    from pss.checkpoint import stored_class_names
     from pss.models.hub import load_model
     from pss.runinfo import run_info
 
-    if batch_size < 1 or iters < 1 or warmup < 0:
-        raise ConfigError(f"need batch_size >= 1, iters >= 1, warmup >= 0; got {batch_size}, {iters}, {warmup}")
-    if reduce not in REDUCE_MODES:
-        raise ConfigError(f"unknown --reduce {reduce!r}; choose one of {', '.join(REDUCE_MODES)}")
+    _check_sweep(batch_size, iters, warmup, reduce, names, paths)
     rules = sweep_rules(select)
     device = resolve_device(device)
     amp_dtype = resolve_amp(precision, device).dtype
     keep_ratios = [float(r) for r in keep_ratios]
-    if names is not None and len(names) != len(paths):
-        raise ConfigError(f"got {len(names)} names for {len(paths)} checkpoints")
     # Every model first, so that their throughput is measured interleaved (one model's figures are
     # not taken at a quieter or busier moment than another's), then each one's accuracy.
     loaded = [load_model(path, device) for path in paths]
     models = [ensure_sampler(model) for model, _ in loaded]
     # Bad merge settings, the data's classes against each checkpoint's: before any long work.
-    merged: list[list[TokenMerging]] = [[] for _ in models]
-    if reduce in ("merge", "both"):
-        for i, (path, model) in enumerate(zip(paths, models)):
-            try:
-                rates = list(merge_r) if merge_r is not None else [0, *merge_rates(
-                    model.patch_embed.num_patches, len(model.blocks))]
-                merged[i] = [TokenMerging(model, r) for r in rates]
-            except ConfigError as e:
-                raise ConfigError(f"{path}: {e}") from None
-    loaders = []
-    for path, (model, config) in zip(paths, loaded):
-        loader, data_classes = val_loader_for(config, data, batch_size, max_images)
-        num_outputs = int((config.get("model") or {}).get("num_classes") or len(data_classes))
-        table = match_classes(stored_class_names(path), num_outputs, data_classes, classes, label=str(path))
-        loaders.append(loader if table is None else _MappedLabels(loader, table))
+    merged = _merged_variants(paths, models, reduce, merge_r)
+    loaders = [labelled_loader(path, config, data, batch_size, max_images, classes)
+               for path, (_, config) in zip(paths, loaded)]
     # (model, rule) variants of the drop dial, each rule resolved (None -> the model's default)
     drops = [[inference_select(m, rule) for rule in rules] if reduce != "merge" else [] for m in models]
-    points: list[tuple[nn.Module, float, str | None]] = []
-    for m, used, wrapped in zip(models, drops, merged):
-        points += [(m, rho, rule) for rule in used for rho in keep_ratios]
-        points += [(w, 1.0, None) for w in wrapped]
-    speeds = iter(measure_throughput_points(points, batch_size, amp_dtype, warmup, iters))
+    speeds = iter(measure_throughput_points(_points(models, drops, merged, keep_ratios), batch_size, amp_dtype,
+                                            warmup, iters))
     entries = []
     for i, (path, (model, config), loader) in enumerate(zip(paths, loaded, loaders)):
         label = names[i] if names else checkpoint_label(path)
-        default = inference_select(model)
-        common = {
-            "checkpoint": str(path),
-            "model": (config.get("model") or {}).get("name"),
-            "trained_schedule": config.get("schedule"),
-            "trained_select": pss.samplers(model)[0].trained_select,  # None: trained at every token
-            "default_select": default,
-            "num_params": sum(p.numel() for p in model.parameters()),
-        }
+        common = _checkpoint_info(path, model, config)
         for rule in drops[i]:
             speed = {rho: next(speeds) for rho in keep_ratios}
             rows = sweep_model(model, loader, keep_ratios, rule, batch_size, amp_dtype, speed=speed)
@@ -475,12 +416,6 @@ def sweep_checkpoints(
         if merged[i]:
             rows = merge_model_rows(merged[i], loader, [next(speeds) for _ in merged[i]], amp_dtype)
             entries.append({"name": f"{label} (ToMe)", **common, "reduce": "merge", "select": None, "results": rows})
-    return {
-        "keep_ratios": keep_ratios,
-        "select": "default" if select is None else select,
-        "reduce": reduce,
-        "batch_size": batch_size,
-        "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
-        **run_info(device),
-        "checkpoints": entries,
-    }
+    precision = "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
+    return {"keep_ratios": keep_ratios, "select": "default" if select is None else select, "reduce": reduce,
+            "batch_size": batch_size, "precision": precision, **run_info(device), "checkpoints": entries}

@@ -171,7 +171,7 @@ def load_images(files: Sequence[Path], data_cfg) -> tuple[torch.Tensor, torch.Te
 def class_names(config: dict[str, Any], checkpoint: str | Path | None = None) -> list[str] | None:
     """Class names for a checkpoint: stored in it, the built-in set's, or the training folder's sub-folders."""
     if checkpoint is not None:
-        from pss.checkpoint import stored_class_names
+        from pss.runfolder import stored_class_names
 
         stored = stored_class_names(checkpoint)
         if stored:

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from pss.bench import data_benchmark, format_data_table, format_speed_table, speed_benchmark
+from pss.config import parse_kwargs
 from pss.checkpoint import atomic_write
 from pss.errors import ConfigError
 from pss.models.attention import ATTN_IMPLS
@@ -65,16 +66,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_data)
 
 
-def _model_kwargs(items: list[str]) -> dict:
-    from pss.config import parse_override
-
-    out = {}
-    for item in items:
-        parts, value = parse_override(item)
-        out[".".join(parts)] = value
-    return out
-
-
 def run_speed(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         raise ConfigError("--batch-size and --iters must be >= 1 and --warmup >= 0")
@@ -88,7 +79,7 @@ def run_speed(args: argparse.Namespace) -> int:
     report = speed_benchmark(
         args.model, img_size=args.img_size, batch_size=args.batch_size, keep_ratios=args.keep, device=device,
         amp=args.amp, compile=args.compile, warmup=args.warmup, iters=args.iters, inference=args.inference,
-        select=args.select, model_kwargs=_model_kwargs(args.model_kwargs), attn_impl=args.attn_impl,
+        select=args.select, model_kwargs=parse_kwargs(args.model_kwargs), attn_impl=args.attn_impl,
     )
     print(format_speed_table(report))
     _write_json(output, report)

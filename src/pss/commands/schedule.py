@@ -118,10 +118,10 @@ def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int):
     """--budget: the solved schedule and its plan (the cost model from --model or --budget-cost)."""
     import pss
     from pss.budget import FlopCost, TableCost, check_budget, solve_budget
-    from pss.commands.bench import _model_kwargs
+    from pss.config import parse_kwargs
 
     check_budget(args.budget, sched)
-    kwargs = _model_kwargs(args.model_kwargs)
+    kwargs = parse_kwargs(args.model_kwargs)
     if args.budget_cost == "flops":
         if not args.model:
             raise ConfigError("--budget needs --model NAME (the model whose FLOPs set the cost) or --budget-cost FILE")

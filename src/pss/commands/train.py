@@ -154,7 +154,8 @@ def say_what_to_do_when_stopped(output_dir: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pss.train import resolve_config, train
+    from pss.resolve import resolve_config
+    from pss.train import train
 
     cfg, resume_from = resolve_config(
         args.config, alias_overrides(args) + args.overrides, data=args.data, output=args.output, init=args.init,

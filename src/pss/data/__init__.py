@@ -9,7 +9,7 @@ of normalised float images (B, 3, H, W) and long targets (B,)), configured by `p
   matters, which is what a Patch Sampling Schedule exploits (`pss.data.builtin`).
 - ``path: /data/imagenet`` -> ``<path>/<train_split>/<class>/*.jpg`` and the same for ``val_split``
   (torchvision `ImageFolder`, timm transforms).
-- ``path: ../shared/data/cifar10-jpg.tar.gz`` -> extracted once into a cache (`extract_archive`),
+- ``path: path/to/cifar10-jpg.tar.gz`` -> extracted once into a cache (`extract_archive`),
   then read as folders (CIFAR-10 names its eval split ``test``: set ``val_split: test``).
 
 `check_data` validates all of it quickly before any long work and raises `DataError` naming the
@@ -21,11 +21,12 @@ One module per concept: `builtin` (the glyph set), `archives` (extraction into t
 `build_datasets`), `augment` (on-device crop/flip and random erasing), `loaders` (`ShardSampler`,
 `build_loader`). The names below are re-exported here: ``from pss.data import build_loader``.
 """
-from pss.config import IMAGENET_MEAN, IMAGENET_STD
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN, IMAGENET_DEFAULT_STD as IMAGENET_STD
+
 from pss.data.archives import extract_archive, is_archive
 from pss.data.augment import random_crop_flip, random_erase
 from pss.data.builtin import builtin_class_names, glyph_patterns, make_glyph_images, write_builtin_folder
-from pss.data.checks import DataReport, check_data
+from pss.data.checks import DataReport, check_augment, check_data
 from pss.data.datasets import CheckedImageFolder, InMemoryDataset, build_datasets, build_transforms
 from pss.data.loaders import FolderLoader, InMemoryLoader, ShardSampler, build_loader
 

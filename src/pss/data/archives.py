@@ -108,30 +108,36 @@ def extract_archive(archive: str | os.PathLike, cache_dir: str | os.PathLike | N
             return str(_dataset_root(dest))
         with contextlib.suppress(FileNotFoundError):
             marker.unlink()  # from here until the new marker, the folder is not a finished extraction
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
-        try:
-            log.info("extracting %s to %s (once; later runs reuse it)", src, dest)
-            t0 = time.perf_counter()
-            try:
-                with tarfile.open(src) as tar:
-                    if hasattr(tarfile, "data_filter"):  # refuses absolute paths, '..', device files
-                        tar.extractall(tmp, filter="data")
-                    else:  # pragma: no cover - Python without extraction filters
-                        tar.extractall(tmp)
-            except _FILTER_ERROR as e:
-                raise DataError(f"refusing to extract {src}: {e} (a member would land outside the cache or is not "
-                                "a plain file or folder); use an archive of plain files and folders") from None
-            except (tarfile.TarError, EOFError, OSError) as e:
-                raise DataError(f"cannot extract {src} ({e}): the archive is damaged or incomplete; "
-                                "download it again") from None
-            if dest.exists():  # this archive's previous contents (it changed), or a half-replaced copy
-                old = dest.with_name(f".{key}-old-{os.getpid()}")
-                dest.rename(old)
-                shutil.rmtree(old, ignore_errors=True)
-            tmp.rename(dest)
-            marker.write_text(json.dumps(stamp))
-            log.info("extracted in %.1f s", time.perf_counter() - t0)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        _extract_into(src, dest, cache, key)
+        marker.write_text(json.dumps(stamp))
     return str(_dataset_root(dest))
+
+
+def _extract_into(src: Path, dest: Path, cache: Path, key: str) -> None:
+    """Extract `src` into a temporary folder of the cache, then rename it over `dest` (replacing the old
+    contents): an interrupted extraction leaves no half-extracted set. Unsafe members are refused."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
+    try:
+        log.info("extracting %s to %s (once; later runs reuse it)", src, dest)
+        t0 = time.perf_counter()
+        try:
+            with tarfile.open(src) as tar:
+                if hasattr(tarfile, "data_filter"):  # refuses absolute paths, '..', device files
+                    tar.extractall(tmp, filter="data")
+                else:  # pragma: no cover - Python without extraction filters
+                    tar.extractall(tmp)
+        except _FILTER_ERROR as e:
+            raise DataError(f"refusing to extract {src}: {e} (a member would land outside the cache or is not "
+                            "a plain file or folder); use an archive of plain files and folders") from None
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise DataError(f"cannot extract {src} ({e}): the archive is damaged or incomplete; "
+                            "download it again") from None
+        if dest.exists():  # this archive's previous contents (it changed), or a half-replaced copy
+            old = dest.with_name(f".{key}-old-{os.getpid()}")
+            dest.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(dest)
+        log.info("extracted in %.1f s", time.perf_counter() - t0)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

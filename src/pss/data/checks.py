@@ -9,7 +9,7 @@ import logging
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+
 from pathlib import Path
 
 from PIL import Image
@@ -18,45 +18,10 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from pss.config import DataConfig
 from pss.data.archives import ARCHIVE_SUFFIXES, extract_archive, is_archive
 from pss.data.builtin import builtin_class_names
-from pss.errors import DataError
+from pss.data.report import DataReport
+from pss.errors import ConfigError, DataError
 
 log = logging.getLogger("pss.data")
-
-
-@dataclass
-class DataReport:
-    """What `check_data` found. ``corrupt`` lists unreadable files (left out when on_corrupt='skip')."""
-
-    source: str  # "builtin", "folder" or "hf" (a Hugging Face dataset, `pss.data.hf`)
-    root: str | None  # the folder; for "hf" the dataset's name
-    classes: list[str]
-    train_counts: dict[str, int]  # readable images per class
-    val_counts: dict[str, int]
-    corrupt: list[str] = field(default_factory=list)
-    scanned: int = 0  # files opened by the corrupt-image scan
-    sampled: bool = False  # True when only a sample was scanned (large datasets)
-    train_samples: list[tuple[str, int]] = field(default_factory=list, repr=False)  # "hf": (row, label)
-    val_samples: list[tuple[str, int]] = field(default_factory=list, repr=False)
-    hf: dict | None = field(default=None, repr=False)  # "hf": the opened splits and the image column
-
-    @property
-    def num_train(self) -> int:
-        return sum(self.train_counts.values())
-
-    @property
-    def num_val(self) -> int:
-        return sum(self.val_counts.values())
-
-    def describe(self) -> str:
-        """One line for a run's header: images, classes, and the unreadable ones left out."""
-        line = f"{self.num_train} train / {self.num_val} val images in {len(self.classes)} classes"
-        if self.source == "builtin":
-            return f"{line} (the built-in set)"
-        scan = ("every file scanned" if not self.sampled else
-                f"a sample of {self.scanned} files scanned; others that fail to load are skipped then, each logged")
-        if not self.scanned:
-            scan = "not scanned (data.scan_images: false)"
-        return f"{line}; {len(self.corrupt)} unreadable image(s) left out ({scan})"
 
 
 def _image_error(path: str) -> str | None:
@@ -143,8 +108,10 @@ def check_data(cfg: DataConfig) -> DataReport:
     Checks the path, the split folders, class folders (each with images, the same classes in both
     splits) and scans for unreadable images (all of them, or a sample for very large sets; see
     `DataConfig.scan_max_files`). With ``on_corrupt: fail`` any unreadable image raises.
-    An archive path is extracted to the cache first; a Hugging Face dataset is checked by `check_hf`.
+    An archive path is extracted to the cache first; a Hugging Face dataset is checked by `check_hf`; an
+    `auto_augment` policy is parsed by timm.
     """
+    check_augment(cfg)
     if cfg.path is None:
         names = builtin_class_names(cfg.builtin_num_classes)
         per_class = lambda n: {c: n // len(names) + (i < n % len(names)) for i, c in enumerate(names)}  # noqa: E731
@@ -178,7 +145,23 @@ def check_data(cfg: DataConfig) -> DataReport:
                         f"only in {cfg.val_split}: {only_val[:10] or '-'}; both splits need the same class folders "
                         "(labels are assigned from the sorted folder names)")
 
-    all_files = [p for files in (train_files, val_files) for ps in files.values() for p in ps]
+    corrupt, scanned, sampled = _scan(cfg, [p for files in (train_files, val_files) for ps in files.values() for p in ps])
+    bad_set = set(corrupt)
+    report = DataReport("folder", str(path), train_classes, {}, {}, corrupt, scanned, sampled)
+    for files, counts, samples, split in ((train_files, report.train_counts, report.train_samples, cfg.train_split),
+                                          (val_files, report.val_counts, report.val_samples, cfg.val_split)):
+        for idx, c in enumerate(train_classes):
+            good = [p for p in files[c] if p not in bad_set]
+            if not good:
+                raise DataError(f"every image in {path / split / c} is unreadable: replace them or remove the folder")
+            counts[c] = len(good)
+            samples += [(p, idx) for p in good]
+    return report
+
+
+def _scan(cfg: DataConfig, all_files: list[str]) -> tuple[list[str], int, bool]:
+    """Unreadable images among `all_files` (all of them, or a seeded sample of a very large set): the
+    sorted list, how many files were scanned, whether it was a sample. Raises with on_corrupt: fail."""
     to_scan: list[str] = []
     sampled = False
     if cfg.scan_images:
@@ -201,15 +184,17 @@ def check_data(cfg: DataConfig) -> DataReport:
             log.warning("skipping unreadable image %s (%s)", p, e)
         if len(bad) > 20:
             log.warning("... and %d more unreadable images skipped", len(bad) - 20)
+    return corrupt, len(to_scan), sampled
 
-    bad_set = set(corrupt)
-    report = DataReport("folder", str(path), train_classes, {}, {}, corrupt, len(to_scan), sampled)
-    for files, counts, samples, split in ((train_files, report.train_counts, report.train_samples, cfg.train_split),
-                                          (val_files, report.val_counts, report.val_samples, cfg.val_split)):
-        for idx, c in enumerate(train_classes):
-            good = [p for p in files[c] if p not in bad_set]
-            if not good:
-                raise DataError(f"every image in {path / split / c} is unreadable: replace them or remove the folder")
-            counts[c] = len(good)
-            samples += [(p, idx) for p in good]
-    return report
+
+def check_augment(cfg: DataConfig) -> None:
+    """Let timm parse the recipe's auto_augment policy now rather than mid-run (ConfigError if it cannot)."""
+    if not cfg.auto_augment:
+        return
+    from timm.data import create_transform
+
+    try:
+        create_transform(cfg.img_size, is_training=True, auto_augment=cfg.auto_augment, interpolation=cfg.interpolation)
+    except (AssertionError, ValueError, KeyError, IndexError) as e:
+        raise ConfigError(f"data.auto_augment {cfg.auto_augment!r} is not understood by timm ({e}); "
+                          "use e.g. 'rand-m9-mstd0.5-inc1'") from e

@@ -2,12 +2,11 @@
 into one uint8 tensor (`InMemoryDataset`, ``data.in_memory``); `build_datasets` picks among them."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,9 +15,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 
-from pss.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from pss.config import DataConfig
 from pss.data.builtin import builtin_class_names, builtin_split
 from pss.data.checks import DataReport, check_data
+from pss.data.readable import WIDE_GREY_MODES, first_readable, load_rgb  # noqa: F401 (load_rgb re-exported)
 from pss.errors import DataError
 
 log = logging.getLogger("pss.data")
@@ -35,7 +37,7 @@ class InMemoryDataset(Dataset):
     """
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes: list[str],
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 mean: Sequence[float] = IMAGENET_DEFAULT_MEAN, std: Sequence[float] = IMAGENET_DEFAULT_STD,
                  transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -68,25 +70,6 @@ class InMemoryDataset(Dataset):
 
 # Grey images of more than 8 bits per pixel; PIL's convert("RGB") clips them at 255 (a 16-bit PNG
 # comes out almost white), so `load_rgb` scales them to 8 bits instead.
-WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
-def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
-    """An image file (or open binary file) as 8-bit RGB, what every dataset and `pss viz` read: 16-bit grey
-    (and 32-bit integer grey holding 16-bit values) scaled to 8 bits, not clipped; floating-point images
-    refused (ValueError)."""
-    with (contextlib.nullcontext(path) if hasattr(path, "read") else open(path, "rb")) as f:
-        img = Image.open(f)
-        if img.mode == "F":
-            raise ValueError("a floating-point image (mode F): save it as 8- or 16-bit")
-        if img.mode not in WIDE_GREY_MODES:
-            return img.convert("RGB")
-        a = np.asarray(img).astype(np.int64)
-        if a.size and (a.min() < 0 or a.max() > 65535):
-            raise ValueError(f"a {img.mode} image with values outside 0..65535: save it as 8- or 16-bit")
-        return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
-
-
 class CheckedImageFolder(ImageFolder):
     """`ImageFolder` over the files `check_data` accepted (no second directory walk).
 
@@ -108,22 +91,6 @@ class CheckedImageFolder(ImageFolder):
     def __getitem__(self, index: int) -> tuple[Any, int]:
         return first_readable(super().__getitem__, index, len(self.samples), lambda i: self.samples[i][0],
                               self.on_corrupt, "remove or replace it", self.root)
-
-
-def first_readable(read: Callable[[int], Any], index: int, num: int, where: Callable[[int], str], on_corrupt: str,
-                   fix: str, source: str) -> Any:
-    """``read(index)``, or with ``on_corrupt='skip'`` that of the next readable item (wrapping round):
-    an image that fails to decode mid-epoch is logged and replaced, and with ``on_corrupt='fail'`` it
-    raises `DataError` (naming ``where(i)`` and the ``fix``) - never a PIL traceback."""
-    for attempt in range(num):
-        i = (index + attempt) % num
-        try:
-            return read(i)
-        except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "not an image"
-            if on_corrupt == "fail":
-                raise DataError(f"cannot read image {where(i)} ({e}): {fix}, or set data.on_corrupt: skip") from e
-            log.warning("skipping unreadable image %s (%s)", where(i), e)
-    raise DataError(f"no readable image in {source}")
 
 
 def timm_train_transform(cfg: DataConfig) -> Callable:

@@ -34,8 +34,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from pss.config import DataConfig
-from pss.data.checks import DataReport
-from pss.data.datasets import first_readable, load_rgb
+from pss.data.readable import first_readable, load_rgb
+from pss.data.report import DataReport
 from pss.errors import DataError
 
 log = logging.getLogger("pss.data")
@@ -221,6 +221,10 @@ class HFImageDataset(Dataset):
         image = self.load(index)
         return (self.transform(image) if self.transform is not None else image), self.samples[index][1]
 
+    def read(self, index: int) -> tuple[Any, int]:
+        image = self.load(index)
+        return (self.transform(image) if self.transform is not None else image), self.samples[index][1]
+
     def __getitem__(self, index: int) -> tuple[Any, int]:
         return first_readable(self.read, index, len(self.samples), lambda i: f"{self.name} row {self.samples[i][0]}",
                               self.on_corrupt, "fix the dataset", self.name)
@@ -231,65 +235,17 @@ def check_hf(cfg: DataConfig) -> DataReport:
     labels in range, unreadable images (all, or a seeded sample past ``scan_max_files``)."""
     datasets = _import_datasets()
     name, splits = open_hf(os.fspath(cfg.path))
-    names = list(splits)
-    train_split = _pick_split(names, cfg.train_split, "train_split", name, eval_kind=False)
-    val_split = _pick_split(names, cfg.val_split, "val_split", name, eval_kind=True)
-    if train_split == val_split:
-        raise DataError(f"{name}: train and evaluation split are both {train_split!r} "
-                        f"(splits: {', '.join(names)}): set data.val_split to another one")
-    image_col, label_col = _columns(splits[train_split], cfg, name)
-    for split in (train_split, val_split):
-        table = splits[split]
-        if len(table) == 0:
-            raise DataError(f"split {split!r} of {name} is empty: choose another with data.{'train' if split == train_split else 'val'}_split")
-        missing = [c for c in (image_col, label_col) if c not in table.features]
-        if missing:
-            raise DataError(f"split {split!r} of {name} has no column {missing[0]!r} (columns: "
-                            f"{', '.join(table.features)}): set data.hf_image_column / data.hf_label_column")
-
-    def class_names(split: str) -> list[str]:
-        feat = splits[split].features[label_col]
-        if isinstance(feat, datasets.ClassLabel):
-            return list(feat.names)
-        return [str(v) for v in sorted(set(splits[split][label_col]) - {None})]
-
-    classes = class_names(train_split)
-    val_classes = class_names(val_split)
+    train_split, val_split, image_col, label_col = _splits_and_columns(cfg, name, splits)
+    classes = _class_names(splits[train_split], label_col, datasets)
+    val_classes = _class_names(splits[val_split], label_col, datasets)
     if classes != val_classes:
         only_train = sorted(set(classes) - set(val_classes))
         only_val = sorted(set(val_classes) - set(classes))
         if only_val or isinstance(splits[val_split].features[label_col], datasets.ClassLabel):
             raise DataError(f"train and val classes differ in {name}: only in {train_split}: {only_train[:10] or '-'}; "
                             f"only in {val_split}: {only_val[:10] or '-'}; both splits need the same classes")
-    index = {c: i for i, c in enumerate(classes)}
-
-    def labelled(split: str) -> list[tuple[int, int]]:
-        """(row, class index) in class-major order, row order within a class."""
-        raw = splits[split][label_col]
-        if isinstance(splits[split].features[label_col], datasets.ClassLabel):
-            labels = raw
-        else:
-            labels = [index.get(str(v), -1) if v is not None else -1 for v in raw]
-        bad = [r for r, y in enumerate(labels) if y is None or not 0 <= y < len(classes)]
-        if bad:
-            raise DataError(f"split {split!r} of {name} has {len(bad)} row(s) without a valid label (e.g. row {bad[0]}: "
-                            f"{raw[bad[0]]!r}); it cannot be used for training or evaluation: choose another split")
-        return sorted(((r, y) for r, y in enumerate(labels)), key=lambda s: s[1])
-
-    train, val = labelled(train_split), labelled(val_split)
-
-    def first_per_class(samples: list[tuple[int, int]], cap: int | None) -> list[tuple[int, int]]:
-        if cap is None:
-            return samples
-        seen: dict[int, int] = {}
-        out = []
-        for r, y in samples:
-            seen[y] = seen.get(y, 0) + 1
-            if seen[y] <= cap:
-                out.append((r, y))
-        return out
-
-    train, val = first_per_class(train, cfg.max_train_per_class), first_per_class(val, cfg.max_val_per_class)
+    train = _first_per_class(_labelled(splits, train_split, label_col, classes, name, datasets), cfg.max_train_per_class)
+    val = _first_per_class(_labelled(splits, val_split, label_col, classes, name, datasets), cfg.max_val_per_class)
     for split, samples in ((train_split, train), (val_split, val)):
         present = {y for _, y in samples}
         if len(present) < len(classes):
@@ -309,6 +265,63 @@ def check_hf(cfg: DataConfig) -> DataReport:
     return DataReport("hf", name, classes, counts(train), counts(val), [f"{name} {s}[{r}]" for s, r in corrupt], scanned,
                       sampled, train, val, hf={"train": splits[train_split], "val": splits[val_split],
                                                "image_column": image_col, "splits": (train_split, val_split)})
+
+
+def _splits_and_columns(cfg: DataConfig, name: str, splits: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The train and evaluation splits and the image and label columns; each split non-empty, with both."""
+    names = list(splits)
+    train_split = _pick_split(names, cfg.train_split, "train_split", name, eval_kind=False)
+    val_split = _pick_split(names, cfg.val_split, "val_split", name, eval_kind=True)
+    if train_split == val_split:
+        raise DataError(f"{name}: train and evaluation split are both {train_split!r} "
+                        f"(splits: {', '.join(names)}): set data.val_split to another one")
+    image_col, label_col = _columns(splits[train_split], cfg, name)
+    for split in (train_split, val_split):
+        table = splits[split]
+        if len(table) == 0:
+            raise DataError(f"split {split!r} of {name} is empty: choose another with data.{'train' if split == train_split else 'val'}_split")
+        missing = [c for c in (image_col, label_col) if c not in table.features]
+        if missing:
+            raise DataError(f"split {split!r} of {name} has no column {missing[0]!r} (columns: "
+                            f"{', '.join(table.features)}): set data.hf_image_column / data.hf_label_column")
+    return train_split, val_split, image_col, label_col
+
+
+def _class_names(table: Any, label_col: str, datasets: Any) -> list[str]:
+    """A split's class names: its ClassLabel's, else its distinct label values, sorted."""
+    feat = table.features[label_col]
+    if isinstance(feat, datasets.ClassLabel):
+        return list(feat.names)
+    return [str(v) for v in sorted(set(table[label_col]) - {None})]
+
+
+def _labelled(splits: dict[str, Any], split: str, label_col: str, classes: list[str], name: str,
+              datasets: Any) -> list[tuple[int, int]]:
+    """(row, class index) in class-major order, row order within a class; a row without a valid label fails."""
+    raw = splits[split][label_col]
+    if isinstance(splits[split].features[label_col], datasets.ClassLabel):
+        labels = raw
+    else:
+        index = {c: i for i, c in enumerate(classes)}
+        labels = [index.get(str(v), -1) if v is not None else -1 for v in raw]
+    bad = [r for r, y in enumerate(labels) if y is None or not 0 <= y < len(classes)]
+    if bad:
+        raise DataError(f"split {split!r} of {name} has {len(bad)} row(s) without a valid label (e.g. row {bad[0]}: "
+                        f"{raw[bad[0]]!r}); it cannot be used for training or evaluation: choose another split")
+    return sorted(((r, y) for r, y in enumerate(labels)), key=lambda s: s[1])
+
+
+def _first_per_class(samples: list[tuple[int, int]], cap: int | None) -> list[tuple[int, int]]:
+    """The first `cap` samples of each class (all with None): data.max_*_per_class."""
+    if cap is None:
+        return samples
+    seen: dict[int, int] = {}
+    out = []
+    for r, y in samples:
+        seen[y] = seen.get(y, 0) + 1
+        if seen[y] <= cap:
+            out.append((r, y))
+    return out
 
 
 def _scan(cfg: DataConfig, splits: dict[str, Any], image_col: str, name: str,

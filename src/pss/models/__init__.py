@@ -16,13 +16,20 @@ from pss.models.adapter import attach
 from pss.models.attention import ATTN_IMPLS
 from pss.models.vit import ARCHS, PssVisionTransformer
 
-__all__ = ["ARCHS", "ATTN_IMPLS", "PssVisionTransformer", "attach", "attention_impl", "build_model", "suggest_model_names"]
+__all__ = ["ARCHS", "ATTN_IMPLS", "PssVisionTransformer", "attach", "attention_impl", "build_model",
+           "check_model_name", "suggest_model_names"]
 
 
 def suggest_model_names(name: str) -> str:
     """"did you mean a, b?" from every registered model name (timm's and ours), or a pointer."""
     close = difflib.get_close_matches(name, sorted(set(timm.list_models()) | ARCHS.keys()), n=3, cutoff=0.7)
     return f"did you mean {', '.join(close)}?" if close else "see timm.list_models('*vit*') (or '*deit*', '*eva*')"
+
+
+def check_model_name(name: str) -> None:
+    """A model name timm's registry (with ours registered) does not know fails here, naming close ones."""
+    if not timm.is_model(name):
+        raise ConfigError(f"unknown model.name {name!r}; {suggest_model_names(name)}")
 
 
 # Options every timm ViT takes (set from the recipe's model section, not its kwargs)

@@ -23,7 +23,7 @@ from pss.select import PatchSampler, check_keep_ratio, check_select
 log = logging.getLogger(__name__)
 
 
-def _kind(model: nn.Module) -> str | None:
+def model_kind(model: nn.Module) -> str | None:
     from timm.models.eva import Eva
     from timm.models.vision_transformer import VisionTransformer
 
@@ -92,7 +92,7 @@ def attach(model: nn.Module, keep_ratio: float | None = None, select: str | None
             check_select(select)
             sampler.select = select
         return model
-    kind = _kind(model)
+    kind = model_kind(model)
     if kind is None:
         raise ConfigError(_unsupported_message(model))
     old = model.patch_drop

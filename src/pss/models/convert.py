@@ -22,7 +22,8 @@ import torch
 from timm.layers import resample_abs_pos_embed, resize_rel_pos_bias_table
 from torch import nn
 
-from pss.checkpoint import _cap, _fit_problems, load_checkpoint, safetensors_metadata, unwrap_model
+from pss.checkpoint import first_items, fit_problems, load_checkpoint, safetensors_metadata
+from pss.runtime import unwrap_model
 from pss.errors import CheckpointError
 
 __all__ = ["RULES", "InitReport", "Rule", "convert_state_dict", "load_init_weights", "load_state_dict_file"]
@@ -57,7 +58,7 @@ class InitReport:
         for what in ("renamed", "resized", "dropped", "new"):
             items = getattr(self, what)
             if items:
-                s += f"; {what}: {', '.join(_cap(items, 4))}"
+                s += f"; {what}: {', '.join(first_items(items, 4))}"
         return s
 
 
@@ -73,7 +74,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             break
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise CheckpointError(f"{str(path)!r} holds no weight tensors (keys: {', '.join(_cap(list(obj)))})")
+        raise CheckpointError(f"{str(path)!r} holds no weight tensors (keys: {', '.join(first_items(list(obj)))})")
     return tensors
 
 
@@ -263,7 +264,7 @@ def convert_state_dict(sd: dict[str, torch.Tensor], model: nn.Module, source: st
             out = converted
             report.rules.append(rule.name)
 
-    problems = _fit_problems(model, out, allow_missing=_NEW_OK)
+    problems = fit_problems(model, out, allow_missing=_NEW_OK)
     if problems:
         hint = ""
         if "pos_embed" in out and "pos_embed" not in own:

@@ -13,14 +13,14 @@ import torch
 from torch import nn
 
 from pss.checkpoint import (
-    _load_safetensors,
-    _load_strict,
-    best_checkpoint,
     is_training_checkpoint,
     load_checkpoint,
+    load_safetensors,
+    load_strict,
     safetensors_metadata,
 )
 from pss.errors import CheckpointError
+from pss.runfolder import RunDir
 
 __all__ = ["load_model"]
 
@@ -38,16 +38,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
 
     path = Path(path).expanduser()
     if path.is_dir():
-        path = best_checkpoint(path)
+        path = RunDir(path).model_file()
     if path.suffix == ".safetensors":
         meta = safetensors_metadata(path) if path.is_file() else {}
         config = meta.get("pss_config")
         if config is None:
-            cfg_file = path.parent / "config.yaml"
+            cfg_file = path.parent / RunDir.CONFIG
             if not cfg_file.is_file():
                 raise CheckpointError(f"{str(path)!r} has no config in its metadata and no config.yaml beside it")
             config = load_yaml(cfg_file)
-        sd = _load_safetensors(path)
+        sd = load_safetensors(path)
     else:
         ckpt = load_checkpoint(path)
         if not is_training_checkpoint(ckpt):
@@ -65,6 +65,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise CheckpointError(f"the config of {str(path)!r} does not record model.num_classes")
     model = build_model(m.name, num_classes=m.num_classes, img_size=m.img_size, **m.kwargs)
     set_trained_select(model, cfg.trained_select)  # its default rule at inference follows its training
-    _load_strict(model, sd, "model")
+    load_strict(model, sd, "model")
     set_keep_ratio(model, 1.0, cfg.select)  # the selection rule it was trained with (viz, sweep draw and use it)
     return model.to(device).eval(), config

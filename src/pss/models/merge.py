@@ -98,7 +98,7 @@ def merge_rates(num_patches: int, depth: int, steps: int = 6) -> list[int]:
 
 def _kind(model: nn.Module) -> str | None:
     """"pss" (our ViT), "timm" (timm's VisionTransformer; not Eva, whose rotary blocks differ) or None."""
-    from pss.models.adapter import _kind as timm_kind
+    from pss.models.adapter import model_kind as timm_kind
     from pss.models.vit import PssVisionTransformer
 
     if isinstance(model, PssVisionTransformer):

@@ -1,0 +1,53 @@
+"""Reading images: any file as 8-bit RGB (`load_rgb`), and from a dataset that may hold unreadable
+images the first readable one from an index on (`first_readable`)."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import numpy as np
+from PIL import Image
+
+from pss.errors import DataError
+
+log = logging.getLogger("pss.data")
+
+__all__ = ["WIDE_GREY_MODES", "first_readable", "load_rgb"]
+
+
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
+    """An image file (or open binary file) as 8-bit RGB, what every dataset and `pss viz` read: 16-bit grey
+    (and 32-bit integer grey holding 16-bit values) scaled to 8 bits, not clipped; floating-point images
+    refused (ValueError)."""
+    with (contextlib.nullcontext(path) if hasattr(path, "read") else open(path, "rb")) as f:
+        img = Image.open(f)
+        if img.mode == "F":
+            raise ValueError("a floating-point image (mode F): save it as 8- or 16-bit")
+        if img.mode not in WIDE_GREY_MODES:
+            return img.convert("RGB")
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"a {img.mode} image with values outside 0..65535: save it as 8- or 16-bit")
+        return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
+
+
+def first_readable(read: Callable[[int], Any], index: int, num: int, where: Callable[[int], str], on_corrupt: str,
+                   fix: str, source: str) -> Any:
+    """``read(index)``, or with ``on_corrupt='skip'`` that of the next readable item (wrapping round):
+    an image that fails to decode mid-epoch is logged and replaced, and with ``on_corrupt='fail'`` it
+    raises `DataError` (naming ``where(i)`` and the ``fix``) - never a PIL traceback."""
+    for attempt in range(num):
+        i = (index + attempt) % num
+        try:
+            return read(i)
+        except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "not an image"
+            if on_corrupt == "fail":
+                raise DataError(f"cannot read image {where(i)} ({e}): {fix}, or set data.on_corrupt: skip") from e
+            log.warning("skipping unreadable image %s (%s)", where(i), e)
+    raise DataError(f"no readable image in {source}")

@@ -1,0 +1,107 @@
+"""From a command line to a run's config: recipe + `--set` overrides + `--data/--output/--init`, and
+when resuming, the checkpoint's config as the base and the checkpoint to continue from.
+
+    cfg, resume_from = resolve_config("configs/demo.yaml", ["epochs=2"], output="runs/demo")
+    summary = pss.train.train(cfg, resume_from=resume_from)
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pss.budget import FREE_PARAMETER, apply_budget_epochs
+from pss.checkpoint import is_training_checkpoint, load_checkpoint
+from pss.config import TrainConfig, apply_overrides, config_from_dict, config_to_dict, diff_configs, find_recipe, load_yaml
+from pss.errors import CheckpointError, ConfigError
+from pss.runfolder import RunDir, recovery_hint
+
+log = logging.getLogger("pss.train")
+
+__all__ = ["resolve_config"]
+
+
+def resolve_config(
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    data: str | None = None,
+    output: str | None = None,
+    init: str | None = None,
+    resume: str | bool | None = None,
+    from_dict: Callable[[dict[str, Any]], TrainConfig] = config_from_dict,
+) -> tuple[TrainConfig, Path | None]:
+    """The run's config and, when resuming, the checkpoint to resume from.
+
+    Fresh run: recipe (or defaults) + `--set` overrides + `--data/--output/--init`.
+    Resume: the checkpoint's config is the base unless a recipe is given; `--set` etc. apply on top,
+    and keys that differ from the checkpoint's config are reported (a changed model or batch
+    geometry then fails with a clear message when the state is loaded).
+    `resume=True` means `<output>/checkpoint-last.pt`; a string is a checkpoint path (or a run folder).
+    `from_dict` builds the config class (`pss pretrain` passes its PretrainConfig's).
+    """
+    raw = load_yaml(find_recipe(config)) if config is not None else {}
+    resume_from: Path | None = None
+    ckpt_config: dict[str, Any] | None = None
+    if resume:
+        resume_from, ckpt_config = _checkpoint_to_resume(resume, output or raw.get("output_dir"), config)
+        if config is None:
+            raw = dict(ckpt_config)
+        if output is None:
+            output = str(resume_from.parent)
+    raw = apply_overrides(raw, overrides)
+    if data is not None:
+        raw.setdefault("data", {})
+        raw["data"] = {**(raw["data"] or {}), "path": data}
+    if init is not None:
+        raw["init"] = init
+    if output is not None:
+        raw["output_dir"] = output
+    elif not raw.get("output_dir"):
+        raw["output_dir"] = default_output(config)
+    cfg = apply_budget_epochs(from_dict(raw))  # tokens for epochs: the longer run, resolved once
+    if ckpt_config is not None:
+        changed = [k for k in diff_configs(ckpt_config, config_to_dict(cfg)) if k not in ("output_dir", "init")]
+        # Resolved-at-start keys (num_classes, img_size) are null in a recipe: not a real change.
+        changed = [k for k in changed if not (k in ("model.num_classes", "model.img_size") and _get(raw, k) is None)]
+        if cfg.budget is not None and ckpt_config.get("budget") == cfg.budget:  # solved again from the budget
+            changed = [k for k in changed if k != f"schedule.{FREE_PARAMETER.get(cfg.schedule.name)}"]
+        if changed:
+            log.warning("resuming with settings that differ from the checkpoint's: %s", ", ".join(changed))
+    return cfg, resume_from
+
+
+def _checkpoint_to_resume(resume: str | bool, folder: str | None,
+                          config: str | Path | None) -> tuple[Path, dict[str, Any]]:
+    """`--resume [CKPT]`: the checkpoint named (a run folder means its last checkpoint), else the output
+    folder's last checkpoint, and the config it holds; it must be a resumable pss checkpoint."""
+    if isinstance(resume, str) and resume:
+        path = Path(resume).expanduser()
+        if path.is_dir():
+            path = RunDir(path).last
+    else:
+        folder = folder or (default_output(config) if config else None)
+        if folder is None:
+            raise ConfigError("--resume without a checkpoint path needs --output (the run folder) or --config")
+        path = RunDir(folder).last
+    if not path.is_file():
+        raise CheckpointError(f"nothing to resume: {str(path)!r} does not exist; "
+                              f"{recovery_hint(path.parent, fresh='start the run without --resume')}")
+    ckpt = load_checkpoint(path)
+    if not is_training_checkpoint(ckpt) or ckpt.get("optimizer") is None:
+        raise CheckpointError(f"{str(path)!r} is not a resumable pss checkpoint; use checkpoint-last.pt")
+    return path, ckpt["config"]
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict):
+            return None
+        d = d.get(part)
+    return d
+
+
+def default_output(config: str | Path | None) -> str:
+    """Where a run goes without --output: runs/<recipe name>."""
+    return str(Path("runs") / (Path(config).stem if config else "train"))
