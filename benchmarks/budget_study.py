@@ -52,6 +52,7 @@ from pss.errors import ConfigError  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.study import PlannedRun, add_study_arguments, planned_run, run_plan, run_state  # noqa: E402
 from recipe_study import MODEL, RECIPE, STUDY_CPU  # noqa: E402
+from results_page import write as write_results_page  # noqa: E402
 
 log = logging.getLogger("pss.study")
 
@@ -91,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
     add_study_arguments(p, ROOT / "runs" / "budget_study", ROOT / "benchmarks" / "results")
     p.add_argument("--record-only", action="store_true", help="train nothing: record the runs finished so far")
+    p.add_argument("--note", default="", help="a line on how the runs were measured, kept in the record")
     return p.parse_args(argv)
 
 
@@ -279,7 +281,7 @@ def record(runs: list[PlannedRun], summaries: dict[str, dict], args: argparse.Na
     rec = {
         "kind": "budget_study", "setup": "cpu-study-rope-grid0.1", **info, "date": dt.date.today().isoformat(),
         "recipe": RECIPE, "overrides": SETUP + args.overrides, "budget": BUDGET, "tokens_for_epochs": TOKENS_FOR_EPOCHS,
-        "runs": rows, "arms": summarise(rows, horizon),
+        "note": args.note, "runs": rows, "arms": summarise(rows, horizon),
     }
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -288,6 +290,7 @@ def record(runs: list[PlannedRun], summaries: dict[str, dict], args: argparse.Na
     path.write_text(json.dumps(rec, indent=2) + "\n")
     path.with_suffix(".md").write_text(to_markdown(rec))
     plot(rec, path.with_suffix(".png"))
+    write_results_page(results)
     return path
 
 
@@ -300,7 +303,7 @@ def to_markdown(rec: dict[str, Any]) -> str:
         "of the arm's cost in epochs (LR schedule fully decayed). Cost: FLOPs of the training steps relative to "
         "the full run of the horizon (cost model over the steps that ran). Time: measured training time relative "
         "to the full run of the same seed (model: less data wait); on CPU two runs side by side, one core and "
-        "one thread each.", "",
+        "one thread each." + (f" {rec['note']}" if rec.get("note") else ""), "",
         "| arm | epochs | seeds | cost | time vs full | model time | best | final | final vs full | final vs equal time "
         "| best vs equal time | mean rho |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -312,7 +315,7 @@ def to_markdown(rec: dict[str, Any]) -> str:
             f"{a.get('time_vs_full', math.nan):.2f} | {a.get('model_time_vs_full', math.nan):.2f} | {a['best_acc1']:.2f} | "
             f"{a['final_acc1']:.2f} | {_diffs(a.get('final_vs_full'))} | {_diffs(a.get('final_vs_equal_time'))} | "
             f"{_diffs(a.get('best_vs_equal_time'))} | {a['mean_keep_ratio']:.3f} |")
-    lines += ["", "Per run:", "", "| run | seed | epochs | schedule (solved) | train time (s) | best | final |",
+    lines += ["", "Per run:", "", "| run | seed | epochs | schedule (solved parameter, before grid rounding) | train time (s) | best | final |",
               "|---|---|---|---|---|---|---|"]
     for r in rec["runs"]:
         s = r["schedule"] or {}

@@ -31,6 +31,13 @@ STUDIES: dict[str, tuple[str, str, str]] = {
         "fully decayed). Final-epoch top-1, means over seeds, per seed in brackets.",
         "python benchmarks/recipe_study.py --seeds 0,1",
     ),
+    "budget_study": (
+        "Where PSS pays: horizons, tokens for epochs, budget curve",
+        "At a horizon of E epochs and a budget of 0.6: the full run, the equal-time baseline, the recommended cyclic "
+        "recipe, a fixed random keep ratio (timm's patch dropout, solved from the budget) and tokens for epochs "
+        "(1.5 E epochs at fewer tokens); rope, the 0.1 grid for every arm. FLOP cost relative to the full run.",
+        "python benchmarks/budget_study.py --data PATH --part horizons --horizons 15,45 --seeds 0,1",
+    ),
     "e2e": (
         "CIFAR-10 end to end: baseline, PSS, the paper's recipe, equal-time baseline",
         "The shipped CIFAR-10 recipes trained side by side (or pss.study's CPU-reduced set-up, labelled as such), "
@@ -79,7 +86,7 @@ def _speed_attn(rec: dict) -> str:
 
 
 def _formatter(kind: str) -> Callable[[dict], str]:
-    scripts = {"recipe_study": "recipe_study", "e2e": "cifar10", "pretrain_finetune": "pretrain_finetune",
+    scripts = {"recipe_study": "recipe_study", "budget_study": "budget_study", "e2e": "cifar10", "pretrain_finetune": "pretrain_finetune",
                "speed_vs_ref": "speed_vs_ref"}
     if kind in scripts:
         return importlib.import_module(scripts[kind]).to_markdown
