@@ -51,7 +51,8 @@ from pss.demo import warm_up  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.study import PlannedRun, add_study_arguments, planned_run, run_plan, run_state  # noqa: E402
-from recipe_study import MODEL, RECIPE, STUDY_CPU  # noqa: E402
+from pss.analysis.report import versus  # noqa: E402
+from recipe_study import MODEL, RECIPE, STUDY_CPU, per_seed  # noqa: E402
 from results_page import write as write_results_page  # noqa: E402
 
 log = logging.getLogger("pss.study")
@@ -258,20 +259,17 @@ def summarise(rows: list[dict[str, Any]], horizon: int) -> list[dict[str, Any]]:
             pairs = [(r, b) for r, b in pairs if b is not None]
             if not pairs:
                 continue
+            # the report's comparison, per seed (a run against itself has no difference)
+            vs = [versus(r, *((b, None) if label == "full" else (None, b))) if name != ref else versus(r, r, r)
+                  for r, b in pairs]
             if label == "full":
-                a["time_vs_full"] = statistics.fmean(r["train_time_s"] / b["train_time_s"] for r, b in pairs)
+                a["time_vs_full"] = statistics.fmean(v["time_vs_full"] for v in vs)
                 a["model_time_vs_full"] = statistics.fmean(r["model_time_s"] / b["model_time_s"] for r, b in pairs)
             if name != ref:
-                a[f"final_vs_{label}"] = [r["final_acc1"] - b["final_acc1"] for r, b in pairs]
-                a[f"best_vs_{label}"] = [r["best_acc1"] - b["best_acc1"] for r, b in pairs]
+                a[f"final_vs_{label}"] = [v[f"final_vs_{label}"] for v in vs]
+                a[f"best_vs_{label}"] = [v[f"best_vs_{label}"] for v in vs]
         out.append(a)
     return out
-
-
-def _diffs(v: list[float] | None) -> str:
-    if not v:
-        return "-"
-    return f"{statistics.fmean(v):+.2f} ({' / '.join(f'{x:+.1f}' for x in v)})"
 
 
 def record(runs: list[PlannedRun], summaries: dict[str, dict], args: argparse.Namespace) -> Path:
@@ -313,8 +311,8 @@ def to_markdown(rec: dict[str, Any]) -> str:
         lines.append(
             f"| {a['name']} | {a['epochs']} | {','.join(map(str, a['seeds']))} | {cost:.3f} | "
             f"{a.get('time_vs_full', math.nan):.2f} | {a.get('model_time_vs_full', math.nan):.2f} | {a['best_acc1']:.2f} | "
-            f"{a['final_acc1']:.2f} | {_diffs(a.get('final_vs_full'))} | {_diffs(a.get('final_vs_equal_time'))} | "
-            f"{_diffs(a.get('best_vs_equal_time'))} | {a['mean_keep_ratio']:.3f} |")
+            f"{a['final_acc1']:.2f} | {per_seed(a.get('final_vs_full'))} | {per_seed(a.get('final_vs_equal_time'))} | "
+            f"{per_seed(a.get('best_vs_equal_time'))} | {a['mean_keep_ratio']:.3f} |")
     lines += ["", "Per run:", "", "| run | seed | epochs | schedule (solved parameter, before grid rounding) | train time (s) | best | final |",
               "|---|---|---|---|---|---|---|"]
     for r in rec["runs"]:

@@ -279,7 +279,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     return arms
 
 
-def _diffs(v: list[float] | None) -> str:
+def per_seed(v: list[float] | None) -> str:
+    """A difference in points: mean over seeds, then each seed's in brackets."""
     if not v:
         return "-"
     return f"{statistics.fmean(v):+.2f} ({' / '.join(f'{x:+.1f}' for x in v)})"
@@ -301,8 +302,8 @@ def to_markdown(rec: dict) -> str:
         drop = (f"{a['drop_at_0.5']:.2f} ({a['baseline_drop_at_0.5']:.2f})" if "drop_at_0.5" in a else "-")
         lines.append(
             f"| {a['name']} | {','.join(map(str, a['seeds']))} | {a.get('time_vs_full', math.nan):.2f} | "
-            f"{a['best_acc1']:.2f} | {a['final_acc1']:.2f} | {_diffs(a.get('final_diff_vs_full'))} | "
-            f"{_diffs(a.get('final_diff_vs_equal_time'))} | {_diffs(a.get('best_diff_vs_equal_time'))} | "
+            f"{a['best_acc1']:.2f} | {a['final_acc1']:.2f} | {per_seed(a.get('final_diff_vs_full'))} | "
+            f"{per_seed(a.get('final_diff_vs_equal_time'))} | {per_seed(a.get('best_diff_vs_equal_time'))} | "
             f"{a['mean_keep_ratio']:.3f} | {drop} |"
         )
     lines += ["", "Per run:", "", "| run | seed | epochs | schedule (solved) | select | train time (s) | best | final |",
