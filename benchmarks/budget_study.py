@@ -250,6 +250,11 @@ def summarise(rows: list[dict[str, Any]], horizon: int) -> list[dict[str, Any]]:
         full, eq, nominal = _reference(mine[0])
         if full == "full":
             full = f"h{horizon}_full"
+        # Means over the seeds whose full run has finished, so that every figure of an arm compares like
+        # with like; the other runs stay in the per-run table (and in the record, for a later session).
+        mine = [r for r in mine if (full, r["seed"]) in by]
+        if not mine:
+            continue
         a: dict[str, Any] = {"name": name, "group": mine[0]["group"], "arm": mine[0]["arm"], "nominal_cost": nominal,
                              "seeds": [r["seed"] for r in mine], "epochs": mine[0]["epochs"]}
         for key in ("best_acc1", "final_acc1", "mean_keep_ratio"):
@@ -313,7 +318,7 @@ def to_markdown(rec: dict[str, Any]) -> str:
             f"{a.get('time_vs_full', math.nan):.2f} | {a.get('model_time_vs_full', math.nan):.2f} | {a['best_acc1']:.2f} | "
             f"{a['final_acc1']:.2f} | {per_seed(a.get('final_vs_full'))} | {per_seed(a.get('final_vs_equal_time'))} | "
             f"{per_seed(a.get('best_vs_equal_time'))} | {a['mean_keep_ratio']:.3f} |")
-    lines += ["", "Per run:", "", "| run | seed | epochs | schedule (solved parameter, before grid rounding) | train time (s) | best | final |",
+    lines += ["", "Per run (an arm's means above cover the seeds whose full run has finished):", "", "| run | seed | epochs | schedule (solved parameter, before grid rounding) | train time (s) | best | final |",
               "|---|---|---|---|---|---|---|"]
     for r in rec["runs"]:
         s = r["schedule"] or {}
