@@ -2,6 +2,7 @@
 
     python benchmarks/budget_study.py --data PATH --part horizons --horizons 15,45 --seeds 0,1
     python benchmarks/budget_study.py --data PATH --part budgets --budgets 0.8,0.6,0.4,0.3 --seeds 0,1
+    python benchmarks/budget_study.py --data PATH --part finetune --horizons 15 --seeds 0,1
     python benchmarks/budget_study.py --data PATH --record-only      # record what has finished so far
 
 PATH is a CIFAR-10 ImageNet-style folder or archive (`cifar10/{train,test}/<class>/*.jpg`). Every
@@ -18,6 +19,14 @@ its own length. Arms at a horizon of E epochs, each costing 0.6 of the E-epoch f
 
 `--part budgets` trains, at the first horizon, fixed and cyclic random at each budget against the
 equal-time baseline of that budget (budget 0.6 reuses the horizon runs).
+
+`--part finetune` is the fine-tuning setting: one SimMIM pre-training (`pss pretrain`, the shipped
+recipe configs/cifar10_pretrain_simmim.yaml on the study's images and model, --pretrain-epochs), then,
+at the first horizon, the arms above plus `paper` (cyclic, magnitude selection, budget 0.6) trained from
+its encoder with layer-wise LR decay 0.75 (the shipped fine-tuning recipes' device). The setting is
+meaningful only if training from scratch (the horizon's full run) trails the fine-tuned full run by at
+least 3 points: the study trains the fine-tuned full run of the first seed, checks that, and stops
+there (and says so in the record) when it fails.
 
 Runs are resumable (re-run the same command: finished runs are re-read, killed ones resume exactly)
 and go under --output (never committed). A run already in a record under --results (same name, seed
@@ -49,8 +58,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
+from pss.pretrain import ENCODER_FILE  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
-from pss.study import PlannedRun, add_study_arguments, planned_run, run_plan, run_state  # noqa: E402
+from pss.study import PlannedRun, add_study_arguments, derive, planned_run, run_plan, run_state  # noqa: E402
 from pss.analysis.report import versus  # noqa: E402
 from recipe_study import MODEL, RECIPE, STUDY_CPU, per_seed  # noqa: E402
 from results_page import write as write_results_page  # noqa: E402
@@ -62,6 +72,15 @@ SETUP = [*STUDY_CPU, "model.kwargs=" + json.dumps({**MODEL, "pos_embed": "rope"}
 TOKENS_FOR_EPOCHS = 1.5
 BUDGET = 0.6
 ARMS = ("full", "equal_time", "recommended", "fixed", "tokens_for_epochs")
+FT_ARMS = ("full", "equal_time", "recommended", "paper", "tokens_for_epochs")
+PRETRAIN_RECIPE = "cifar10_pretrain_simmim"
+# The study's data and loader for the pre-training; its model is the study's (rope, token pooling), its
+# learning rate the recipe's at the study's batch (as benchmarks/pretrain_finetune.py --cpu-reduced).
+PRETRAIN_SETUP = [*derive(STUDY_CPU, {"optim.base_lr": None, "epochs": None, "eval.interval": None}),
+                  "model.name=pss_vit_tiny_patch4_32",
+                  "model.kwargs=" + json.dumps({**MODEL, "pos_embed": "rope"}), "eval.interval=10"]
+FINETUNE = ["optim.layer_decay=0.75"]
+GATE_POINTS = 3.0  # fine-tuned full run over from scratch, for the setting to mean anything
 
 
 def _schedule(name: str) -> str:
@@ -76,17 +95,19 @@ def arm_overrides(arm: str, budget: float) -> list[str]:
         return [f"schedule={{name: fixed, rho: 1.0, grid: {GRID}}}"]
     if arm in ("recommended", "cyclic"):
         return [_schedule("cyclic"), "select=random", f"budget={budget}"]
+    if arm == "paper":
+        return [_schedule("cyclic"), "select=magnitude", f"budget={budget}"]
     if arm == "fixed":
         return [_schedule("fixed"), "select=random", f"budget={budget}"]
     if arm == "tokens_for_epochs":
         return [_schedule("fixed"), "select=random", f"budget={budget}", f"budget_epochs={TOKENS_FOR_EPOCHS}"]
-    raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(dict.fromkeys(ARMS + FT_ARMS))}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="CIFAR-10 ImageNet-style folder or .tar.gz archive")
-    p.add_argument("--part", default="horizons", choices=["horizons", "budgets"], help="what to train")
+    p.add_argument("--part", default="horizons", choices=["horizons", "budgets", "finetune"], help="what to train")
     p.add_argument("--horizons", default="15,45", help="epochs of the full runs (comma-separated)")
     p.add_argument("--budgets", default="0.8,0.6,0.4,0.3", help="with --part budgets: compute budgets")
     p.add_argument("--arms", default=",".join(ARMS), help="with --part horizons: which arms")
@@ -94,7 +115,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_study_arguments(p, ROOT / "runs" / "budget_study", ROOT / "benchmarks" / "results")
     p.add_argument("--record-only", action="store_true", help="train nothing: record the runs finished so far")
     p.add_argument("--note", default="", help="a line on how the runs were measured, kept in the record")
-    return p.parse_args(argv)
+    p.add_argument("--pretrain-epochs", type=int, default=100, help="with --part finetune: SimMIM epochs (1-100)")
+    args = p.parse_args(argv)
+    if not 1 <= args.pretrain_epochs <= 100:
+        p.error(f"--pretrain-epochs {args.pretrain_epochs}: give 1 to 100")
+    return args
 
 
 def _ints(text: str) -> list[int]:
@@ -110,10 +135,13 @@ def _planned(name: str, seed: int, extra: list[str], args: argparse.Namespace, h
                        Path(args.output))
 
 
-def _equal_time(name: str, seed: int, args: argparse.Namespace, horizon: int, ratio: float) -> PlannedRun:
-    full = _planned(name, seed, arm_overrides("full", 1.0), args, horizon)
-    return _planned(name, seed, [*arm_overrides("full", 1.0), *equal_time_overrides(full.cfg, ratio, f"h{horizon}_full")],
-                    args, horizon)
+def _equal_time(name: str, seed: int, args: argparse.Namespace, horizon: int, ratio: float,
+                start: tuple[str, ...] = ()) -> PlannedRun:
+    """The full-token run of `ratio` of the horizon's epochs (`start`: overrides of a fine-tuning start)."""
+    group = name.split("_", 1)[0]
+    full = _planned(name, seed, [*start, *arm_overrides("full", 1.0)], args, horizon)
+    return _planned(name, seed, [*start, *arm_overrides("full", 1.0),
+                                 *equal_time_overrides(full.cfg, ratio, f"{group}_full")], args, horizon)
 
 
 def plan_horizons(args: argparse.Namespace, arms: list[str] | None = None) -> list[PlannedRun]:
@@ -145,6 +173,43 @@ def plan_budgets(args: argparse.Namespace) -> list[PlannedRun]:
     return runs
 
 
+def pretrain_run(args: argparse.Namespace) -> PlannedRun:
+    """The one SimMIM pre-training every fine-tuning arm starts from (seed 0)."""
+    return planned_run("pretrain", 0, PRETRAIN_RECIPE, [*PRETRAIN_SETUP, f"epochs={args.pretrain_epochs}",
+                                                        *args.overrides], args.data, Path(args.output),
+                       folder=f"pretrain_e{args.pretrain_epochs}")
+
+
+def plan_finetune(args: argparse.Namespace) -> tuple[PlannedRun, list[PlannedRun], list[PlannedRun]]:
+    """(pre-training, the gate's runs: from scratch and fine-tuned full of the first seed, every other
+    fine-tuning run at the first horizon, seed by seed)."""
+    horizon = _ints(args.horizons)[0]
+    pre = pretrain_run(args)
+    start = (f"init={pre.folder / ENCODER_FILE}", *FINETUNE)
+    runs = []
+    for seed in _ints(args.seeds):
+        for arm in FT_ARMS:
+            name = f"ft{horizon}_{arm}"
+            if arm == "equal_time":
+                runs.append(_equal_time(name, seed, args, horizon, BUDGET, start))
+            else:
+                runs.append(_planned(name, seed, [*start, *arm_overrides(arm, BUDGET)], args, horizon))
+    first = _ints(args.seeds)[0]
+    scratch = _planned(f"h{horizon}_full", first, arm_overrides("full", 1.0), args, horizon)
+    return pre, [scratch, runs[0]], runs[1:]
+
+
+def gate(summaries: dict[str, dict[str, Any]], horizon: int, seed: int) -> dict[str, Any] | None:
+    """Is the fine-tuning setting meaningful: the fine-tuned full run over the from-scratch one (final
+    top-1, first seed), against GATE_POINTS; None until both have finished."""
+    ft, scratch = summaries.get(f"ft{horizon}_full_s{seed}"), summaries.get(f"h{horizon}_full_s{seed}")
+    if ft is None or scratch is None:
+        return None
+    gain = ft["final_acc1"] - scratch["final_acc1"]
+    return {"seed": seed, "finetuned": ft["final_acc1"], "scratch": scratch["final_acc1"], "gain": gain,
+            "required": GATE_POINTS, "meaningful": gain >= GATE_POINTS}
+
+
 def _finished(run: PlannedRun) -> bool:
     marker = run.folder / "e2e_run.json"
     return (run.folder / "summary.json").exists() and marker.exists() and json.loads(marker.read_text()) == run.settings
@@ -156,7 +221,8 @@ def every_run(args: argparse.Namespace) -> list[PlannedRun]:
                                   "horizons": ",".join(dict.fromkeys([args.horizons.split(",")[0], "15", "30", "45"])),
                                   "budgets": "0.8,0.6,0.5,0.4,0.3,0.2"})
     runs = plan_horizons(every)
-    return runs + plan_budgets(every)
+    pre, gate_runs, ft_runs = plan_finetune(every)
+    return runs + plan_budgets(every) + [pre] + gate_runs[1:] + ft_runs
 
 
 # What a record keeps of each run's summary.json: enough to rebuild its row without the run folder.
@@ -187,21 +253,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     recorded = recorded_summaries(Path(args.results))
     try:
-        runs = plan_horizons(args) if args.part == "horizons" else plan_budgets(args)
-        todo = [r for r in runs if _finished(r) or _key(r) not in recorded]
-        for r in runs:
-            if r not in todo:
-                log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
-        if args.record_only:
-            for r in todo:
-                run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
+        if args.part == "finetune":
+            pre, gate_runs, ft_runs = plan_finetune(args)
+            stages = [[pre, *gate_runs], ft_runs]
         else:
-            run_plan(todo, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
+            stages = [plan_horizons(args) if args.part == "horizons" else plan_budgets(args)]
         every = every_run(args)
+        for i, runs in enumerate(stages):
+            if i and not _gate_passed(every, recorded, args):
+                break
+            _train(runs, recorded, args)
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
-    summaries = {r.label: json.loads((r.folder / "summary.json").read_text()) for r in every if _finished(r)}
-    summaries.update({r.label: recorded[_key(r)] for r in every if r.label not in summaries and _key(r) in recorded})
+    summaries = _summaries(every, recorded)
     done = [r for r in every if r.label in summaries]
     if not done:
         raise SystemExit("no finished runs to record yet; run without --record-only first")
@@ -209,6 +273,38 @@ def main(argv: list[str] | None = None) -> int:
     print(path.with_suffix(".md").read_text())
     print(f"record: {path}\npicture: {path.with_suffix('.png')}")
     return 0
+
+
+def _train(runs: list[PlannedRun], recorded: dict, args: argparse.Namespace) -> None:
+    """Train (or with --record-only, only check) the runs not already in a record."""
+    todo = [r for r in runs if _finished(r) or _key(r) not in recorded]
+    for r in runs:
+        if r not in todo:
+            log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
+    if args.record_only:
+        for r in todo:
+            run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
+    else:
+        run_plan(todo, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
+
+
+def _summaries(every: list[PlannedRun], recorded: dict) -> dict[str, dict[str, Any]]:
+    """label -> summary of every finished run, from its folder or else from a committed record."""
+    summaries = {r.label: json.loads((r.folder / "summary.json").read_text()) for r in every if _finished(r)}
+    summaries.update({r.label: recorded[_key(r)] for r in every if r.label not in summaries and _key(r) in recorded})
+    return summaries
+
+
+def _gate_passed(every: list[PlannedRun], recorded: dict, args: argparse.Namespace) -> bool:
+    g = gate(_summaries(every, recorded), _ints(args.horizons)[0], _ints(args.seeds)[0])
+    if g is None:
+        log.info("study: the fine-tuning gate's runs have not finished; the other fine-tuning arms wait")
+        return False
+    if not g["meaningful"]:
+        log.info("study: fine-tuned full run %.2f vs from scratch %.2f (%+.2f, needs +%.0f): the fine-tuning "
+                 "setting is not meaningful at this size; no further fine-tuning arms", g["finetuned"], g["scratch"],
+                 g["gain"], GATE_POINTS)
+    return g["meaningful"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +316,7 @@ def _row(run: PlannedRun, s: dict[str, Any], horizon: int) -> dict[str, Any]:
     plan is relative to its own length at keep ratio 1.0)."""
     wait = s.get("data_wait_fraction") or 0.0
     group, arm = run.name.split("_", 1)
-    reference = int(group[1:]) if group.startswith("h") else horizon
+    reference = int(group.lstrip("hft")) if group[0] in "hf" else horizon
     own = (s.get("budget") or {}).get("realised_cost")
     return {
         "name": run.name, "group": group, "arm": arm, "seed": run.seed, "epochs": run.cfg.epochs,
@@ -280,12 +376,18 @@ def summarise(rows: list[dict[str, Any]], horizon: int) -> list[dict[str, Any]]:
 def record(runs: list[PlannedRun], summaries: dict[str, dict], args: argparse.Namespace) -> Path:
     info = run_info("cpu")
     horizon = _ints(args.horizons)[0]
-    rows = [_row(r, summaries[r.label], horizon) for r in runs]
+    rows = [_row(r, summaries[r.label], horizon) for r in runs if r.name != "pretrain"]
     rec = {
         "kind": "budget_study", "setup": "cpu-study-rope-grid0.1", **info, "date": dt.date.today().isoformat(),
         "recipe": RECIPE, "overrides": SETUP + args.overrides, "budget": BUDGET, "tokens_for_epochs": TOKENS_FOR_EPOCHS,
         "note": args.note, "runs": rows, "arms": summarise(rows, horizon),
     }
+    for r in runs:
+        if r.name == "pretrain":
+            s = summaries[r.label]
+            rec["pretrain"] = {"recipe": r.settings["recipe"], "overrides": r.settings["overrides"],
+                               "finetune_overrides": FINETUNE, "summary": {k: s.get(k) for k in SUMMARY_KEYS + ("final_loss",)}}
+            rec["finetune_gate"] = gate(summaries, horizon, _ints(args.seeds)[0])
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     tag = "cpu" + (("-" + re.sub(r"[^A-Za-z0-9]+", "-", args.tag).strip("-").lower()) if args.tag else "")
@@ -318,6 +420,7 @@ def to_markdown(rec: dict[str, Any]) -> str:
             f"{a.get('time_vs_full', math.nan):.2f} | {a.get('model_time_vs_full', math.nan):.2f} | {a['best_acc1']:.2f} | "
             f"{a['final_acc1']:.2f} | {per_seed(a.get('final_vs_full'))} | {per_seed(a.get('final_vs_equal_time'))} | "
             f"{per_seed(a.get('best_vs_equal_time'))} | {a['mean_keep_ratio']:.3f} |")
+    lines += _finetune_lines(rec)
     lines += ["", "Per run (an arm's means above cover the seeds whose full run has finished):", "", "| run | seed | epochs | schedule (solved parameter, before grid rounding) | train time (s) | best | final |",
               "|---|---|---|---|---|---|---|"]
     for r in rec["runs"]:
@@ -328,6 +431,25 @@ def to_markdown(rec: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {r['seed']} | {r['epochs']} | {sched} | {r['train_time_s']:.0f} | "
                      f"{r['best_acc1']:.2f} | {r['final_acc1']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _finetune_lines(rec: dict[str, Any]) -> list[str]:
+    """The fine-tuning setting: its pre-training and whether the setting is meaningful (the gate)."""
+    pre = rec.get("pretrain")
+    if not pre:
+        return []
+    s, g = pre["summary"], rec.get("finetune_gate")
+    lines = ["", f"Fine-tuning (the ft rows): every arm starts from one SimMIM pre-training ({pre['recipe']}, "
+             f"{s.get('epochs')} epochs on the study's images and model, {s.get('train_time_s') or 0:.0f} s, final "
+             f"masked-pixel L1 {s.get('final_loss') or float('nan'):.4f}) with {', '.join(pre['finetune_overrides'])}."]
+    if g is None:
+        lines.append("The gate (fine-tuned full run against the same run from scratch) has not been measured yet.")
+    else:
+        verdict = "the setting is meaningful" if g["meaningful"] else (
+            "the setting is NOT meaningful at this size: no further fine-tuning arms were trained")
+        lines.append(f"Gate, seed {g['seed']}: fine-tuned full run {g['finetuned']:.2f} against {g['scratch']:.2f} "
+                     f"from scratch ({g['gain']:+.2f} points; needs +{g['required']:.0f}): {verdict}.")
+    return lines
 
 
 def plot(rec: dict[str, Any], path: Path) -> None:

@@ -239,3 +239,42 @@ def test_budget_study_horizon_arms_tokens_for_epochs_and_records_that_resume(tin
     assert {r["name"] for r in json.loads(path.read_text())["runs"]} == {r["name"] for r in rec["runs"]}
     with pytest.raises(SystemExit, match="unknown arm"):
         study.main([*argv, "--arms", "full,nope"])
+
+
+def test_budget_study_finetune_gate_by_value():
+    study = _load("budget_study")
+    done = {"ft15_full_s0": {"final_acc1": 58.0}, "h15_full_s0": {"final_acc1": 54.5}}
+    g = study.gate(done, 15, 0)
+    assert g["gain"] == pytest.approx(3.5) and g["meaningful"] and g["required"] == 3.0
+    g = study.gate({**done, "ft15_full_s0": {"final_acc1": 56.0}}, 15, 0)
+    assert g["gain"] == pytest.approx(1.5) and not g["meaningful"]
+    assert study.gate({"h15_full_s0": {"final_acc1": 50.0}}, 15, 0) is None  # fine-tuned run not finished
+    with pytest.raises(SystemExit):
+        study.parse_args(["--data", "x", "--part", "finetune", "--pretrain-epochs", "101"])
+
+
+def test_budget_study_finetune_stops_at_the_gate_then_trains_every_arm(tiny_image_folder, tmp_path, monkeypatch):
+    study = _load("budget_study")
+    argv = ["--data", str(tiny_image_folder), "--part", "finetune", "--seeds", "0", "--horizons", "2",
+            "--pretrain-epochs", "1", *TINY_SETUP,
+            "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2, pos_embed: rope}",
+            "--set", "data.max_val_per_class=2", "--set", "lr_sched.warmup_epochs=0",
+            "--results", str(tmp_path / "res"), "--output", str(tmp_path / "runs"), "--quiet"]
+    monkeypatch.setattr(study, "GATE_POINTS", 1000.0)  # no fine-tuning gains 1000 points: the study stops
+    assert study.main(argv) == 0
+    trained = {p.name for p in (tmp_path / "runs").iterdir() if (p / "summary.json").exists()}
+    assert trained == {"pretrain_e1", "h2_full_s0", "ft2_full_s0"}
+    [path] = (tmp_path / "res").glob("budget_study_cpu_*.json")
+    rec = json.loads(path.read_text())
+    assert rec["finetune_gate"]["meaningful"] is False and rec["pretrain"]["summary"]["epochs"] == 1
+    assert "NOT meaningful" in path.with_suffix(".md").read_text()
+    monkeypatch.setattr(study, "GATE_POINTS", -1000.0)  # now it passes: the other arms train from the encoder
+    assert study.main(argv) == 0
+    rec = json.loads(path.read_text())
+    runs = {r["arm"]: r for r in rec["runs"] if r["group"] == "ft2"}
+    assert set(runs) == {"full", "equal_time", "recommended", "paper", "tokens_for_epochs"}
+    assert runs["paper"]["select"] == "magnitude" and runs["tokens_for_epochs"]["epochs"] == 3
+    assert all(str(tmp_path / "runs" / "pretrain_e1" / "encoder.safetensors") in " ".join(r["overrides"])
+               and "optim.layer_decay=0.75" in r["overrides"] for r in runs.values())
+    assert rec["finetune_gate"]["meaningful"] is True
+    assert {a["name"] for a in rec["arms"]} >= {"ft2_recommended", "ft2_equal_time"}
