@@ -16,6 +16,7 @@ its own length. Arms at a horizon of E epochs, each costing 0.6 of the E-epoch f
   recommended         cyclic keep ratio per epoch, random selection, budget 0.6 (the shipped recipe)
   fixed               a fixed random keep ratio solved for budget 0.6 (timm's patch_drop_rate, scheduled)
   tokens_for_epochs   1.5 E epochs at a fixed random keep ratio, total cost 0.6 (`budget_epochs: 1.5`)
+  jitter              (only when asked, --arms jitter) recommended, with jittered-grid selection in training
 
 `--part budgets` trains, at the first horizon, fixed and cyclic random at each budget against the
 equal-time baseline of that budget (budget 0.6 reuses the horizon runs).
@@ -95,13 +96,15 @@ def arm_overrides(arm: str, budget: float) -> list[str]:
         return [f"schedule={{name: fixed, rho: 1.0, grid: {GRID}}}"]
     if arm in ("recommended", "cyclic"):
         return [_schedule("cyclic"), "select=random", f"budget={budget}"]
+    if arm == "jitter":  # the recommended recipe trained on jittered grids (pss.select), for the grid dial
+        return [_schedule("cyclic"), "select=jitter", f"budget={budget}"]
     if arm == "paper":
         return [_schedule("cyclic"), "select=magnitude", f"budget={budget}"]
     if arm == "fixed":
         return [_schedule("fixed"), "select=random", f"budget={budget}"]
     if arm == "tokens_for_epochs":
         return [_schedule("fixed"), "select=random", f"budget={budget}", f"budget_epochs={TOKENS_FOR_EPOCHS}"]
-    raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(dict.fromkeys(ARMS + FT_ARMS))}")
+    raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(dict.fromkeys(ARMS + FT_ARMS + ('jitter',)))}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -217,7 +220,7 @@ def _finished(run: PlannedRun) -> bool:
 
 def every_run(args: argparse.Namespace) -> list[PlannedRun]:
     """Every run this set-up can hold (what the record may cover), whatever --part says."""
-    every = argparse.Namespace(**{**vars(args), "arms": ",".join(ARMS), "seeds": "0,1,2,3",
+    every = argparse.Namespace(**{**vars(args), "arms": ",".join((*ARMS, "jitter")), "seeds": "0,1,2,3",
                                   "horizons": ",".join(dict.fromkeys([args.horizons.split(",")[0], "15", "30", "45"])),
                                   "budgets": "0.8,0.6,0.5,0.4,0.3,0.2"})
     runs = plan_horizons(every)

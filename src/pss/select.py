@@ -19,7 +19,7 @@ from torch import nn
 
 from pss.errors import ConfigError
 
-SELECT_RULES = ("magnitude", "random", "l2", "grid", "mixed")
+SELECT_RULES = ("magnitude", "random", "l2", "grid", "mixed", "jitter")
 # Rules that pick the same tokens for the same image at every call (what inference needs).
 DETERMINISTIC_RULES = ("magnitude", "l2", "grid")
 # The rule used at inference (eval mode, no rule asked for), by the rule the weights were trained with
@@ -39,7 +39,10 @@ DEFAULT_INFERENCE_SELECT: dict[str | None, str] = {
     "random": "grid",
     "grid": "grid",
     "mixed": "grid",
+    "jitter": "grid",  # trained on evenly spread subsets at random offsets: the offset-0 one at inference
 }
+# `jitter`: `grid`'s evenly spread subset at a random offset per image in training (systematic sampling),
+# so that the model trains on subsets spread like the ones it sees at inference (grid).
 # `mixed`: this share of the kept tokens is the top by L1 magnitude, the rest is drawn at random
 # from the other patches (so low-magnitude patches are still seen in training).
 MIXED_MAGNITUDE_SHARE = 0.5
@@ -108,6 +111,8 @@ def select_indices(
     if select == "grid":
         # Evenly spaced in raster order: the same spatially spread set for every image.
         return _grid_indices(n, k, patches.device).unsqueeze(0).expand(b, k)
+    if select == "jitter":
+        return _jittered_grid_indices(b, n, k, patches.device, generator)
     if select == "mixed":
         scores = torch.rand(b, n, device=patches.device, generator=generator)  # in [0, 1)
         k_top = int(k * MIXED_MAGNITUDE_SHARE)
@@ -132,6 +137,29 @@ def _grid_indices(n: int, k: int, device: torch.device) -> torch.Tensor:
         with torch.inference_mode(False):
             _GRID_CACHE[key] = torch.linspace(0, n - 1, k, device=device).round().long()
     return _GRID_CACHE[key]
+
+
+def _jittered_grid_indices(b: int, n: int, k: int, device: torch.device,
+                           generator: torch.Generator | None) -> torch.Tensor:
+    """(B, K) evenly spread patch indices at a random offset per image (systematic sampling): index
+    floor(u + j n / K) for j < K, u uniform in [0, n / K). Always K distinct, ascending indices below n;
+    every patch is kept with probability K / n, and the kept ones are spread like `grid`'s."""
+    stride = n / k
+    offset = torch.rand(b, 1, device=device, generator=generator) * stride
+    steps = _jitter_steps(k, stride, device)
+    return (offset + steps).floor().long().clamp_(max=n - 1)
+
+
+_STEPS_CACHE: dict[tuple[int, float, torch.device], torch.Tensor] = {}
+
+
+def _jitter_steps(k: int, stride: float, device: torch.device) -> torch.Tensor:
+    """(1, K): j * stride, built once per (K, stride, device)."""
+    key = (k, stride, device)
+    if key not in _STEPS_CACHE:
+        with torch.inference_mode(False):
+            _STEPS_CACHE[key] = (torch.arange(k, device=device, dtype=torch.float64) * stride).float().unsqueeze(0)
+    return _STEPS_CACHE[key]
 
 
 def gather_tokens(tokens: torch.Tensor, keep_idx: torch.Tensor) -> torch.Tensor:

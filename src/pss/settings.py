@@ -358,7 +358,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     schedule: Schedule = field(default_factory=_default_schedule)  # keep ratio per step
-    select: str = "magnitude"  # token selection rule: magnitude | random | l2 | grid | mixed
+    select: str = "magnitude"  # token selection rule: magnitude | random | l2 | grid | mixed | jitter
     optim: OptimConfig = field(default_factory=OptimConfig)
     lr_sched: LRSchedConfig = field(default_factory=LRSchedConfig)
     mixup: MixupConfig = field(default_factory=MixupConfig)

@@ -82,6 +82,31 @@ def test_grid_spreads_evenly():
     assert gaps.min() >= 4 and gaps.max() <= 5
 
 
+@pytest.mark.parametrize("n,rho", [(64, 0.5), (64, 0.2), (64, 0.9), (196, 0.3), (10, 0.25), (7, 1 / 7)])
+def test_jitter_is_an_evenly_spread_subset_at_a_random_offset(n, rho):
+    g = torch.Generator().manual_seed(0)
+    k = num_kept(n, rho)
+    idx = select_indices(torch.randn(4000, n, 2), rho, "jitter", g)
+    assert idx.shape == (4000, k) and int(idx.min()) >= 0 and int(idx.max()) < n
+    assert bool((idx.diff(dim=1) > 0).all())  # K distinct patches, ascending
+    if k > 1:
+        gaps = idx.diff(dim=1).float()
+        assert float(gaps.min()) >= n // k and float(gaps.max()) <= -(-n // k)  # spread like grid's
+    freq = torch.bincount(idx.flatten(), minlength=n).float() / 4000
+    assert torch.allclose(freq, torch.full((n,), k / n), atol=0.04)  # every patch equally likely
+    assert len({tuple(r) for r in idx[:200].tolist()}) > 1  # the offset varies between images
+    again = select_indices(torch.randn(4000, n, 2), rho, "jitter", torch.Generator().manual_seed(0))
+    assert torch.equal(idx, again)  # seeded by the generator
+
+
+def test_jitter_trains_for_the_grid_dial():
+    assert DEFAULT_INFERENCE_SELECT["jitter"] == "grid"
+    s = PatchSampler(num_prefix_tokens=1, keep_ratio=0.5, select="jitter")
+    s.trained_select = "jitter"
+    s.eval()
+    assert s.effective_select == "grid"
+
+
 def test_grid_indices_built_once_and_usable_in_training_after_inference():
     with torch.inference_mode():  # first asked for by a sweep
         _, a = select_tokens(torch.randn(2, 1 + 64, 4), 0.2, 1, "grid")
