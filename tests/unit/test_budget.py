@@ -211,6 +211,37 @@ def test_schedule_command_solves_a_budget(capsys, tmp_path):
     assert "--budget needs --model" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("epochs,budget,factor,longer,share", [
+    (15, 0.6, 1.5, 23, 0.391304), (10, 0.6, 1.5, 15, 0.4), (45, 0.6, 1.5, 68, 0.397059), (100, 0.5, 2.0, 200, 0.25),
+    (3, 0.6, 1.1, 3, 0.6), (2, 0.9, 1.25, 3, 0.6)])
+def test_budget_epochs_plan_by_value(epochs, budget, factor, longer, share):
+    from pss.budget import budget_epochs_plan
+
+    assert budget_epochs_plan(epochs, budget, factor) == (longer, pytest.approx(share, abs=1e-6))
+
+
+def test_schedule_command_spends_a_budget_on_epochs_and_names_the_evidence(capsys):
+    argv = ["schedule", "fixed", "--epochs", "10", "--steps-per-epoch", "4", "--budget", "0.6", "--budget-epochs", "1.5",
+            "--grid", "0.1", "--model", "pss_vit_tiny_patch4_32", "--set", "depth=1", "--set", "embed_dim=32",
+            "--set", "num_heads=2"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "budget 0.6 of 10 epochs spent as 15 epochs (budget_epochs 1.5): 0.4 of each of them"
+    assert lines[1].startswith("budget 0.4: runs keep ratios ") and "steps: 60 (15 epochs x 4 steps/epoch)" in lines
+    assert lines[2].startswith("recommended: budget study at budget 0.6,") and "docs/budgets.md" in lines[2]
+    assert main([*argv[:-10], "--budget-epochs", "0.5", *argv[-8:]]) == 2
+    assert "budget_epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_recommended_shape_names_the_nearest_measured_budget():
+    from pss.budget import BUDGET_EVIDENCE, recommended_shape
+
+    assert recommended_shape(0.6).startswith("budget study at budget 0.6, ")
+    far = recommended_shape(0.95)
+    nearest = min(BUDGET_EVIDENCE, key=lambda b: abs(b - 0.95))
+    assert f"at budget {nearest:g} (the nearest measured to 0.95)" in far
+
+
 def test_budget_epochs_trades_tokens_for_epochs_by_value():
     from pss.budget import apply_budget_epochs
 

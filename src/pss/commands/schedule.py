@@ -83,6 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         k.add_argument("--json", action="store_true", help="print a JSON list of {step, epoch, keep_ratio}")
         k.add_argument("--budget", type=float, default=None,
                        help="solve the free parameter so the run costs this share of the full-token run (0, 1]")
+        k.add_argument("--budget-epochs", type=float, default=None,
+                       help="with --budget: spend it on this many times the epochs at fewer tokens (e.g. 1.5)")
         k.add_argument("--model", default=None, help="with --budget: the model whose FLOPs set the cost")
         k.add_argument("--img-size", type=int, default=None, help="with --budget: the model's input size")
         k.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
@@ -114,13 +116,13 @@ def build_schedule(args: argparse.Namespace) -> Schedule:
     return from_dict(spec)
 
 
-def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int):
+def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int, budget: float):
     """--budget: the solved schedule and its plan (the cost model from --model or --budget-cost)."""
     import pss
     from pss.budget import FlopCost, TableCost, check_budget, solve_budget
     from pss.config import parse_kwargs
 
-    check_budget(args.budget, sched)
+    check_budget(budget, sched)
     kwargs = parse_kwargs(args.model_kwargs)
     if args.budget_cost == "flops":
         if not args.model:
@@ -129,7 +131,7 @@ def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int):
         cost = FlopCost.for_model(model, args.model)
     else:
         cost = TableCost.from_file(args.budget_cost, args.model, args.img_size, kwargs if args.model_kwargs else None)
-    return solve_budget(sched, args.budget, cost, spe, total)
+    return solve_budget(sched, budget, cost, spe, total)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,10 +141,15 @@ def run(args: argparse.Namespace) -> int:
     spe = args.steps_per_epoch
     if spe < 1:
         raise ConfigError(f"--steps-per-epoch must be >= 1, got {spe}")
-    total = max(1, int(args.epochs * spe + 0.5))  # round half up, at least one step
+    budget, longer = args.budget, None
+    if args.budget_epochs is not None:  # tokens for epochs: the longer run at its share of the budget
+        from pss.budget import budget_epochs_plan
+
+        longer, budget = budget_epochs_plan(args.epochs, args.budget, args.budget_epochs)
+    total = max(1, int((longer or args.epochs) * spe + 0.5))  # round half up, at least one step
     plan = None
-    if args.budget is not None:
-        plan = solve(args, sched, spe, total)
+    if budget is not None:
+        plan = solve(args, sched, spe, total, budget)
         sched = plan.schedule
     counts = sched.counts(spe, total)  # also checks that warm-up + cool-down fit the run
     if args.json:
@@ -153,7 +160,13 @@ def run(args: argparse.Namespace) -> int:
         print("[\n" + ",\n".join(rows) + "\n]")
     else:
         if plan is not None:
+            from pss.budget import recommended_shape
+
+            if longer is not None:
+                print(f"budget {args.budget:g} of {args.epochs:g} epochs spent as {longer} epochs "
+                      f"(budget_epochs {args.budget_epochs:g}): {budget:g} of each of them")
             print(budget_header(plan, counts, sched.to_dict().get("grid")))
+            print("recommended: " + recommended_shape(args.budget))
         print(summary(sched, counts, spe, total))
     return 0
 
