@@ -19,7 +19,9 @@ its own length. Arms at a horizon of E epochs, each costing 0.6 of the E-epoch f
   jitter              (only when asked, --arms jitter) recommended, with jittered-grid selection in training
 
 `--part budgets` trains, at the first horizon, fixed and cyclic random at each budget against the
-equal-time baseline of that budget (budget 0.6 reuses the horizon runs).
+equal-time baseline of that budget (budget 0.6 reuses the horizon runs). Below 0.5, which a cyclic
+schedule up to 1.0 cannot reach, the schedule arm is `cooldown`: a fixed random ratio whose last 10 % of
+epochs run at every token.
 
 `--part finetune` is the fine-tuning setting: one SimMIM pre-training (`pss pretrain`, the shipped
 recipe configs/cifar10_pretrain_simmim.yaml on the study's images and model, --pretrain-epochs), then,
@@ -81,6 +83,12 @@ PRETRAIN_SETUP = [*derive(STUDY_CPU, {"optim.base_lr": None, "epochs": None, "ev
                   "model.name=pss_vit_tiny_patch4_32",
                   "model.kwargs=" + json.dumps({**MODEL, "pos_embed": "rope"}), "eval.interval=10"]
 FINETUNE = ["optim.layer_decay=0.75"]
+# A triangle wave from `low` up to 1.0 keeps at least half the tokens on average, so the cyclic schedule
+# cannot reach budgets below ~0.5 (0.495 for the study model's FLOPs, with low -> 0). There the budget
+# curve's schedule arm is `cooldown`: a fixed ratio whose last COOLDOWN_SHARE of the epochs run at every
+# token (so the model still sees full sequences, which a fixed ratio never shows it).
+CYCLIC_FLOOR = 0.5
+COOLDOWN_SHARE = 0.1
 GATE_POINTS = 3.0  # fine-tuned full run over from scratch, for the setting to mean anything
 
 
@@ -88,6 +96,12 @@ def _schedule(name: str) -> str:
     if name == "cyclic":
         return f"schedule={{name: cyclic, low: 0.2, high: 1.0, grid: {GRID}}}"
     return f"schedule={{name: fixed, rho: 0.6, grid: {GRID}}}"
+
+
+def _cooldown(budget: float, horizon: int) -> list[str]:
+    """A fixed random keep ratio solved for `budget`, the last 10 % of the epochs at every token."""
+    return [f"schedule={{name: fixed, rho: 0.6, grid: {GRID}, cooldown_epochs: {COOLDOWN_SHARE * horizon:g}}}",
+            "select=random", f"budget={budget}"]
 
 
 def arm_overrides(arm: str, budget: float) -> list[str]:
@@ -171,7 +185,10 @@ def plan_budgets(args: argparse.Namespace) -> list[PlannedRun]:
             continue
         for seed in _ints(args.seeds):
             runs.append(_planned(f"b{budget:g}_fixed", seed, arm_overrides("fixed", budget), args, horizon))
-            runs.append(_planned(f"b{budget:g}_cyclic", seed, arm_overrides("cyclic", budget), args, horizon))
+            if budget >= CYCLIC_FLOOR:
+                runs.append(_planned(f"b{budget:g}_cyclic", seed, arm_overrides("cyclic", budget), args, horizon))
+            else:  # out of the triangle's reach: a fixed ratio that still ends on full sequences
+                runs.append(_planned(f"b{budget:g}_cooldown", seed, _cooldown(budget, horizon), args, horizon))
             runs.append(_equal_time(f"b{budget:g}_equal_time", seed, args, horizon, budget))
     return runs
 
@@ -477,6 +494,7 @@ def plot(rec: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=8)
     horizon = min((int(a["group"][1:]) for a in rec["arms"] if a["group"].startswith("h")), default=None)
     for i, (kind, arms) in enumerate((("fixed", ("fixed",)), ("cyclic", ("cyclic", "recommended")),
+                                      ("fixed + full-token cool-down", ("cooldown",)),
                                       ("equal_time", ("equal_time",)))):
         pts = []
         for a in rec["arms"]:

@@ -12,6 +12,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -54,6 +55,11 @@ def guarded(prog: str | Callable[[], str], body: Callable[[], int | None]) -> in
     except KeyboardInterrupt:
         print(_stopped(name()), file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`pss schedule ... | head`): stop quietly, as Unix tools do; stdout
+        # goes to /dev/null so that the interpreter's last flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

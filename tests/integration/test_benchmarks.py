@@ -278,3 +278,15 @@ def test_budget_study_finetune_stops_at_the_gate_then_trains_every_arm(tiny_imag
                and "optim.layer_decay=0.75" in r["overrides"] for r in runs.values())
     assert rec["finetune_gate"]["meaningful"] is True
     assert {a["name"] for a in rec["arms"]} >= {"ft2_recommended", "ft2_equal_time"}
+
+
+def test_budget_study_budget_curve_plans_a_reachable_schedule_arm(tiny_image_folder, tmp_path):
+    study = _load("budget_study")
+    args = study.parse_args(["--data", str(tiny_image_folder), "--part", "budgets", "--budgets", "0.8,0.6,0.4",
+                             "--horizons", "10", "--seeds", "0", *TINY_SETUP, "--output", str(tmp_path)])
+    runs = {r.name: r for r in study.plan_budgets(args)}
+    assert set(runs) == {"b0.8_fixed", "b0.8_cyclic", "b0.8_equal_time", "b0.4_fixed", "b0.4_cooldown",
+                         "b0.4_equal_time"}  # 0.6 is the horizon part's; a triangle up to 1.0 cannot reach 0.4
+    cool = runs["b0.4_cooldown"].cfg
+    assert cool.schedule.name == "fixed" and cool.schedule.cooldown_epochs == 1.0 and cool.budget == 0.4
+    assert runs["b0.4_equal_time"].cfg.epochs == 4 and runs["b0.8_cyclic"].cfg.schedule.name == "cyclic"

@@ -144,6 +144,17 @@ def test_subprocess_entry_point():
     assert [r["keep_ratio"] for r in json.loads(res.stdout)] == [0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4]
 
 
+def test_output_cut_short_by_its_reader_stops_quietly():
+    # `pss schedule ... --json | head -1`: the reader closes the pipe after one line; no traceback
+    cmd = [sys.executable, "-m", "pss", "schedule", "fixed", "--rho", "0.5", "--epochs", "200",
+           "--steps-per-epoch", "100", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"[\n"
+    proc.stdout.close()  # the reader goes away with 20,000 lines still to write
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 def test_spec_syntax_matches_the_flags(capsys):
     flags = ["schedule", "cyclic", "--low", "0.4", "--high", "1.0", "--cooldown-epochs", "1", "--epochs", "3",
              "--steps-per-epoch", "5", "--json"]
