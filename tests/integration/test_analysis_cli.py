@@ -74,8 +74,9 @@ def test_sweep_reduce_both_and_every_rule(checkpoints, tmp_path, capsys):
     result = json.loads((out / "sweep.json").read_text())
     entries = result["checkpoints"]
     assert result["reduce"] == "both" and result["select"] == "all"
-    assert [e["name"] for e in entries[:6]] == [f"baseline ({r})" for r in pss.select.SELECT_RULES] + ["baseline (ToMe)"]
-    merge = entries[5]
+    rules = len(pss.select.SELECT_RULES)
+    assert [e["name"] for e in entries[:rules + 1]] == [f"baseline ({r})" for r in pss.select.SELECT_RULES] + ["baseline (ToMe)"]
+    merge = entries[rules]
     assert merge["reduce"] == "merge" and [r["merge_r"] for r in merge["results"]] == [0, 4, 8]
     assert [r["tokens"] for r in merge["results"]] == [65, 63, 61]  # 1 + mean of (64, 64), (64, 60), (64, 56)
     g = [r["gflops_per_image"] for r in merge["results"]]
