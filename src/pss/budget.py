@@ -30,7 +30,9 @@ Tokens for epochs (`budget_epochs: 1.5` beside `budget: 0.6`, `apply_budget_epoc
 budget on more epochs at fewer tokens. The run trains round(1.5 x epochs) epochs (LR warm-up and cool-down
 scaled alike, the LR schedule decaying over the longer run), and its schedule is solved for the budget
 that keeps the total at 0.6 of the recipe's epochs at keep ratio 1.0 (0.6 x epochs / new epochs of the
-longer run). The recipe's values stay in the config as `budget_reference`.
+longer run). The recipe's values stay in the config as `budget_reference`. `budget_epochs: auto` takes the
+factor from the budget study's evidence (`auto_budget_epochs`): 1.5 from scratch at the budgets where it
+was measured to pay, 1 (the epochs stay) elsewhere and when fine-tuning, where it is unmeasured.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ __all__ = [
     "FlopCost",
     "TableCost",
     "apply_budget_epochs",
+    "auto_budget_epochs",
     "budget_epochs_plan",
     "recommended_shape",
     "check_budget_epochs",
@@ -358,33 +361,57 @@ def realised_time_ratio(train_log: list[dict[str, Any]]) -> float | None:
 
 
 def check_budget_epochs(budget_epochs: Any, budget: float | None) -> None:
-    """Refuse a tokens-for-epochs factor that is not a number >= 1, or that has no budget to spend."""
+    """Refuse a tokens-for-epochs factor that is not `auto` or a number >= 1, or that has no budget to spend."""
     if budget_epochs is None:
         return
-    if isinstance(budget_epochs, bool) or not isinstance(budget_epochs, (int, float)) or not math.isfinite(budget_epochs):
-        raise ConfigError(f"budget_epochs must be a number >= 1 (e.g. 1.5: 1.5x the epochs at fewer tokens), got {budget_epochs!r}")
-    if budget_epochs < 1:
+    if budget_epochs != "auto" and (isinstance(budget_epochs, bool) or not isinstance(budget_epochs, (int, float))
+                                    or not math.isfinite(budget_epochs)):
+        raise ConfigError(f"budget_epochs must be auto or a number >= 1 (e.g. 1.5: 1.5x the epochs at fewer tokens), "
+                          f"got {budget_epochs!r}")
+    if budget_epochs != "auto" and budget_epochs < 1:
         raise ConfigError(
             f"budget_epochs must be >= 1 (it trains that many times the epochs at fewer tokens), got {budget_epochs!r}; "
             "for fewer epochs at every token use the equal-time baseline (epochs x budget, schedule 1.0)"
         )
     if budget is None:
-        raise ConfigError(f"budget_epochs {budget_epochs:g} needs a budget to spend (e.g. budget: 0.6); set both or neither")
+        raise ConfigError(f"budget_epochs {budget_epochs} needs a budget to spend (e.g. budget: 0.6); set both or neither")
+
+
+# Where the budget study (benchmarks/budget_study.py, docs/budgets.md) measured tokens for epochs to pay,
+# from scratch: (lowest budget, highest budget, epochs factor). `budget_epochs: auto` uses it.
+EPOCHS_FACTOR_EVIDENCE: tuple[tuple[float, float, float], ...] = ((0.5, 0.7, 1.5),)
+
+
+def auto_budget_epochs(budget: float, fine_tuning: bool) -> tuple[float, str]:
+    """`budget_epochs: auto`: (the epochs factor, why) from `EPOCHS_FACTOR_EVIDENCE`; 1.0 (the epochs stay)
+    where tokens for epochs is unmeasured: fine-tuning, and budgets outside the measured ranges."""
+    if fine_tuning:
+        return 1.0, "fine-tuning (init is set), where tokens for epochs is unmeasured: the epochs stay"
+    for low, high, factor in EPOCHS_FACTOR_EVIDENCE:
+        if low - _TOL <= budget <= high + _TOL:
+            return factor, f"from scratch at budget {budget:g}, where the budget study measured {factor:g}x the epochs to pay"
+    where = ", ".join(f"{low:g}-{high:g}" for low, high, _ in EPOCHS_FACTOR_EVIDENCE)
+    return 1.0, f"budget {budget:g} is outside where tokens for epochs was measured (budgets {where}): the epochs stay"
 
 
 def apply_budget_epochs(cfg: Any) -> Any:
     """The config of a tokens-for-epochs run: epochs x `budget_epochs` (rounded half up to whole epochs),
     LR warm-up / cool-down scaled alike, and the budget of the longer run such that its total cost is
     `budget` of the recipe's epochs at keep ratio 1.0. The recipe's values go to `budget_reference`;
-    `budget_epochs` is cleared, so applying it again changes nothing (resolved configs stay resolved)."""
-    factor = getattr(cfg, "budget_epochs", None)
-    if factor is None:
+    `budget_epochs` is cleared, so applying it again changes nothing (resolved configs stay resolved);
+    `auto` is resolved to a factor first (`auto_budget_epochs`, its reason kept in `budget_reference`)."""
+    asked = getattr(cfg, "budget_epochs", None)
+    if asked is None:
         return cfg
+    check_budget_epochs(asked, cfg.budget)
+    factor, why = auto_budget_epochs(cfg.budget, cfg.init is not None) if asked == "auto" else (asked, None)
     epochs, budget = budget_epochs_plan(cfg.epochs, cfg.budget, factor)
     scale = epochs / cfg.epochs
     lr_sched = dataclasses.replace(cfg.lr_sched, warmup_epochs=round(cfg.lr_sched.warmup_epochs * scale, 4),
                                    cooldown_epochs=round(cfg.lr_sched.cooldown_epochs * scale, 4))
-    reference = {"epochs": cfg.epochs, "budget": cfg.budget, "budget_epochs": factor, "epochs_factor": round(scale, 6)}
+    reference = {"epochs": cfg.epochs, "budget": cfg.budget, "budget_epochs": asked, "epochs_factor": round(scale, 6)}
+    if why is not None:
+        reference["auto"] = why
     return dataclasses.replace(cfg, epochs=epochs, lr_sched=lr_sched, budget=budget,
                                budget_epochs=None, budget_reference=reference)
 

@@ -307,6 +307,10 @@ class Run:
         )
         if self.budget is not None:
             log.info("schedule (solved for the budget): %s", cfg.schedule.to_dict())
+        ref = cfg.budget_reference
+        if ref is not None:
+            log.info("budget %g of %d epochs spent as %d epochs (budget_epochs %s%s)", ref["budget"], ref["epochs"],
+                     cfg.epochs, ref["budget_epochs"], f": {ref['auto']}" if "auto" in ref else "")
         log.info("attention: %s", attention_impl(self.model, self.device))  # flex | sdpa, by model attn_impl
 
     def loop_config(self) -> LoopConfig:

@@ -265,10 +265,43 @@ def test_budget_epochs_trades_tokens_for_epochs_by_value():
     assert apply_budget_epochs(load_config(None, ["budget=0.6", "schedule=cyclic"])).epochs == 10
 
 
+@pytest.mark.parametrize("overrides, epochs, budget, why", [
+    (["budget=0.6"], 23, 0.6 * 15 / 23, "from scratch at budget 0.6"),   # where tokens for epochs was measured
+    (["budget=0.4"], 15, 0.4, "budget 0.4 is outside where tokens for epochs was measured (budgets 0.5-0.7)"),
+    (["budget=0.6", "init=weights.safetensors"], 15, 0.6, "fine-tuning"),  # unmeasured there: the epochs stay
+])
+def test_budget_epochs_auto_follows_the_evidence(overrides, epochs, budget, why):
+    from pss.budget import apply_budget_epochs
+
+    run = apply_budget_epochs(load_config(None, ["epochs=15", "budget_epochs=auto", "schedule={name: fixed, rho: 0.6}",
+                                                 *overrides]))
+    assert (run.epochs, run.budget_epochs) == (epochs, None)
+    assert run.budget == pytest.approx(budget, abs=1e-6)
+    assert run.budget_reference["budget_epochs"] == "auto" and run.budget_reference["auto"].startswith(why)
+    assert run.budget_reference["epochs_factor"] == pytest.approx(epochs / 15, abs=1e-6)
+    assert apply_budget_epochs(run) == run
+
+
+def test_schedule_command_budget_epochs_auto_says_what_it_chose(capsys):
+    argv = ["schedule", "fixed", "--epochs", "10", "--steps-per-epoch", "4", "--budget", "0.6", "--budget-epochs", "auto",
+            "--grid", "0.1", "--model", "pss_vit_tiny_patch4_32", "--set", "depth=1", "--set", "embed_dim=32",
+            "--set", "num_heads=2"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("budget 0.6 of 10 epochs spent as 15 epochs (budget_epochs auto = 1.5: from scratch")
+    assert main([*argv[:7], "0.3", *argv[8:]]) == 0
+    assert "spent as 10 epochs (budget_epochs auto = 1: budget 0.3 is outside" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="2"):  # argparse's usage error
+        main([*argv[:9], "often", *argv[10:]])
+    assert "expected a number (e.g. 1.5) or auto, got 'often'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["budget=0.6", "schedule=cyclic", "budget_epochs=0.5"], "must be >= 1.*equal-time"),
-    (["budget=0.6", "schedule=cyclic", "budget_epochs=true"], "budget_epochs must be a number"),
-    (["budget=0.6", "schedule=cyclic", "budget_epochs=.inf"], "budget_epochs must be finite"),
+    (["budget=0.6", "schedule=cyclic", "budget_epochs=true"], "budget_epochs must be auto or a number"),
+    (["budget=0.6", "schedule=cyclic", "budget_epochs=twice"], "budget_epochs must be auto or a number"),
+    (["budget_epochs=auto"], "needs a budget to spend"),
+    (["budget=0.6", "schedule=cyclic", "budget_epochs=.inf"], "budget_epochs must be auto or a number >= 1"),
     (["budget_epochs=1.5"], "needs a budget to spend"),
 ])
 def test_budget_epochs_refuses_impossible_values(overrides, message):

@@ -46,6 +46,16 @@ _PARAMS: dict[str, list[tuple[str, str, bool, str]]] = {
 }
 
 
+def _budget_epochs(text: str) -> float | str:
+    """--budget-epochs value: auto, or a number (checked with the budget by pss.budget.check_budget_epochs)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (e.g. 1.5) or auto, got {text!r}") from None
+
+
 def _grid(text: str) -> float:
     """--grid value: a float, or 0 / none / off for no rounding (0.0 tells the schedule 'off')."""
     if text.strip().lower() in ("none", "off", "null", "0"):
@@ -83,8 +93,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         k.add_argument("--json", action="store_true", help="print a JSON list of {step, epoch, keep_ratio}")
         k.add_argument("--budget", type=float, default=None,
                        help="solve the free parameter so the run costs this share of the full-token run (0, 1]")
-        k.add_argument("--budget-epochs", type=float, default=None,
-                       help="with --budget: spend it on this many times the epochs at fewer tokens (e.g. 1.5)")
+        k.add_argument("--budget-epochs", type=_budget_epochs, default=None,
+                       help="with --budget: spend it on this many times the epochs at fewer tokens (e.g. 1.5), "
+                            "or auto: the factor the budget study measured to pay from scratch at this budget")
         k.add_argument("--model", default=None, help="with --budget: the model whose FLOPs set the cost")
         k.add_argument("--img-size", type=int, default=None, help="with --budget: the model's input size")
         k.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
@@ -143,9 +154,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--steps-per-epoch must be >= 1, got {spe}")
     budget, longer = args.budget, None
     if args.budget_epochs is not None:  # tokens for epochs: the longer run at its share of the budget
-        from pss.budget import budget_epochs_plan
+        from pss.budget import auto_budget_epochs, budget_epochs_plan, check_budget_epochs
 
-        longer, budget = budget_epochs_plan(args.epochs, args.budget, args.budget_epochs)
+        check_budget_epochs(args.budget_epochs, args.budget)
+        factor, why = ((*auto_budget_epochs(args.budget, fine_tuning=False),) if args.budget_epochs == "auto"
+                       else (args.budget_epochs, None))
+        longer, budget = budget_epochs_plan(args.epochs, args.budget, factor)
     total = max(1, int((longer or args.epochs) * spe + 0.5))  # round half up, at least one step
     plan = None
     if budget is not None:
@@ -164,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
 
             if longer is not None:
                 print(f"budget {args.budget:g} of {args.epochs:g} epochs spent as {longer} epochs "
-                      f"(budget_epochs {args.budget_epochs:g}): {budget:g} of each of them")
+                      f"(budget_epochs {f'auto = {factor:g}: {why}' if why else f'{factor:g}'}): "
+                      f"{budget:g} of each of them")
             print(budget_header(plan, counts, sched.to_dict().get("grid")))
             print("recommended: " + recommended_shape(args.budget))
         print(summary(sched, counts, spe, total))
