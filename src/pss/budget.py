@@ -373,8 +373,9 @@ def check_budget_epochs(budget_epochs: Any, budget: float | None) -> None:
             f"budget_epochs must be >= 1 (it trains that many times the epochs at fewer tokens), got {budget_epochs!r}; "
             "for fewer epochs at every token use the equal-time baseline (epochs x budget, schedule 1.0)"
         )
-    if budget is None:
-        raise ConfigError(f"budget_epochs {budget_epochs} needs a budget to spend (e.g. budget: 0.6); set both or neither")
+    if budget is None and budget_epochs != "auto":  # auto without a budget: nothing to spend, nothing to do
+        raise ConfigError(f"budget_epochs {budget_epochs} needs a budget to spend (e.g. budget: 0.6); set both or neither, "
+                          "or budget_epochs: auto (a budget: null baseline then trains the recipe's epochs)")
 
 
 # Where the budget study (benchmarks/budget_study.py, docs/budgets.md) measured tokens for epochs to pay,
@@ -404,6 +405,8 @@ def apply_budget_epochs(cfg: Any) -> Any:
     if asked is None:
         return cfg
     check_budget_epochs(asked, cfg.budget)
+    if cfg.budget is None:  # auto without a budget (a full-token baseline of an auto recipe): the recipe's epochs
+        return dataclasses.replace(cfg, budget_epochs=None)
     factor, why = auto_budget_epochs(cfg.budget, cfg.init is not None) if asked == "auto" else (asked, None)
     epochs, budget = budget_epochs_plan(cfg.epochs, cfg.budget, factor)
     scale = epochs / cfg.epochs

@@ -141,7 +141,7 @@ def _train_runs(out: Path, recipe: str, overrides: list[str] | None, data: str |
     for i, (name, extra) in enumerate(RUNS.items()):
         cfg, _ = resolve_config(recipe, [*(overrides or []), *extra], data=data, output=str(out / name))
         if name == "baseline_equal_time":
-            ratio = cost_ratio(cfgs["pss"].budget, summaries["pss"], summaries["baseline"])
+            ratio = cost_ratio(cfgs["pss"], summaries["pss"], summaries["baseline"])
             cfg, _ = resolve_config(recipe, [*(overrides or []), *extra, *equal_time_overrides(cfg, ratio, "pss")],
                                     data=data, output=str(out / name))
         if i == 0:

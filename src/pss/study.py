@@ -141,15 +141,17 @@ def equal_time_ratio(pss_run: PlannedRun, summaries: dict[tuple[str, int], dict[
             f"the equal-time baseline of {pss_run.name} needs its run and the {full} run of seed {pss_run.seed} first "
             "(or a budget on it)"
         )
-    return cost_ratio(pss_run.cfg.budget, mine, base)
+    return cost_ratio(pss_run.cfg, mine, base)
 
 
-def cost_ratio(budget: float | None, mine: dict[str, Any] | None, base: dict[str, Any] | None) -> float:
-    """What a run cost relative to its full baseline: its compute `budget` when it has one (known before
-    it trains), else its measured training time over the baseline's (summary.json's `train_time_s`),
-    at most 1. The length of its equal-time baseline is this share of the baseline's epochs."""
-    if budget is not None:
-        return float(budget)
+def cost_ratio(cfg: Any, mine: dict[str, Any] | None, base: dict[str, Any] | None) -> float:
+    """What a run (its resolved config `cfg`) cost relative to its full baseline: its compute budget when
+    it has one (known before it trains; with tokens for epochs, the recipe's budget in `budget_reference`,
+    which is relative to the recipe's epochs, not to the longer run's), else its measured training time
+    over the baseline's (summary.json's `train_time_s`), at most 1. The length of its equal-time baseline
+    is this share of the baseline's epochs."""
+    if cfg.budget is not None:
+        return float((cfg.budget_reference or {}).get("budget", cfg.budget))
     if not mine or not base:
         raise ConfigError("without a budget, the cost ratio needs both runs' summaries (train_time_s)")
     return min(1.0, mine["train_time_s"] / base["train_time_s"])

@@ -280,6 +280,18 @@ def test_budget_epochs_auto_follows_the_evidence(overrides, epochs, budget, why)
     assert run.budget_reference["budget_epochs"] == "auto" and run.budget_reference["auto"].startswith(why)
     assert run.budget_reference["epochs_factor"] == pytest.approx(epochs / 15, abs=1e-6)
     assert apply_budget_epochs(run) == run
+    # its equal-time baseline costs the recipe's budget of the recipe's epochs (at 0.6: 9 epochs, not the
+    # longer run's own budget 0.39 x 15)
+    from pss.study import cost_ratio
+
+    assert cost_ratio(run, None, None) == pytest.approx(float(overrides[0].removeprefix("budget=")))
+
+
+def test_budget_epochs_auto_without_a_budget_is_the_recipes_full_token_run():
+    from pss.budget import apply_budget_epochs
+
+    base = apply_budget_epochs(load_config(None, ["epochs=15", "budget_epochs=auto", "budget=null", "schedule=1.0"]))
+    assert (base.epochs, base.budget, base.budget_epochs, base.budget_reference) == (15, None, None, None)
 
 
 def test_schedule_command_budget_epochs_auto_says_what_it_chose(capsys):
@@ -300,7 +312,6 @@ def test_schedule_command_budget_epochs_auto_says_what_it_chose(capsys):
     (["budget=0.6", "schedule=cyclic", "budget_epochs=0.5"], "must be >= 1.*equal-time"),
     (["budget=0.6", "schedule=cyclic", "budget_epochs=true"], "budget_epochs must be auto or a number"),
     (["budget=0.6", "schedule=cyclic", "budget_epochs=twice"], "budget_epochs must be auto or a number"),
-    (["budget_epochs=auto"], "needs a budget to spend"),
     (["budget=0.6", "schedule=cyclic", "budget_epochs=.inf"], "budget_epochs must be auto or a number >= 1"),
     (["budget_epochs=1.5"], "needs a budget to spend"),
 ])
