@@ -209,6 +209,16 @@ def verdict(rows: list[dict[str, Any]], num_val: int) -> str:
     return "\n".join(lines)
 
 
+def budget_line(bud: dict[str, Any]) -> str:
+    """What the PSS run's budget (summary.json's `budget`) did, against the full run of the recipe."""
+    ref = bud.get("reference")  # tokens for epochs: the recipe's budget, spent over more epochs
+    spent = "" if not ref else (f", spent as {ref['epochs'] * ref['epochs_factor']:.0f} epochs instead of "
+                                f"{ref['epochs']} at {bud['budget']:g} of each")
+    return (f"Budget {ref['budget'] if ref else bud['budget']:g} of the full run's FLOPs{spent}: pss set "
+            f"{bud['schedule']['name']} {bud['parameter']} = {bud['value']:g} (predicted cost "
+            f"{bud['predicted_cost'] * (ref['epochs_factor'] if ref else 1):.3f} of the full run).")
+
+
 def format_demo(result: dict[str, Any]) -> str:
     """The text `pss demo` prints: comparison table, who won, dynamic inference, where the pictures are."""
     base, pss_row = result["runs"][0], result["runs"][1]
@@ -224,8 +234,7 @@ def format_demo(result: dict[str, Any]) -> str:
         )
     bud = result.get("budget")
     if bud:
-        lines.append(f"Budget {bud['budget']:g} of the full run's FLOPs: pss set {bud['schedule']['name']} "
-                     f"{bud['parameter']} = {bud['value']:g} (predicted cost {bud['predicted_cost']:.3f}).")
+        lines.append(budget_line(bud))
     lines += ["", verdict(result["runs"], result["num_val"])]
     lines += ["", "Dynamic inference (top-1 % at keep ratio rho; images/s of the model alone):"]
     entries = result["sweep"]["checkpoints"]

@@ -18,7 +18,8 @@ from conftest import pss_train, read_jsonl  # noqa: E402
 
 TINY = ["--set", "model.kwargs={depth: 2, embed_dim: 32, num_heads: 2, pos_embed: rope}", "--set", "epochs=1",
         "--set", "batch_size=8", "--set", "data.num_workers=0", "--set", "lr_sched.warmup_epochs=0",
-        "--set", "device=cpu", "--set", "log_interval=1", "--set", "checkpoint_interval_epochs=1"]
+        "--set", "device=cpu", "--set", "log_interval=1", "--set", "checkpoint_interval_epochs=1",
+        "--set", "budget_epochs=null"]  # the recipe's epochs (tokens for epochs is tested in test_budget)
 
 
 def cifar_like(n: int, seed: int) -> "datasets.Dataset":
@@ -44,6 +45,23 @@ def test_cifar10_recipe_trains_on_a_local_copy_of_the_hub_set(tmp_path, caplog):
     assert summary["best_epoch"] == 0 and read_jsonl(run / "val_log.jsonl")[-1]["epoch"] == 0
     config = (run / "config.yaml").read_text()
     assert f"path: hf:{tmp_path / 'c10'}" in config and "num_classes: 10" in config
+
+
+def test_cifar10_recipe_spends_its_budget_as_tokens_for_epochs(tmp_path, caplog):
+    """The recommended from-scratch recipe as shipped: budget 0.6 of 2 epochs trains 3 epochs at a fixed
+    random keep ratio, and costs at most 0.6 of the 2-epoch full-token run."""
+    datasets.DatasetDict({"train": cifar_like(40, 0), "test": cifar_like(20, 1)}).save_to_disk(str(tmp_path / "c10"))
+    run = tmp_path / "run"
+    caplog.set_level(logging.INFO, logger="pss")
+    tiny = [*TINY[:-2], "--set", "epochs=2"]
+    assert pss_train("--config", "cifar10_pss", "--data", f"hf:{tmp_path / 'c10'}", "--output", run, *tiny) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 15  # 3 epochs x 5 steps
+    assert "budget 0.6 of 2 epochs spent as 3 epochs (budget_epochs auto: from scratch at budget 0.6" in caplog.text
+    rhos = {row["keep_ratio"] for row in read_jsonl(run / "train_log.jsonl")}
+    assert len(rhos) == 1 and 0.3 < rhos.pop() < 0.5  # one fixed keep ratio, solved for a cost of 0.4 per epoch
+    budget = summary["budget"]
+    assert budget["reference"]["epochs"] == 2 and 0.5 < budget["realised_cost_vs_reference"] <= 0.6 + 1e-6
 
 
 def test_cifar10_recipe_offline_says_what_to_do_in_one_line(tmp_path):

@@ -77,3 +77,15 @@ def test_warm_up_builds_the_model_for_the_data_image_size():
     })
     warm_up(cfg, steps=1)
     assert cfg.model.img_size is None and cfg.model.num_classes is None  # the caller's config is untouched
+
+
+def test_budget_line_reads_tokens_for_epochs_against_the_recipes_run():
+    from pss.demo import budget_line
+
+    plain = {"budget": 0.6, "parameter": "low", "value": 0.22, "predicted_cost": 0.5991, "schedule": {"name": "cyclic"}}
+    assert budget_line(plain) == ("Budget 0.6 of the full run's FLOPs: pss set cyclic low = 0.22 "
+                                  "(predicted cost 0.599 of the full run).")
+    longer = {"budget": 0.4, "parameter": "rho", "value": 0.4453, "predicted_cost": 0.3941, "schedule": {"name": "fixed"},
+              "reference": {"epochs": 10, "budget": 0.6, "budget_epochs": "auto", "epochs_factor": 1.5}}
+    assert budget_line(longer) == ("Budget 0.6 of the full run's FLOPs, spent as 15 epochs instead of 10 at 0.4 of "
+                                   "each: pss set fixed rho = 0.4453 (predicted cost 0.591 of the full run).")

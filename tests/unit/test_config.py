@@ -29,8 +29,14 @@ EXPECTED = {
 }
 
 
-# What the recipe study chose (README, "Which recipe"); every recommended *_pss recipe carries it.
-RECOMMENDED = {"budget": 0.6, "select": "random", "schedule": {"name": "cyclic", "high": 1.0, "grid": 0.2}}
+# What the recipe study (random selection) and the budget study (from scratch: tokens for epochs, a fixed
+# keep ratio; fine-tuning, unmeasured there: the cyclic schedule) chose; every recommended *_pss recipe
+# carries the one of its situation.
+RECOMMENDED = {
+    "scratch": {"budget": 0.6, "budget_epochs": "auto", "select": "random", "schedule": {"name": "fixed", "grid": None}},
+    "finetune": {"budget": 0.6, "budget_epochs": None, "select": "random",
+                 "schedule": {"name": "cyclic", "high": 1.0, "grid": 0.2}},
+}
 
 
 def test_all_recipes_are_shipped():
@@ -60,9 +66,11 @@ def test_recipe_loads_validates_and_round_trips(path, tmp_path):
             assert isinstance(cfg.schedule, CyclicSchedule) and (cfg.schedule.low, cfg.schedule.high) == (0.2, 1.0)
             assert cfg.select == "magnitude" and cfg.budget is None
         else:
-            assert {k for k in diff if not k.startswith("schedule.")} == {"select", "budget"}
-            assert cfg.budget == RECOMMENDED["budget"] and cfg.select == RECOMMENDED["select"]
-            assert {k: getattr(cfg.schedule, k) for k in RECOMMENDED["schedule"]} == RECOMMENDED["schedule"]
+            want = RECOMMENDED["finetune" if "finetune" in stem else "scratch"]
+            assert {k for k in diff if not k.startswith("schedule.")} == {"select", "budget"} | (
+                {"budget_epochs"} if want["budget_epochs"] else set())
+            assert (cfg.budget, cfg.budget_epochs, cfg.select) == (want["budget"], want["budget_epochs"], want["select"])
+            assert {k: getattr(cfg.schedule, k) for k in want["schedule"]} == want["schedule"]
     # The resolved config written into a run folder loads back to the same config.
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
