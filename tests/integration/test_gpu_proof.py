@@ -26,7 +26,8 @@ def test_gpu_proof_smoke_runs_every_stage_and_resumes(tmp_path, capsys, monkeypa
     assert runs[1]["mean_keep_ratio"] < 1 and runs[1]["preflight"]["time_ratio"] > 0
     out = capsys.readouterr().out
     table = out[out.rindex("# GPU proof"):]  # the one table, printed last
-    assert "## Short CIFAR-10 comparison" in table and "| pss | 1 |" in table
+    # the recommended recipe spends 1 epoch's budget as tokens for epochs: 2 epochs (1.5 rounded half up)
+    assert "## Short CIFAR-10 comparison" in table and "| pss | 2 |" in table and "| baseline | 1 |" in table
     assert path.with_suffix(".md").read_text().startswith("# GPU proof: cpu")
 
     # the same command again: every unit is read back, nothing trains or is timed again
