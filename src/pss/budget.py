@@ -431,9 +431,9 @@ def budget_epochs_plan(epochs: float, budget: float | None, factor: Any) -> tupl
 # What benchmarks/budget_study.py measured (docs/budgets.md), by budget: the shape to try first. `pss
 # schedule --budget` prints the entry of the nearest measured budget.
 BUDGET_EVIDENCE: dict[float, str] = {
-    0.6: ("tokens for epochs (a fixed random keep ratio, budget_epochs 1.5) beat the full run by +1.1 points and "
-          "the equal-time run by +3.1 (2 seeds, 15 epochs); cyclic and fixed random were within seed noise of "
-          "each other (-0.1 and +0.1 against the full run)"),
+    0.6: ("tokens for epochs (a fixed random keep ratio, budget_epochs 1.5 or auto) beat the full run by +1.1 "
+          "points at 15 epochs and +1.65 at 45 (2 seeds each) and the equal-time run by +3.1 and +3.55; cyclic and "
+          "fixed random were within seed noise of each other and of the full run (15 epochs: -0.1 and +0.1)"),
     0.4: ("a fixed random keep ratio (0.4) beat the equal-time run by +4.5 points (+4.4 / +4.7) and came within 0.6 "
           "of the full run (-1.6 / +0.4); the same with a full-token cool-down over the last 10 % was 1.3 below it (2 "
           "seeds, 15 epochs; a cyclic schedule up to 1.0 cannot reach budgets below ~0.5)"),
