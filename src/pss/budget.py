@@ -55,6 +55,7 @@ __all__ = [
     "TableCost",
     "apply_budget_epochs",
     "auto_budget_epochs",
+    "epochs_factor",
     "budget_epochs_plan",
     "recommended_shape",
     "check_budget_epochs",
@@ -395,6 +396,16 @@ def auto_budget_epochs(budget: float, fine_tuning: bool) -> tuple[float, str]:
     return 1.0, f"budget {budget:g} is outside where tokens for epochs was measured (budgets {where}): the epochs stay"
 
 
+def epochs_factor(asked: Any, budget: float | None, fine_tuning: bool) -> tuple[float, str | None]:
+    """(the epochs factor, why when `auto` chose it) of `budget_epochs: asked`, checked against the budget."""
+    check_budget_epochs(asked, budget)
+    if asked != "auto":
+        return asked, None
+    if budget is None:
+        raise ConfigError("budget_epochs auto needs a budget to choose the factor for (e.g. --budget 0.6)")
+    return auto_budget_epochs(budget, fine_tuning)
+
+
 def apply_budget_epochs(cfg: Any) -> Any:
     """The config of a tokens-for-epochs run: epochs x `budget_epochs` (rounded half up to whole epochs),
     LR warm-up / cool-down scaled alike, and the budget of the longer run such that its total cost is
@@ -404,10 +415,9 @@ def apply_budget_epochs(cfg: Any) -> Any:
     asked = getattr(cfg, "budget_epochs", None)
     if asked is None:
         return cfg
-    check_budget_epochs(asked, cfg.budget)
-    if cfg.budget is None:  # auto without a budget (a full-token baseline of an auto recipe): the recipe's epochs
+    if asked == "auto" and cfg.budget is None:  # a full-token baseline of an auto recipe: the recipe's epochs
         return dataclasses.replace(cfg, budget_epochs=None)
-    factor, why = auto_budget_epochs(cfg.budget, cfg.init is not None) if asked == "auto" else (asked, None)
+    factor, why = epochs_factor(asked, cfg.budget, fine_tuning=cfg.init is not None)
     epochs, budget = budget_epochs_plan(cfg.epochs, cfg.budget, factor)
     scale = epochs / cfg.epochs
     lr_sched = dataclasses.replace(cfg.lr_sched, warmup_epochs=round(cfg.lr_sched.warmup_epochs * scale, 4),

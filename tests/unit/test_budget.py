@@ -303,6 +303,8 @@ def test_schedule_command_budget_epochs_auto_says_what_it_chose(capsys):
     assert first.startswith("budget 0.6 of 10 epochs spent as 15 epochs (budget_epochs auto = 1.5: from scratch")
     assert main([*argv[:7], "0.3", *argv[8:]]) == 0
     assert "spent as 10 epochs (budget_epochs auto = 1: budget 0.3 is outside" in capsys.readouterr().out
+    assert main([*argv[:6], "--rho", "0.5", *argv[8:]]) == 2  # auto without --budget: no factor to choose
+    assert "budget_epochs auto needs a budget" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="2"):  # argparse's usage error
         main([*argv[:9], "often", *argv[10:]])
     assert "expected a number (e.g. 1.5) or auto, got 'often'" in capsys.readouterr().err

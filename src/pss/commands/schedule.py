@@ -154,11 +154,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--steps-per-epoch must be >= 1, got {spe}")
     budget, longer = args.budget, None
     if args.budget_epochs is not None:  # tokens for epochs: the longer run at its share of the budget
-        from pss.budget import auto_budget_epochs, budget_epochs_plan, check_budget_epochs
+        from pss.budget import budget_epochs_plan, epochs_factor
 
-        check_budget_epochs(args.budget_epochs, args.budget)
-        factor, why = ((*auto_budget_epochs(args.budget, fine_tuning=False),) if args.budget_epochs == "auto"
-                       else (args.budget_epochs, None))
+        factor, why = epochs_factor(args.budget_epochs, args.budget, fine_tuning=False)
         longer, budget = budget_epochs_plan(args.epochs, args.budget, factor)
     total = max(1, int((longer or args.epochs) * spe + 0.5))  # round half up, at least one step
     plan = None
