@@ -71,6 +71,7 @@ FREE_PARAMETER = {"cyclic": "low", "linear": "start", "cosine": "start", "fixed"
 # Free parameters are solved to this many decimals (rounded down, so the budget is never exceeded).
 _DECIMALS = 4
 _TOL = 1e-9
+UNSPENT = 0.05  # BudgetPlan.unspent warns when a grid leaves more than this share of the budget unspent
 
 
 def check_budget(budget: Any, schedule: Schedule) -> None:
@@ -241,11 +242,21 @@ class BudgetPlan:
     value: float
     cost_model: str
     recipe_value: float | None = None  # the parameter's value in the recipe, which `value` replaces
+    ungridded_cost: float | None = None  # what the schedule spends with no grid, where the grid leaves much unspent
 
     def to_dict(self) -> dict[str, Any]:
         return {"budget": self.budget, "cost_model": self.cost_model, "predicted_cost": self.predicted_cost,
                 "parameter": self.parameter, "value": self.value, "recipe_value": self.recipe_value,
-                "schedule": self.schedule.to_dict()}
+                "schedule": self.schedule.to_dict(), "ungridded_cost": self.ungridded_cost}
+
+    def unspent(self) -> str | None:
+        """A warning where the grid's rounding leaves more than UNSPENT of the budget unspent (e.g. a fixed
+        keep ratio on a 0.1 grid whose next value costs just over the budget), naming the fix."""
+        if self.ungridded_cost is None:
+            return None
+        return (f"budget {self.budget:g}: on the {self.schedule.grid:g} grid the {self.schedule.name} schedule spends "
+                f"only {self.predicted_cost:.3f} ({1 - self.predicted_cost / self.budget:.0%} unspent; the next grid value "
+                f"costs more than the budget); with no grid (grid: 0) it spends {self.ungridded_cost:.3f}")
 
     def describe(self) -> str:
         """What the budget did, in words: the solved parameter next to the recipe's."""
@@ -321,8 +332,16 @@ def solve_budget(
     solved = _with(schedule, param, best)
     values = set(solved.counts(steps_per_epoch, total_steps))
     getattr(cost, "check", lambda *_: None)(values, solved.grid is not None)
-    return BudgetPlan(solved, float(budget), run_cost(best), param, best, getattr(cost, "name", "custom"),
-                      recipe_value=float(getattr(schedule, param)))
+    spent, ungridded = run_cost(best), None
+    if solved.grid is not None and spent < budget * (1 - UNSPENT):
+        try:
+            fine = solve_budget(dataclasses.replace(schedule, grid=None), budget, cost, steps_per_epoch, total_steps)
+        except ConfigError:  # e.g. a cost table that does not cover the values between its rows
+            fine = None
+        if fine is not None and fine.predicted_cost > spent + _TOL:
+            ungridded = fine.predicted_cost
+    return BudgetPlan(solved, float(budget), spent, param, best, getattr(cost, "name", "custom"),
+                      recipe_value=float(getattr(schedule, param)), ungridded_cost=ungridded)
 
 
 def cost_model_for(cfg: Any, model: Any, measurements: Any = None) -> Callable[[float], float]:

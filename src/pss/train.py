@@ -207,6 +207,8 @@ class Run:
         self.budget = solve_budget(cfg.schedule, cfg.budget, self.cost, self.steps_per_epoch,
                                    cfg.epochs * self.steps_per_epoch)
         log.info("%s", self.budget.describe())
+        if self.budget.unspent():
+            log.warning("%s", self.budget.unspent())
         self.cfg = dataclasses.replace(cfg, schedule=self.budget.schedule)
 
     def _preflight(self, meas: Any) -> Any:

@@ -332,3 +332,19 @@ def test_unreachable_budget_names_the_schedule_and_grid_that_reach_it():
     warm = from_dict({"name": "cyclic", "low": 0.2, "high": 1.0, "grid": 0.2, "warmup_epochs": 9})
     with pytest.raises(ConfigError, match="shorten warm-up"):
         solve_budget(warm, 0.3, linear_cost, SPE, TOTAL)
+
+
+def test_a_grid_that_leaves_much_of_the_budget_unspent_is_named_with_the_fix():
+    def cost(r: float) -> float:  # rho 0.4 costs just over 0.4, as attention-light models do
+        return min(1.0, 1.0125 * r)
+
+    plan = solve_budget(from_dict({"name": "fixed", "rho": 0.6, "grid": 0.1}), 0.4, cost, SPE, TOTAL)
+    assert set(plan.schedule.values(SPE, TOTAL)) == {0.3}  # 0.4 would cost 0.405: over the budget
+    assert plan.predicted_cost == pytest.approx(0.30375)
+    assert plan.ungridded_cost == pytest.approx(0.4, abs=1e-3)
+    msg = plan.unspent()
+    assert "0.1 grid" in msg and "spends only 0.304 (24% unspent;" in msg and "grid: 0" in msg and "0.400" in msg
+    # a grid that rounds close to the budget, and no grid at all, warn of nothing
+    near = solve_budget(from_dict({"name": "fixed", "rho": 0.6, "grid": 0.1}), 0.6, linear_cost, SPE, TOTAL)
+    assert near.unspent() is None and near.ungridded_cost is None
+    assert solve_budget(from_dict({"name": "fixed", "rho": 0.6}), 0.4, cost, SPE, TOTAL).unspent() is None

@@ -179,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
                       f"(budget_epochs {f'auto = {factor:g}: {why}' if why else f'{factor:g}'}): "
                       f"{budget:g} of each of them")
             print(budget_header(plan, counts, sched.to_dict().get("grid")))
+            if plan.unspent():
+                print("warning: " + plan.unspent())
             print("recommended: " + recommended_shape(args.budget))
         print(summary(sched, counts, spe, total))
     return 0
