@@ -338,8 +338,7 @@ def solve_budget(
             fine = solve_budget(dataclasses.replace(schedule, grid=None), budget, cost, steps_per_epoch, total_steps)
         except ConfigError:  # e.g. a cost table that does not cover the values between its rows
             fine = None
-        if fine is not None and fine.predicted_cost > spent + _TOL:
-            ungridded = fine.predicted_cost
+        ungridded = fine.predicted_cost if fine is not None and fine.predicted_cost > spent + _TOL else None
     return BudgetPlan(solved, float(budget), spent, param, best, getattr(cost, "name", "custom"),
                       recipe_value=float(getattr(schedule, param)), ungridded_cost=ungridded)
 

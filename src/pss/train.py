@@ -67,10 +67,9 @@ def train(
     quiet: bool = False,
     trackers: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Train as `cfg` says; returns summary.json's content. `trackers` (pss.tracking.Tracker) get
-    every log record besides those the recipe's `logging` section turns on. Every check on the input (config, data,
-    model, init weights, output folder) runs before the first step; nothing is overwritten unless
-    `overwrite` (fresh run into a used folder) or `resume_from` (continue that run)."""
+    """Train as `cfg` says; returns summary.json's content. `trackers` (pss.tracking.Tracker) get every log
+    record besides those the recipe's `logging` turns on. Every check on the input (config, data, model, init
+    weights, output folder) runs before the first step; nothing is overwritten unless `overwrite` or `resume_from`."""
     dist_info = init_distributed(cfg.device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if cfg.deterministic:
@@ -191,9 +190,8 @@ class Run:
         cfg.schedule.check_run(self.steps_per_epoch, cfg.epochs * self.steps_per_epoch)
 
     def _solve_budget(self, measurements: Any = None) -> None:
-        """With `budget`, the schedule solved to that cost (pss.budget): `cfg.schedule` becomes the solved
-        one, `budget` the plan (the recipe's value beside the solved one), `cost` its cost model.
-        `budget_cost: measured` (in the run) is solved later, by the pre-flight, on its measurements."""
+        """With `budget`: `cfg.schedule` solved to that cost (pss.budget), `budget` the plan, `cost` its cost
+        model. `budget_cost: measured` (in the run) is solved later, by the pre-flight, on its measurements."""
         cfg = self.cfg
         if cfg.budget is None:
             return
@@ -204,11 +202,11 @@ class Run:
         if cfg.budget_cost == "measured" and measurements is None:
             return
         self.cost = cost_model_for(cfg, self.model, measurements)
-        self.budget = solve_budget(cfg.schedule, cfg.budget, self.cost, self.steps_per_epoch,
-                                   cfg.epochs * self.steps_per_epoch)
-        log.info("%s", self.budget.describe())
-        if self.budget.unspent():
-            log.warning("%s", self.budget.unspent())
+        self.budget = plan = solve_budget(cfg.schedule, cfg.budget, self.cost, self.steps_per_epoch,
+                                          cfg.epochs * self.steps_per_epoch)
+        log.info("%s", plan.describe())
+        if plan.unspent():
+            log.warning("%s", plan.unspent())
         self.cfg = dataclasses.replace(cfg, schedule=self.budget.schedule)
 
     def _preflight(self, meas: Any) -> Any:
