@@ -31,7 +31,7 @@ budget on more epochs at fewer tokens. The run trains round(1.5 x epochs) epochs
 scaled alike, the LR schedule decaying over the longer run), and its schedule is solved for the budget
 that keeps the total at 0.6 of the recipe's epochs at keep ratio 1.0 (0.6 x epochs / new epochs of the
 longer run). The recipe's values stay in the config as `budget_reference`. `budget_epochs: auto` takes the
-factor from the budget study's evidence (`auto_budget_epochs`): 1.5 from scratch at the budgets where it
+factor from the budget study's evidence (`pss.evidence`): 1.5 from scratch at the budgets where it
 was measured to pay, 1 (the epochs stay) elsewhere and when fine-tuning, where it is unmeasured.
 """
 from __future__ import annotations
@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from pss.errors import ConfigError
+from pss.evidence import auto_budget_epochs
 from pss.schedule import FixedSchedule, Schedule
 from pss.select import num_kept
 
@@ -54,10 +55,8 @@ __all__ = [
     "FlopCost",
     "TableCost",
     "apply_budget_epochs",
-    "auto_budget_epochs",
     "epochs_factor",
     "budget_epochs_plan",
-    "recommended_shape",
     "check_budget_epochs",
     "equal_time_epochs",
     "equal_time_overrides",
@@ -397,23 +396,6 @@ def check_budget_epochs(budget_epochs: Any, budget: float | None) -> None:
                           "or budget_epochs: auto (a budget: null baseline then trains the recipe's epochs)")
 
 
-# Where the budget study (benchmarks/budget_study.py, docs/budgets.md) measured tokens for epochs to pay,
-# from scratch: (lowest budget, highest budget, epochs factor). `budget_epochs: auto` uses it.
-EPOCHS_FACTOR_EVIDENCE: tuple[tuple[float, float, float], ...] = ((0.5, 0.7, 1.5),)
-
-
-def auto_budget_epochs(budget: float, fine_tuning: bool) -> tuple[float, str]:
-    """`budget_epochs: auto`: (the epochs factor, why) from `EPOCHS_FACTOR_EVIDENCE`; 1.0 (the epochs stay)
-    where tokens for epochs is unmeasured: fine-tuning, and budgets outside the measured ranges."""
-    if fine_tuning:
-        return 1.0, "fine-tuning (init is set), where tokens for epochs is unmeasured: the epochs stay"
-    for low, high, factor in EPOCHS_FACTOR_EVIDENCE:
-        if low - _TOL <= budget <= high + _TOL:
-            return factor, f"from scratch at budget {budget:g}, where the budget study measured {factor:g}x the epochs to pay"
-    where = ", ".join(f"{low:g}-{high:g}" for low, high, _ in EPOCHS_FACTOR_EVIDENCE)
-    return 1.0, f"budget {budget:g} is outside where tokens for epochs was measured (budgets {where}): the epochs stay"
-
-
 def epochs_factor(asked: Any, budget: float | None, fine_tuning: bool) -> tuple[float, str | None]:
     """(the epochs factor, why when `auto` chose it) of `budget_epochs: asked`, checked against the budget."""
     check_budget_epochs(asked, budget)
@@ -454,29 +436,6 @@ def budget_epochs_plan(epochs: float, budget: float | None, factor: Any) -> tupl
     check_budget_epochs(factor, budget)
     longer = max(math.ceil(epochs), math.floor(epochs * factor + 0.5))
     return longer, round(budget / (longer / epochs), 6)
-
-
-# What benchmarks/budget_study.py measured (docs/budgets.md), by budget: the shape to try first. `pss
-# schedule --budget` prints the entry of the nearest measured budget.
-BUDGET_EVIDENCE: dict[float, str] = {
-    0.6: ("tokens for epochs (a fixed random keep ratio, budget_epochs 1.5 or auto) beat the full run by +1.5 "
-          "points at 15 epochs (3 seeds) and +1.65 at 45 (2 seeds) and the equal-time run by +3.8 and +4.9; cyclic "
-          "and fixed random were within seed noise of each other and of the full run at 15 epochs, and the cyclic "
-          "schedule fell 1.1 below the full run at 45"),
-    0.4: ("a fixed random keep ratio (0.4) beat the equal-time run by +4.5 points (+4.4 / +4.7) and came within 0.6 "
-          "of the full run (-1.6 / +0.4); the same with a full-token cool-down over the last 10 % was 1.3 below it (2 "
-          "seeds, 15 epochs; a cyclic schedule up to 1.0 cannot reach budgets below ~0.5)"),
-    0.3: ("a fixed random keep ratio (0.3) beat the equal-time run by +4.5 points (+4.2 / +4.8), 2.0 below the full "
-          "run; with a full-token cool-down over the last 10 % it was 0.8 below that (-1.8 / +0.2, within noise; 2 "
-          "seeds, 15 epochs)"),
-}
-
-
-def recommended_shape(budget: float) -> str:
-    """One line for `pss schedule --budget`: what the budget study found at the nearest measured budget."""
-    nearest = min(BUDGET_EVIDENCE, key=lambda b: (abs(b - budget), b))
-    where = f"at budget {nearest:g}" + ("" if math.isclose(nearest, budget) else f" (the nearest measured to {budget:g})")
-    return f"budget study {where}, CIFAR-10 subset, small ViT: {BUDGET_EVIDENCE[nearest]}; see docs/budgets.md"
 
 
 def equal_time_epochs(epochs: int, ratio: float) -> int:

@@ -234,7 +234,7 @@ def test_schedule_command_spends_a_budget_on_epochs_and_names_the_evidence(capsy
 
 
 def test_recommended_shape_names_the_nearest_measured_budget():
-    from pss.budget import BUDGET_EVIDENCE, recommended_shape
+    from pss.evidence import BUDGET_EVIDENCE, recommended_shape
 
     assert recommended_shape(0.6).startswith("budget study at budget 0.6, ")
     far = recommended_shape(0.95)

@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         print("[\n" + ",\n".join(rows) + "\n]")
     else:
         if plan is not None:
-            from pss.budget import recommended_shape
+            from pss.evidence import recommended_shape
 
             if longer is not None:
                 print(f"budget {args.budget:g} of {args.epochs:g} epochs spent as {longer} epochs "
