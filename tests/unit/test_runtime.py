@@ -152,3 +152,16 @@ def test_bench_and_sweep_take_the_one_rule():
                              warmup=0, iters=1, model_kwargs=dict(depth=1, embed_dim=32, num_heads=2))
     expect = resolve_amp("auto", resolve_device("auto")).name
     assert report["amp"] == expect
+
+
+@pytest.mark.parametrize("threads, words", [(1, "1 thread)"), (2, "2 threads)")])
+def test_cpu_device_name_counts_threads_in_words(threads, words):
+    from pss.runinfo import device_name
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        name = device_name("cpu")
+    finally:
+        torch.set_num_threads(before)
+    assert name.startswith("cpu (") and name.endswith(words)
