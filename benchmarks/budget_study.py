@@ -21,7 +21,8 @@ its own length. Arms at a horizon of E epochs, each costing 0.6 of the E-epoch f
 `--part budgets` trains, at the first horizon, fixed and cyclic random at each budget against the
 equal-time baseline of that budget (budget 0.6 reuses the horizon runs). Below 0.5, which a cyclic
 schedule up to 1.0 cannot reach, the schedule arm is `cooldown`: a fixed random ratio whose last 10 % of
-epochs run at every token.
+epochs run at every token. `--budget-arms` picks among fixed, schedule (cyclic or cooldown), equal_time
+and tokens_for_epochs (1.5x the epochs at a fixed random ratio, total cost the budget; only when asked).
 
 `--part finetune` is the fine-tuning setting: one SimMIM pre-training (`pss pretrain`, the shipped
 recipe configs/cifar10_pretrain_simmim.yaml on the study's images and model, --pretrain-epochs), then,
@@ -75,6 +76,7 @@ SETUP = [*STUDY_CPU, "model.kwargs=" + json.dumps({**MODEL, "pos_embed": "rope"}
 TOKENS_FOR_EPOCHS = 1.5
 BUDGET = 0.6
 ARMS = ("full", "equal_time", "recommended", "fixed", "tokens_for_epochs")
+BUDGET_ARMS = ("fixed", "schedule", "equal_time", "tokens_for_epochs")
 FT_ARMS = ("full", "equal_time", "recommended", "paper", "tokens_for_epochs")
 PRETRAIN_RECIPE = "cifar10_pretrain_simmim"
 # The study's data and loader for the pre-training; its model is the study's (rope, token pooling), its
@@ -128,6 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--horizons", default="15,45", help="epochs of the full runs (comma-separated)")
     p.add_argument("--budgets", default="0.8,0.6,0.4,0.3", help="with --part budgets: compute budgets")
     p.add_argument("--arms", default=",".join(ARMS), help="with --part horizons: which arms")
+    p.add_argument("--budget-arms", default="fixed,schedule,equal_time",
+                   help=f"with --part budgets: which arms ({', '.join(BUDGET_ARMS)})")
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
     add_study_arguments(p, ROOT / "runs" / "budget_study", ROOT / "benchmarks" / "results")
     p.add_argument("--record-only", action="store_true", help="train nothing: record the runs finished so far")
@@ -136,6 +140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.pretrain_epochs <= 100:
         p.error(f"--pretrain-epochs {args.pretrain_epochs}: give 1 to 100")
+    unknown = [a for a in args.budget_arms.split(",") if a and a not in BUDGET_ARMS]
+    if unknown:
+        p.error(f"--budget-arms: unknown arm {unknown[0]!r}; choose from {', '.join(BUDGET_ARMS)}")
     return args
 
 
@@ -179,17 +186,23 @@ def plan_budgets(args: argparse.Namespace) -> list[PlannedRun]:
     """At the first horizon: fixed and cyclic random at each budget, with that budget's equal-time
     baseline (budget 0.6 is the horizon part's fixed / recommended / equal_time)."""
     horizon = _ints(args.horizons)[0]
+    arms = [a for a in args.budget_arms.split(",") if a]
     runs = []
     for budget in _floats(args.budgets):
         if math.isclose(budget, BUDGET):
             continue
         for seed in _ints(args.seeds):
-            runs.append(_planned(f"b{budget:g}_fixed", seed, arm_overrides("fixed", budget), args, horizon))
-            if budget >= CYCLIC_FLOOR:
-                runs.append(_planned(f"b{budget:g}_cyclic", seed, arm_overrides("cyclic", budget), args, horizon))
-            else:  # out of the triangle's reach: a fixed ratio that still ends on full sequences
-                runs.append(_planned(f"b{budget:g}_cooldown", seed, _cooldown(budget, horizon), args, horizon))
-            runs.append(_equal_time(f"b{budget:g}_equal_time", seed, args, horizon, budget))
+            for arm in BUDGET_ARMS:  # in this order, whatever order --budget-arms gives
+                if arm not in arms:
+                    continue
+                if arm == "equal_time":
+                    runs.append(_equal_time(f"b{budget:g}_equal_time", seed, args, horizon, budget))
+                elif arm != "schedule":
+                    runs.append(_planned(f"b{budget:g}_{arm}", seed, arm_overrides(arm, budget), args, horizon))
+                elif budget >= CYCLIC_FLOOR:
+                    runs.append(_planned(f"b{budget:g}_cyclic", seed, arm_overrides("cyclic", budget), args, horizon))
+                else:  # out of the triangle's reach: a fixed ratio that still ends on full sequences
+                    runs.append(_planned(f"b{budget:g}_cooldown", seed, _cooldown(budget, horizon), args, horizon))
     return runs
 
 
@@ -239,7 +252,7 @@ def every_run(args: argparse.Namespace) -> list[PlannedRun]:
     """Every run this set-up can hold (what the record may cover), whatever --part says."""
     every = argparse.Namespace(**{**vars(args), "arms": ",".join((*ARMS, "jitter")), "seeds": "0,1,2,3",
                                   "horizons": ",".join(dict.fromkeys([args.horizons.split(",")[0], "15", "30", "45"])),
-                                  "budgets": "0.8,0.6,0.5,0.4,0.3,0.2"})
+                                  "budgets": "0.8,0.6,0.5,0.4,0.3,0.2", "budget_arms": ",".join(BUDGET_ARMS)})
     runs = plan_horizons(every)
     pre, gate_runs, ft_runs = plan_finetune(every)
     return runs + plan_budgets(every) + [pre] + gate_runs[1:] + ft_runs
@@ -474,7 +487,8 @@ def _finetune_lines(rec: dict[str, Any]) -> list[str]:
 
 def plot(rec: dict[str, Any], path: Path) -> None:
     """Left: final top-1 against the horizon for each arm (mean over seeds, seeds as dots); right: the
-    budget curve at the first horizon (final top-1 against cost for fixed, cyclic and equal-time)."""
+    budget curve at the first horizon (final top-1 against cost for fixed, cyclic, cool-down, equal-time
+    and tokens for epochs)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 5), dpi=100, layout="constrained")
@@ -495,7 +509,8 @@ def plot(rec: dict[str, Any], path: Path) -> None:
     horizon = min((int(a["group"][1:]) for a in rec["arms"] if a["group"].startswith("h")), default=None)
     for i, (kind, arms) in enumerate((("fixed", ("fixed",)), ("cyclic", ("cyclic", "recommended")),
                                       ("fixed + full-token cool-down", ("cooldown",)),
-                                      ("equal_time", ("equal_time",)))):
+                                      ("equal_time", ("equal_time",)),
+                                      ("tokens for epochs", ("tokens_for_epochs",)))):
         pts = []
         for a in rec["arms"]:
             if a["arm"] not in arms:

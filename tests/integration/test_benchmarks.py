@@ -290,3 +290,11 @@ def test_budget_study_budget_curve_plans_a_reachable_schedule_arm(tiny_image_fol
     cool = runs["b0.4_cooldown"].cfg
     assert cool.schedule.name == "fixed" and cool.schedule.cooldown_epochs == 1.0 and cool.budget == 0.4
     assert runs["b0.4_equal_time"].cfg.epochs == 4 and runs["b0.8_cyclic"].cfg.schedule.name == "cyclic"
+    args.budget_arms = "tokens_for_epochs,fixed"  # tokens for epochs only when asked; the plan keeps its order
+    runs = study.plan_budgets(args)
+    assert [r.name for r in runs] == ["b0.8_fixed", "b0.8_tokens_for_epochs", "b0.4_fixed", "b0.4_tokens_for_epochs"]
+    tfe = runs[3].cfg  # 1.5 x 10 epochs, the schedule solved for 0.4 x 10 / 15 of the longer run
+    assert tfe.epochs == 15 and tfe.budget_reference["epochs"] == 10 and tfe.schedule.name == "fixed"
+    assert tfe.budget == pytest.approx(0.4 * 10 / 15, abs=1e-6) and tfe.select == "random"
+    with pytest.raises(SystemExit):
+        study.parse_args(["--data", "x", "--part", "budgets", "--budget-arms", "fixed,nope"])
