@@ -36,9 +36,10 @@ BUDGET_EVIDENCE: dict[float, str] = {
           "+2.55 (+3.5 / +1.6); the cyclic schedule was 1.4 below it on both seeds (+0.35 over the full run, within "
           "noise; 2 seeds, 15 epochs, tokens for epochs unmeasured at this budget)"),
     0.6: ("tokens for epochs (a fixed random keep ratio, budget_epochs 1.5 or auto) beat the full run by +1.5 "
-          "points at 15 epochs (3 seeds) and +1.65 at 45 (2 seeds) and the equal-time run by +3.8 and +4.9; a fixed "
-          "ratio at the recipe's epochs was within noise of the full run (+0.2 at 15, +0.4 at 45; 3 seeds), and the "
-          "cyclic schedule tied it at 15 epochs but fell 1.1 below the full run at 45"),
+          "points at 15 epochs and +0.8 at 45 (3 seeds each; within noise at 45) and the equal-time run by +3.8 and "
+          "+4.9; a fixed ratio at the recipe's epochs was within noise of the full run (+0.2 at 15, +0.4 at 45; 3 "
+          "seeds) and of tokens for epochs at 45, and the cyclic schedule tied it at 15 epochs but fell 1.1 below the "
+          "full run at 45"),
     0.4: ("a fixed random keep ratio (0.4) beat the equal-time run by +4.5 points (+4.4 / +4.7) and came within 0.6 "
           "of the full run (-1.6 / +0.4); the same with a full-token cool-down over the last 10 % was 1.3 below it (2 "
           "seeds, 15 epochs; a cyclic schedule up to 1.0 cannot reach budgets below ~0.5)"),
