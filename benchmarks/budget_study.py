@@ -454,6 +454,9 @@ def to_markdown(rec: dict[str, Any]) -> str:
             f"{a['final_acc1']:.2f} | {per_seed(a.get('final_vs_full'))} | {per_seed(a.get('final_vs_equal_time'))} | "
             f"{per_seed(a.get('best_vs_equal_time'))} | {a['mean_keep_ratio']:.3f} |")
     lines += _finetune_lines(rec)
+    lines += ["", "Commands that trained these runs (each with `--data PATH --output DIR`; on CPU two at a time, "
+              "e.g. `taskset -c 0 env OMP_NUM_THREADS=1 python ...`); re-running one trains only what is missing:",
+              "", *(f"    python benchmarks/budget_study.py {c}" for c in commands(rec["runs"]))]
     lines += ["", "Per run (an arm's means above cover the seeds whose full run has finished):", "", "| run | seed | epochs | schedule (solved parameter, before grid rounding) | train time (s) | best | final |",
               "|---|---|---|---|---|---|---|"]
     for r in rec["runs"]:
@@ -464,6 +467,28 @@ def to_markdown(rec: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {r['seed']} | {r['epochs']} | {sched} | {r['train_time_s']:.0f} | "
                      f"{r['best_acc1']:.2f} | {r['final_acc1']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def commands(rows: list[dict[str, Any]]) -> list[str]:
+    """The study's arguments that plan the given runs: per horizon (or budget), the arms of each seed set."""
+    seeds: dict[tuple[str, str], list[int]] = {}
+    for r in rows:
+        seeds.setdefault((r["group"], r["arm"]), []).append(r["seed"])
+    by: dict[tuple[str, str], list[str]] = {}
+    for (group, arm), ss in seeds.items():
+        by.setdefault((group, ",".join(map(str, sorted(ss)))), []).append(arm)
+    first = min((int(g[1:]) for g, _ in by if g.startswith("h")), default=15)
+    out = []
+    for (group, ss), arms in by.items():
+        if group.startswith("ft"):
+            out.append(f"--part finetune --horizons {group[2:]} --seeds {ss}")
+        elif group.startswith("b"):
+            picked = dict.fromkeys("schedule" if a in ("cyclic", "cooldown") else a for a in arms)
+            out.append(f"--part budgets --horizons {first} --budgets {group[1:]} --budget-arms {','.join(picked)} "
+                       f"--seeds {ss}")
+        else:
+            out.append(f"--part horizons --horizons {group[1:]} --arms {','.join(arms)} --seeds {ss}")
+    return list(dict.fromkeys(out))
 
 
 def _finetune_lines(rec: dict[str, Any]) -> list[str]:

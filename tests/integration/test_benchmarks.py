@@ -241,6 +241,22 @@ def test_budget_study_horizon_arms_tokens_for_epochs_and_records_that_resume(tin
         study.main([*argv, "--arms", "full,nope"])
 
 
+def test_budget_study_record_names_the_commands_that_trained_its_runs():
+    study = _load("budget_study")
+    rows = [{"group": g, "arm": a, "seed": s} for g, a, s in [
+        ("h15", "full", 0), ("h15", "full", 1), ("h15", "fixed", 0), ("h15", "fixed", 1), ("h45", "full", 2),
+        ("b0.4", "fixed", 0), ("b0.4", "cooldown", 0), ("b0.4", "tokens_for_epochs", 1), ("ft15", "full", 0),
+        ("ft15", "paper", 0)]]
+    assert study.commands(rows) == [
+        "--part horizons --horizons 15 --arms full,fixed --seeds 0,1",
+        "--part horizons --horizons 45 --arms full --seeds 2",
+        "--part budgets --horizons 15 --budgets 0.4 --budget-arms fixed,schedule --seeds 0",
+        "--part budgets --horizons 15 --budgets 0.4 --budget-arms tokens_for_epochs --seeds 1",
+        "--part finetune --horizons 15 --seeds 0"]
+    for c in study.commands(rows):  # each one parses, with the arms it names
+        study.parse_args(["--data", "x", *c.split()])
+
+
 def test_budget_study_finetune_gate_by_value():
     study = _load("budget_study")
     done = {"ft15_full_s0": {"final_acc1": 58.0}, "h15_full_s0": {"final_acc1": 54.5}}
