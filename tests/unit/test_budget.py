@@ -267,7 +267,8 @@ def test_budget_epochs_trades_tokens_for_epochs_by_value():
 
 @pytest.mark.parametrize("overrides, epochs, budget, why", [
     (["budget=0.6"], 23, 0.6 * 15 / 23, "from scratch at budget 0.6"),   # where tokens for epochs was measured
-    (["budget=0.4"], 15, 0.4, "budget 0.4 is outside where tokens for epochs was measured (budgets 0.5-0.7)"),
+    (["budget=0.4"], 23, 0.4 * 15 / 23, "from scratch at budget 0.4"),
+    (["budget=0.3"], 15, 0.3, "budget 0.3 is outside where tokens for epochs was measured (budgets 0.4-0.8)"),
     (["budget=0.6", "init=weights.safetensors"], 15, 0.6, "fine-tuning"),  # unmeasured there: the epochs stay
 ])
 def test_budget_epochs_auto_follows_the_evidence(overrides, epochs, budget, why):
