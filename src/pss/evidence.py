@@ -26,7 +26,8 @@ def auto_budget_epochs(budget: float, fine_tuning: bool) -> tuple[float, str]:
         return 1.0, "fine-tuning (init is set), where tokens for epochs is unmeasured: the epochs stay"
     for low, high, factor in EPOCHS_FACTOR_EVIDENCE:
         if low - _TOL <= budget <= high + _TOL:
-            return factor, f"from scratch at budget {budget:g}, where the budget study measured {factor:g}x the epochs to pay"
+            return factor, (f"from scratch at budget {budget:g}, where the budget study measured {factor:g}x the epochs "
+                            "to pay or to do no worse than a fixed ratio at the recipe's epochs")
     where = ", ".join(f"{low:g}-{high:g}" for low, high, _ in EPOCHS_FACTOR_EVIDENCE)
     return 1.0, f"budget {budget:g} is outside where tokens for epochs was measured (budgets {where}): the epochs stay"
 
