@@ -183,8 +183,9 @@ def plan_horizons(args: argparse.Namespace, arms: list[str] | None = None) -> li
 
 
 def plan_budgets(args: argparse.Namespace) -> list[PlannedRun]:
-    """At the first horizon: fixed and cyclic random at each budget, with that budget's equal-time
-    baseline (budget 0.6 is the horizon part's fixed / recommended / equal_time)."""
+    """At the first horizon, each budget's --budget-arms: fixed and cyclic random (cooldown below the
+    cyclic floor), that budget's equal-time baseline and, when asked, tokens for epochs (budget 0.6 is
+    the horizon part's fixed / recommended / equal_time / tokens_for_epochs)."""
     horizon = _ints(args.horizons)[0]
     arms = [a for a in args.budget_arms.split(",") if a]
     runs = []

@@ -387,7 +387,7 @@ class TrainConfig:
     # with the loader: in the run, or measured:SPEED.json,DATA.json from pss bench speed / data)
     budget_cost: str = "flops"
     # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget);
-    # auto: the factor the budget study measured to pay at this budget (1.5 from scratch at 0.4-0.8), else 1
+    # auto: the factor the budget study measured at this budget (pss.evidence: 1.5 from scratch at 0.4-0.8), else 1
     budget_epochs: Any = None  # a number >= 1, auto or null: checked by pss.budget.check_budget_epochs
     budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs
     # predict the run's wall-clock ratio to the full-token run from measured step and loader times
