@@ -264,8 +264,16 @@ SUMMARY_KEYS = ("train_time_s", "data_wait_fraction", "best_acc1", "final_acc1",
                 "schedule", "budget", "epochs", "steps", "images_per_s", "device", "torch", "timm", "commit")
 
 
+def _overrides(run: PlannedRun) -> list[str]:
+    """The run's overrides as a record keeps them: a path under --output (the fine-tuning runs' `init`)
+    written from `$OUTPUT`, so that the record names no folder of the machine that trained it and matches
+    the same runs under another --output."""
+    out = f"{run.folder.parent}/"
+    return [o.replace(out, "$OUTPUT/") for o in run.settings["overrides"]]
+
+
 def _key(run: PlannedRun) -> tuple[str, int, tuple[str, ...]]:
-    return run.name, run.seed, tuple(run.settings["overrides"])
+    return run.name, run.seed, tuple(_overrides(run))
 
 
 def recorded_summaries(results: Path) -> dict[tuple[str, int, tuple[str, ...]], dict[str, Any]]:
@@ -358,7 +366,7 @@ def _row(run: PlannedRun, s: dict[str, Any], horizon: int) -> dict[str, Any]:
         "flop_cost": (1.0 if own is None else own) * run.cfg.epochs / reference,
         "train_time_s": s["train_time_s"], "model_time_s": s["train_time_s"] * (1.0 - wait),
         "best_acc1": s["best_acc1"], "final_acc1": s["final_acc1"], "mean_keep_ratio": s["mean_keep_ratio"],
-        "recipe": run.settings["recipe"], "overrides": run.settings["overrides"],
+        "recipe": run.settings["recipe"], "overrides": _overrides(run),
         "summary": {k: s.get(k) for k in SUMMARY_KEYS},
     }
 
@@ -419,7 +427,7 @@ def record(runs: list[PlannedRun], summaries: dict[str, dict], args: argparse.Na
     for r in runs:
         if r.name == "pretrain":
             s = summaries[r.label]
-            rec["pretrain"] = {"recipe": r.settings["recipe"], "overrides": r.settings["overrides"],
+            rec["pretrain"] = {"recipe": r.settings["recipe"], "overrides": _overrides(r),
                                "finetune_overrides": FINETUNE, "summary": {k: s.get(k) for k in SUMMARY_KEYS + ("final_loss",)}}
             rec["finetune_gate"] = gate(summaries, horizon, _ints(args.seeds)[0])
     results = Path(args.results)
