@@ -11,6 +11,7 @@ run by `pss.study` (the engine every benchmark uses), in this order:
     pretrain     pss pretrain --config configs/cifar10_pretrain_simmim.yaml          SimMIM, every patch
     ft_baseline  pss train --config configs/cifar10_finetune_baseline.yaml --init pretrain/encoder.safetensors
     ft_pss       pss train --config configs/cifar10_finetune_pss.yaml --init pretrain/encoder.safetensors
+                 (the recommended recipe: its budget of 0.6 spent as 1.5x the epochs at fewer tokens)
     scratch      pss train --config configs/cifar10_finetune_baseline.yaml --set optim.layer_decay=null
                  (the same model and epochs from random weights; layer-wise LR decay is a fine-tuning
                  device that would only slow the lower layers of a model learning from scratch)
@@ -29,8 +30,8 @@ instance), run the same command again until it prints the result. --fresh starts
 Changing the command's settings between invocations is refused (it would mix runs of different settings).
 
 Expected duration on one H100 (estimate, not a measurement; see the recipes' comments for how it
-was made): pre-training ~6 min, fine-tuning ~6 min (baseline) and ~4.5 min (PSS), from scratch
-~6 min: about 22 minutes for the four runs.
+was made): pre-training ~6 min, fine-tuning ~6 min (baseline) and ~5 min (PSS), from scratch
+~6 min: about 23 minutes for the four runs.
 
 Every stage's config is resolved before anything trains (bad input fails first); checkpoints every 5
 epochs (the recipes') bound the work a kill loses.

@@ -31,8 +31,8 @@ budget on more epochs at fewer tokens. The run trains round(1.5 x epochs) epochs
 scaled alike, the LR schedule decaying over the longer run), and its schedule is solved for the budget
 that keeps the total at 0.6 of the recipe's epochs at keep ratio 1.0 (0.6 x epochs / new epochs of the
 longer run). The recipe's values stay in the config as `budget_reference`. `budget_epochs: auto` takes the
-factor from the budget study's evidence (`pss.evidence`): 1.5 from scratch at the budgets where it
-was measured to pay, 1 (the epochs stay) elsewhere and when fine-tuning, where it is unmeasured.
+factor from the budget study's evidence (`pss.evidence`): 1.5 at the budgets where it was measured to pay
+or to do no worse, from scratch or when fine-tuning (`starts_trained`), 1 (the epochs stay) elsewhere.
 """
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ __all__ = [
     "TableCost",
     "apply_budget_epochs",
     "epochs_factor",
+    "starts_trained",
     "budget_epochs_plan",
     "check_budget_epochs",
     "equal_time_epochs",
@@ -396,6 +397,11 @@ def check_budget_epochs(budget_epochs: Any, budget: float | None) -> None:
                           "or budget_epochs: auto (a budget: null baseline then trains the recipe's epochs)")
 
 
+def starts_trained(cfg: Any) -> bool:
+    """Is the run fine-tuning: does it start from trained weights (`init`, or timm's `pretrained` weights)?"""
+    return cfg.init is not None or bool((cfg.model.kwargs or {}).get("pretrained"))
+
+
 def epochs_factor(asked: Any, budget: float | None, fine_tuning: bool) -> tuple[float, str | None]:
     """(the epochs factor, why when `auto` chose it) of `budget_epochs: asked`, checked against the budget."""
     check_budget_epochs(asked, budget)
@@ -417,7 +423,7 @@ def apply_budget_epochs(cfg: Any) -> Any:
         return cfg
     if asked == "auto" and cfg.budget is None:  # a full-token baseline of an auto recipe: the recipe's epochs
         return dataclasses.replace(cfg, budget_epochs=None)
-    factor, why = epochs_factor(asked, cfg.budget, fine_tuning=cfg.init is not None)
+    factor, why = epochs_factor(asked, cfg.budget, fine_tuning=starts_trained(cfg))
     epochs, budget = budget_epochs_plan(cfg.epochs, cfg.budget, factor)
     scale = epochs / cfg.epochs
     lr_sched = dataclasses.replace(cfg.lr_sched, warmup_epochs=round(cfg.lr_sched.warmup_epochs * scale, 4),

@@ -224,13 +224,14 @@ def test_shipped_pretrain_finetune_recipes_load():
     assert isinstance(pre, PretrainConfig) and pre.mim.mask_patch_size == 8 and pre.schedule(0, 10, 100) == 1.0
     base = load_config(ROOT / "configs" / "cifar10_finetune_baseline.yaml")
     ps = load_config(ROOT / "configs" / "cifar10_finetune_pss.yaml")
-    # The two fine-tuning recipes differ only in the keep-ratio schedule (the recommended one: also its
-    # selection rule and compute budget).
+    # The two fine-tuning recipes differ only in the keep-ratio schedule, its selection rule and the
+    # compute budget, spent as tokens for epochs (what the budget study measured when fine-tuning).
     from pss.config import config_to_dict, diff_configs
 
     changed = diff_configs(config_to_dict(base), config_to_dict(ps))
-    assert changed and all(k.startswith("schedule.") or k in ("select", "budget") for k in changed), changed
-    assert ps.schedule.to_dict()["name"] == "cyclic" and ps.select == "random" and ps.budget == 0.6
+    assert changed and all(k.startswith("schedule.") or k in ("select", "budget", "budget_epochs") for k in changed), changed
+    assert ps.schedule.to_dict()["name"] == "fixed" and ps.select == "random" and ps.budget == 0.6
+    assert ps.budget_epochs == "auto"
     # Same architecture as pre-trained (so the encoder fits), pooled by average for fine-tuning.
     for k in ("pos_embed", "init_values"):
         assert base.model.kwargs[k] == pre.model.kwargs[k]
@@ -258,7 +259,8 @@ def test_benchmark_cpu_smoke(tmp_path):
     runs, r = rec["runs"], rec["result"]
     assert rec["mode"] == "cpu-smoke" and rec["torch"] == torch.__version__ and rec["timm"] == timm.__version__
     assert set(runs) == {"pretrain", "ft_baseline", "ft_pss", "scratch"}
-    assert all(runs[k]["epochs"] == 2 for k in runs)
+    # the recommended fine-tuning recipe spends its budget as 1.5x the epochs (budget_epochs: auto, init set)
+    assert {k: runs[k]["epochs"] for k in runs} == {"pretrain": 2, "ft_baseline": 2, "ft_pss": 3, "scratch": 2}
     assert runs["ft_baseline"]["mean_keep_ratio"] == 1.0 and runs["ft_pss"]["mean_keep_ratio"] < 1.0
     assert r["finetune_time_ratio_pss_over_baseline"] == pytest.approx(
         runs["ft_pss"]["train_time_s"] / runs["ft_baseline"]["train_time_s"])
@@ -301,8 +303,9 @@ def test_benchmark_cpu_reduced_plan_resolves(tmp_path):
         assert cfg.data.path == str(tmp_path / "cifar10")
     assert cfgs["pretrain"].epochs == 20 and isinstance(cfgs["pretrain"], PretrainConfig)
     assert cfgs["ft_pss"].init == str(tmp_path / "pretrain" / "encoder.safetensors") and cfgs["scratch"].init is None
-    assert all(cfgs[k].epochs == 7 for k in ("ft_baseline", "ft_pss", "scratch"))  # --set-finetune comes last
-    assert cfgs["ft_pss"].schedule.to_dict()["name"] == "cyclic" and cfgs["ft_baseline"].schedule.to_dict()["name"] == "fixed"
+    assert all(cfgs[k].epochs == 7 for k in ("ft_baseline", "scratch"))  # --set-finetune comes last
+    assert cfgs["ft_pss"].epochs == 11 and cfgs["ft_pss"].budget_reference["epochs"] == 7  # 1.5x 7, rounded half up
+    assert cfgs["ft_pss"].schedule.to_dict()["name"] == "fixed" and cfgs["ft_baseline"].schedule.to_dict()["rho"] == 1.0
     assert not cfgs["ft_pss"].mixup.enabled and cfgs["scratch"].optim.layer_decay is None
     both = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pretrain_finetune.py"), "--cpu-smoke", "--cpu-reduced"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -268,8 +268,12 @@ def test_budget_epochs_trades_tokens_for_epochs_by_value():
 @pytest.mark.parametrize("overrides, epochs, budget, why", [
     (["budget=0.6"], 23, 0.6 * 15 / 23, "from scratch at budget 0.6"),   # where tokens for epochs was measured
     (["budget=0.4"], 23, 0.4 * 15 / 23, "from scratch at budget 0.4"),
-    (["budget=0.3"], 15, 0.3, "budget 0.3 is outside where tokens for epochs was measured (budgets 0.4-0.8)"),
-    (["budget=0.6", "init=weights.safetensors"], 15, 0.6, "fine-tuning"),  # unmeasured there: the epochs stay
+    (["budget=0.3"], 15, 0.3, "budget 0.3 is outside where tokens for epochs was measured from scratch (budgets 0.4-0.8)"),
+    # fine-tuning (init, or timm's pretrained weights) follows its own evidence: measured at 0.6 only
+    (["budget=0.6", "init=weights.safetensors"], 23, 0.6 * 15 / 23, "fine-tuning (the run starts from trained weights) at budget 0.6"),
+    (["budget=0.6", "model.kwargs={pretrained: true}"], 23, 0.6 * 15 / 23, "fine-tuning"),
+    (["budget=0.4", "init=weights.safetensors"], 15, 0.4,
+     "budget 0.4 is outside where tokens for epochs was measured when fine-tuning (budgets 0.6): the epochs stay"),
 ])
 def test_budget_epochs_auto_follows_the_evidence(overrides, epochs, budget, why):
     from pss.budget import apply_budget_epochs
@@ -304,6 +308,11 @@ def test_schedule_command_budget_epochs_auto_says_what_it_chose(capsys):
     assert first.startswith("budget 0.6 of 10 epochs spent as 15 epochs (budget_epochs auto = 1.5: from scratch")
     assert main([*argv[:7], "0.3", *argv[8:]]) == 0
     assert "spent as 10 epochs (budget_epochs auto = 1: budget 0.3 is outside" in capsys.readouterr().out
+    assert main([*argv[:7], "0.4", *argv[8:], "--fine-tuning"]) == 0  # measured at 0.6 only when fine-tuning
+    assert "spent as 10 epochs (budget_epochs auto = 1: budget 0.4 is outside where tokens for epochs was measured " \
+           "when fine-tuning" in capsys.readouterr().out
+    assert main([*argv, "--fine-tuning"]) == 0
+    assert "spent as 15 epochs (budget_epochs auto = 1.5: fine-tuning" in capsys.readouterr().out
     assert main([*argv[:6], "--rho", "0.5", *argv[8:]]) == 2  # auto without --budget: no factor to choose
     assert "budget_epochs auto needs a budget" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="2"):  # argparse's usage error

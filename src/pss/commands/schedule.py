@@ -95,7 +95,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="solve the free parameter so the run costs this share of the full-token run (0, 1]")
         k.add_argument("--budget-epochs", type=_budget_epochs, default=None,
                        help="with --budget: spend it on this many times the epochs at fewer tokens (e.g. 1.5), "
-                            "or auto: the factor the budget study measured to pay from scratch at this budget")
+                            "or auto: the factor the budget study measured to pay at this budget")
+        k.add_argument("--fine-tuning", action="store_true",
+                       help="with --budget-epochs auto: the run starts from trained weights (--init / --pretrained), "
+                            "so auto follows what the budget study measured when fine-tuning")
         k.add_argument("--model", default=None, help="with --budget: the model whose FLOPs set the cost")
         k.add_argument("--img-size", type=int, default=None, help="with --budget: the model's input size")
         k.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     if args.budget_epochs is not None:  # tokens for epochs: the longer run at its share of the budget
         from pss.budget import budget_epochs_plan, epochs_factor
 
-        factor, why = epochs_factor(args.budget_epochs, args.budget, fine_tuning=False)
+        factor, why = epochs_factor(args.budget_epochs, args.budget, fine_tuning=args.fine_tuning)
         longer, budget = budget_epochs_plan(args.epochs, args.budget, factor)
     total = max(1, int((longer or args.epochs) * spe + 0.5))  # round half up, at least one step
     plan = None
