@@ -520,13 +520,14 @@ def _finetune_lines(rec: dict[str, Any]) -> list[str]:
 
 
 def plot(rec: dict[str, Any], path: Path) -> None:
-    """Left: final top-1 against the horizon for each arm (mean over seeds, seeds as dots); right: the
+    """Left: final top-1 against the horizon for each arm (mean over seeds, seeds as dots); middle: the
     budget curve at the first horizon (final top-1 against cost for fixed, cyclic, cool-down, equal-time
-    and tokens for epochs)."""
+    and tokens for epochs); right, once fine-tuning arms have finished: their final top-1 against cost."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 5), dpi=100, layout="constrained")
-    ax, ax2 = fig.subplots(1, 2)
+    ft = [a for a in rec["arms"] if a["group"].startswith("ft")]
+    fig = Figure(figsize=(18 if ft else 12, 5), dpi=100, layout="constrained")
+    ax, ax2, *ax3 = fig.subplots(1, 3 if ft else 2)
     for i, arm in enumerate(ARMS):
         pts = sorted((int(a["group"][1:]), a["final_acc1"]) for a in rec["arms"]
                      if a["arm"] == arm and a["group"].startswith("h"))
@@ -563,6 +564,17 @@ def plot(rec: dict[str, Any], path: Path) -> None:
     ax2.set_title(f"Budget curve at {horizon} epochs" if horizon else "Budget curve")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
+    if ft:  # the fine-tuning arms: final top-1 against FLOP cost, mean over seeds, seeds as dots
+        for i, a in enumerate(ft):
+            runs = [r for r in rec["runs"] if r["name"] == a["name"]]
+            cost = statistics.fmean(r["flop_cost"] for r in runs)
+            ax3[0].scatter([cost] * len(runs), [r["final_acc1"] for r in runs], color=f"C{i}", alpha=0.35, s=14)
+            ax3[0].scatter(cost, a["final_acc1"], color=f"C{i}", marker="D", label=a["arm"])
+        ax3[0].set_xlabel("FLOP cost (share of the fine-tuned full run)")
+        ax3[0].set_ylabel("final top-1 (%)")
+        ax3[0].set_title(f"Fine-tuning from the SimMIM encoder ({ft[0]['group'][2:]}-epoch horizon)")
+        ax3[0].grid(alpha=0.3)
+        ax3[0].legend(fontsize=8)
     fig.savefig(path)
 
 
