@@ -1,0 +1,197 @@
+"""The best way to spend a token budget: fewer tokens by dropping, by lower resolution, or both, at two scales.
+
+    python benchmarks/token_study.py --data PATH --scales t256,t64 --budgets 0.6,0.33 --seeds 0,1
+    python benchmarks/token_study.py --data PATH --record-only      # record what has finished so far
+
+PATH is a CIFAR-10 ImageNet-style folder or archive (`cifar10/{train,test}/<class>/*.jpg`). Every run uses
+the budget study's CPU set-up (benchmarks/budget_study.py `SETUP`: the 4-block ViT of width 96 with rotary
+position embedding, 32 px, batch 64, one keep-ratio grid of 0.1, 15 epochs, each run's LR schedule fully
+decayed over its own length) at one of two token scales, fixed before any run of this study trained:
+
+  t64    4 px patches: 64 tokens per image, 1,000 training images per class (the budget study's runs)
+  t256   2 px patches: 256 tokens per image, 500 training images per class (each step ~5x the t64 cost)
+
+Arms at each scale and budget B (costs relative to the scale's 15-epoch full run):
+
+  full               every token, full side, 15 epochs (cost 1.0; shared by every budget)
+  equal_time         every token, full side, round(15 B) epochs
+  fixed              a fixed random keep ratio solved for B, 15 epochs (timm's patch_drop_rate)
+  tokens_for_epochs  1.5x the epochs at a fixed random keep ratio, total cost B (today's shipped default)
+  res_curriculum     every token, the side growing from a start solved for B to full, the last 20 % of the
+                     epochs at full side, 15 epochs (EfficientTrain++-like)
+  res_for_epochs     the same curriculum over 1.5x the epochs, total cost B
+  both               1.5x the epochs, the curriculum and a fixed random keep ratio solved jointly for B
+                     (`budget_lever: both`: the side takes sqrt(B') of the cost, the keep ratio the rest)
+
+The curriculum's shape, decided before any result: `linear` (start -> full side) where the resolution
+lever's share of the run's own budget is at least LINEAR_FLOOR (a linear ramp ending at full side cannot
+cost less than about half of the full run), else `step` (the start side until the last 20 %, then full:
+DeiT III's low-resolution phase then a full-resolution finish).
+
+The t64 runs at budget 0.6 that the budget study already trained (full, equal_time, fixed, tokens for
+epochs: same set-up, same overrides) are read from its records and not trained again. Runs are resumable
+(re-run the same command), go under --output (never committed); a run already in a record under --results
+(same seed and overrides) is not trained again. On CPU run at most two studies side by side, each with
+`OMP_NUM_THREADS=1` and its own --seeds or --scales (`taskset -c 0` / `taskset -c 1`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on a GPU machine
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from pss.budget import equal_time_overrides  # noqa: E402
+from pss.demo import warm_up  # noqa: E402
+from pss.errors import ConfigError  # noqa: E402
+from pss.study import PlannedRun, add_study_arguments, derive, planned_run, run_plan, run_state  # noqa: E402
+from budget_study import GRID, MODEL, RECIPE, SETUP, TOKENS_FOR_EPOCHS, arm_overrides  # noqa: E402
+
+log = logging.getLogger("pss.study")
+
+HORIZON = 15
+FULL_FROM = 0.8  # the resolution arms' last 20 % of the epochs at full side
+LINEAR_FLOOR = 0.55  # below this share of a run's own budget, the curriculum is a step, not a ramp
+SCALES: dict[str, list[str]] = {
+    "t64": SETUP,
+    "t256": derive(SETUP, {"data.max_train_per_class": 500,
+                           "model.kwargs": json.dumps({**MODEL, "pos_embed": "rope", "patch_size": 2})}),
+}
+ARMS = ("full", "equal_time", "fixed", "tokens_for_epochs", "res_curriculum", "res_for_epochs", "both")
+DROP_ARMS = ("fixed", "tokens_for_epochs")
+
+
+def group(scale: str, budget: float) -> str:
+    """Run-name prefix: the budget study's names at t64 (its runs are reused), the scale's name before them
+    elsewhere; budget 0.6 is the budget study's horizon group `h15`, other budgets `b<B>`."""
+    g = f"h{HORIZON}" if math.isclose(budget, 0.6) else f"b{budget:g}"
+    return g if scale == "t64" else f"{scale}_{g}"
+
+
+def resolution_shape(share: float) -> str:
+    return "linear" if share >= LINEAR_FLOOR - 1e-9 else "step"
+
+
+def resolution_arm(budget: float, factor: float, lever: str) -> list[str]:
+    """A resolution curriculum solved for `budget` over `factor` x the epochs (`lever`: resize, or both with a
+    fixed random keep ratio); its shape by the rule of the module docstring."""
+    own = budget / factor
+    share = math.sqrt(own) if lever == "both" else own
+    res = f"resolution={{name: {resolution_shape(share)}, start: 0.5, full_from: {FULL_FROM}}}"
+    drop = ([f"schedule={{name: fixed, rho: 0.6, grid: {GRID}}}", "select=random"] if lever == "both"
+            else arm_overrides("full", 1.0))
+    extra = [f"budget_epochs={factor}"] if factor != 1 else []
+    return [*drop, res, f"budget={budget}", f"budget_lever={lever}", *extra]
+
+
+def overrides(arm: str, budget: float) -> list[str]:
+    if arm == "full":
+        return arm_overrides("full", 1.0)
+    if arm in DROP_ARMS:
+        return arm_overrides(arm, budget)
+    if arm == "res_curriculum":
+        return resolution_arm(budget, 1, "resize")
+    if arm == "res_for_epochs":
+        return resolution_arm(budget, TOKENS_FOR_EPOCHS, "resize")
+    if arm == "both":
+        return resolution_arm(budget, TOKENS_FOR_EPOCHS, "both")
+    raise ConfigError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="CIFAR-10 ImageNet-style folder or .tar.gz archive")
+    p.add_argument("--scales", default="t256,t64", help=f"token scales ({', '.join(SCALES)}), in this order")
+    p.add_argument("--budgets", default="0.6,0.33", help="compute budgets")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"which arms ({', '.join(ARMS)})")
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    add_study_arguments(p, ROOT / "runs" / "token_study", ROOT / "benchmarks" / "results")
+    p.add_argument("--record-only", action="store_true", help="train nothing: record the runs finished so far")
+    p.add_argument("--note", default="", help="a line on how the runs were measured, kept in the record")
+    args = p.parse_args(argv)
+    for what, given, known in (("--scales", args.scales, SCALES), ("--arms", args.arms, ARMS)):
+        bad = [a for a in given.split(",") if a and a not in known]
+        if bad:
+            p.error(f"{what}: unknown {bad[0]!r}; choose from {', '.join(known)}")
+    return args
+
+
+def _list(text: str, kind: type = str) -> list[Any]:
+    return [kind(s) for s in text.split(",") if s.strip()]
+
+
+def _planned(name: str, seed: int, scale: str, extra: list[str], args: argparse.Namespace) -> PlannedRun:
+    return planned_run(name, seed, RECIPE, [*SCALES[scale], f"epochs={HORIZON}", *args.overrides, *extra], args.data,
+                       Path(args.output))
+
+
+def plan(args: argparse.Namespace) -> list[PlannedRun]:
+    """Scale by scale (the expensive t256 first by default), seed by seed, the full run first, then each
+    budget's arms; the full run appears once per scale and seed."""
+    runs: list[PlannedRun] = []
+    arms = _list(args.arms)
+    for scale in _list(args.scales):
+        for seed in _list(args.seeds, int):
+            full = _planned(f"{group(scale, 0.6)}_full", seed, scale, overrides("full", 1.0), args)
+            if "full" in arms:
+                runs.append(full)
+            for budget in _list(args.budgets, float):
+                g = group(scale, budget)
+                for arm in arms:
+                    if arm == "full":
+                        continue
+                    if arm == "equal_time":
+                        runs.append(_planned(f"{g}_equal_time", seed, scale, [
+                            *overrides("full", 1.0), *equal_time_overrides(full.cfg, budget, f"{g}_full")], args))
+                    else:
+                        runs.append(_planned(f"{g}_{arm}", seed, scale, overrides(arm, budget), args))
+    return runs
+
+
+def recorded_summaries(results: Path) -> dict[tuple[int, tuple[str, ...]], dict[str, Any]]:
+    """(seed, overrides) -> summary of the runs kept in this study's and the budget study's records (the
+    newest record wins): the t64 runs at 0.6 are the budget study's, whatever they were named there."""
+    out: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
+    for path in sorted(results.glob("budget_study_*.json")) + sorted(results.glob("token_study_*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"record {path} is unreadable ({e}); restore it from version control") from None
+        for row in rec.get("runs", []):
+            if "summary" in row and "overrides" in row:
+                out[(row["seed"], tuple(row["overrides"]))] = row["summary"]
+    return out
+
+
+def _key(run: PlannedRun) -> tuple[int, tuple[str, ...]]:
+    return run.seed, tuple(run.settings["overrides"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    recorded = recorded_summaries(Path(args.results))
+    runs = plan(args)
+    todo = [r for r in runs if _key(r) not in recorded or (r.folder / "summary.json").exists()]
+    for r in runs:
+        if r not in todo:
+            log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
+    if args.record_only:
+        for r in todo:
+            run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
+    else:
+        run_plan(todo, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
+    return 0
+
+
+if __name__ == "__main__":
+    from pss.cli import guarded  # a ConfigError is one line, a signal exit code 130
+
+    raise SystemExit(guarded("token_study.py", main))
