@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,8 @@ from typing import Any
 
 from pss.errors import ConfigError
 from pss.evidence import auto_budget_epochs
-from pss.schedule import FixedSchedule, Schedule
+from pss.resolution import ResolutionSchedule, model_geometry
+from pss.schedule import CyclicSchedule, FixedSchedule, Schedule, monotone_counts, epochs_to_steps
 from pss.select import num_kept
 
 __all__ = [
@@ -61,7 +63,12 @@ __all__ = [
     "check_budget_epochs",
     "equal_time_epochs",
     "equal_time_overrides",
+    "joint_counts",
+    "plan_budget",
     "predicted_cost",
+    "range_counts",
+    "resolve_lever",
+    "solve_resolution",
     "realised_time_ratio",
     "solve_budget",
 ]
@@ -74,12 +81,30 @@ _TOL = 1e-9
 UNSPENT = 0.05  # BudgetPlan.unspent warns when a grid leaves more than this share of the budget unspent
 
 
-def check_budget(budget: Any, schedule: Schedule) -> None:
-    """Refuse a budget that is not a share of the full cost, or that has no schedule to solve."""
+def resolve_lever(lever: str, schedule: Schedule, resolution: ResolutionSchedule | None) -> str:
+    """The lever a budget solves (`budget_lever`): drop, resize or both; `auto` is resize where a resolution
+    schedule runs beside every token (a keep ratio fixed at 1.0), both beside a keep-ratio schedule, drop
+    without a resolution schedule."""
+    if lever != "auto":
+        return lever
+    if resolution is None:
+        return "drop"
+    return "resize" if _every_token(schedule) else "both"
+
+
+def _every_token(schedule: Schedule) -> bool:
+    return isinstance(schedule, FixedSchedule) and schedule.rho >= 1.0
+
+
+def check_budget(budget: Any, schedule: Schedule, lever: str = "drop") -> None:
+    """Refuse a budget that is not a share of the full cost, or that has no schedule to solve (`lever`: the
+    resolved budget_lever; resize solves the resolution schedule, whatever the keep-ratio schedule)."""
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
         raise ConfigError(
             f"budget must be in (0, 1] (the share of the full-token run's cost, e.g. 0.6), got {budget!r}"
         )
+    if lever == "resize":
+        return
     if schedule.name not in FREE_PARAMETER:
         raise ConfigError(f"budget cannot solve a {schedule.name} schedule; use one of {', '.join(FREE_PARAMETER)}")
     if isinstance(schedule, FixedSchedule) and schedule.rho == 1.0 and budget < 1:
@@ -96,26 +121,44 @@ def check_budget(budget: Any, schedule: Schedule) -> None:
 
 @dataclass(frozen=True)
 class FlopCost:
-    """Relative training-step FLOPs of one model: c(rho) = F(K(rho)) / F(N), F quadratic in tokens."""
+    """Relative training-step FLOPs of one model: c(rho, side) = F(N(side), K) / F(N, N), where N(side) =
+    (side / patch)^2 patches go into the patch embedding and K = K(N(side), rho) of them through the
+    blocks. F(n, K) = a + e (n - N) + b K + c K^2 per image: the blocks are a quadratic in the tokens they
+    run (linear layers scale with K, attention with K^2), the patch embedding is linear in the patches it
+    embeds (`embed` = e), the head is constant."""
 
     num_patches: int
-    coeffs: tuple[float, float, float]  # F(K) = a + b K + c K^2 (K = kept patch tokens), per image
+    coeffs: tuple[float, float, float]  # F(N, K) = a + b K + c K^2 (K = kept patch tokens), per image, at full side
     model: str = ""
     name: str = "flops"
+    embed: float = 0.0  # FLOPs per embedded patch (forward + backward), for sides other than the full one
+    img_size: int | None = None  # the model's side and patch, for costs at other sides
+    patch_size: int | None = None
 
-    def flops(self, k: int) -> float:
+    def flops(self, k: int, n: int | None = None) -> float:
         a, b, c = self.coeffs
-        return a + b * k + c * k * k
+        return a + self.embed * ((self.num_patches if n is None else n) - self.num_patches) + b * k + c * k * k
 
-    def __call__(self, keep_ratio: float) -> float:
-        return self.flops(num_kept(self.num_patches, keep_ratio)) / self.flops(self.num_patches)
+    def patches(self, side: int | None) -> int:
+        """Patches of the grid at `side` pixels (None: the model's side)."""
+        if side is None or side == self.img_size:
+            return self.num_patches
+        if self.patch_size is None:
+            raise ConfigError("this cost model knows only the model's own side; count FLOPs with FlopCost.for_model")
+        return (side // self.patch_size) ** 2
+
+    def __call__(self, keep_ratio: float, side: int | None = None) -> float:
+        n = self.patches(side)
+        return self.flops(num_kept(n, keep_ratio), n) / self.flops(self.num_patches)
 
     def check(self, keep_ratios: set[float], gridded: bool) -> None:
         """Every keep ratio is covered (the FLOP model has no gaps)."""
 
     @classmethod
     def for_model(cls, model: Any, name: str = "") -> FlopCost:
-        """Count one image's training-step FLOPs at three token counts and fit the quadratic exactly."""
+        """Count one image's training-step FLOPs at three token counts and fit the quadratic exactly; where
+        the model runs smaller grids (pss.models: every PssVisionTransformer), one more count at half the
+        side gives the patch embedding's share."""
         import torch
 
         from pss.control import samplers
@@ -130,15 +173,24 @@ class FlopCost:
         x = example_input(model, batch_size=1)
         try:
             ys = [float(count_flops(model, x, k / n, backward=True)) for k in ks]
+            if len(ks) < 3:  # a model with one or two patches: the cost is linear (or constant) in K
+                coeffs = (ys[0], (ys[-1] - ys[0]) / max(ks[-1] - ks[0], 1), 0.0)
+            else:
+                coeffs = tuple(float(v) for v in torch.linalg.solve(
+                    torch.tensor([[1.0, k, k * k] for k in ks], dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
+                ))
+            embed, img, patch = 0.0, None, None
+            geometry = model_geometry(model)
+            if geometry is not None and geometry[0] // geometry[1] >= 2:
+                img, patch = geometry
+                half = patch * (img // patch // 2)
+                m = (half // patch) ** 2
+                y = float(count_flops(model, x[..., :half, :half].contiguous(), 1.0, backward=True))
+                a, b, c = coeffs
+                embed = (a + b * m + c * m * m - y) / (n - m)  # F(m, m) = a + e (m - n) + b m + c m^2
         finally:
             model.train(was_training)
-        if len(ks) < 3:  # a model with one or two patches: the cost is linear (or constant) in K
-            coeffs = (ys[0], (ys[-1] - ys[0]) / max(ks[-1] - ks[0], 1), 0.0)
-        else:
-            coeffs = tuple(float(v) for v in torch.linalg.solve(
-                torch.tensor([[1.0, k, k * k] for k in ks], dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
-            ))
-        return cls(n, coeffs, name)  # type: ignore[arg-type]
+        return cls(n, coeffs, name, embed=embed, img_size=img, patch_size=patch)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -225,10 +277,57 @@ _COST_KWARGS = ("depth", "embed_dim", "num_heads", "mlp_ratio", "pos_embed", "re
 # the solver
 
 
-def predicted_cost(schedule: Schedule, cost: Callable[[float], float], steps_per_epoch: int, total_steps: int) -> float:
-    """Mean relative step cost of a run of `total_steps` steps under `schedule`."""
-    counts = schedule.counts(steps_per_epoch, total_steps)
-    return math.fsum(n * cost(r) for r, n in counts.items()) / total_steps
+def predicted_cost(schedule: Schedule, cost: Callable[..., float], steps_per_epoch: int, total_steps: int,
+                   resolution: ResolutionSchedule | None = None) -> float:
+    """Mean relative step cost of a run of `total_steps` steps under `schedule` (and, where given, the
+    `resolution` schedule's side per epoch: the cost model must then know sides, as FlopCost does)."""
+    if resolution is None:
+        counts = schedule.counts(steps_per_epoch, total_steps)
+        return math.fsum(n * cost(r) for r, n in counts.items()) / total_steps
+    img, patch = _sides_of(cost)
+    return math.fsum(n * cost(r, side) for side, counts in joint_counts(schedule, resolution, steps_per_epoch,
+                                                                        total_steps, img, patch).items()
+                     for r, n in counts.items()) / total_steps
+
+
+def _sides_of(cost: Any) -> tuple[int, int]:
+    img, patch = getattr(cost, "img_size", None), getattr(cost, "patch_size", None)
+    if img is None or patch is None:
+        raise ConfigError(f"a resolution schedule's cost needs budget_cost: flops (the {getattr(cost, 'name', 'given')} "
+                          "cost model has no step cost at other sides); set budget_cost: flops")
+    return img, patch
+
+
+def joint_counts(schedule: Schedule, resolution: ResolutionSchedule, steps_per_epoch: int, total_steps: int,
+                 img_size: int, patch_size: int) -> dict[int, dict[float, int]]:
+    """side -> {keep ratio: steps} over the run: the steps each (side, keep ratio) pair trains, i.e. the
+    sequence shapes a run compiles (one graph per pair) and what its cost sums over."""
+    schedule.check_run(steps_per_epoch, total_steps)
+    out: dict[int, Counter[float]] = {}
+    for a, b, side in resolution.segments(steps_per_epoch, total_steps, img_size, patch_size):
+        c = out.setdefault(side, Counter())
+        c.update(range_counts(schedule, a, b, steps_per_epoch, total_steps))
+    return {side: dict(sorted(c.items())) for side, c in sorted(out.items())}
+
+
+def range_counts(schedule: Schedule, a: int, b: int, steps_per_epoch: int, total_steps: int) -> Counter[float]:
+    """Keep ratio -> steps over steps a .. b-1 of a run: warm-up and cool-down are constant, every shape but
+    the cyclic one is monotone in between (counted by bisection), the cyclic one is counted step by step."""
+    f = lambda t: schedule(t, steps_per_epoch, total_steps)  # noqa: E731
+    out: Counter[float] = Counter()
+    if isinstance(schedule, FixedSchedule) and not schedule.warmup_epochs and not schedule.cooldown_epochs:
+        out[schedule(a, steps_per_epoch, total_steps)] += b - a
+        return out
+    warm = epochs_to_steps(schedule.warmup_epochs, steps_per_epoch)
+    cool = total_steps - epochs_to_steps(schedule.cooldown_epochs, steps_per_epoch)
+    for lo, hi in ((a, min(b, warm)), (max(a, warm), min(b, cool)), (max(a, cool), b)):
+        if lo >= hi:
+            continue
+        if lo >= warm and hi <= cool and not isinstance(schedule, CyclicSchedule):
+            monotone_counts(f, lo, hi, out)
+        else:
+            out.update(map(f, range(lo, hi)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -243,11 +342,16 @@ class BudgetPlan:
     cost_model: str
     recipe_value: float | None = None  # the parameter's value in the recipe, which `value` replaces
     ungridded_cost: float | None = None  # what the schedule spends with no grid, where the grid leaves much unspent
+    resolution: ResolutionSchedule | None = None  # the run's resolution schedule (its start solved where lever says)
+    lever: str = "drop"  # what the budget solved: drop (keep ratio), resize (resolution start) or both
+    recipe_start: float | None = None  # the recipe's resolution start, where the budget solved it
 
     def to_dict(self) -> dict[str, Any]:
         return {"budget": self.budget, "cost_model": self.cost_model, "predicted_cost": self.predicted_cost,
                 "parameter": self.parameter, "value": self.value, "recipe_value": self.recipe_value,
-                "schedule": self.schedule.to_dict(), "ungridded_cost": self.ungridded_cost}
+                "schedule": self.schedule.to_dict(), "ungridded_cost": self.ungridded_cost, "lever": self.lever,
+                "resolution": None if self.resolution is None else self.resolution.to_dict(),
+                "recipe_start": self.recipe_start}
 
     def unspent(self) -> str | None:
         """A warning where the grid's rounding leaves more than UNSPENT of the budget unspent (e.g. a fixed
@@ -259,9 +363,15 @@ class BudgetPlan:
                 f"costs more than the budget); with no grid (grid: 0) it spends {self.ungridded_cost:.3f}")
 
     def describe(self) -> str:
-        """What the budget did, in words: the solved parameter next to the recipe's."""
-        return (f"budget {self.budget:g}: {self.schedule.name} {self.parameter} = {self.value:g} solved "
-                f"(the recipe's {self.parameter}: {self.recipe_value:g}), predicted cost {self.predicted_cost:.4f} "
+        """What the budget did, in words: the solved parameter(s) next to the recipe's."""
+        solved = []
+        if self.lever in ("resize", "both") and self.resolution is not None:
+            solved.append(f"resolution ({self.resolution.name}) start = {self.resolution.start:g} of img_size solved "
+                          f"(the recipe's start: {self.recipe_start:g})")
+        if self.lever in ("drop", "both"):
+            solved.append(f"{self.schedule.name} {self.parameter} = {self.value:g} solved (the recipe's {self.parameter}: "
+                          f"{self.recipe_value:g})")
+        return (f"budget {self.budget:g}: {' and '.join(solved)}, predicted cost {self.predicted_cost:.4f} "
                 f"of the full-token run (cost model: {self.cost_model})")
 
 
@@ -291,11 +401,13 @@ def _reachable(schedule: Schedule, budget: float, cost: Callable[[float], float]
 def solve_budget(
     schedule: Schedule,
     budget: float,
-    cost: Callable[[float], float],
+    cost: Callable[..., float],
     steps_per_epoch: int,
     total_steps: int,
+    resolution: ResolutionSchedule | None = None,
 ) -> BudgetPlan:
-    """The schedule with its free parameter set as high as the budget allows (see the module docstring).
+    """The schedule with its free parameter set as high as the budget allows (see the module docstring);
+    with `resolution`, the run's side per epoch (fixed here) counts in every step's cost.
 
     Raises ConfigError when even the smallest value of the parameter costs more than the budget
     (warm-up / cool-down at rho = 1.0 and the grid set a floor), naming the smallest possible budget.
@@ -308,7 +420,7 @@ def solve_budget(
     lo = 10.0 ** -_DECIMALS  # the smallest value; the grid or one kept token sets the real floor
 
     def run_cost(value: float) -> float:
-        return predicted_cost(_with(schedule, param, value), cost, steps_per_epoch, total_steps)
+        return predicted_cost(_with(schedule, param, value), cost, steps_per_epoch, total_steps, resolution)
 
     floor = run_cost(lo)
     if floor > budget + _TOL:
@@ -335,12 +447,77 @@ def solve_budget(
     spent, ungridded = run_cost(best), None
     if solved.grid is not None and spent < budget * (1 - UNSPENT):
         try:
-            fine = solve_budget(dataclasses.replace(schedule, grid=None), budget, cost, steps_per_epoch, total_steps)
+            fine = solve_budget(dataclasses.replace(schedule, grid=None), budget, cost, steps_per_epoch, total_steps,
+                                resolution)
         except ConfigError:  # e.g. a cost table that does not cover the values between its rows
             fine = None
         ungridded = fine.predicted_cost if fine is not None and fine.predicted_cost > spent + _TOL else None
     return BudgetPlan(solved, float(budget), spent, param, best, getattr(cost, "name", "custom"),
-                      recipe_value=float(getattr(schedule, param)), ungridded_cost=ungridded)
+                      recipe_value=float(getattr(schedule, param)), ungridded_cost=ungridded, resolution=resolution)
+
+
+def solve_resolution(resolution: ResolutionSchedule, schedule: Schedule, budget: float, cost: Callable[..., float],
+                     steps_per_epoch: int, total_steps: int) -> BudgetPlan:
+    """The resolution schedule with its `start` set as high as the budget allows, beside `schedule` (the
+    keep ratio per step, unchanged). Raises ConfigError, naming what can reach it, when even one patch
+    per side until `full_from` costs more than the budget."""
+    check_budget(budget, schedule, "resize")
+    schedule.check_run(steps_per_epoch, total_steps)
+    img, patch = _sides_of(cost)
+    lo = patch / img  # one patch per side: the smallest start
+
+    def run_cost(start: float) -> float:
+        return predicted_cost(schedule, cost, steps_per_epoch, total_steps, resolution.with_start(start))
+
+    floor = run_cost(lo)
+    if floor > budget + _TOL:
+        shapes = [n for n in ("step",) if n != resolution.name
+                  and predicted_cost(schedule, cost, steps_per_epoch, total_steps,
+                                     dataclasses.replace(resolution, name=n).with_start(lo)) <= budget + _TOL]
+        fix = (f"the step shape reaches it (resolution.name: step)" if shapes else
+               "lower resolution.full_from (fewer epochs at full side), add the drop lever (budget_lever: both with a "
+               "keep-ratio schedule), or raise the budget")
+        raise ConfigError(
+            f"budget {budget:g} is below what the {resolution.name} resolution schedule can reach: the smallest "
+            f"possible is {math.ceil(floor * 1000) / 1000:.3f} (start at one patch, {patch} px, full side from "
+            f"{resolution.full_from:g} of the epochs); {fix}")
+    a, b = lo, 1.0
+    if run_cost(b) <= budget + _TOL:
+        a = b
+    while b - a > 10.0 ** -(_DECIMALS + 1):  # run_cost(a) <= budget < run_cost(b); the cost never falls with start
+        mid = (a + b) / 2
+        if run_cost(mid) <= budget + _TOL:
+            a = mid
+        else:
+            b = mid
+    best = max(lo, math.floor(a * 10**_DECIMALS) / 10**_DECIMALS)
+    solved = resolution.with_start(best)
+    param = FREE_PARAMETER.get(schedule.name, "rho")
+    return BudgetPlan(schedule, float(budget), run_cost(best), param, float(getattr(schedule, param, 1.0)),
+                      getattr(cost, "name", "custom"), recipe_value=float(getattr(schedule, param, 1.0)),
+                      resolution=solved, lever="resize", recipe_start=resolution.start)
+
+
+def plan_budget(schedule: Schedule, resolution: ResolutionSchedule | None, lever: str, budget: float,
+                cost: Callable[..., float], steps_per_epoch: int, total_steps: int) -> BudgetPlan:
+    """The one entry from a budget to the schedules a run trains with (`lever` as `budget_lever`, auto
+    resolved by `resolve_lever`): drop solves the keep-ratio schedule (beside a fixed resolution schedule,
+    if any), resize the resolution schedule's start, both first the resolution start for sqrt(budget)
+    at every token (the side takes half of the saving, counted in log cost), then the keep ratio for
+    the budget beside that side schedule."""
+    lever = resolve_lever(lever, schedule, resolution)
+    if lever == "drop":
+        return solve_budget(schedule, budget, cost, steps_per_epoch, total_steps, resolution)
+    if resolution is None:
+        raise ConfigError(f"budget_lever {lever} needs a resolution schedule to solve; set resolution: {{name: linear, "
+                          "start: 0.5}} or budget_lever: drop")
+    if lever == "resize":
+        return solve_resolution(resolution, schedule, budget, cost, steps_per_epoch, total_steps)
+    check_budget(budget, schedule, "drop")
+    full = FixedSchedule(rho=1.0, warmup_epochs=schedule.warmup_epochs, cooldown_epochs=schedule.cooldown_epochs)
+    side = solve_resolution(resolution, full, math.sqrt(budget), cost, steps_per_epoch, total_steps)
+    plan = solve_budget(schedule, budget, cost, steps_per_epoch, total_steps, side.resolution)
+    return dataclasses.replace(plan, lever="both", recipe_start=resolution.start)
 
 
 def cost_model_for(cfg: Any, model: Any, measurements: Any = None) -> Callable[[float], float]:

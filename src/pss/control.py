@@ -120,16 +120,20 @@ class use_keep_ratio(contextlib.AbstractContextManager):  # noqa: N801  (used li
             s.explicit_keep_ratio, s.explicit_select = r, m
 
 
-def num_tokens(model: nn.Module, keep_ratio: float) -> int | None:
-    """Tokens through the blocks per image at `keep_ratio`: the prefix tokens (CLS, registers: always
-    kept) plus the kept patches (`pss.select.num_kept`). Sees through DDP / torch.compile wrappers and
-    a pre-training wrapper holding the ViT as `.encoder` (SimMIM); None for a model without a patch
-    embedding."""
+def num_tokens(model: nn.Module, keep_ratio: float, side: int | None = None) -> int | None:
+    """Tokens through the blocks per image at `keep_ratio` (and a training side of `side` px; None: the
+    model's): the prefix tokens (CLS, registers: always kept) plus the kept patches (`pss.select.num_kept`).
+    Sees through DDP / torch.compile wrappers and a pre-training wrapper holding the ViT as `.encoder`
+    (SimMIM); None for a model without a patch embedding."""
     bare = unwrap_model(model)
     vit = getattr(bare, "encoder", bare)
-    num_patches = getattr(getattr(vit, "patch_embed", None), "num_patches", None)
+    pe = getattr(vit, "patch_embed", None)
+    num_patches = getattr(pe, "num_patches", None)
     if num_patches is None:
         return None
+    if side is not None:
+        p = pe.patch_size
+        num_patches = (side // p[0]) * (side // p[1])
     return int(getattr(vit, "num_prefix_tokens", 0)) + num_kept(num_patches, keep_ratio)
 
 

@@ -85,8 +85,14 @@ class Task(Protocol):
 class BaseTask:
     """The optional hooks of a Task, doing nothing: subclass it and override what the task needs."""
 
+    supports_resolution = False  # whether `resize` can train it at a lower side (pss.resolution)
+
     def prepare_model(self, model: nn.Module) -> nn.Module:
         return model
+
+    def resize(self, batch: Any, side: int) -> Any:
+        """The batch at `side` x `side` pixels (a lower training resolution)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot train at a lower resolution; set resolution: null")
 
     def on_train_end(self, model: nn.Module, **run: Any) -> dict[str, Any]:
         return {}
@@ -97,6 +103,7 @@ class ClassificationTask(BaseTask):
 
     metric = "acc1"
     higher_is_better = True
+    supports_resolution = True
 
     def __init__(self, num_classes: int, mixup: Any = None, label_smoothing: float = 0.0) -> None:
         from timm.data import Mixup
@@ -120,6 +127,14 @@ class ClassificationTask(BaseTask):
             self.criterion = LabelSmoothingCrossEntropy(smoothing=label_smoothing)
         else:
             self.criterion = nn.CrossEntropyLoss()
+
+    def resize(self, batch: tuple[torch.Tensor, torch.Tensor], side: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images resized to `side` (antialiased bilinear, the whole image: the field of view stays), labels as
+        they are; a batch already at that side passes through."""
+        images, targets = batch
+        if images.shape[-2:] != (side, side):
+            images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        return images, targets
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, targets = batch
@@ -165,10 +180,21 @@ class LoopConfig:
     eval_interval: int = 1
     eval_keep_ratio: float = 1.0
     select: str | None = None  # selection rule set with every keep ratio
+    resolution: Any = None  # pss.resolution.ResolutionSchedule: the training side per epoch (None: img_size)
+    img_size: int = 0  # the model's side and patch, for the resolution schedule
+    patch_size: int = 1
 
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+    def side(self, epoch: int) -> int | None:
+        """The training side of `epoch` in pixels, None at the model's own side (evaluation always is)."""
+        if self.resolution is None:
+            return None
+        side = self.resolution.side(epoch * self.steps_per_epoch, self.steps_per_epoch, self.total_steps,
+                                    self.img_size, self.patch_size)
+        return None if side == self.img_size else side
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +243,7 @@ class Trainer:
         self._samplers = samplers(bare)  # collected once: no module walk per step
         self._rho: float | None = None  # the training keep ratio last set on them
         self._tokens: int | None = None  # tokens per image through the blocks at that ratio
+        self._side: int | None = None  # and side
         self.is_ddp = wraps_ddp(self.model)
         self._params = list(self.model.parameters())  # for clipping: collected once, not walked per step
         self._foreach = self.device.type in ("cpu", "cuda") or None  # multi-tensor norm and scaling
@@ -227,8 +254,11 @@ class Trainer:
         loop, model, p = self.loop, self.model, self.progress
         spe, total = loop.steps_per_epoch, loop.total_steps
         start = p.step - epoch * spe  # > 0 when resuming in the middle of this epoch
+        side = loop.side(epoch)  # a lower training resolution: one side per epoch (pss.resolution)
         model.train()
         self.train_loader.set_epoch(epoch)
+        if hasattr(self.train_loader, "set_side"):
+            self.train_loader.set_side(side)  # a loader that decodes at the side in its workers
         batches = self._batches(start)
         epoch_t0 = t_last = time.perf_counter()
         data_time_sum = 0.0
@@ -236,11 +266,13 @@ class Trainer:
             step = p.step
             t0 = time.perf_counter()
             batch = to_device(next(batches), self.device)
+            if side is not None:
+                batch = self.task.resize(batch, side)  # on the device; a no-op where the loader already did it
             data_time = time.perf_counter() - t0
 
-            # 1. Keep ratio: a pure function of the step, so every rank (and a resumed run) agrees.
+            # 1. Keep ratio (and side): pure functions of the step, so every rank (and a resumed run) agrees.
             rho = self.schedule(step, spe, total)
-            tokens = self._set_keep_ratio(rho)
+            tokens = self._set_keep_ratio(rho, side)
 
             # 2. Forward + backward over micro-batches.
             lr = max(g["lr"] for g in self.state.optimizer.param_groups)  # the rate this step uses
@@ -263,9 +295,11 @@ class Trainer:
                 "step_time_s": now - t_last,
                 "data_time_s": data_time,
             }
+            if loop.resolution is not None:
+                rec["side"] = side or loop.img_size
             t_last = now
             data_time_sum += data_time
-            p.count_step(rho, rec["step_time_s"])
+            p.count_step(rho, rec["step_time_s"], side)
             self.logger.add(rec, loss, extra)
 
             last_of_epoch = i == spe - 1
@@ -380,13 +414,15 @@ class Trainer:
             s.ema.update(unwrap_model(self.model), step=p.step)
         return grad_norm
 
-    def _set_keep_ratio(self, rho: float) -> int | None:
+    def _set_keep_ratio(self, rho: float, side: int | None = None) -> int | None:
         """Set the training keep ratio on the cached samplers (train() mode only), only when it changes;
-        returns the tokens per image through the blocks at that ratio."""
+        returns the tokens per image through the blocks at that ratio (and side, None: the model's)."""
         if rho != self._rho:
             if self._samplers:
                 set_train_keep_ratio(self._samplers, rho, select=self.loop.select)
-            self._rho, self._tokens = rho, num_tokens(self.model, rho)
+            self._rho, self._tokens = rho, None
+        if self._tokens is None or side != self._side:
+            self._side, self._tokens = side, num_tokens(self.model, rho, side)
         return self._tokens
 
     def _batches(self, start: int) -> Iterator[Any]:

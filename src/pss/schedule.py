@@ -37,8 +37,10 @@ __all__ = [
     "FixedSchedule",
     "LinearSchedule",
     "Schedule",
+    "epochs_to_steps",
     "from_dict",
     "is_schedule_spec",
+    "monotone_counts",
     "quantize",
     "schedule_from_spec",
 ]
@@ -64,7 +66,7 @@ def quantize(value: float, grid: float | None) -> float:
     return min(round(max(k, 1) * grid, _DECIMALS), 1.0)
 
 
-def _epochs_to_steps(epochs: float, steps_per_epoch: int) -> int:
+def epochs_to_steps(epochs: float, steps_per_epoch: int) -> int:
     """Whole steps in a (possibly fractional) number of epochs, rounded half up."""
     return math.floor(epochs * steps_per_epoch + 0.5 + _EPS)
 
@@ -137,8 +139,8 @@ class Schedule:
             raise ValueError(f"step {step} is outside the run [0, {total_steps})")
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-        warm = _epochs_to_steps(self.warmup_epochs, steps_per_epoch)
-        cool = _epochs_to_steps(self.cooldown_epochs, steps_per_epoch)
+        warm = epochs_to_steps(self.warmup_epochs, steps_per_epoch)
+        cool = epochs_to_steps(self.cooldown_epochs, steps_per_epoch)
         if step < warm or step >= total_steps - cool:
             return 1.0
         raw = self._shape(step - warm, total_steps - warm - cool, steps_per_epoch)
@@ -155,8 +157,8 @@ class Schedule:
         monotone stretch (and, for cyclic, per period) by bisection, so its cost grows with the number of
         distinct keep ratios and the log of the run length, not with the run length."""
         self.check_run(steps_per_epoch, total_steps)
-        warm = _epochs_to_steps(self.warmup_epochs, steps_per_epoch)
-        cool = _epochs_to_steps(self.cooldown_epochs, steps_per_epoch)
+        warm = epochs_to_steps(self.warmup_epochs, steps_per_epoch)
+        cool = epochs_to_steps(self.cooldown_epochs, steps_per_epoch)
         out: Counter[float] = Counter()
         if warm + cool:
             out[1.0] += warm + cool
@@ -169,7 +171,7 @@ class Schedule:
 
     def _counts(self, n: int, steps_per_epoch: int, out: Counter[float]) -> None:
         """Add the keep ratios of the `n` scheduled steps to `out` (shapes monotone in the step)."""
-        _monotone_counts(lambda i: quantize(self._shape(i, n, steps_per_epoch), self.grid), 0, n, out)
+        monotone_counts(lambda i: quantize(self._shape(i, n, steps_per_epoch), self.grid), 0, n, out)
 
     def check_run(self, steps_per_epoch: int, total_steps: int) -> None:
         """Raise ConfigError if this schedule does not fit a run of this length (call once, at set-up)."""
@@ -177,8 +179,8 @@ class Schedule:
             raise ConfigError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}")
-        warm = _epochs_to_steps(self.warmup_epochs, steps_per_epoch)
-        cool = _epochs_to_steps(self.cooldown_epochs, steps_per_epoch)
+        warm = epochs_to_steps(self.warmup_epochs, steps_per_epoch)
+        cool = epochs_to_steps(self.cooldown_epochs, steps_per_epoch)
         if warm + cool >= total_steps:
             raise ConfigError(
                 f"warm-up ({warm} steps) and cool-down ({cool} steps) leave no steps for the "
@@ -265,20 +267,20 @@ class CyclicSchedule(Schedule):
 
     def _shape(self, i: int, n: int, steps_per_epoch: int) -> float:
         # A whole number of steps per period, so every cycle is exactly the same.
-        period = max(1, _epochs_to_steps(self.period_epochs, steps_per_epoch))
+        period = max(1, epochs_to_steps(self.period_epochs, steps_per_epoch))
         p = (i % period) / period
         return self.low + (self.high - self.low) * (1.0 - abs(2.0 * p - 1.0))
 
     def _counts(self, n: int, steps_per_epoch: int, out: Counter[float]) -> None:
         # One period (rising to its middle, then falling) times the whole periods, plus the last part.
-        period = max(1, _epochs_to_steps(self.period_epochs, steps_per_epoch))
+        period = max(1, epochs_to_steps(self.period_epochs, steps_per_epoch))
         top = period // 2 + 1  # steps 0 .. period // 2 rise, the rest fall
 
         def part(m: int) -> Counter[float]:
             c: Counter[float] = Counter()
             f = lambda i: quantize(self._shape(i, n, steps_per_epoch), self.grid)  # noqa: E731
-            _monotone_counts(f, 0, min(top, m), c)
-            _monotone_counts(f, min(top, m), m, c)
+            monotone_counts(f, 0, min(top, m), c)
+            monotone_counts(f, min(top, m), m, c)
             return c
 
         whole, rest = divmod(n, period)
@@ -288,7 +290,7 @@ class CyclicSchedule(Schedule):
             out.update(part(rest))
 
 
-def _monotone_counts(f: Callable[[int], float], a: int, b: int, out: Counter[float]) -> None:
+def monotone_counts(f: Callable[[int], float], a: int, b: int, out: Counter[float]) -> None:
     """Add to `out` how often each value of `f` occurs on steps a .. b-1, where `f` is monotone there (so
     equal values are contiguous): each stretch of one value is found by galloping and bisection."""
     if b - a <= 1 << 16:  # short: one call per step is cheapest

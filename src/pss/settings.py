@@ -18,6 +18,7 @@ from typing import Any
 
 from pss.errors import ConfigError
 from pss.runtime import PRECISIONS
+from pss.resolution import ResolutionSchedule
 from pss.schedule import Schedule, from_dict as schedule_from_dict
 from pss.select import SELECT_RULES
 from pss.tasks import tasks_of
@@ -346,6 +347,9 @@ class LoggingConfig:
             raise ConfigError(f"logging.wandb_mode must be one of {', '.join(WANDB_MODES)} (or null), got {self.wandb_mode!r}")
 
 
+BUDGET_LEVERS = ("auto", "drop", "resize", "both")
+
+
 def _default_schedule() -> Schedule:
     return schedule_from_dict({"name": "fixed", "rho": 1.0})
 
@@ -358,6 +362,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     schedule: Schedule = field(default_factory=_default_schedule)  # keep ratio per step
+    # training side per epoch (pss.resolution), e.g. {name: linear, start: 0.5, full_from: 0.8}; null: img_size
+    resolution: ResolutionSchedule | None = None
     select: str = "magnitude"  # token selection rule: magnitude | random | l2 | grid | mixed | jitter
     optim: OptimConfig = field(default_factory=OptimConfig)
     lr_sched: LRSchedConfig = field(default_factory=LRSchedConfig)
@@ -386,6 +392,10 @@ class TrainConfig:
     # cost per keep ratio: flops (of this model), a `pss bench speed --json` file, or measured (wall-clock
     # with the loader: in the run, or measured:SPEED.json,DATA.json from pss bench speed / data)
     budget_cost: str = "flops"
+    # which lever a budget solves: drop (the keep-ratio schedule), resize (the resolution schedule's start),
+    # both (resize takes sqrt of the budget, the keep ratio the rest), or auto: resize when a resolution
+    # schedule runs beside every token, both beside a keep-ratio schedule, drop without one (pss.budget)
+    budget_lever: str = "auto"
     # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget);
     # auto: the factor the budget study measured at this budget (pss.evidence: 1.5 from scratch at 0.4-0.8), else 1
     budget_epochs: Any = None  # a number >= 1, auto or null: checked by pss.budget.check_budget_epochs
@@ -420,15 +430,20 @@ class TrainConfig:
                 f"checkpoint_interval_steps must be >= 1 (or null: only at epoch ends), got {self.checkpoint_interval_steps}",
             )
         if self.budget is not None:
-            from pss.budget import check_budget
+            from pss.budget import check_budget, resolve_lever
 
-            check_budget(self.budget, self.schedule)
+            check_budget(self.budget, self.schedule, resolve_lever(self.budget_lever, self.schedule, self.resolution))
         if self.budget_epochs is not None:
             from pss.budget import check_budget_epochs
 
             check_budget_epochs(self.budget_epochs, self.budget)
         _check(bool(self.budget_cost), "budget_cost must be 'flops', 'measured' or the path of a pss bench speed "
                                        "--json file")
+        _check(self.budget_lever in BUDGET_LEVERS,
+               f"unknown budget_lever {self.budget_lever!r}; choose one of {', '.join(BUDGET_LEVERS)}")
+        if self.budget_lever in ("resize", "both"):
+            _check(self.resolution is not None, f"budget_lever {self.budget_lever} needs a resolution schedule to solve, "
+                                                "e.g. --set resolution={name: linear, start: 0.5}; or budget_lever: drop")
         _check(self.preflight in (True, False, "auto"), f"preflight must be auto, true or false, got {self.preflight!r}")
         if self.mixup.enabled:
             _check(

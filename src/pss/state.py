@@ -35,8 +35,9 @@ class Progress:
     wall_time_s: float = 0.0  # everything, evaluation and checkpoints included
     keep_ratio_sum: float = 0.0  # sum of rho over completed steps
     resumed: int = 0  # how many times the run was resumed
-    # Per keep ratio (as text, e.g. "0.6"): steps run and their summed step times. What a budget's
-    # realised cost is computed from; checkpoints written before these existed restore them as empty.
+    # Per keep ratio (as text, e.g. "0.6"; "0.6@16" for steps at a 16 px side, pss.resolution): steps run and
+    # their summed step times. What a budget's realised cost is computed from; checkpoints written before
+    # these existed restore them as empty.
     steps_at: dict[str, int] = field(default_factory=dict)
     time_at: dict[str, float] = field(default_factory=dict)
 
@@ -45,17 +46,24 @@ class Progress:
         """The epoch the next step belongs to."""
         return self.step // self.steps_per_epoch
 
-    def count_step(self, rho: float, step_time_s: float) -> None:
-        """One more step at keep ratio `rho` (host numbers: no device sync)."""
-        key = f"{rho:.6g}"
+    def count_step(self, rho: float, step_time_s: float, side: int | None = None) -> None:
+        """One more step at keep ratio `rho` (and a training side below the model's: `side` px; None at
+        the model's side). Host numbers: no device sync."""
+        key = f"{rho:.6g}" if side is None else f"{rho:.6g}@{side}"
         self.keep_ratio_sum += rho
         self.steps_at[key] = self.steps_at.get(key, 0) + 1
         self.time_at[key] = self.time_at.get(key, 0.0) + step_time_s
 
-    def realised_cost(self, cost: Callable[[float], float]) -> float | None:
-        """Mean cost per step over the steps counted (`cost`: a pss.budget cost model, c(1.0) = 1)."""
+    def realised_cost(self, cost: Callable[..., float]) -> float | None:
+        """Mean cost per step over the steps counted (`cost`: a pss.budget cost model, c(1.0) = 1; steps at a
+        smaller side cost `cost(rho, side)`)."""
         n = sum(self.steps_at.values())
-        return math.fsum(k * cost(float(r)) for r, k in self.steps_at.items()) / n if n else None
+
+        def one(key: str) -> float:
+            rho, _, side = key.partition("@")
+            return cost(float(rho), int(side)) if side else cost(float(rho))
+
+        return math.fsum(k * one(r) for r, k in self.steps_at.items()) / n if n else None
 
     def realised_time_ratio(self) -> float | None:
         """Step time relative to this run's own full-token steps: sum over keep ratios of steps x mean step

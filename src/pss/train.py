@@ -36,6 +36,7 @@ from pss.models.convert import load_init_weights
 from pss.optim import build_optimisation, check_optimizer, restore
 from pss.outputs import hold_run_folder
 from pss.preflight import measure_run, measurements_for_run, predict, with_loader_named
+from pss.resolution import check_resolution, describe_sides
 from pss.resolve import resolve_config
 from pss.runfolder import Checkpointer, RunDir, StepLogger, recovery_hint
 from pss.runtime import DistInfo, agree, init_distributed, resolve_amp, resolve_device, seed_everything
@@ -135,6 +136,7 @@ class Run:
         self.per_rank = batch_per_process(self.cfg, self.dist.world_size)
         self.task: Task = task_builder(self.cfg.task)(self.cfg, self.class_names)
         self.model = self._build_model(init=self.cfg.init if ckpt is None else None)
+        self.geometry = check_resolution(self.cfg.resolution, self.model, self.task)  # before any data is decoded
         self._build_loaders()
         files = measurements_for_run(self)
         self._solve_budget(files)
@@ -195,19 +197,19 @@ class Run:
         cfg = self.cfg
         if cfg.budget is None:
             return
-        from pss.budget import cost_model_for, solve_budget
+        from pss.budget import cost_model_for, plan_budget
 
         if cfg.task != "classification":
             raise ConfigError(f"budget applies to classification training, not task {cfg.task!r}; set budget: null")
         if cfg.budget_cost == "measured" and measurements is None:
             return
         self.cost = cost_model_for(cfg, self.model, measurements)
-        self.budget = plan = solve_budget(cfg.schedule, cfg.budget, self.cost, self.steps_per_epoch,
-                                          cfg.epochs * self.steps_per_epoch)
+        self.budget = plan = plan_budget(cfg.schedule, cfg.resolution, cfg.budget_lever, cfg.budget, self.cost,
+                                         self.steps_per_epoch, cfg.epochs * self.steps_per_epoch)
         log.info("%s", plan.describe())
         if plan.unspent():
             log.warning("%s", plan.unspent())
-        self.cfg = dataclasses.replace(cfg, schedule=self.budget.schedule)
+        self.cfg = dataclasses.replace(cfg, schedule=plan.schedule, resolution=plan.resolution or cfg.resolution)
 
     def _preflight(self, meas: Any) -> Any:
         """Will PSS pay on this machine (pss.preflight): the model's step time at the keep ratios the run
@@ -294,9 +296,12 @@ class Run:
         if self.budget is None:
             return {}
         b = self.budget
-        return {f"schedule.{b.parameter}": f"solved for budget {b.budget:g}; the recipe's {b.parameter}: "
-                                          f"{b.recipe_value:g}",
-                "budget": f"predicted cost {b.predicted_cost:.4f} of the full-token run ({b.cost_model})"}
+        notes = {"budget": f"predicted cost {b.predicted_cost:.4f} of the full-token run ({b.cost_model}; lever {b.lever})"}
+        if b.lever in ("drop", "both"):
+            notes[f"schedule.{b.parameter}"] = f"solved for budget {b.budget:g}; the recipe's {b.parameter}: {b.recipe_value:g}"
+        if b.lever in ("resize", "both"):
+            notes["resolution.start"] = f"solved for budget {b.budget:g}; the recipe's start: {b.recipe_start:g}"
+        return notes
 
     def _log_header(self) -> None:
         cfg = self.cfg
@@ -307,6 +312,8 @@ class Run:
         )
         if self.budget is not None:
             log.info("schedule (solved for the budget): %s", cfg.schedule.to_dict())
+        if cfg.resolution is not None:
+            log.info("resolution: %s", describe_sides(cfg.resolution, cfg.epochs, *self.geometry))
         ref = cfg.budget_reference
         if ref is not None:
             log.info("budget %g of %d epochs spent as %d epochs (budget_epochs %s%s)", ref["budget"], ref["epochs"],
@@ -321,7 +328,8 @@ class Run:
             clip_grad=cfg.optim.clip_grad, log_interval=cfg.log_interval,
             checkpoint_interval_epochs=cfg.checkpoint_interval_epochs,
             checkpoint_interval_steps=cfg.checkpoint_interval_steps, eval_interval=cfg.eval.interval,
-            eval_keep_ratio=cfg.eval.keep_ratio, select=cfg.select,
+            eval_keep_ratio=cfg.eval.keep_ratio, select=cfg.select, resolution=cfg.resolution,
+            **({"img_size": self.geometry[0], "patch_size": self.geometry[1]} if self.geometry else {}),
         )
 
     def _build_trainer(self, resume_rng: list[dict[str, Any]] | None) -> Trainer:

@@ -149,9 +149,20 @@ def test_no_module_reaches_into_another_modules_private_names():
     assert not bad, "\n".join(bad)
 
 
-def test_no_module_is_over_the_size_limit():
-    big = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
-    assert not big, big
+def size_report(module_lines: int = MAX_MODULE_LINES, function_lines: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Rooms and functions past the review signals (sizes are prompts to find a concept that wants its own
+    home, not limits to trim towards): one line each, largest first. Printed at the end of every test run
+    (tests/conftest.py)."""
+    rooms = sorted(((len(p.read_text().splitlines()), m) for m, p in MODULES.items()), reverse=True)
+    out = [f"module {m}: {n} lines (review signal {module_lines})" for n, m in rooms if n > module_lines]
+    funcs = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        parents = {c: n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+        funcs += [(n.end_lineno - n.lineno + 1, f"{module}.{n.name}") for n in ast.walk(tree)
+                  if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  and n.end_lineno - n.lineno + 1 > function_lines and not _model_constructor(module, n, parents)]
+    return out + [f"function {f}: {n} lines (review signal {function_lines})" for n, f in sorted(funcs, reverse=True)]
 
 
 def _model_constructor(module: str, node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
@@ -163,11 +174,12 @@ def _model_constructor(module: str, node: ast.AST, parents: dict[ast.AST, ast.AS
     return any(isinstance(d, ast.Name) and d.id == "register_model" for d in getattr(node, "decorator_list", []))
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_no_function_is_over_the_size_limit(module):
-    tree = ast.parse(MODULES[module].read_text())
-    parents = {c: n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
-    long = [f"{module}.{n.name}: {n.end_lineno - n.lineno + 1} lines" for n in ast.walk(tree)
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES and not _model_constructor(module, n, parents)]
-    assert not long, long
+def test_the_size_report_names_rooms_and_functions_past_the_signals():
+    lines = size_report(module_lines=100, function_lines=40)
+    rooms = [line for line in lines if line.startswith("module ")]
+    sizes = [int(line.split(": ")[1].split()[0]) for line in rooms]
+    assert sizes == sorted(sizes, reverse=True) and all(n > 100 for n in sizes)
+    assert any(line.startswith("module pss.engine: ") for line in rooms)  # the loop is well over 100 lines
+    assert any(line.startswith("function pss.") for line in lines)
+    assert not any("PssVisionTransformer.__init__" in line for line in lines)  # model constructors are excepted
+    assert size_report(module_lines=10**6, function_lines=10**6) == []

@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed, trunc_normal_
+from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, apply_rot_embed_cat
 from torch import nn
 
@@ -42,20 +42,31 @@ POS_EMBEDS = ("learned", "rel_bias", "rope")
 # depth-scaled residual projections and 1e-3 head (see PssVisionTransformer._init_weights).
 WeightInit = Literal["timm", "reference"]
 WEIGHT_INITS = ("timm", "reference")
+# Rotary coordinates of a grid smaller than the model's (a lower training resolution, pss.resolution):
+# "rescaled" spreads the smaller grid over the full grid's range (each patch at the position of the image
+# region it covers, as interpolating a learned embedding does); "integer" gives it the first rows and
+# columns of the full grid's positions (the offsets between neighbours stay 1, as relative bias has them).
+RopeCoords = Literal["rescaled", "integer"]
+ROPE_COORDS = ("rescaled", "integer")
 
 
-def relative_position_index(grid: tuple[int, int], num_prefix_tokens: int) -> torch.Tensor:
-    """(P + N, P + N) index into a relative-bias table of (2H-1)(2W-1) + 3 rows (BEiT layout).
+def relative_position_index(grid: tuple[int, int], num_prefix_tokens: int,
+                            table_grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """(P + N, P + N) index into a relative-bias table of (2H-1)(2W-1) + 3 rows (BEiT layout), H x W being
+    `table_grid` (default: `grid`; a smaller `grid` uses the table's rows of the offsets it has).
 
     Patch pairs index by their 2D offset; the last three rows are shared by all prefix tokens:
     prefix->patch, patch->prefix, prefix->prefix.
     """
     gh, gw = grid
+    th, tw = table_grid or grid
+    if gh > th or gw > tw:
+        raise ValueError(f"a {gh}x{gw} grid has offsets a {th}x{tw} relative-bias table does not hold")
     coords = torch.stack(torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")).flatten(1)  # (2, N)
     rel = coords[:, :, None] - coords[:, None, :]  # (2, N, N), offsets in [-(g-1), g-1]
-    rel = rel.permute(1, 2, 0) + torch.tensor([gh - 1, gw - 1])
-    patch_index = rel[..., 0] * (2 * gw - 1) + rel[..., 1]  # (N, N)
-    n_rel = (2 * gh - 1) * (2 * gw - 1)
+    rel = rel.permute(1, 2, 0) + torch.tensor([th - 1, tw - 1])
+    patch_index = rel[..., 0] * (2 * tw - 1) + rel[..., 1]  # (N, N)
+    n_rel = (2 * th - 1) * (2 * tw - 1)
     p, n = num_prefix_tokens, gh * gw
     index = torch.empty(p + n, p + n, dtype=torch.long)
     index[p:, p:] = patch_index
@@ -224,8 +235,11 @@ class PssVisionTransformer(nn.Module):
         select: str = "magnitude",
         weight_init: WeightInit = "timm",
         attn_impl: AttnImpl = "auto",
+        rope_coords: RopeCoords = "rescaled",
     ) -> None:
         super().__init__()
+        if rope_coords not in ROPE_COORDS:
+            raise ConfigError(f"unknown rope_coords {rope_coords!r}; choose one of {', '.join(ROPE_COORDS)}")
         if weight_init not in WEIGHT_INITS:
             raise ConfigError(f"unknown weight_init {weight_init!r}; choose one of {', '.join(WEIGHT_INITS)}")
         if pos_embed not in POS_EMBEDS:
@@ -240,8 +254,15 @@ class PssVisionTransformer(nn.Module):
         self.num_prefix_tokens = int(class_token) + reg_tokens
         self.pos_embed_type = pos_embed
 
-        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+        # strict_img_size=False: training at a lower resolution (pss.resolution) feeds smaller grids
+        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+                                      strict_img_size=False)
         grid = self.patch_embed.grid_size
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.dynamic_size = True  # runs any grid up to its own (pss.budget.FlopCost counts it)
+        self.rope_coords = rope_coords
+        self._head_dim = embed_dim // num_heads
+        self._grid_cache: dict[tuple, tuple[torch.Tensor | None, torch.Tensor | None]] = {}
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
@@ -342,45 +363,85 @@ class PssVisionTransformer(nn.Module):
         return self.blocks[0].attn.impl(device) if len(self.blocks) else "sdpa"
 
     # forward ----------------------------------------------------------------------------------
-    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Prepend prefix tokens; add the learned absolute embedding (before selection)."""
+    def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Prepend prefix tokens; add the learned absolute embedding (before selection), resampled as timm's
+        dynamic_img_size does where the patch grid is smaller than the model's."""
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
         x = torch.cat(prefix + [x], dim=1) if prefix else x
         if self.pos_embed is not None:
-            x = x + self.pos_embed
+            pos = self.pos_embed
+            if grid is not None and grid != self.grid:
+                pos = resample_abs_pos_embed(pos, new_size=list(grid), old_size=list(self.grid),
+                                             num_prefix_tokens=self.num_prefix_tokens)
+            x = x + pos
         return self.pos_drop(x)
 
-    def _kept_positions(self, keep_idx: torch.Tensor | None):
-        """Position terms for the kept sequence (prefix + kept patches): the relative-bias lookup (a
-        RelPos for the attention implementation that runs, None if unused) and the rotary embedding."""
+    def grid_of(self, images: torch.Tensor) -> tuple[int, int]:
+        """The patch grid of a (B, C, H, W) batch: whole patches, at most the model's own grid."""
+        h, w = images.shape[-2:]
+        p = self.patch_embed.patch_size
+        if h % p[0] or w % p[1] or h // p[0] > self.grid[0] or w // p[1] > self.grid[1]:
+            raise ValueError(f"input of {h}x{w} px: give whole {p[0]} px patches, at most "
+                             f"{self.grid[0] * p[0]}x{self.grid[1] * p[1]} px")
+        return h // p[0], w // p[1]
+
+    def grid_tables(self, grid: tuple[int, int] | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(relative-bias index, rotary embedding) of the prefix + patch tokens of `grid` (None: the model's):
+        a smaller grid's are built once (per device) and kept, never per step. Relative bias uses the
+        offsets the smaller grid has (integer coordinates); rope follows `rope_coords`."""
+        if grid is None or grid == self.grid:
+            return self.relative_position_index, self.rope_embed
+        device = self.prefix_index.device
+        key = (grid, device)
+        hit = self._grid_cache.get(key)
+        if hit is None:
+            p = self.num_prefix_tokens
+            rel = rope = None
+            if self.relative_position_index is not None:
+                rel = relative_position_index(grid, p, self.grid).to(device)
+            if self.rope_embed is not None:
+                ref = list(grid) if self.rope_coords == "integer" else list(self.grid)
+                emb = RotaryEmbeddingCat(self._head_dim, in_pixels=False, feat_shape=list(grid), ref_feat_shape=ref).get_embed()
+                rope = torch.cat([self.rope_embed[:p], emb.to(self.rope_embed)], 0)
+            hit = self._grid_cache[key] = (rel, rope)
+        return hit
+
+    def _kept_positions(self, keep_idx: torch.Tensor | None, grid: tuple[int, int] | None = None):
+        """Position terms for the kept sequence (prefix + kept patches of `grid`, default the model's): the
+        relative-bias lookup (a RelPos for the attention implementation that runs, None if unused) and the
+        rotary embedding."""
         flex = self.attention_impl() == "flex"
-        full_rel = None if self.relative_position_index is None else RelPos(self.relative_position_index)
+        rel_table, rope_table = self.grid_tables(grid)
+        full_rel = None if rel_table is None else RelPos(rel_table)
         if keep_idx is None:  # all kept: the full, batch-independent tables
-            return full_rel, self.rope_embed
+            return full_rel, rope_table
         p = self.num_prefix_tokens
         seq_idx = torch.cat([self.prefix_index.expand(keep_idx.shape[0], -1), keep_idx + p], dim=1)  # (B, L)
         rel_index = rope = None
         if full_rel is not None and flex:
-            rel_index = RelPos(self.relative_position_index, seq=seq_idx)  # looked up inside the kernel
+            rel_index = RelPos(rel_table, seq=seq_idx)  # looked up inside the kernel
         elif full_rel is not None:
             # (B, L, L) positions of the kept (query, key) pairs in the flattened full (N0 x N0) bias
-            n0 = self.relative_position_index.shape[0]
-            rel_index = RelPos(self.relative_position_index, pairs=seq_idx[:, :, None] * n0 + seq_idx[:, None, :])
-        if self.rope_embed is not None:
-            rope = self.rope_embed[seq_idx].unsqueeze(1)  # (B, 1, L, 2d), broadcast over heads
+            n0 = rel_table.shape[0]
+            rel_index = RelPos(rel_table, pairs=seq_idx[:, :, None] * n0 + seq_idx[:, None, :])
+        if rope_table is not None:
+            rope = rope_table[seq_idx].unsqueeze(1)  # (B, 1, L, 2d), broadcast over heads
         return rel_index, rope
 
     def forward_features_with_indices(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, 3, H, W) -> (tokens (B, P + K, C), keep_idx (B, K) or None when all patches are kept)."""
+        """(B, 3, H, W) -> (tokens (B, P + K, C), keep_idx (B, K) or None when all patches are kept). H and W
+        may be smaller than the model's side (whole patches): a lower training resolution."""
+        grid = self.grid_of(x)
         x = self.patch_embed(x)
-        x = self._pos_embed(x)
+        x = self._pos_embed(x, grid)
         x, keep_idx = self.patch_drop(x)
-        return self.forward_blocks(x, keep_idx), keep_idx
+        return self.forward_blocks(x, keep_idx, grid), keep_idx
 
-    def forward_blocks(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_blocks(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None,
+                       grid: tuple[int, int] | None = None) -> torch.Tensor:
         """Run the transformer on an already selected sequence (B, P + K, C) whose patch tokens sit at
-        `keep_idx` (B, K) in the full grid (None: all patches, in order)."""
-        rel_index, rope = self._kept_positions(keep_idx)
+        `keep_idx` (B, K) in the patch grid `grid` (default the model's; None: all patches, in order)."""
+        rel_index, rope = self._kept_positions(keep_idx, grid)
         x = self.norm_pre(x)
         for blk in self.blocks:
             x = blk(x, rel_index, rope)
