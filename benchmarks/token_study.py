@@ -23,6 +23,10 @@ Arms at each scale and budget B (costs relative to the scale's 15-epoch full run
   both               1.5x the epochs, the curriculum and a fixed random keep ratio solved jointly for B
                      (`budget_lever: both`: the side takes sqrt(B') of the cost, the keep ratio the rest)
 
+Resolution for epochs is not planned below budget ~0.35: its full-side finish (the last 20 % of 1.5x the
+epochs) costs 0.3 of the full run by itself. The drop arms train their solved keep ratio unrounded (no grid),
+but for the budget study's t64 runs at 0.6, reused as they are (0.1 grid).
+
 The curriculum's shape, decided before any result: `linear` (start -> full side) where the resolution
 lever's share of the run's own budget is at least LINEAR_FLOOR (a linear ramp ending at full side cannot
 cost less than about half of the full run), else `step` (the start side until the last 20 %, then full:
@@ -66,6 +70,10 @@ SCALES: dict[str, list[str]] = {
 }
 ARMS = ("full", "equal_time", "fixed", "tokens_for_epochs", "res_curriculum", "res_for_epochs", "both")
 DROP_ARMS = ("fixed", "tokens_for_epochs")
+# A fixed keep ratio needs no grid (one value); the budget study's 0.1 grid left up to 13 % of a budget unspent
+# (at 256 tokens, rho 0.6 costs 0.52). Its runs are reused at t64 / 0.6 as they are; every other drop arm
+# trains its solved ratio unrounded.
+FIXED = "schedule={name: fixed, rho: 0.6, grid: null}"
 
 
 def group(scale: str, budget: float) -> str:
@@ -79,23 +87,32 @@ def resolution_shape(share: float) -> str:
     return "linear" if share >= LINEAR_FLOOR - 1e-9 else "step"
 
 
+def reachable(arm: str, budget: float) -> bool:
+    """Whether an arm can spend `budget` at all: resolution for epochs at 1.5x the epochs spends 1.5 x 0.2 of
+    the recipe's cost on its full-side finish alone, so below ~0.35 it cannot (planned out, and said so)."""
+    return not (arm == "res_for_epochs" and budget / TOKENS_FOR_EPOCHS < (1 - FULL_FROM) + 0.03)
+
+
 def resolution_arm(budget: float, factor: float, lever: str) -> list[str]:
     """A resolution curriculum solved for `budget` over `factor` x the epochs (`lever`: resize, or both with a
     fixed random keep ratio); its shape by the rule of the module docstring."""
     own = budget / factor
     share = math.sqrt(own) if lever == "both" else own
     res = f"resolution={{name: {resolution_shape(share)}, start: 0.5, full_from: {FULL_FROM}}}"
-    drop = ([f"schedule={{name: fixed, rho: 0.6, grid: {GRID}}}", "select=random"] if lever == "both"
-            else arm_overrides("full", 1.0))
+    drop = [FIXED, "select=random"] if lever == "both" else arm_overrides("full", 1.0)
     extra = [f"budget_epochs={factor}"] if factor != 1 else []
     return [*drop, res, f"budget={budget}", f"budget_lever={lever}", *extra]
 
 
-def overrides(arm: str, budget: float) -> list[str]:
+def overrides(arm: str, budget: float, reused: bool = False) -> list[str]:
+    """An arm's overrides at `budget` (`reused`: the budget study's t64 runs at 0.6, on its 0.1 grid)."""
     if arm == "full":
         return arm_overrides("full", 1.0)
-    if arm in DROP_ARMS:
+    if arm in DROP_ARMS and reused:
         return arm_overrides(arm, budget)
+    if arm in DROP_ARMS:
+        extra = [f"budget_epochs={TOKENS_FOR_EPOCHS}"] if arm == "tokens_for_epochs" else []
+        return [FIXED, "select=random", f"budget={budget}", *extra]
     if arm == "res_curriculum":
         return resolution_arm(budget, 1, "resize")
     if arm == "res_for_epochs":
@@ -145,13 +162,14 @@ def plan(args: argparse.Namespace) -> list[PlannedRun]:
             for budget in _list(args.budgets, float):
                 g = group(scale, budget)
                 for arm in arms:
-                    if arm == "full":
+                    if arm == "full" or not reachable(arm, budget):
                         continue
                     if arm == "equal_time":
                         runs.append(_planned(f"{g}_equal_time", seed, scale, [
                             *overrides("full", 1.0), *equal_time_overrides(full.cfg, budget, f"{g}_full")], args))
                     else:
-                        runs.append(_planned(f"{g}_{arm}", seed, scale, overrides(arm, budget), args))
+                        reused = scale == "t64" and math.isclose(budget, 0.6)
+                        runs.append(_planned(f"{g}_{arm}", seed, scale, overrides(arm, budget, reused), args))
     return runs
 
 
