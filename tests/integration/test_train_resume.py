@@ -151,3 +151,37 @@ def test_a_checkpoint_from_before_the_loop_counters_resumes_exactly(tmp_path):
     full, old = (read_jsonl(tmp_path / d / "train_log.jsonl") for d in ("full", "old"))
     assert [r["step"] for r in old] == list(range(8))
     assert [(r["keep_ratio"], r["num_tokens"]) for r in old[4:]] == [(r["keep_ratio"], r["num_tokens"]) for r in full[4:]]
+
+
+def test_resume_across_a_resolution_change_matches_uninterrupted_run(tmp_path, monkeypatch):
+    """A run whose first epoch trains at 16 px and its second at 32 px (pss.resolution), stopped mid-way
+    through the first epoch and resumed, crosses the change exactly as the uninterrupted run: the same sides,
+    keep ratios, tokens, losses and weights bit for bit (deterministic CPU)."""
+    recipe = write_recipe(tmp_path, **RANDOM_EVERYTHING,
+                          resolution={"name": "step", "start": 0.5, "full_from": 0.5})
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert pss_train("--config", recipe, "--output", ref, *_sets(True)) == 0
+    sides = [r["side"] for r in read_jsonl(ref / "train_log.jsonl")]
+    assert sides == [16] * 8 + [32] * 8
+    from pss.select import num_kept
+
+    for r in read_jsonl(ref / "train_log.jsonl"):  # CLS + the kept share of 16 patches at 16 px, of 64 at 32 px
+        assert r["num_tokens"] == 1 + num_kept((r["side"] // 4) ** 2, r["keep_ratio"])
+
+    from pss import engine
+
+    real, calls = engine.ClassificationTask.loss, {"n": 0}
+
+    def crash_at_step_7(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real(self, model, batch)
+
+    monkeypatch.setattr(engine.ClassificationTask, "loss", crash_at_step_7)
+    assert pss_train("--config", recipe, "--output", run, *_sets(True)) == 130
+    monkeypatch.setattr(engine.ClassificationTask, "loss", real)
+    assert load_checkpoint(run / "checkpoint-last.pt")["progress"]["step"] == 6  # before the change
+    assert pss_train("--config", recipe, "--output", run, "--resume", *_sets(True)) == 0
+    _same_run(ref, run)
+    assert [r["side"] for r in read_jsonl(run / "train_log.jsonl")] == sides
