@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +46,8 @@ from typing import Any
 
 from pss.errors import ConfigError
 from pss.evidence import auto_budget_epochs
-from pss.resolution import ResolutionSchedule, model_geometry
-from pss.schedule import CyclicSchedule, FixedSchedule, Schedule, monotone_counts, epochs_to_steps
+from pss.resolution import ResolutionSchedule, joint_counts, model_geometry
+from pss.schedule import FixedSchedule, Schedule
 from pss.select import num_kept
 
 __all__ = [
@@ -63,10 +62,8 @@ __all__ = [
     "check_budget_epochs",
     "equal_time_epochs",
     "equal_time_overrides",
-    "joint_counts",
     "plan_budget",
     "predicted_cost",
-    "range_counts",
     "resolve_lever",
     "solve_resolution",
     "realised_time_ratio",
@@ -296,38 +293,6 @@ def _sides_of(cost: Any) -> tuple[int, int]:
         raise ConfigError(f"a resolution schedule's cost needs budget_cost: flops (the {getattr(cost, 'name', 'given')} "
                           "cost model has no step cost at other sides); set budget_cost: flops")
     return img, patch
-
-
-def joint_counts(schedule: Schedule, resolution: ResolutionSchedule, steps_per_epoch: int, total_steps: int,
-                 img_size: int, patch_size: int) -> dict[int, dict[float, int]]:
-    """side -> {keep ratio: steps} over the run: the steps each (side, keep ratio) pair trains, i.e. the
-    sequence shapes a run compiles (one graph per pair) and what its cost sums over."""
-    schedule.check_run(steps_per_epoch, total_steps)
-    out: dict[int, Counter[float]] = {}
-    for a, b, side in resolution.segments(steps_per_epoch, total_steps, img_size, patch_size):
-        c = out.setdefault(side, Counter())
-        c.update(range_counts(schedule, a, b, steps_per_epoch, total_steps))
-    return {side: dict(sorted(c.items())) for side, c in sorted(out.items())}
-
-
-def range_counts(schedule: Schedule, a: int, b: int, steps_per_epoch: int, total_steps: int) -> Counter[float]:
-    """Keep ratio -> steps over steps a .. b-1 of a run: warm-up and cool-down are constant, every shape but
-    the cyclic one is monotone in between (counted by bisection), the cyclic one is counted step by step."""
-    f = lambda t: schedule(t, steps_per_epoch, total_steps)  # noqa: E731
-    out: Counter[float] = Counter()
-    if isinstance(schedule, FixedSchedule) and not schedule.warmup_epochs and not schedule.cooldown_epochs:
-        out[schedule(a, steps_per_epoch, total_steps)] += b - a
-        return out
-    warm = epochs_to_steps(schedule.warmup_epochs, steps_per_epoch)
-    cool = total_steps - epochs_to_steps(schedule.cooldown_epochs, steps_per_epoch)
-    for lo, hi in ((a, min(b, warm)), (max(a, warm), min(b, cool)), (max(a, cool), b)):
-        if lo >= hi:
-            continue
-        if lo >= warm and hi <= cool and not isinstance(schedule, CyclicSchedule):
-            monotone_counts(f, lo, hi, out)
-        else:
-            out.update(map(f, range(lo, hi)))
-    return out
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pss.errors import ConfigError
+from pss.resolution import ResolutionSchedule, joint_counts
 from pss.schedule import Schedule, from_dict
 from pss.scheduler import KeepRatioScheduler
 
@@ -35,9 +36,17 @@ def graphs_needed(
     steps_per_epoch: int | None = None,
     epochs: float | None = None,
     eval_keep_ratios: Iterable[float] = (1.0,),
+    resolution: ResolutionSchedule | None = None,
+    geometry: tuple[int, int] | None = None,
 ) -> int:
-    """Graphs one compiled model needs: distinct training keep ratios + evaluation ratios + slack."""
-    if isinstance(schedule, KeepRatioScheduler):
+    """Graphs one compiled model needs: distinct training (side, keep ratio) pairs + evaluation ratios +
+    slack. With a `resolution` schedule (and the model's (img_size, patch_size) `geometry`), each side a
+    keep ratio trains at is one more sequence shape (`pss.resolution.joint_counts` lists them)."""
+    if resolution is not None and geometry is not None and steps_per_epoch is not None and epochs is not None:
+        total = max(1, math.floor(epochs * steps_per_epoch + 0.5))
+        pairs = joint_counts(from_dict(schedule), resolution, steps_per_epoch, total, *geometry)
+        train = [(side, r) for side, counts in pairs.items() for r in counts]
+    elif isinstance(schedule, KeepRatioScheduler):
         train = schedule.keep_ratios()
     else:
         sched = from_dict(schedule)
@@ -56,9 +65,12 @@ def compile_friendly(
     steps_per_epoch: int | None = None,
     epochs: float | None = None,
     eval_keep_ratios: Iterable[float] = (1.0,),
+    resolution: ResolutionSchedule | None = None,
+    geometry: tuple[int, int] | None = None,
 ) -> int:
-    """Raise dynamo's recompile limit to what `schedule` needs (never lower it); returns the limit."""
-    need = graphs_needed(schedule, steps_per_epoch=steps_per_epoch, epochs=epochs, eval_keep_ratios=eval_keep_ratios)
+    """Raise dynamo's recompile limit to what `schedule` (and `resolution`) need (never lower it); returns the limit."""
+    need = graphs_needed(schedule, steps_per_epoch=steps_per_epoch, epochs=epochs, eval_keep_ratios=eval_keep_ratios,
+                         resolution=resolution, geometry=geometry)
     return raise_recompile_limit(need)
 
 

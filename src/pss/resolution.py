@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pss.errors import ConfigError
+from pss.schedule import CyclicSchedule, FixedSchedule, Schedule, epochs_to_steps, monotone_counts
 
-__all__ = ["RESOLUTION_SHAPES", "ResolutionSchedule", "check_resolution", "describe_sides", "from_dict", "model_geometry", "patch_side"]
+__all__ = ["RESOLUTION_SHAPES", "ResolutionSchedule", "check_resolution", "describe_sides", "from_dict", "joint_counts",
+           "range_counts", "model_geometry", "patch_side"]
 
 RESOLUTION_SHAPES = ("linear", "cosine", "step")
 _EPS = 1e-9
@@ -196,3 +198,35 @@ def describe_sides(resolution: ResolutionSchedule, epochs: int, img_size: int, p
     parts = [f"{s} px ({(s // patch_size) ** 2} patches) epoch{'s' if a != b else ''} {a}{f'-{b}' if a != b else ''}"
              for s, a, b in phases]
     return f"{resolution.name} start {resolution.start:g}: " + ", ".join(parts) + f"; evaluation at {img_size} px"
+
+
+def joint_counts(schedule: Schedule, resolution: ResolutionSchedule, steps_per_epoch: int, total_steps: int,
+                 img_size: int, patch_size: int) -> dict[int, dict[float, int]]:
+    """side -> {keep ratio: steps} over the run: the steps each (side, keep ratio) pair trains, i.e. the
+    sequence shapes a run compiles (one graph per pair) and what its cost sums over."""
+    schedule.check_run(steps_per_epoch, total_steps)
+    out: dict[int, Counter[float]] = {}
+    for a, b, side in resolution.segments(steps_per_epoch, total_steps, img_size, patch_size):
+        c = out.setdefault(side, Counter())
+        c.update(range_counts(schedule, a, b, steps_per_epoch, total_steps))
+    return {side: dict(sorted(c.items())) for side, c in sorted(out.items())}
+
+
+def range_counts(schedule: Schedule, a: int, b: int, steps_per_epoch: int, total_steps: int) -> Counter[float]:
+    """Keep ratio -> steps over steps a .. b-1 of a run: warm-up and cool-down are constant, every shape but
+    the cyclic one is monotone in between (counted by bisection), the cyclic one is counted step by step."""
+    f = lambda t: schedule(t, steps_per_epoch, total_steps)  # noqa: E731
+    out: Counter[float] = Counter()
+    if isinstance(schedule, FixedSchedule) and not schedule.warmup_epochs and not schedule.cooldown_epochs:
+        out[schedule(a, steps_per_epoch, total_steps)] += b - a
+        return out
+    warm = epochs_to_steps(schedule.warmup_epochs, steps_per_epoch)
+    cool = total_steps - epochs_to_steps(schedule.cooldown_epochs, steps_per_epoch)
+    for lo, hi in ((a, min(b, warm)), (max(a, warm), min(b, cool)), (max(a, cool), b)):
+        if lo >= hi:
+            continue
+        if lo >= warm and hi <= cool and not isinstance(schedule, CyclicSchedule):
+            monotone_counts(f, lo, hi, out)
+        else:
+            out.update(map(f, range(lo, hi)))
+    return out

@@ -262,7 +262,7 @@ class Run:
             from pss.dynamo import compile_friendly
 
             compile_friendly(cfg.schedule, steps_per_epoch=self.steps_per_epoch, epochs=cfg.epochs,
-                             eval_keep_ratios=(cfg.eval.keep_ratio,))
+                             eval_keep_ratios=(cfg.eval.keep_ratio,), resolution=cfg.resolution, geometry=self.geometry)
             model = torch.compile(model, **cfg.compile_options())
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True

@@ -169,3 +169,22 @@ def test_the_run_header_names_every_phase():
     text = describe_sides(ResolutionSchedule(name="step", start=0.5, full_from=0.5), 4, 32, 4)
     assert text == ("step start 0.5: 16 px (16 patches) epochs 1-2, 32 px (64 patches) epochs 3-4; "
                     "evaluation at 32 px")
+
+
+def test_pss_schedule_shows_sides_per_phase_and_the_graphs_a_compiled_model_keeps(capsys):
+    from pss.cli import main
+
+    model = ["--model", "pss_vit_tiny_patch4_32", "--set", "depth=2", "--set", "embed_dim=48", "--set", "num_heads=3"]
+    assert main(["schedule", "fixed", "--rho", "0.5", "--epochs", "4", "--steps-per-epoch", "5",
+                 "--resolution", "{name: step, start: 0.5, full_from: 0.5}", *model]) == 0
+    out = capsys.readouterr().out
+    assert "resolution: step start 0.5: 16 px (16 patches) epochs 1-2, 32 px (64 patches) epochs 3-4" in out
+    assert "torch.compile: 2 training graph(s), one per (side, keep ratio): 16 px x keep 0.5; 32 px x keep 0.5" in out
+    # a budget solves the start side, as a run would (pss.budget.plan_budget)
+    assert main(["schedule", "fixed", "--rho", "1.0", "--epochs", "10", "--steps-per-epoch", "5", "--budget", "0.7",
+                 "--resolution", "{name: linear, start: 0.5}", *model]) == 0
+    out = capsys.readouterr().out
+    assert "budget 0.7: resolution (linear) start = " in out and "32 px (64 patches) epochs 8-10" in out
+    assert main(["schedule", "fixed", "--rho", "0.5", "--epochs", "4", "--steps-per-epoch", "5",
+                 "--resolution", "{name: step, start: 2}", *model]) == 2
+    assert "start must be a fraction" in capsys.readouterr().err

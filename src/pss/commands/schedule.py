@@ -103,6 +103,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         k.add_argument("--img-size", type=int, default=None, help="with --budget: the model's input size")
         k.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
                        help="with --budget: a model option, e.g. --set pos_embed=rope")
+        k.add_argument("--resolution", default=None, metavar="MAPPING",
+                       help="a resolution schedule beside it, e.g. '{name: linear, start: 0.5, full_from: 0.8}' "
+                            "(needs --model): the sides per phase and the (side, keep ratio) graphs torch.compile keeps")
+        k.add_argument("--budget-lever", default="auto", choices=["auto", "drop", "resize", "both"],
+                       help="with --budget and --resolution: what the budget solves (as budget_lever in a recipe)")
         k.add_argument("--budget-cost", default="flops",
                        help="with --budget: flops (of --model, default) or a pss bench speed --json file")
     p.set_defaults(func=run)
@@ -130,22 +135,41 @@ def build_schedule(args: argparse.Namespace) -> Schedule:
     return from_dict(spec)
 
 
-def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int, budget: float):
-    """--budget: the solved schedule and its plan (the cost model from --model or --budget-cost)."""
+def _model(args: argparse.Namespace, why: str) -> Any:
     import pss
-    from pss.budget import FlopCost, TableCost, check_budget, solve_budget
     from pss.config import parse_kwargs
 
-    check_budget(budget, sched)
-    kwargs = parse_kwargs(args.model_kwargs)
-    if args.budget_cost == "flops":
-        if not args.model:
-            raise ConfigError("--budget needs --model NAME (the model whose FLOPs set the cost) or --budget-cost FILE")
-        model = pss.build_model(args.model, num_classes=10, img_size=args.img_size, **kwargs)
-        cost = FlopCost.for_model(model, args.model)
+    if not args.model:
+        raise ConfigError(f"{why} needs --model NAME (the model whose FLOPs set the cost and whose patches set the sides)")
+    return pss.build_model(args.model, num_classes=10, img_size=args.img_size, **parse_kwargs(args.model_kwargs))
+
+
+def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int, budget: float, resolution: Any = None):
+    """--budget: the solved schedule(s) and the plan (the cost model from --model or --budget-cost), through the
+    one entry a run uses (pss.budget.plan_budget)."""
+    from pss.budget import FlopCost, TableCost, check_budget, plan_budget, resolve_lever
+    from pss.config import parse_kwargs
+
+    check_budget(budget, sched, resolve_lever(args.budget_lever, sched, resolution))
+    if args.budget_cost == "flops" or resolution is not None:
+        if args.budget_cost != "flops":
+            raise ConfigError("--resolution with --budget needs --budget-cost flops (a speed table has no other sides)")
+        cost = FlopCost.for_model(_model(args, "--budget"), args.model)
     else:
+        kwargs = parse_kwargs(args.model_kwargs)
         cost = TableCost.from_file(args.budget_cost, args.model, args.img_size, kwargs if args.model_kwargs else None)
-    return solve_budget(sched, budget, cost, spe, total)
+    return plan_budget(sched, resolution, args.budget_lever, budget, cost, spe, total)
+
+
+def resolution_lines(resolution: Any, sched: Schedule, spe: int, total: int, geometry: tuple[int, int]) -> list[str]:
+    """The sides per phase and the (side, keep ratio) pairs a compiled model keeps one graph each for."""
+    from pss.resolution import describe_sides, joint_counts
+
+    pairs = joint_counts(sched, resolution, spe, total, *geometry)
+    shapes = "; ".join(f"{side} px x keep {', '.join(f'{r:g}' for r in counts)}" for side, counts in pairs.items())
+    n = sum(len(c) for c in pairs.values())
+    return [f"resolution: {describe_sides(resolution, -(-total // spe), *geometry)}",
+            f"torch.compile: {n} training graph(s), one per (side, keep ratio): {shapes}"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,10 +186,17 @@ def run(args: argparse.Namespace) -> int:
         factor, why = epochs_factor(args.budget_epochs, args.budget, fine_tuning=args.fine_tuning)
         longer, budget = budget_epochs_plan(args.epochs, args.budget, factor)
     total = max(1, int((longer or args.epochs) * spe + 0.5))  # round half up, at least one step
-    plan = None
+    plan = resolution = geometry = None
+    if args.resolution is not None:
+        from pss.config import parse_yaml
+        from pss.resolution import check_resolution, from_dict as resolution_from_dict
+        from pss.engine import ClassificationTask
+
+        resolution = resolution_from_dict(parse_yaml(args.resolution, f"--resolution {args.resolution!r}"))
+        geometry = check_resolution(resolution, _model(args, "--resolution"), ClassificationTask(10))
     if budget is not None:
-        plan = solve(args, sched, spe, total, budget)
-        sched = plan.schedule
+        plan = solve(args, sched, spe, total, budget, resolution)
+        sched, resolution = plan.schedule, plan.resolution or resolution
     counts = sched.counts(spe, total)  # also checks that warm-up + cool-down fit the run
     if args.json:
         if total > MAX_LISTED_STEPS:
@@ -181,11 +212,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"budget {args.budget:g} of {args.epochs:g} epochs spent as {longer} epochs "
                       f"(budget_epochs {f'auto = {factor:g}: {why}' if why else f'{factor:g}'}): "
                       f"{budget:g} of each of them")
-            print(budget_header(plan, counts, sched.to_dict().get("grid")))
+            print(budget_header(plan, counts, sched.to_dict().get("grid")) if plan.lever == "drop" else plan.describe())
             if plan.unspent():
                 print("warning: " + plan.unspent())
             print("recommended: " + recommended_shape(args.budget))
         print(summary(sched, counts, spe, total))
+        if resolution is not None:
+            print("\n".join(resolution_lines(resolution, sched, spe, total, geometry)))
     return 0
 
 
