@@ -86,6 +86,23 @@ def test_sweep_reduce_both_and_every_rule(checkpoints, tmp_path, capsys):
     assert mpimg.imread(out / "sweep.png")[..., :3].std() > 0.05
 
 
+def test_sweep_reduce_all_puts_a_lower_resolution_beside_drop_and_merge(checkpoints, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", checkpoints[0], "--keep", "1.0,0.5,0.25", "--batch-size", "4", "--warmup", "0", "--iters", "1",
+            "--device", "cpu", "--reduce", "all", "--merge-r", "0,4", "--output", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    entries = json.loads((out / "sweep.json").read_text())["checkpoints"]
+    assert [e["reduce"] for e in entries] == ["drop", "merge", "resize"]
+    rows = entries[2]["results"]
+    # sqrt(rho) of the 32 px side in whole 4 px patches: 32, 22.6 -> 24, 16 px; the share of patches each keeps
+    assert [(r["side"], r["keep_ratio"], r["tokens"]) for r in rows] == [(32, 1.0, 65), (24, 0.5625, 37), (16, 0.25, 17)]
+    assert rows[0]["acc1"] == entries[0]["results"][0]["acc1"]  # the model's own side: the model itself
+    g = [r["gflops_per_image"] for r in rows]
+    assert g[0] > g[1] > g[2] > 0 and all(r["images_per_s"] > 0 for r in rows)
+    assert "lower input resolution" in printed and " 16 px top-1" in printed
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--reduce", "merge", "--merge-r", "40"], "merge rate r=40 would leave block 1 of 2 fewer tokens"),
     (["--select", "topk"], "unknown selection rule 'topk' for this version of pss"),

@@ -25,13 +25,15 @@ from pss.control import inference_select, num_tokens
 from pss.analysis.evaldata import CLASS_MODES, labelled_loader, match_classes, val_loader_for  # noqa: F401 (re-exported)
 from pss.errors import ConfigError
 from pss.models.merge import TokenMerging, merge_rates
+from pss.models.resize import InputResize, resize_sides
 from pss.flops import count_flops, example_input
 from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk_correct
 from pss.select import SELECT_RULES, check_select
 
 DEFAULT_KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
-# What `pss sweep --reduce` runs: dropping tokens (the keep-ratio dial), merging them (ToMe), or both.
-REDUCE_MODES = ("drop", "merge", "both")
+# What `pss sweep --reduce` runs: dropping tokens (the keep-ratio dial), merging them (ToMe), both of these,
+# a lower input resolution (resize: one side per keep ratio, sqrt(rho) of the side), or all three.
+REDUCE_MODES = ("drop", "merge", "both", "resize", "all")
 
 
 def parse_keep_ratios(text: str) -> list[float]:
@@ -240,6 +242,9 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
             full = max(r["tokens"] for r in rows)
             xs = [r["tokens"] / full for r in rows]
             tags = [f"r={r['merge_r']}" for r in rows]
+        elif entry.get("reduce") == "resize":
+            xs = [r["keep_ratio"] for r in rows]
+            tags = [f"{r['side']}px" for r in rows]
         else:
             xs = [r["keep_ratio"] for r in rows]
             tags = [f"{r['keep_ratio']:g}" for r in rows]
@@ -342,15 +347,43 @@ def _points(models: list[nn.Module], drops: list[list[str | None]], merged: list
     points: list[tuple[nn.Module, float, str | None]] = []
     for m, used, wrapped in zip(models, drops, merged):
         points += [(m, rho, rule) for rule in used for rho in keep_ratios]
-        points += [(w, 1.0, None) for w in wrapped]
+        points += [(w, 1.0, None) for w in wrapped]  # merging and resizing variants
     return points
+
+
+def _resized_variants(paths: list[str | Path], models: list[nn.Module], reduce: str,
+                      keep_ratios: list[float]) -> list[list[InputResize]]:
+    """Per model, its lower-resolution variants: one side per keep ratio's share of the patches."""
+    out: list[list[InputResize]] = [[] for _ in models]
+    if reduce in ("resize", "all"):
+        for i, (path, model) in enumerate(zip(paths, models)):
+            try:
+                out[i] = [InputResize(model, side) for side in resize_sides(model, keep_ratios)]
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
+    return out
+
+
+def resize_model_rows(resized: list[InputResize], loader: Iterable | None, speeds: list[float],
+                      amp_dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
+    """One row per input side: like `sweep_model`'s, with `side` and `keep_ratio` = the share of patches."""
+    rows = []
+    for m, ips in zip(resized, speeds):
+        row: dict[str, Any] = {"side": m.side, "keep_ratio": round(m.token_share, 4)}
+        if loader is not None:
+            row.update(evaluate(m, loader, 1.0, None, amp_dtype))
+        row["images_per_s"] = ips
+        row["gflops_per_image"] = _gflops(m, 1.0, None)
+        row["tokens"] = int(getattr(m.model, "num_prefix_tokens", 0)) + (m.side // m.patch_size) ** 2
+        rows.append(row)
+    return rows
 
 
 def _merged_variants(paths: list[str | Path], models: list[nn.Module], reduce: str,
                      merge_r: Iterable[int] | None) -> list[list[TokenMerging]]:
     """Per model, its token-merging variants (one per rate of `merge_r`, default the model's `merge_rates`)."""
     merged: list[list[TokenMerging]] = [[] for _ in models]
-    if reduce in ("merge", "both"):
+    if reduce in ("merge", "both", "all"):
         for i, (path, model) in enumerate(zip(paths, models)):
             try:
                 rates = list(merge_r) if merge_r is not None else [0, *merge_rates(
@@ -381,7 +414,9 @@ def sweep_checkpoints(
 
     reduce: "drop" sweeps `keep_ratios` with `select` (None: each model's deterministic default for
     the rule it was trained with; "all": every rule); "merge" runs token merging (ToMe) at every
-    patch with each rate of `merge_r` (default: `merge_rates` of the model); "both" does both. All
+    patch with each rate of `merge_r` (default: `merge_rates` of the model); "both" does both;
+    "resize" runs the model at lower input sides (one per keep ratio's share of the patches); "all"
+    does drop, merge and resize. All
     points of all checkpoints are timed interleaved, on the same batch size.
     `classes`: how data whose classes differ from the checkpoint's is treated (see `match_classes`)."""
     from pss.models.hub import load_model
@@ -401,8 +436,11 @@ def sweep_checkpoints(
     loaders = [labelled_loader(path, config, data, batch_size, max_images, classes)
                for path, (_, config) in zip(paths, loaded)]
     # (model, rule) variants of the drop dial, each rule resolved (None -> the model's default)
-    drops = [[inference_select(m, rule) for rule in rules] if reduce != "merge" else [] for m in models]
-    speeds = iter(measure_throughput_points(_points(models, drops, merged, keep_ratios), batch_size, amp_dtype,
+    drops = [[inference_select(m, rule) for rule in rules] if reduce in ("drop", "both", "all") else []
+             for m in models]
+    resized = _resized_variants(paths, models, reduce, keep_ratios)
+    variants = [[*mv, *rv] for mv, rv in zip(merged, resized)]
+    speeds = iter(measure_throughput_points(_points(models, drops, variants, keep_ratios), batch_size, amp_dtype,
                                             warmup, iters))
     entries = []
     for i, (path, (model, config), loader) in enumerate(zip(paths, loaded, loaders)):
@@ -416,6 +454,9 @@ def sweep_checkpoints(
         if merged[i]:
             rows = merge_model_rows(merged[i], loader, [next(speeds) for _ in merged[i]], amp_dtype)
             entries.append({"name": f"{label} (ToMe)", **common, "reduce": "merge", "select": None, "results": rows})
+        if resized[i]:
+            rows = resize_model_rows(resized[i], loader, [next(speeds) for _ in resized[i]], amp_dtype)
+            entries.append({"name": f"{label} (resize)", **common, "reduce": "resize", "select": None, "results": rows})
     precision = "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
     return {"keep_ratios": keep_ratios, "select": "default" if select is None else select, "reduce": reduce,
             "batch_size": batch_size, "precision": precision, **run_info(device), "checkpoints": entries}

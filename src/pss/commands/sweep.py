@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "models, magnitude for magnitude-trained ones and baselines; docs/dial.md)")
     p.add_argument("--reduce", choices=REDUCE_MODES, default="drop",
                    help="drop: keep ratios (the PSS dial); merge: token merging (ToMe) at every patch, r tokens per "
-                   "block; both: each model with both (default drop)")
+                   "block; both: each model with both; resize: the model at lower input sides (one per keep ratio, "
+                   "sqrt(rho) of the side: the same share of patches); all: drop, merge and resize (default drop)")
     p.add_argument("--merge-r", default=None, metavar="R,R,...",
                    help="merge rates for --reduce merge/both (tokens merged per block; default: 0 and six rates up to "
                    "the largest the model allows)")
@@ -84,12 +85,15 @@ def run(args: argparse.Namespace) -> int:
     for entry in result["checkpoints"]:
         if entry["reduce"] == "merge":
             how = "token merging (ToMe)"
+        elif entry["reduce"] == "resize":
+            how = "lower input resolution"
         else:
             default = f" (the default for models trained with {entry['trained_select'] or 'every token'})"
             how = f"{entry['select']} selection" + (default if entry["select"] == entry["default_select"] else "")
         print(f"{entry['name']}: {how}")
         for r in entry["results"]:
-            dial = f"r {r['merge_r']:<3d}" if "merge_r" in r else f"rho {r['keep_ratio']:<4g}"
+            dial = (f"r {r['merge_r']:<3d}" if "merge_r" in r else f"{r['side']:>3d} px" if "side" in r
+                    else f"rho {r['keep_ratio']:<4g}")
             print(f"  {dial} top-1 {r['acc1']:6.2f}%  top-5 {r['acc5']:6.2f}%  "
                   f"{r['images_per_s']:9.1f} img/s  {r['gflops_per_image']:.4f} GFLOPs  {r['tokens']} tokens")
     print(f"results: {paths['json']}\npicture: {paths['png']}")
