@@ -192,6 +192,13 @@ def _key(run: PlannedRun) -> tuple[int, tuple[str, ...]]:
     return run.seed, tuple(run.settings["overrides"])
 
 
+def every_run(args: argparse.Namespace) -> list[PlannedRun]:
+    """Every run of this study (what a record may cover), whatever --scales / --arms / --seeds say."""
+    every = argparse.Namespace(**{**vars(args), "scales": ",".join(SCALES), "arms": ",".join(ARMS),
+                                  "budgets": "0.6,0.33", "seeds": "0,1,2"})
+    return plan(every)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
@@ -201,12 +208,133 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         if r not in todo:
             log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
-    if args.record_only:
-        for r in todo:
+    for r in todo:
+        if args.record_only:
             run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
-    else:
-        run_plan(todo, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
+            continue
+        run_plan([r], fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
+        # the record after every run: a session cut short keeps every run that finished
+        record(every_run(args), recorded_summaries(Path(args.results)), args)
+    path = record(every_run(args), recorded, args)
+    if path is not None:
+        print(path.with_suffix(".md").read_text())
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the record
+
+SUMMARY_KEYS = ("train_time_s", "data_wait_fraction", "best_acc1", "final_acc1", "best_epoch", "mean_keep_ratio",
+                "schedule", "budget", "epochs", "steps", "images_per_s", "device", "torch", "timm", "commit")
+
+
+def _parse(name: str) -> tuple[str, float, str]:
+    """(scale, budget, arm) of a run name (`group`'s inverse)."""
+    scale = "t64"
+    if name.startswith("t256_"):
+        scale, name = "t256", name[len("t256_"):]
+    g, arm = name.split("_", 1)
+    return scale, (0.6 if g.startswith("h") else float(g[1:])), arm
+
+
+def _row(run: PlannedRun, s: dict[str, Any]) -> dict[str, Any]:
+    scale, budget, arm = _parse(run.name)
+    own = (s.get("budget") or {}).get("realised_cost")
+    plan_ = (s.get("budget") or {})
+    return {"name": run.name, "scale": scale, "budget": 1.0 if arm == "full" else budget, "arm": arm, "seed": run.seed,
+            "epochs": run.cfg.epochs, "flop_cost": (1.0 if own is None else own) * run.cfg.epochs / HORIZON,
+            "train_time_s": s["train_time_s"], "best_acc1": s["best_acc1"], "final_acc1": s["final_acc1"],
+            "mean_keep_ratio": s.get("mean_keep_ratio"), "schedule": s.get("schedule"),
+            "resolution": plan_.get("resolution") if isinstance(plan_, dict) else None,
+            "overrides": list(run.settings["overrides"]), "summary": {k: s.get(k) for k in SUMMARY_KEYS}}
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (scale, budget, arm): means over the seeds whose full run has finished, per-seed differences to the
+    full and the equal-time run of the same scale, budget and seed (final and best top-1), time vs full."""
+    import statistics
+
+    from pss.analysis.report import versus
+
+    by = {(r["scale"], r["arm"] if r["arm"] == "full" else f"{r['budget']:g}/{r['arm']}", r["seed"]): r for r in rows}
+    out = []
+    for key in dict.fromkeys((r["scale"], r["budget"], r["arm"]) for r in rows):
+        scale, budget, arm = key
+        mine = [r for r in rows if (r["scale"], r["budget"], r["arm"]) == key and (scale, "full", r["seed"]) in by]
+        if not mine:
+            continue
+        a: dict[str, Any] = {"scale": scale, "budget": budget, "arm": arm, "seeds": [r["seed"] for r in mine],
+                             "epochs": mine[0]["epochs"], "flop_cost": statistics.fmean(r["flop_cost"] for r in mine)}
+        for k in ("best_acc1", "final_acc1"):
+            a[k] = statistics.fmean(r[k] for r in mine)
+        a["time_vs_full"] = statistics.fmean(r["train_time_s"] / by[(scale, "full", r["seed"])]["train_time_s"]
+                                             for r in mine)
+        for label, ref in (("full", lambda r: by.get((scale, "full", r["seed"]))),
+                           ("equal_time", lambda r: by.get((scale, f"{budget:g}/equal_time", r["seed"])))):
+            pairs = [(r, ref(r)) for r in mine if ref(r) is not None and ref(r) is not r]
+            if pairs:
+                vs = [versus(r, b) for r, b in pairs]
+                a[f"final_vs_{label}"] = [v["final_vs_full"] for v in vs]
+                a[f"best_vs_{label}"] = [v["best_vs_full"] for v in vs]
+        out.append(a)
+    return out
+
+
+def _sides(r: dict[str, Any]) -> str:
+    res = r.get("resolution")
+    return f"{res['name']} from {res['start']:.3g}" if res else "-"
+
+
+def to_markdown(rec: dict[str, Any]) -> str:
+    from recipe_study import per_seed
+
+    lines = ["# The best way to spend a token budget: drop, resize or both (CPU study set-up)", "",
+             f"device: {rec['device']}; torch {rec['torch']}, timm {rec['timm']}; commit {rec['commit']}; {rec['date']}",
+             f"set-up: recipe {rec['recipe']} + budget_study.py SETUP; t64: 4 px patches, 1,000 images per class; t256: "
+             "2 px patches, 500 images per class; 15 epochs; every arm and rule in benchmarks/token_study.py", "",
+             "Means over seeds; differences in top-1 points against the run of the same scale and seed, per seed in "
+             "brackets. Cost: FLOPs of the training steps relative to the scale's full run (side and keep ratio counted). "
+             "Time: measured training time relative to the full run of the same seed (CPU, shared machine: compare "
+             "the FLOP cost)." + (f" {rec['note']}" if rec.get("note") else ""), "",
+             "| scale | budget | arm | epochs | seeds | cost | time vs full | best | final | final vs full | "
+             "final vs equal time | best vs equal time |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for a in rec["arms"]:
+        lines.append(f"| {a['scale']} | {a['budget']:g} | {a['arm']} | {a['epochs']} | {','.join(map(str, a['seeds']))} | "
+                     f"{a['flop_cost']:.3f} | {a['time_vs_full']:.2f} | {a['best_acc1']:.2f} | {a['final_acc1']:.2f} | "
+                     f"{per_seed(a.get('final_vs_full'))} | {per_seed(a.get('final_vs_equal_time'))} | "
+                     f"{per_seed(a.get('best_vs_equal_time'))} |")
+    lines += ["", "Per run:", "", "| run | seed | epochs | mean keep ratio | resolution | cost | train time (s) | best | final |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in rec["runs"]:
+        rho = r.get("mean_keep_ratio")  # as trained (after any grid's rounding)
+        lines.append(f"| {r['name']} | {r['seed']} | {r['epochs']} | {'-' if rho is None else f'{rho:.3g}'} | "
+                     f"{_sides(r)} | {r['flop_cost']:.3f} | {r['train_time_s']:.0f} | {r['best_acc1']:.2f} | "
+                     f"{r['final_acc1']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def record(every: list[PlannedRun], recorded: dict, args: argparse.Namespace) -> Path | None:
+    """The record of every finished run of the study (from its folder, else from a committed record): the
+    t64 runs the budget study trained count here under this study's names."""
+    import datetime as dt
+
+    from pss.runinfo import run_info
+    from pss.study import write_record
+
+    rows = []
+    for r in every:
+        done = r.folder / "summary.json"
+        s = json.loads(done.read_text()) if done.exists() else recorded.get(_key(r))
+        if s is not None:
+            rows.append(_row(r, s))
+    if not rows:
+        log.info("study: no finished runs to record yet")
+        return None
+    rec = {"kind": "token_study", **run_info("cpu"), "date": dt.date.today().isoformat(), "recipe": RECIPE,
+           "scales": {k: v for k, v in SCALES.items()}, "note": args.note, "runs": rows, "arms": summarise(rows)}
+    tag = "cpu" + (f"-{args.tag}" if args.tag else "")
+    path = Path(args.results) / f"token_study_{tag}_{rec['date']}.json"
+    return write_record(path, rec, to_markdown(rec).splitlines())
 
 
 if __name__ == "__main__":
