@@ -266,7 +266,7 @@ def format_speed_table(report: dict) -> str:
 
 
 def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: int = 3, batches: int = 20,
-                   device: str | None = None) -> dict:
+                   device: str | None = None, sides: tuple[float, ...] = (1.0,)) -> dict:
     """Time the training loader a recipe builds (its dataset, transforms, batch size, sampler; each batch
     moved to the device), for each worker count in `workers` (default: the recipe's). Every check on the
     input runs first: a missing or empty dataset, or a worker sweep of in-memory data, is one line.
@@ -274,7 +274,9 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
     Per worker count: images/s delivered in all and per worker, and the time per batch the consumer
     waits (mean, median, p90), after `warmup` batches (which pay the workers' start-up). The consumer
     does nothing else, so this is what the loader can supply; `pss train` compares it with the model's
-    step time (pss.preflight)."""
+    step time (pss.preflight). `sides`: fractions of img_size to time each at (a lower training resolution,
+    pss.resolution: a folder of images decodes and augments at the side in its workers, JPEGs through
+    PIL's draft; other loaders deliver the recipe's size and the loop resizes on the device)."""
     import dataclasses
 
     from pss.data import build_datasets, build_loader, check_data
@@ -293,14 +295,21 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
     report = check_data(cfg.data)  # a missing or empty dataset fails here, before any decoding
     workers = (cfg.data.num_workers,) if workers is None or cfg.data.in_memory else tuple(workers)
     train_ds, _, _ = build_datasets(cfg.data, dev if cfg.data.in_memory else None, report=report)
+    from pss.resolution import patch_side
+
+    if not sides or any(not 0 < f <= 1 for f in sides):
+        raise ConfigError(f"--sides takes fractions of img_size in (0, 1], e.g. 1.0,0.5; got {sides}")
     rows = []
     for w in workers:
         data_cfg = dataclasses.replace(cfg.data, num_workers=w)
         loader = build_loader(train_ds, cfg.batch_size, True, data_cfg, seed=cfg.seed)
-        stats, _ = time_loader(loader, dev, warmup=warmup, batches=batches)
-        name = "in memory" if cfg.data.in_memory else f"{w} workers"
-        rows.append({"num_workers": w, "loader": name, **stats,
-                     "images_per_s_per_worker": stats["images_per_s"] / w if w and not cfg.data.in_memory else None})
+        for f in sides:
+            side = patch_side(f, cfg.data.img_size, 1)
+            in_workers = bool(getattr(loader, "set_side", lambda s: False)(None if side == cfg.data.img_size else side))
+            stats, _ = time_loader(loader, dev, warmup=warmup, batches=batches)
+            name = "in memory" if cfg.data.in_memory else f"{w} workers"
+            rows.append({"num_workers": w, "loader": name, "side": side, "decoded_at_side": in_workers, **stats,
+                         "images_per_s_per_worker": stats["images_per_s"] / w if w and not cfg.data.in_memory else None})
     return {
         "kind": "data",
         "pipeline": data_pipeline(cfg.data, cfg.batch_size, report.root),
@@ -319,10 +328,12 @@ def format_data_table(report: dict) -> str:
     head = (f"loader of {report['data_path'] or 'the built-in set'} ({report['num_train']} training images) @ "
             f"{p['img_size']} px, batch {p['batch_size']}, {'in memory' if p['in_memory'] else 'from files'}, "
             f"to {report['device']} ({report['cpu_cores']} CPU cores)")
-    lines = [head, "", "| loader | img/s | img/s per worker | mean wait per batch (ms) | median (ms) | p90 (ms) |",
-             "|---|---|---|---|---|---|"]
+    lines = [head, "", "| loader | side (px) | img/s | img/s per worker | mean wait per batch (ms) | median (ms) | p90 (ms) |",
+             "|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         per = f"{r['images_per_s_per_worker']:.0f}" if r["images_per_s_per_worker"] else "-"
-        lines.append(f"| {r['loader']} | {r['images_per_s']:.0f} | {per} | {1000 * r['mean_batch_s']:.1f} | "
+        side = r.get("side", p["img_size"])
+        where = "" if side == p["img_size"] or r.get("decoded_at_side") else " (resized in the loop)"
+        lines.append(f"| {r['loader']} | {side}{where} | {r['images_per_s']:.0f} | {per} | {1000 * r['mean_batch_s']:.1f} | "
                      f"{1000 * r['median_wait_s']:.1f} | {1000 * r['p90_wait_s']:.1f} |")
     return "\n".join(lines)

@@ -188,3 +188,35 @@ def test_pss_schedule_shows_sides_per_phase_and_the_graphs_a_compiled_model_keep
     assert main(["schedule", "fixed", "--rho", "0.5", "--epochs", "4", "--steps-per-epoch", "5",
                  "--resolution", "{name: step, start: 2}", *model]) == 2
     assert "start must be a fraction" in capsys.readouterr().err
+
+
+def test_a_folder_decodes_and_augments_at_the_side_in_its_workers(tmp_path):
+    """A lower training resolution on a folder of images: JPEGs decoded at about the side (PIL's draft), the
+    train transform built for the side; the loader's batches come at the side, and back at full side after."""
+    from PIL import Image
+
+    from pss.config import DataConfig
+    from pss.data import build_datasets, build_loader
+    from pss.data.readable import load_rgb
+
+    jpg = tmp_path / "a.jpg"
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(jpg, quality=90)
+    assert load_rgb(jpg).size == (64, 48)
+    assert load_rgb(jpg, draft=16).size == (32, 24)  # the 1/2 DCT scale: the smallest with both sides >= 16 px
+    png = tmp_path / "a.png"
+    Image.new("RGB", (64, 48)).save(png)
+    assert load_rgb(png, draft=16).size == (64, 48)  # not a JPEG: decoded in full
+
+    root = tmp_path / "data"
+    for split, n in (("train", 8), ("val", 2)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), (i * 20, 0, 0)).save(root / split / c / f"{i}.jpg")
+    cfg = DataConfig(path=str(root), img_size=32, in_memory=False, num_workers=1)
+    train, _, _ = build_datasets(cfg)
+    loader = build_loader(train, 4, True, cfg)
+    assert loader.set_side(16) is True
+    assert next(iter(loader))[0].shape == (4, 3, 16, 16)
+    assert loader.set_side(None) is True
+    assert next(iter(loader))[0].shape == (4, 3, 32, 32)

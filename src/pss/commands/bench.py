@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override, e.g. --set batch_size=256")
     d.add_argument("--workers", type=_ints, default=None, help="worker counts to sweep, e.g. 2,4,8 (default: the recipe's)")
+    d.add_argument("--sides", type=_floats, default=(1.0,),
+                   help="training sides to time, as fractions of img_size, e.g. 1.0,0.5: a lower resolution's "
+                        "decode saving (folders decode JPEGs at the side in their workers)")
     d.add_argument("--device", default=None, help="where batches go (default: the recipe's device)")
     d.add_argument("--warmup", type=int, default=3, help="batches before timing (they pay the workers' start-up)")
     d.add_argument("--batches", type=int, default=20, help="batches timed per worker count")
@@ -97,7 +100,8 @@ def run_data(args: argparse.Namespace) -> int:
 
     output = check_output_file(args.json, "data.json") if args.json else None  # before the benchmark, not after
     cfg, _ = resolve_config(args.config, args.overrides, data=args.data, output="-")
-    report = data_benchmark(cfg, workers=args.workers, warmup=args.warmup, batches=args.batches, device=args.device)
+    report = data_benchmark(cfg, workers=args.workers, warmup=args.warmup, batches=args.batches, device=args.device,
+                            sides=args.sides)
     print(format_data_table(report))
     _write_json(output, report)
     return 0

@@ -2,6 +2,9 @@
 into one uint8 tensor (`InMemoryDataset`, ``data.in_memory``); `build_datasets` picks among them."""
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -79,10 +82,31 @@ class CheckedImageFolder(ImageFolder):
     """
 
     def __init__(self, root: str, samples: list[tuple[str, int]], transform: Callable | None = None,
-                 on_corrupt: str = "skip") -> None:
+                 on_corrupt: str = "skip", side_transform: Callable[[int], Callable] | None = None) -> None:
         self._checked = samples
         self.on_corrupt = on_corrupt
         super().__init__(root, transform=transform, loader=load_rgb)
+        # a lower training resolution (pss.resolution) decoded and augmented in the workers: the train
+        # transform built for a side, once per side
+        self._side_transform, self._full_transform = side_transform, transform
+        self._side_transforms: dict[int, Callable] = {}
+        self.side: int | None = None
+
+    def set_side(self, side: int | None) -> bool:
+        """Decode and augment at `side` px from now on (None: the recipe's size): JPEGs decoded at about that
+        size (`load_rgb`'s draft), the train transform built for it. Set before an epoch's iterator is made,
+        so its workers get it. False where this dataset has no transform per side (the loop then resizes
+        the batches on the device)."""
+        if self._side_transform is None:
+            return False
+        self.side = side
+        if side is None:
+            self.transform, self.loader = self._full_transform, load_rgb
+        else:
+            if side not in self._side_transforms:
+                self._side_transforms[side] = self._side_transform(side)
+            self.transform, self.loader = self._side_transforms[side], functools.partial(load_rgb, draft=side)
+        return True
 
     def make_dataset(self, directory: Any, class_to_idx: dict[str, int], extensions: Any = None,
                      is_valid_file: Any = None, allow_empty: bool = False) -> list[tuple[str, int]]:
@@ -115,6 +139,11 @@ def timm_train_transform(cfg: DataConfig) -> Callable:
     if cfg.hflip > 0:
         primary.append(T.RandomHorizontalFlip(cfg.hflip))
     return T.Compose(primary + list(secondary.transforms) + list(final.transforms))
+
+
+def train_transform_at(cfg: DataConfig, side: int) -> Callable:
+    """The recipe's train transform at `side` px (a lower training resolution, pss.resolution)."""
+    return timm_train_transform(dataclasses.replace(cfg, img_size=side))
 
 
 def timm_eval_transform(cfg: DataConfig, normalize: bool = True) -> Callable:
@@ -189,7 +218,8 @@ def build_datasets(cfg: DataConfig, device: torch.device | str | None = None,
         root = Path(report.root)
         train_root, val_root = str(root / cfg.train_split), str(root / cfg.val_split)
         per_image = lambda train_tf, val_tf: (  # noqa: E731
-            CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt),
+            CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt,
+                               side_transform=functools.partial(train_transform_at, cfg)),
             CheckedImageFolder(val_root, report.val_samples, val_tf, cfg.on_corrupt))
     if not cfg.in_memory:
         train, val = per_image(train_tf, eval_tf)

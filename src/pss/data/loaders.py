@@ -116,6 +116,12 @@ class FolderLoader:
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
 
+    def set_side(self, side: int | None) -> bool:
+        """This epoch's training side (pss.resolution), decoded in the workers where the dataset can
+        (`CheckedImageFolder.set_side`); call before iterating: workers are made per epoch."""
+        set_side = getattr(self.dataset, "set_side", None)
+        return bool(set_side(side)) if set_side is not None else False
+
     def __len__(self) -> int:
         return len(self.loader)
 

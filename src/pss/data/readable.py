@@ -21,12 +21,16 @@ __all__ = ["WIDE_GREY_MODES", "first_readable", "load_rgb"]
 WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
+def load_rgb(path: str | os.PathLike | BinaryIO, draft: int | None = None) -> Image.Image:
     """An image file (or open binary file) as 8-bit RGB, what every dataset and `pss viz` read: 16-bit grey
     (and 32-bit integer grey holding 16-bit values) scaled to 8 bits, not clipped; floating-point images
-    refused (ValueError)."""
+    refused (ValueError). `draft`: a JPEG is decoded at the smallest of its DCT scales (1/2, 1/4, 1/8) whose
+    sides are still at least `draft` px (PIL's `Image.draft`): cheaper decoding for a lower training
+    resolution (pss.resolution); other formats decode in full."""
     with (contextlib.nullcontext(path) if hasattr(path, "read") else open(path, "rb")) as f:
         img = Image.open(f)
+        if draft is not None and img.format == "JPEG":
+            img.draft("RGB", (draft, draft))
         if img.mode == "F":
             raise ValueError("a floating-point image (mode F): save it as 8- or 16-bit")
         if img.mode not in WIDE_GREY_MODES:
