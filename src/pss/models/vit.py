@@ -43,9 +43,11 @@ POS_EMBEDS = ("learned", "rel_bias", "rope")
 WeightInit = Literal["timm", "reference"]
 WEIGHT_INITS = ("timm", "reference")
 # Rotary coordinates of a grid smaller than the model's (a lower training resolution, pss.resolution):
-# "rescaled" spreads the smaller grid over the full grid's range (each patch at the position of the image
-# region it covers, as interpolating a learned embedding does); "integer" gives it the first rows and
-# columns of the full grid's positions (the offsets between neighbours stay 1, as relative bias has them).
+# "integer" (default) gives it the first rows and columns of the full grid's positions (the offsets between
+# neighbours stay 1, as relative bias has them); "rescaled" spreads the smaller grid over the full grid's
+# range (each patch at the position of the image region it covers, as interpolating a learned embedding
+# does). Measured (benchmarks/results/rope_coords_check_cpu_2026-12-06.md, one seed): integer ended 1.5
+# points above rescaled at full side (within seed noise), rescaled led by ~4 while training at low sides.
 RopeCoords = Literal["rescaled", "integer"]
 ROPE_COORDS = ("rescaled", "integer")
 
@@ -235,7 +237,7 @@ class PssVisionTransformer(nn.Module):
         select: str = "magnitude",
         weight_init: WeightInit = "timm",
         attn_impl: AttnImpl = "auto",
-        rope_coords: RopeCoords = "rescaled",
+        rope_coords: RopeCoords = "integer",
     ) -> None:
         super().__init__()
         if rope_coords not in ROPE_COORDS:
