@@ -4,6 +4,7 @@ Each test names what happened before; all are in-process and fast (tiny models, 
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -21,7 +22,7 @@ from pss.cli import main
 from pss.config import load_config, load_yaml
 from pss.data.checks import check_data
 from pss.data.datasets import load_rgb
-from pss.errors import CheckpointError, ConfigError, DataError
+from pss.errors import CheckpointError, ConfigError, DataError, OutputError
 from pss.schedule import SCHEDULES, CosineSchedule, CyclicSchedule, FixedSchedule, LinearSchedule, schedule_from_spec
 from pss.select import select_tokens
 from pss.config import DataConfig
@@ -218,3 +219,32 @@ def test_one_class_data_is_named_as_the_problem(tmp_path, capsys):
     assert main(["train", "--config", "demo", "--data", str(tmp_path / "one"), "--output", str(tmp_path / "run")]) == 2
     err = _one_line(capsys.readouterr().err, "train")
     assert "the data has 1 class (a): a classifier needs at least 2 class folders" in err and "budget" not in err
+
+
+# ----------------------------------------------------------------------------- output folders
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "fifo", "folder"])
+def test_a_lock_file_that_is_not_a_regular_file_is_refused_untouched(tmp_path, kind):
+    """A `.pss.lock` symlinked to another file had that file truncated and overwritten by `pss train`."""
+    from pss.outputs import LOCK_NAME, hold_run_folder
+
+    run, victim = tmp_path / "run", tmp_path / "victim.txt"
+    run.mkdir()
+    victim.write_text("precious\n")
+    lock = run / LOCK_NAME
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "dangling symlink":
+        lock.symlink_to(tmp_path / "elsewhere.txt")
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.mkdir()
+    words = "is a symbolic link" if "symlink" in kind else "is not a regular file"
+    with pytest.raises(OutputError, match=f"{re.escape(str(lock))}' {words}, not the lock file pss writes"):
+        with hold_run_folder(run):
+            pytest.fail("the folder was held")
+    assert victim.read_text() == "precious\n" and not (tmp_path / "elsewhere.txt").exists()
+    with hold_run_folder(tmp_path / "fresh") as held:  # a plain lock file still works
+        assert (held / LOCK_NAME).is_file()
