@@ -125,6 +125,78 @@ def test_set_values_go_through_the_same_reader():
         load_config(None, ["model.kwargs.x=" + "[" * 5000 + "]" * 5000])
 
 
+_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+
+
+def test_an_alias_bomb_is_refused_in_well_under_a_second(tmp_path, capsys):
+    """A "billion laughs" recipe (9 ** 9 values in 600 bytes) grew memory ~90 MB/s without end, through
+    --config, --set and pss viz schedule alike."""
+    recipe = tmp_path / "bomb.yaml"
+    recipe.write_text(_BOMB)
+    t = time.perf_counter()
+    with pytest.raises(ConfigError, match="expands to more than 100000 values"):
+        load_yaml(recipe)
+    inline = "{" + _BOMB.strip().replace("\n", ", ") + "}"
+    with pytest.raises(ConfigError, match=r"^--set 'model.kwargs.x=.*expands to more than 100000 values"):
+        load_config(None, [f"model.kwargs.x={inline}"])
+    assert time.perf_counter() - t < 1.0
+    with pytest.raises(ConfigError, match="an alias refers to the value it is part of"):
+        load_config(None, ["model.kwargs.x=&a [1, *a]"])
+    for argv in (["viz", "schedule", str(recipe), "--output", str(tmp_path / "s.png")],
+                 ["train", "--config", str(recipe), "--output", str(tmp_path / "run")]):
+        assert main(argv) == 2
+        assert "expands to more than 100000 values" in _one_line(capsys.readouterr().err, argv[0])
+    # aliases that stay small are still YAML
+    assert load_config(None, ["model.kwargs.x={a: &a [1, 2], b: *a}"]).model.kwargs["x"] == {"a": [1, 2], "b": [1, 2]}
+
+
+def test_a_config_that_is_not_a_regular_file_is_named_for_what_it_is(tmp_path, capsys):
+    """A folder or /dev/null given as --config said "not found"; a huge file was read whole."""
+    for path, words in ((tmp_path, "is a folder, not a file"), ("/dev/null", "is a character device, not a file"),
+                        (tmp_path / "none.yaml", "not found")):
+        with pytest.raises(ConfigError, match=f"config file '{re.escape(str(path))}' {words}"):
+            load_yaml(path)
+        assert main(["train", "--config", str(path), "--output", str(tmp_path / "run")]) == 2
+        assert f"'{path}' {words}" in _one_line(capsys.readouterr().err, "train")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * (2 << 20) + b"\nepochs: 2\n")
+    with pytest.raises(ConfigError, match="is over 1 MB"):
+        load_yaml(big)
+
+
+@pytest.mark.parametrize("text, value", [("15e-1", 1.5), ("6e-1", 0.6), ("1.5e3", 1500.0), ("1E-3", 0.001),
+                                         ("-2e+2", -200.0), (".5e1", 5.0), ("1.0e-3", 0.001), ("1e", "1e")])
+def test_every_exponent_form_is_a_number(text, value):
+    """`budget_epochs=15e-1` was refused as text while `budget=6e-1` was accepted: YAML 1.1 reads an exponent
+    as a float only with a dot and a sign, and only float-typed settings turned the text back into a number."""
+    assert load_config(None, [f"model.kwargs.x={text}"]).model.kwargs["x"] == value
+
+
+def test_budget_epochs_in_any_number_form_is_checked_as_a_number():
+    cfg = load_config(None, ["schedule=cyclic", "budget=6e-1", "budget_epochs=15e-1"])
+    assert cfg.budget == 0.6 and cfg.budget_epochs == 1.5
+
+
+def test_too_large_a_budget_epochs_is_named_as_the_problem(capsys):
+    """A huge budget_epochs was reported as a budget problem ("budget 0.006 is below what this schedule can
+    reach"), naming a budget the user never gave; 1e300 said "budget must be in (0, 1], got 0.0"."""
+    base = ["schedule", "cyclic", "--budget", "0.6", "--model", "pss_vit_tiny_patch4_32", "--epochs", "10",
+            "--steps-per-epoch", "10"]
+    assert main([*base, "--budget-epochs", "100"]) == 2
+    err = _one_line(capsys.readouterr().err, "schedule")
+    assert "budget_epochs 100 spreads budget 0.6 of 10 epochs over 1000 epochs, 0.006 of each" in err
+    most = float(re.search(r"use budget_epochs ([0-9.]+) or less", err).group(1))
+    assert 1 < most < 1.5 and "budget 0.006 is below" not in err
+    assert main([*base, "--budget-epochs", str(most)]) == 0  # the factor it names fits
+    capsys.readouterr()
+    assert main([*base, "--budget-epochs", "1e300"]) == 2
+    assert "leaving nothing of each" in _one_line(capsys.readouterr().err, "schedule")
+    assert main([*base[:3], "0.3", *base[4:], "--budget-epochs", "100"]) == 2
+    assert "budget 0.3 is below what this schedule can reach even without budget_epochs" in \
+        _one_line(capsys.readouterr().err, "schedule")
+
+
 def test_an_unknown_compile_mode_or_backend_fails_before_any_work():
     """`--set compile="{mode: fastest}"` was a RuntimeError from torch.compile after the budget solve."""
     with pytest.raises(ConfigError, match="unknown compile mode 'fastest'; choose one of default, .*reduce-overhead"):
