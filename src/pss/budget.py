@@ -54,7 +54,9 @@ __all__ = [
     "BudgetPlan",
     "FlopCost",
     "TableCost",
+    "BudgetFloorError",
     "apply_budget_epochs",
+    "blame_budget_epochs",
     "epochs_factor",
     "starts_trained",
     "budget_epochs_plan",
@@ -288,6 +290,14 @@ def _reachable(schedule: Schedule, budget: float, cost: Callable[[float], float]
     return "raise the budget or shorten warm-up/cool-down (no schedule or grid reaches it with these)"
 
 
+class BudgetFloorError(ConfigError):
+    """`solve_budget`'s refusal of a budget below what the schedule can reach; `floor`: the smallest it can."""
+
+    def __init__(self, message: str, floor: float) -> None:
+        super().__init__(message)
+        self.floor = floor
+
+
 def solve_budget(
     schedule: Schedule,
     budget: float,
@@ -312,12 +322,11 @@ def solve_budget(
 
     floor = run_cost(lo)
     if floor > budget + _TOL:
-        raise ConfigError(
+        raise BudgetFloorError(
             f"budget {budget:g} is below what this schedule can reach: the smallest possible is "
             f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0 over {total_steps} steps, warm-up/cool-down "
             f"{schedule.warmup_epochs:g}/{schedule.cooldown_epochs:g} epochs at keep ratio 1.0, grid {schedule.grid}); "
-            f"{_reachable(schedule, budget, cost, steps_per_epoch, total_steps)}"
-        )
+            f"{_reachable(schedule, budget, cost, steps_per_epoch, total_steps)}", floor)
     if run_cost(hi) <= budget + _TOL:
         best = hi
     else:
@@ -441,7 +450,32 @@ def budget_epochs_plan(epochs: float, budget: float | None, factor: Any) -> tupl
     stays `budget` of `epochs` at keep ratio 1.0."""
     check_budget_epochs(factor, budget)
     longer = max(math.ceil(epochs), math.floor(epochs * factor + 0.5))
-    return longer, round(budget / (longer / epochs), 6)
+    each = round(budget / (longer / epochs), 6)
+    if each <= 0:
+        raise ConfigError(f"budget_epochs {factor:g} spreads budget {budget:g} of {epochs:g} epochs over {longer:g} epochs, "
+                          "leaving nothing of each; budget_epochs is a small factor (e.g. 1.5, or auto)")
+    return longer, each
+
+
+def blame_budget_epochs(e: ConfigError, budget: float, epochs: float, asked: Any, longer: int) -> ConfigError:
+    """`solve_budget`'s refusal of the budget that `budget_epochs: asked` left for each of `longer` epochs
+    (`budget` of `epochs` before it), told in the user's numbers: a factor too large for this schedule, with
+    the largest that fits, or a budget the schedule cannot reach even without it."""
+    floor = getattr(e, "floor", None)
+    if floor is None:
+        return e
+    least = f"{math.ceil(floor * 1000) / 1000:.3f}"
+    factor = f"{asked} (x{longer / epochs:g})" if isinstance(asked, str) else f"{asked:g}"
+    if budget < floor:
+        return ConfigError(f"budget {budget:g} is below what this schedule can reach even without budget_epochs "
+                           f"(the smallest possible is {least}); raise the budget (budget_epochs {factor} only spreads "
+                           "it over more epochs)")
+    most = math.floor(budget * epochs / floor)  # the most whole epochs whose share stays above the floor
+    return ConfigError(
+        f"budget_epochs {factor} spreads budget {budget:g} of {epochs:g} epochs over {longer:g} epochs, "
+        f"{budget * epochs / longer:.3g} of each: below the smallest this schedule can reach ({least}); use "
+        f"budget_epochs {max(1.0, math.floor(most / epochs * 100) / 100):g} or less"
+    )
 
 
 def equal_time_epochs(epochs: int, ratio: float) -> int:

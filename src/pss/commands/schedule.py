@@ -164,7 +164,14 @@ def run(args: argparse.Namespace) -> int:
     total = max(1, int((longer or args.epochs) * spe + 0.5))  # round half up, at least one step
     plan = None
     if budget is not None:
-        plan = solve(args, sched, spe, total, budget)
+        try:
+            plan = solve(args, sched, spe, total, budget)
+        except ConfigError as e:
+            if longer is None:
+                raise
+            from pss.budget import blame_budget_epochs
+
+            raise blame_budget_epochs(e, args.budget, args.epochs, args.budget_epochs, longer) from None
         sched = plan.schedule
     counts = sched.counts(spe, total)  # also checks that warm-up + cool-down fit the run
     if args.json:
