@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from pss.bounds import RecursiveStructure, measure
 from pss.errors import ConfigError, path_problem
 from pss.schedule import Schedule, from_dict as schedule_from_dict
 from pss.settings import (
@@ -205,30 +206,12 @@ MAX_YAML_BYTES = 1 << 20
 MAX_YAML_VALUES = 100_000
 
 
-def _expanded_size(root: yaml.Node) -> int:
-    """How many nodes `root` stands for with every alias expanded, counting each shared node once per use
-    (memoised, so a bomb is measured in time linear in its text); ConfigError for a node inside itself."""
-    sizes: dict[int, int] = {}
-    building: set[int] = set()
-
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in building:
-            raise ConfigError("an alias refers to the value it is part of (a recursive structure); write the value out")
-        building.add(key)
-        if isinstance(node, yaml.SequenceNode):
-            n = 1 + sum(size(child) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            n = 1 + sum(size(k) + size(v) for k, v in node.value)
-        else:
-            n = 1
-        building.discard(key)
-        sizes[key] = n = min(n, MAX_YAML_VALUES + 1)  # past the bound the exact count does not matter
-        return n
-
-    return size(root)
+def _yaml_parts(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -236,7 +219,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     document that expands (aliases counted in full) to more than MAX_YAML_VALUES values."""
 
     def construct_document(self, node: yaml.Node) -> Any:
-        if _expanded_size(node) > MAX_YAML_VALUES:
+        try:
+            size, _ = measure(node, _yaml_parts, MAX_YAML_VALUES)
+        except RecursiveStructure:
+            raise ConfigError("an alias refers to the value it is part of (a recursive structure); write the value "
+                              "out") from None
+        if size > MAX_YAML_VALUES:
             raise ConfigError(f"it expands to more than {MAX_YAML_VALUES} values (aliases counted in full); "
                               "a recipe holds a few hundred: write the settings out")
         return super().construct_document(node)
