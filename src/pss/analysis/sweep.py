@@ -25,7 +25,7 @@ from pss.control import inference_select, num_tokens
 from pss.analysis.evaldata import CLASS_MODES, labelled_loader, match_classes, val_loader_for  # noqa: F401 (re-exported)
 from pss.errors import ConfigError
 from pss.models.merge import TokenMerging, merge_rates
-from pss.flops import count_flops, example_input
+from pss.flops import check_batch_fits, count_flops, example_input
 from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk_correct
 from pss.select import SELECT_RULES, check_select
 
@@ -396,6 +396,8 @@ def sweep_checkpoints(
     # not taken at a quieter or busier moment than another's), then each one's accuracy.
     loaded = [load_model(path, device) for path in paths]
     models = [ensure_sampler(model) for model, _ in loaded]
+    for model in models:  # a batch far beyond the device's memory: one line, not a process the kernel kills
+        check_batch_fits(model, batch_size)
     # Bad merge settings, the data's classes against each checkpoint's: before any long work.
     merged = _merged_variants(paths, models, reduce, merge_r)
     loaders = [labelled_loader(path, config, data, batch_size, max_images, classes)
