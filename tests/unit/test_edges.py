@@ -249,6 +249,100 @@ def test_random_bytes_are_not_called_pickled_objects(tmp_path):
         assert "not a readable checkpoint" in str(e.value) and "pickled" not in str(e.value)
 
 
+def _save_tiny_checkpoint(path, **extra):
+    from pss.checkpoint import atomic_save, training_checkpoint
+    from pss.config import config_to_dict
+
+    cfg = load_config(None, ["model.name=pss_vit_tiny_patch4_32", "model.num_classes=2", "model.img_size=32",
+                             "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2}"])
+    atomic_save({**training_checkpoint(model=_tiny_vit(), progress={}, config=config_to_dict(cfg)), **extra}, path)
+    return path
+
+
+def _shared_lists(levels: int, width: int) -> list:
+    x: list = ["a"]
+    for _ in range(levels):
+        x = [x] * width
+    return x
+
+
+@pytest.mark.parametrize("field, bomb, words", [
+    ("class_names", _shared_lists(60, 2), "nests its contents over 32 levels deep"),  # 2 ** 60 strings, 61 deep
+    ("config", {"model": _shared_lists(8, 40)}, "holds over 1000000 values once its shared parts are counted"),
+])
+def test_a_checkpoint_of_shared_nested_lists_is_refused_as_it_is_read(tmp_path, capsys, field, bomb, words):
+    """A 1.8 MB weights-only .pt whose `config` or `class_names` shared one list in many places hung pss sweep
+    and pss viz: loading is cheap (the pickle memo), every later walk of it is not."""
+    path = _save_tiny_checkpoint(tmp_path / "bomb.pt")
+    torch.save({**torch.load(path, weights_only=True), field: bomb}, path)
+    assert path.stat().st_size < 100_000
+    t = time.perf_counter()
+    with pytest.raises(CheckpointError, match=words):
+        load_checkpoint(path)
+    assert time.perf_counter() - t < 1.0
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
+    for argv in (["sweep", str(path), "--device", "cpu", "--output", str(tmp_path / "sweep")],
+                 ["viz", "patches", str(path), "--images", str(tmp_path / "x.png"), "--output", str(tmp_path / "p.png")]):
+        assert main(argv) == 2
+        assert words in _one_line(capsys.readouterr().err, argv[0])
+    load_checkpoint(_save_tiny_checkpoint(tmp_path / "ok.pt"))  # a real checkpoint is well inside the bounds
+
+
+def _safetensors_bytes(header: bytes) -> bytes:
+    return len(header).to_bytes(8, "little") + header
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("truncated", None, "is not a readable .safetensors file"),
+    ("header bomb", (10**15).to_bytes(8, "little") + b"{}", "is not a readable .safetensors file"),
+    ("deep metadata", _safetensors_bytes(b'{"__metadata__": {"pss_config": "' + b"[" * 100_000 + b"]" * 100_000 + b'"}}'),
+     "nests its metadata 'pss_config' past any checkpoint's depth"),
+    ("missing", b"", "not found"),
+])
+def test_a_broken_safetensors_file_is_one_line_in_every_command(tmp_path, capsys, name, content, words):
+    """Truncated or header-bomb .safetensors files were a traceback in pss sweep / pss viz (--init said one line);
+    a missing one said it had "no config in its metadata"."""
+    from pss.checkpoint import export_safetensors
+    from pss.models.convert import load_state_dict_file
+    from pss.models.hub import load_model
+
+    path = tmp_path / "model.safetensors"
+    if name == "truncated":
+        export_safetensors(_tiny_vit().state_dict(), path, metadata={"pss_config": {}})
+        path.write_bytes(path.read_bytes()[:300])
+    elif name != "missing":
+        path.write_bytes(content)
+    readers = (load_model,) if name == "deep metadata" else (load_model, load_state_dict_file)  # --init: no metadata
+    for read in readers:  # sweep / viz, and --init: the same words
+        with pytest.raises(CheckpointError, match=re.escape(words)):
+            read(path)
+    assert main(["sweep", str(path), "--device", "cpu", "--output", str(tmp_path / "sweep")]) == 2
+    assert words in _one_line(capsys.readouterr().err, "sweep")
+
+
+def test_a_folder_or_device_given_as_weights_is_named_for_what_it_is(tmp_path):
+    """`--init FOLDER` said the checkpoint was "not found"."""
+    from pss.models.convert import load_state_dict_file
+
+    with pytest.raises(CheckpointError, match=f"'{re.escape(str(tmp_path))}' is a folder, not a file: give a checkpoint file"):
+        load_state_dict_file(tmp_path)
+    with pytest.raises(CheckpointError, match="'/dev/null' is a character device, not a file"):
+        load_state_dict_file("/dev/null")
+
+
+def test_a_sweep_batch_far_past_the_memory_is_one_line(tmp_path, capsys):
+    """`pss sweep --batch-size 100000` grew to 24 GB until the kernel killed it."""
+    path = _save_tiny_checkpoint(tmp_path / "checkpoint-best.pt")
+    assert main(["sweep", str(path), "--device", "cpu", "--batch-size", str(10**9), "--output", str(tmp_path / "s")]) == 2
+    err = _one_line(capsys.readouterr().err, "sweep")
+    fits = int(re.search(r"--batch-size 1000000000 needs about [0-9.]+ GB for one forward pass \([0-9.]+ MB per image\) "
+                         r"and cpu has [0-9.]+ GB free: use --batch-size ([0-9]+) or less", err).group(1))
+    from pss.flops import check_batch_fits
+
+    check_batch_fits(_tiny_vit(), min(fits, 64))  # the batch it names (or the default) passes
+    assert not (tmp_path / "s" / "sweep.json").exists()
+
+
 # ----------------------------------------------------------------------------- Python API edges
 
 
