@@ -151,6 +151,11 @@ class TableCost:
     source: str = ""
     name: str = "table"
 
+    @property
+    def min_keep_ratio(self) -> float:
+        """The lowest keep ratio measured: below it the table has no cost (`solve_budget` stops there)."""
+        return self.table[0][0]
+
     def __call__(self, keep_ratio: float) -> float:
         pts = self.table
         for r, c in pts:
@@ -213,6 +218,10 @@ class TableCost:
                     f"{ {k: recorded.get(k) for k in differ} } vs { {k: model_kwargs.get(k) for k in differ} }); "
                     "measure this model with pss bench speed --set KEY=VALUE ..."
                 )
+        bad = [f"{t!r} at keep ratio {r:g}" for r, t in rows if not (math.isfinite(t) and t > 0) or not 0 < r <= 1]
+        if bad:
+            raise ConfigError(f"budget_cost file {str(path)!r} holds relative times that are no step time "
+                              f"({', '.join(bad[:3])}): each must be a finite number > 0, at a keep ratio in (0, 1]; {hint}")
         rows = sorted(dict(rows).items())
         if not rows or abs(rows[-1][0] - 1.0) > 1e-6:
             raise ConfigError(f"budget_cost file {str(path)!r} has no time at keep ratio 1.0, the reference; {hint}")
@@ -282,8 +291,12 @@ def _reachable(schedule: Schedule, budget: float, cost: Callable[[float], float]
         if schedule.grid is not None and grid is not None and grid > schedule.grid:
             continue
         for shape in shapes:
-            candidate = _with(dataclasses.replace(shape, grid=grid), FREE_PARAMETER[shape.name], 10.0 ** -_DECIMALS)
-            floor = predicted_cost(candidate, cost, steps_per_epoch, total_steps)
+            lowest = 10.0 ** -_DECIMALS if grid is not None else max(10.0 ** -_DECIMALS, getattr(cost, "min_keep_ratio", 0))
+            candidate = _with(dataclasses.replace(shape, grid=grid), FREE_PARAMETER[shape.name], lowest)
+            try:
+                floor = predicted_cost(candidate, cost, steps_per_epoch, total_steps)
+            except ConfigError:  # keep ratios a cost table does not hold: not a way out
+                continue
             if floor <= budget + _TOL and (shape is not schedule or grid != schedule.grid):
                 return (f"{shape.name} with grid {grid if grid is not None else 'off (0)'} can reach it (floor "
                         f"{math.ceil(floor * 1000) / 1000:.3f}); or raise the budget")
@@ -316,6 +329,8 @@ def solve_budget(
     # Largest sensible value: cyclic low <= high; the others up to 1.0 (everything at rho = 1.0).
     hi = min(float(getattr(schedule, "high", 1.0)), 1.0)
     lo = 10.0 ** -_DECIMALS  # the smallest value; the grid or one kept token sets the real floor
+    if schedule.grid is None:  # unrounded, the parameter is the lowest keep ratio run: one the cost model covers
+        lo = max(lo, getattr(cost, "min_keep_ratio", lo))
 
     def run_cost(value: float) -> float:
         return predicted_cost(_with(schedule, param, value), cost, steps_per_epoch, total_steps)

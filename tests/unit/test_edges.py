@@ -414,3 +414,55 @@ def test_a_lock_file_that_is_not_a_regular_file_is_refused_untouched(tmp_path, k
     assert victim.read_text() == "precious\n" and not (tmp_path / "elsewhere.txt").exists()
     with hold_run_folder(tmp_path / "fresh") as held:  # a plain lock file still works
         assert (held / LOCK_NAME).is_file()
+
+
+# ----------------------------------------------------------------------------- cost files and specs
+
+
+@pytest.mark.parametrize("step, data", [(0.0, 0.01), (-1, 0.01), (float("nan"), 0.01), (float("inf"), 0.01),
+                                        ("abc", 0.01), (None, 0.01), (0.1, -1), (0.1, float("nan")), (0.1, "")])
+def test_measured_times_that_are_no_times_are_refused(step, data):
+    """`budget_cost: measured:...` took step times of 0, -1, NaN or inf and solved a nonsense schedule
+    (predicted cost 0.0000); text or an empty value was a traceback."""
+    from pss.preflight import Measurements
+
+    with pytest.raises(ConfigError, match=r"\(speed.json \+ data.json\): a time must be a finite number of seconds"):
+        Measurements({1.0: 0.1, 0.5: step} if data == 0.01 else {1.0: 0.1}, data, 8, True, source="speed.json + data.json")
+    good = Measurements({"1.0": "0.1", 0.5: 0.06}, 0, 8, True)
+    assert good.step_time_s == {1.0: 0.1, 0.5: 0.06} and good.data_time_s == 0.0
+
+
+def _speed_file(tmp_path, times):
+    import json
+
+    path = tmp_path / "speed.json"
+    path.write_text(json.dumps({"model": "pss_vit_tiny_patch4_32", "img_size": 32, "batch_size": 8, "results": [
+        {"keep_ratio": r, "relative_time": t, "step_time_s": t} for r, t in times]}))
+    return str(path)
+
+
+def test_a_speed_table_is_checked_and_solved_within_what_it_measured(tmp_path, capsys):
+    """A speed table with 0 / -1 / NaN times was taken; a valid one with a fixed schedule asked for a step time
+    at keep ratio 0.0001; `--budget-cost measured` said "file 'measured' not found"."""
+    from pss.budget import TableCost
+
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="holds relative times that are no step time"):
+            TableCost.from_file(_speed_file(tmp_path, [(1.0, 1.0), (0.5, bad)]))
+    table = _speed_file(tmp_path, [(1.0, 1.0), (0.8, 0.8), (0.6, 0.6), (0.4, 0.45), (0.2, 0.3)])
+    base = ["schedule", "fixed", "--epochs", "2", "--steps-per-epoch", "10", "--budget-cost", table]
+    assert main([*base, "--budget", "0.6"]) == 0
+    assert "runs keep ratios 0.6 (solved rho = 0.6), predicted cost 0.6000" in capsys.readouterr().out
+    assert main([*base, "--budget", "0.2"]) == 2  # below the table's cheapest row: the budget, not 0.0001
+    err = _one_line(capsys.readouterr().err, "schedule")
+    assert "budget 0.2 is below what this schedule can reach: the smallest possible is 0.300" in err and "0.0001" not in err
+    for spec in ("measured", "measured:a.json,b.json"):
+        assert main([*base[:-1], spec, "--budget", "0.6"]) == 2
+        assert f"--budget-cost {spec} is timed in a training run" in _one_line(capsys.readouterr().err, "schedule")
+
+
+@pytest.mark.parametrize("spec", ["1.5", "0", "-0.2"])
+def test_a_keep_ratio_spec_out_of_range_says_so(spec):
+    """The spec strings "1.5" and "0" said "unknown schedule"."""
+    with pytest.raises(ConfigError, match=r"fixed rho must be a keep ratio in \(0, 1\]"):
+        schedule_from_spec(spec)

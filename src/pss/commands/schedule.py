@@ -143,6 +143,10 @@ def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int, budge
             raise ConfigError("--budget needs --model NAME (the model whose FLOPs set the cost) or --budget-cost FILE")
         model = pss.build_model(args.model, num_classes=10, img_size=args.img_size, **kwargs)
         cost = FlopCost.for_model(model, args.model)
+    elif args.budget_cost.split(":")[0] == "measured":  # a training run's cost model: it needs the run's loader
+        raise ConfigError(f"--budget-cost {args.budget_cost} is timed in a training run, with its data loader (pss "
+                          "train --set budget_cost=measured); here give flops (with --model) or a pss bench speed "
+                          "--json file")
     else:
         cost = TableCost.from_file(args.budget_cost, args.model, args.img_size, kwargs if args.model_kwargs else None)
     return solve_budget(sched, budget, cost, spe, total)
