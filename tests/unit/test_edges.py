@@ -466,3 +466,28 @@ def test_a_keep_ratio_spec_out_of_range_says_so(spec):
     """The spec strings "1.5" and "0" said "unknown schedule"."""
     with pytest.raises(ConfigError, match=r"fixed rho must be a keep ratio in \(0, 1\]"):
         schedule_from_spec(spec)
+
+
+# ----------------------------------------------------------------------------- data that hangs
+
+
+def test_a_named_pipe_called_png_is_not_an_image(tiny_image_folder):
+    """A fifo named x.png blocked the data scan for ever (opening it waits for a writer)."""
+    os.mkfifo(tiny_image_folder / "train" / "glyph0" / "pipe.png")
+    report = check_data(DataConfig(path=str(tiny_image_folder)))
+    assert report.train_counts == {"glyph0": 4, "glyph1": 4, "glyph2": 4} and report.corrupt == []
+    assert not any("pipe.png" in p for p, _ in report.train_samples)
+
+
+def test_far_too_many_loader_workers_are_refused_before_any_start(tiny_image_folder):
+    """`data.num_workers=1000` stalled a run after 3 steps."""
+    from pss.data import build_datasets, build_loader
+    from pss.data.loaders import max_workers
+
+    cfg = DataConfig(path=str(tiny_image_folder), num_workers=max_workers() + 1)
+    train, _, _ = build_datasets(cfg)
+    with pytest.raises(ConfigError, match=rf"data.num_workers {max_workers() + 1} is more loader processes than this "
+                                          rf"machine's \d+ CPU\(s\) can feed \(at most {max_workers()}\)"):
+        build_loader(train, 4, True, cfg)
+    assert max_workers() >= 64  # the recipes' 8 or 10 pass on any machine
+    build_loader(train, 4, True, DataConfig(path=str(tiny_image_folder), num_workers=10))
