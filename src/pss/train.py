@@ -334,7 +334,7 @@ class Run:
         cfg = self.cfg
         loop = self.loop_config()
         checkpointer = Checkpointer(self.folder.path, config=self.config, class_names=self.class_names,
-                                    dist_info=self.dist, resume_rng=resume_rng)
+                                    dist_info=self.dist, resume_rng=resume_rng, resumed_from=self.resume_from)
         logger = StepLogger(self.writer, dist_info=self.dist, global_batch_size=cfg.batch_size, quiet=self.quiet,
                             last_good=checkpointer.last_good)
         return Trainer(

@@ -9,6 +9,7 @@ import random
 import re
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -491,3 +492,24 @@ def test_far_too_many_loader_workers_are_refused_before_any_start(tiny_image_fol
         build_loader(train, 4, True, cfg)
     assert max_workers() >= 64  # the recipes' 8 or 10 pass on any machine
     build_loader(train, 4, True, DataConfig(path=str(tiny_image_folder), num_workers=10))
+
+
+# ----------------------------------------------------------------------------- advice
+
+
+def test_the_advice_after_a_resumed_run_diverges_names_a_file_that_exists(tmp_path):
+    """After `--resume CKPT -o NEWFOLDER` diverged, the message named NEWFOLDER/checkpoint-last.pt, which the
+    new run had not written."""
+    from pss.runfolder import Checkpointer, RunDir
+
+    old = _save_tiny_checkpoint(tmp_path / "old" / "checkpoint-last.pt")
+    new = tmp_path / "new"
+    cp = Checkpointer(new, resumed_from=old)
+    cp.saved_step = 12  # what the engine records for a resumed run before its first save
+    advice = cp.last_good()
+    named = Path(re.match(r"(\S+) holds step 12, the last finite one", advice).group(1))
+    assert named == old and named.is_file() and not (new / RunDir.LAST).exists()
+    assert f"--resume {old} --output {new} --set optim.lr=" in advice
+    fresh = Checkpointer(new)  # a run that saved its own checkpoint names it, and --resume alone
+    fresh.saved_step = 3
+    assert fresh.last_good().startswith(f"{new / RunDir.LAST} holds step 3") and "--resume (e.g." in fresh.last_good()
