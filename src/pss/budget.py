@@ -56,7 +56,6 @@ __all__ = [
     "TableCost",
     "BudgetFloorError",
     "apply_budget_epochs",
-    "blame_budget_epochs",
     "epochs_factor",
     "starts_trained",
     "budget_epochs_plan",
@@ -470,27 +469,6 @@ def budget_epochs_plan(epochs: float, budget: float | None, factor: Any) -> tupl
         raise ConfigError(f"budget_epochs {factor:g} spreads budget {budget:g} of {epochs:g} epochs over {longer:g} epochs, "
                           "leaving nothing of each; budget_epochs is a small factor (e.g. 1.5, or auto)")
     return longer, each
-
-
-def blame_budget_epochs(e: ConfigError, budget: float, epochs: float, asked: Any, longer: int) -> ConfigError:
-    """`solve_budget`'s refusal of the budget that `budget_epochs: asked` left for each of `longer` epochs
-    (`budget` of `epochs` before it), told in the user's numbers: a factor too large for this schedule, with
-    the largest that fits, or a budget the schedule cannot reach even without it."""
-    floor = getattr(e, "floor", None)
-    if floor is None:
-        return e
-    least = f"{math.ceil(floor * 1000) / 1000:.3f}"
-    factor = f"{asked} (x{longer / epochs:g})" if isinstance(asked, str) else f"{asked:g}"
-    if budget < floor:
-        return ConfigError(f"budget {budget:g} is below what this schedule can reach even without budget_epochs "
-                           f"(the smallest possible is {least}); raise the budget (budget_epochs {factor} only spreads "
-                           "it over more epochs)")
-    most = math.floor(budget * epochs / floor)  # the most whole epochs whose share stays above the floor
-    return ConfigError(
-        f"budget_epochs {factor} spreads budget {budget:g} of {epochs:g} epochs over {longer:g} epochs, "
-        f"{budget * epochs / longer:.3g} of each: below the smallest this schedule can reach ({least}); use "
-        f"budget_epochs {max(1.0, math.floor(most / epochs * 100) / 100):g} or less"
-    )
 
 
 def equal_time_epochs(epochs: int, ratio: float) -> int:

@@ -195,21 +195,15 @@ class Run:
         cfg = self.cfg
         if cfg.budget is None:
             return
-        from pss.budget import blame_budget_epochs, cost_model_for, solve_budget
+        from pss.budget import cost_model_for
+        from pss.tokens_for_epochs import solve_run_budget
 
         if cfg.task != "classification":
             raise ConfigError(f"budget applies to classification training, not task {cfg.task!r}; set budget: null")
         if cfg.budget_cost == "measured" and measurements is None:
             return
         self.cost = cost_model_for(cfg, self.model, measurements)
-        try:
-            self.budget = plan = solve_budget(cfg.schedule, cfg.budget, self.cost, self.steps_per_epoch,
-                                              cfg.epochs * self.steps_per_epoch)
-        except ConfigError as e:
-            ref = cfg.budget_reference or {}
-            if ref.get("epochs_factor", 1) == 1:  # the recipe's own budget: its own problem
-                raise
-            raise blame_budget_epochs(e, ref["budget"], ref["epochs"], ref["budget_epochs"], cfg.epochs) from None
+        self.budget = plan = solve_run_budget(cfg, self.cost, self.steps_per_epoch)  # budget_epochs: told as such
         log.info("%s", plan.describe())
         if plan.unspent():
             log.warning("%s", plan.unspent())

@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as e:
             if longer is None:
                 raise
-            from pss.budget import blame_budget_epochs
+            from pss.tokens_for_epochs import blame_budget_epochs
 
             raise blame_budget_epochs(e, args.budget, args.epochs, args.budget_epochs, longer) from None
         sched = plan.schedule
