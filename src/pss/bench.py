@@ -33,7 +33,7 @@ import torch.nn.functional as F
 import pss
 from pss.control import num_tokens
 from pss.errors import ConfigError
-from pss.flops import count_flops, example_input
+from pss.flops import check_batch_fits, count_flops, example_input
 from pss.models import attention_impl
 from pss.models.attention import ATTN_IMPLS
 from pss.runinfo import run_info
@@ -205,6 +205,7 @@ def speed_benchmark(
     keep_ratios = tuple(sorted(set(keep_ratios) | {1.0}, reverse=True))  # rho = 1.0 is the reference
 
     model = pss.build_model(model_name, num_classes=1000, img_size=img_size, **model_kwargs).to(dev)
+    check_batch_fits(model, batch_size)  # far too large a batch: one line, not a process the kernel kills
     bench = TrainingStep(model, batch_size, dev, amp_mode, compile, warmup, iters)
     rows = [bench.row(rho, select, inference) for rho in keep_ratios]
     pss.set_keep_ratio(model, 1.0, select)

@@ -55,6 +55,7 @@ __all__ = [
     "BudgetPlan",
     "FlopCost",
     "TableCost",
+    "BudgetFloorError",
     "apply_budget_epochs",
     "epochs_factor",
     "starts_trained",
@@ -198,6 +199,11 @@ class TableCost:
     source: str = ""
     name: str = "table"
 
+    @property
+    def min_keep_ratio(self) -> float:
+        """The lowest keep ratio measured: below it the table has no cost (`solve_budget` stops there)."""
+        return self.table[0][0]
+
     def __call__(self, keep_ratio: float) -> float:
         pts = self.table
         for r, c in pts:
@@ -260,6 +266,10 @@ class TableCost:
                     f"{ {k: recorded.get(k) for k in differ} } vs { {k: model_kwargs.get(k) for k in differ} }); "
                     "measure this model with pss bench speed --set KEY=VALUE ..."
                 )
+        bad = [f"{t!r} at keep ratio {r:g}" for r, t in rows if not (math.isfinite(t) and t > 0) or not 0 < r <= 1]
+        if bad:
+            raise ConfigError(f"budget_cost file {str(path)!r} holds relative times that are no step time "
+                              f"({', '.join(bad[:3])}): each must be a finite number > 0, at a keep ratio in (0, 1]; {hint}")
         rows = sorted(dict(rows).items())
         if not rows or abs(rows[-1][0] - 1.0) > 1e-6:
             raise ConfigError(f"budget_cost file {str(path)!r} has no time at keep ratio 1.0, the reference; {hint}")
@@ -355,12 +365,24 @@ def _reachable(schedule: Schedule, budget: float, cost: Callable[[float], float]
         if schedule.grid is not None and grid is not None and grid > schedule.grid:
             continue
         for shape in shapes:
-            candidate = _with(dataclasses.replace(shape, grid=grid), FREE_PARAMETER[shape.name], 10.0 ** -_DECIMALS)
-            floor = predicted_cost(candidate, cost, steps_per_epoch, total_steps)
+            lowest = 10.0 ** -_DECIMALS if grid is not None else max(10.0 ** -_DECIMALS, getattr(cost, "min_keep_ratio", 0))
+            candidate = _with(dataclasses.replace(shape, grid=grid), FREE_PARAMETER[shape.name], lowest)
+            try:
+                floor = predicted_cost(candidate, cost, steps_per_epoch, total_steps)
+            except ConfigError:  # keep ratios a cost table does not hold: not a way out
+                continue
             if floor <= budget + _TOL and (shape is not schedule or grid != schedule.grid):
                 return (f"{shape.name} with grid {grid if grid is not None else 'off (0)'} can reach it (floor "
                         f"{math.ceil(floor * 1000) / 1000:.3f}); or raise the budget")
     return "raise the budget or shorten warm-up/cool-down (no schedule or grid reaches it with these)"
+
+
+class BudgetFloorError(ConfigError):
+    """`solve_budget`'s refusal of a budget below what the schedule can reach; `floor`: the smallest it can."""
+
+    def __init__(self, message: str, floor: float) -> None:
+        super().__init__(message)
+        self.floor = floor
 
 
 def solve_budget(
@@ -383,18 +405,19 @@ def solve_budget(
     # Largest sensible value: cyclic low <= high; the others up to 1.0 (everything at rho = 1.0).
     hi = min(float(getattr(schedule, "high", 1.0)), 1.0)
     lo = 10.0 ** -_DECIMALS  # the smallest value; the grid or one kept token sets the real floor
+    if schedule.grid is None:  # unrounded, the parameter is the lowest keep ratio run: one the cost model covers
+        lo = max(lo, getattr(cost, "min_keep_ratio", lo))
 
     def run_cost(value: float) -> float:
         return predicted_cost(_with(schedule, param, value), cost, steps_per_epoch, total_steps, resolution)
 
     floor = run_cost(lo)
     if floor > budget + _TOL:
-        raise ConfigError(
+        raise BudgetFloorError(
             f"budget {budget:g} is below what this schedule can reach: the smallest possible is "
             f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0 over {total_steps} steps, warm-up/cool-down "
             f"{schedule.warmup_epochs:g}/{schedule.cooldown_epochs:g} epochs at keep ratio 1.0, grid {schedule.grid}); "
-            f"{_reachable(schedule, budget, cost, steps_per_epoch, total_steps)}"
-        )
+            f"{_reachable(schedule, budget, cost, steps_per_epoch, total_steps)}", floor)
     if run_cost(hi) <= budget + _TOL:
         best = hi
     else:
@@ -442,10 +465,10 @@ def solve_resolution(resolution: ResolutionSchedule, schedule: Schedule, budget:
         fix = (f"the step shape reaches it (resolution.name: step)" if shapes else
                "lower resolution.full_from (fewer epochs at full side), add the drop lever (budget_lever: both with a "
                "keep-ratio schedule), or raise the budget")
-        raise ConfigError(
+        raise BudgetFloorError(
             f"budget {budget:g} is below what the {resolution.name} resolution schedule can reach: the smallest "
             f"possible is {math.ceil(floor * 1000) / 1000:.3f} (start at one patch, {patch} px, full side from "
-            f"{resolution.full_from:g} of the epochs); {fix}")
+            f"{resolution.full_from:g} of the epochs); {fix}", floor)
     a, b = lo, 1.0
     if run_cost(b) <= budget + _TOL:
         a = b
@@ -583,7 +606,11 @@ def budget_epochs_plan(epochs: float, budget: float | None, factor: Any) -> tupl
     stays `budget` of `epochs` at keep ratio 1.0."""
     check_budget_epochs(factor, budget)
     longer = max(math.ceil(epochs), math.floor(epochs * factor + 0.5))
-    return longer, round(budget / (longer / epochs), 6)
+    each = round(budget / (longer / epochs), 6)
+    if each <= 0:
+        raise ConfigError(f"budget_epochs {factor:g} spreads budget {budget:g} of {epochs:g} epochs over {longer:g} epochs, "
+                          "leaving nothing of each; budget_epochs is a small factor (e.g. 1.5, or auto)")
+    return longer, each
 
 
 def equal_time_epochs(epochs: int, ratio: float) -> int:

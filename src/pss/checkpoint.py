@@ -38,7 +38,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from pss.errors import CheckpointError, OutputError
+from pss.errors import CheckpointError, OutputError, path_problem
 from pss.runtime import unwrap_model
 
 __all__ = [
@@ -245,9 +245,7 @@ def training_checkpoint(
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a file with `torch.load(weights_only=True)`; clear CheckpointErrors for the failure cases."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    path = _readable_file(path)
     if path.suffix == ".safetensors":
         return {"model": load_safetensors(path)}
     try:
@@ -269,7 +267,51 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               f"{type(e).__name__}: {e}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, expected a dict / state dict")
+    _check_structure(obj, path)
     return obj
+
+
+# Bounds on a checkpoint's structure (tensors count as one value each). A pss checkpoint holds a few
+# thousand values (state dicts, optimizer state, class names) nested a few levels; the pickle memo lets a
+# small file share one list in many places, and every later walk (config checks, class names, messages)
+# would expand it, so a file past these bounds is refused as it is read.
+MAX_CHECKPOINT_VALUES = 1_000_000
+MAX_CHECKPOINT_DEPTH = 32
+
+
+def _parts(x: Any) -> Any:
+    if isinstance(x, dict):
+        return [*x.keys(), *x.values()]
+    return x if isinstance(x, (list, tuple)) else ()
+
+
+def _check_structure(obj: dict[str, Any], path: Path) -> None:
+    """CheckpointError unless `obj` stays within MAX_CHECKPOINT_VALUES values (shared parts counted in full)
+    and MAX_CHECKPOINT_DEPTH levels of nesting (pss.bounds)."""
+    from pss.bounds import RecursiveStructure, measure
+
+    try:
+        size, depth = measure(obj, _parts, MAX_CHECKPOINT_VALUES)
+    except (RecursiveStructure, RecursionError):
+        size, depth = 0, MAX_CHECKPOINT_DEPTH + 1
+    if depth > MAX_CHECKPOINT_DEPTH:
+        raise CheckpointError(f"{str(path)!r} nests its contents over {MAX_CHECKPOINT_DEPTH} levels deep (a checkpoint "
+                              "has a few): it is not a checkpoint pss wrote or can read")
+    if size > MAX_CHECKPOINT_VALUES:
+        raise CheckpointError(f"{str(path)!r} holds over {MAX_CHECKPOINT_VALUES} values once its shared parts are "
+                              "counted in full (a checkpoint has a few thousand): it is not a checkpoint pss wrote or "
+                              "can read")
+
+
+def _readable_file(path: str | Path) -> Path:
+    """`path` (user-expanded); CheckpointError saying what it is when it is not a file: missing, a folder,
+    a device, a pipe (whose read would block)."""
+    path = Path(path).expanduser()
+    problem = path_problem(path)
+    if problem:
+        hint = ": give a checkpoint file (.pt, .pth, .bin or .safetensors)" if path.is_dir() else ""
+        raise CheckpointError(f"checkpoint {str(path)!r} {problem}{hint}")
+    return path
 
 
 def is_training_checkpoint(obj: Any) -> bool:
@@ -350,21 +392,34 @@ def export_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, me
     atomic_write(path, lambda f: f.write(data), size=len(data))
 
 
-def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a .safetensors file; CheckpointError when it is not one."""
+@contextlib.contextmanager
+def _safetensors_errors(path: Path) -> Iterator[None]:
+    """Every way the safetensors reader refuses a file (truncated, a header size past its limit, bad JSON)
+    as one CheckpointError naming it: the one reading path of weights (`--init`) and metadata (sweep, viz)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     try:
-        return load_file(str(path))
+        yield
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{str(path)!r} is not a readable .safetensors file: {e}") from None
 
 
+def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file; CheckpointError when it is not one."""
+    from safetensors.torch import load_file
+
+    path = _readable_file(path)
+    with _safetensors_errors(path):
+        return load_file(str(path))
+
+
 def safetensors_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of a .safetensors file, its JSON values decoded (pss stores its config so); CheckpointError
+    when it is not a readable .safetensors file, or its metadata is past the bounds of a checkpoint's."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
+    path = _readable_file(path)
+    with _safetensors_errors(path), safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     out = {}
     for k, v in meta.items():
@@ -372,4 +427,8 @@ def safetensors_metadata(path: str | Path) -> dict[str, Any]:
             out[k] = json.loads(v)
         except ValueError:
             out[k] = v
+        except RecursionError:  # nested past Python's stack
+            raise CheckpointError(f"{str(path)!r} nests its metadata {k!r} past any checkpoint's depth: it is not "
+                                  "a file pss wrote or can read") from None
+    _check_structure(out, path)
     return out

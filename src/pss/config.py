@@ -6,8 +6,8 @@
 The sections are small dataclasses validated on construction (`pss.settings`, re-exported here). Every
 key is checked: an unknown key is an error naming the key and the valid keys at that level, and
 impossible values are refused here, before any data is read or model built. Overrides are
-`dotted.key=value` strings; the value is parsed with `yaml.safe_load` (so `2`, `1e-3`, `null`,
-`[1, 2]`, `{depth: 2}` all work).
+`dotted.key=value` strings; the value is parsed as YAML, as a recipe is (`parse_yaml`: so `2`, `1e-3`,
+`15e-1`, `null`, `[1, 2]`, `{depth: 2}` all work; aliases may not expand past MAX_YAML_VALUES values).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from pss.errors import ConfigError
+from pss.bounds import RecursiveStructure, measure
+from pss.errors import ConfigError, path_problem
 from pss.schedule import Schedule, from_dict as schedule_from_dict
 from pss.settings import (
     GLYPH_IMG_SIZE,
@@ -197,8 +199,35 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 # YAML files and --set overrides
 
 
+# Bounds on what one YAML document may hold. Recipes have a few hundred values; aliases (`*a`) let a
+# kilobyte name billions of them ("billion laughs"), which every later step (checks, copies, messages)
+# would walk one by one, so the document is measured with each alias counted in full before it is built.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_VALUES = 100_000
+
+
+def _yaml_parts(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+    """yaml.SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last), and a
+    document that expands (aliases counted in full) to more than MAX_YAML_VALUES values."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        try:
+            size, _ = measure(node, _yaml_parts, MAX_YAML_VALUES)
+        except RecursiveStructure:
+            raise ConfigError("an alias refers to the value it is part of (a recursive structure); write the value "
+                              "out") from None
+        if size > MAX_YAML_VALUES:
+            raise ConfigError(f"it expands to more than {MAX_YAML_VALUES} values (aliases counted in full); "
+                              "a recipe holds a few hundred: write the settings out")
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -210,6 +239,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) reads an exponent only with a dot and a sign (`1.0e-3`): `6e-1`, `15e-1` and `1.5e3`
+# would stay strings, and a setting typed Any (budget_epochs) would then see text where the user wrote a
+# number. YAML 1.2 and JSON read every exponent form as a float; so do recipes and --set values.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"))
 
 
 # The shipped recipes: configs/ of a checkout (an editable install), else the copy a wheel carries
@@ -227,6 +264,8 @@ def find_recipe(name: str | Path) -> Path:
     for cand in (RECIPES_DIR / f"{name}", RECIPES_DIR / f"{name}.yaml"):
         if cand.is_file():
             return cand
+    if path.exists():  # a folder, a device, ...: say what it is
+        raise ConfigError(f"config file {str(name)!r} {path_problem(path)}; pass a YAML recipe, e.g. configs/demo.yaml")
     shipped = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
     hint = f"; shipped recipes: {', '.join(shipped)}" if shipped else ""
     raise ConfigError(f"config file {str(name)!r} not found{hint}")
@@ -254,12 +293,16 @@ def parse_yaml(text: str | bytes, where: str) -> Any:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A recipe's settings; ConfigError for a missing, unreadable, empty or invalid file, or a duplicate key."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found; pass an existing YAML recipe, e.g. configs/demo.yaml")
+    problem = path_problem(path)
+    if problem:
+        raise ConfigError(f"config file {str(path)!r} {problem}; pass a YAML recipe, e.g. configs/demo.yaml")
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    _check(len(data) <= MAX_YAML_BYTES, f"config file {str(path)!r} is over {MAX_YAML_BYTES // 2**20} MB: "
+           "a recipe holds a few hundred settings; is it the right file?")
     d = parse_yaml(data, f"config file {str(path)!r}")
     _check(d is not None, f"config file {str(path)!r} is empty; give the settings to change, or leave out --config "
            "to use the defaults")
@@ -268,7 +311,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`"optim.lr=1e-3"` -> (["optim", "lr"], 0.001): the value goes through yaml.safe_load."""
+    """`"optim.lr=1e-3"` -> (["optim", "lr"], 0.001): the value goes through `parse_yaml`, as a recipe does."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     _check(bool(sep) and bool(key), f"--set expects key=value (dotted keys for nested settings), got {text!r}")

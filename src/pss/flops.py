@@ -114,3 +114,64 @@ def example_input(
     p = next(model.parameters())
     return torch.randn(batch_size, c, h, w, device=p.device, dtype=p.dtype)
 
+
+
+def forward_bytes_per_image(model: nn.Module) -> int:
+    """About the memory one image takes at the peak of an inference forward pass of `model`: the input, and
+    four times the largest layer output (that output, the layer's input and the residual stream beside them,
+    with room to spare) plus an attention's scores (heads x tokens^2). Measured with forward hooks on one
+    image; an estimate for refusing a batch far too large for the device (`check_batch_fits`), not a bound
+    to plan against."""
+    x = example_input(model, 1)
+    largest, scores = 0, 0
+
+    def hook(module: nn.Module, args: tuple, out: object) -> None:
+        nonlocal largest, scores
+        if isinstance(out, torch.Tensor):
+            largest = max(largest, out.numel())
+            heads = getattr(module, "num_heads", None)
+            if isinstance(heads, int) and out.dim() == 3:
+                scores = max(scores, heads * out.shape[1] ** 2)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return (x.numel() + 4 * largest + scores) * x.element_size()
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Memory free for new tensors on `device`: the GPU's free memory, or the host's available memory
+    (MemAvailable, Linux); None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_batch_fits(model: nn.Module, batch_size: int, flag: str = "--batch-size") -> None:
+    """ConfigError (one line) when a forward pass of `batch_size` images would take more memory than the
+    model's device has free (`forward_bytes_per_image`), naming the largest batch that fits."""
+    from pss.errors import ConfigError
+
+    device = next(model.parameters()).device
+    free = free_memory_bytes(device)
+    if free is None:
+        return
+    per_image = forward_bytes_per_image(model)
+    if batch_size * per_image > free:
+        gb = 2**30
+        raise ConfigError(
+            f"{flag} {batch_size} needs about {batch_size * per_image / gb:.1f} GB for one forward pass "
+            f"({per_image / 2**20:.1f} MB per image) and {device.type} has {free / gb:.1f} GB free: use {flag} "
+            f"{max(1, free // per_image // 2)} or less"
+        )

@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -98,6 +99,29 @@ def _holder(fd: int) -> str:
     return f"pid {info.get('pid')} on {info.get('host')} (since {info.get('since')}: {info.get('command')})"
 
 
+def _open_lock(lock: Path, flag: str) -> int:
+    """A descriptor on the lock file, created if absent. A symbolic link or anything but a regular file in
+    its place is refused, not followed: writing the holder's details there would overwrite the file it
+    points to (O_NOFOLLOW; O_NONBLOCK so that a named pipe cannot block the open)."""
+    folder = lock.parent
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(lock, flags, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP or lock.is_symlink():
+            raise OutputError(f"{str(lock)!r} is a symbolic link, not the lock file pss writes: remove it, or "
+                              f"choose another {flag}") from None
+        if lock.exists():  # a folder (EISDIR) or another thing that cannot be opened for writing
+            raise OutputError(f"{str(lock)!r} is not a regular file, not the lock file pss writes: remove it, or "
+                              f"choose another {flag}") from None
+        raise OutputError(f"cannot write to {flag} {str(folder)!r}: {_reason(e, folder)}; choose another {flag}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputError(f"{str(lock)!r} is not a regular file, not the lock file pss writes: remove it, or "
+                          f"choose another {flag}")
+    return fd
+
+
 @contextlib.contextmanager
 def hold_run_folder(folder: str | Path, flag: str = "--output") -> Iterator[Path]:
     """Make `folder` (checking it can be written) and hold its exclusive lock for the block.
@@ -108,10 +132,7 @@ def hold_run_folder(folder: str | Path, flag: str = "--output") -> Iterator[Path
     made = not Path(folder).expanduser().exists()
     folder = check_output_folder(folder, flag, create=True)
     lock = folder / LOCK_NAME
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise OutputError(f"cannot write to {flag} {str(folder)!r}: {_reason(e, folder)}; choose another {flag}") from None
+    fd = _open_lock(lock, flag)
     try:
         try:
             import fcntl  # POSIX; elsewhere the folder is not locked

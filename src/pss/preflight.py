@@ -70,8 +70,30 @@ class Measurements:
     loader: str = ""  # e.g. "folder, 2 workers" (for the message)
 
     def __post_init__(self) -> None:
-        self.step_time_s = {round(float(r), 6): float(t) for r, t in self.step_time_s.items()}
+        """Every time a finite number, step times > 0 at keep ratios in (0, 1], the loader's >= 0: a file
+        holding 0, -1, NaN, inf or text would otherwise solve a nonsense schedule (predicted cost 0)."""
+        where = f" ({self.source})" if self.source else ""
 
+        def seconds(value: Any, what: str, least_open: bool) -> float:
+            try:
+                t = float(value)
+            except (TypeError, ValueError):
+                t = math.nan
+            if not math.isfinite(t) or t < 0 or (least_open and t == 0):
+                raise ConfigError(f"{what} is {value!r}{where}: a time must be a finite number of seconds "
+                                  f"{'> 0' if least_open else '>= 0'}; measure again (pss bench speed / pss bench data)")
+            return t
+
+        if not isinstance(self.step_time_s, dict) or not self.step_time_s:
+            raise ConfigError(f"no step times{where}; measure them with pss bench speed --json")
+        times = {}
+        for r, t in self.step_time_s.items():
+            rho = seconds(r, "a keep ratio", True)
+            if rho > 1:
+                raise ConfigError(f"a keep ratio is {r!r}{where}: keep ratios are in (0, 1]")
+            times[round(rho, 6)] = seconds(t, f"the step time at keep ratio {rho:g}", True)
+        self.step_time_s = times
+        self.data_time_s = seconds(self.data_time_s, "the loader's time per batch", False)
         if 1.0 not in self.step_time_s:
             raise ConfigError("step times need keep ratio 1.0, the reference")
 
@@ -214,7 +236,8 @@ def measurements_from_files(spec: str, cfg: Any, root: str | None, batch_size: i
         raise ConfigError(f"speed file {speed_path!r} was measured at batch {speed.get('batch_size')}, this run "
                           f"steps on {batch_size} images per process; re-run pss bench speed --batch-size {batch_size}")
     row = read_data_report(data_path, data_pipeline(cfg.data, batch_size, root), cfg.data.num_workers)
-    return Measurements({r["keep_ratio"]: r["step_time_s"] for r in speed["results"]}, float(row["mean_batch_s"]),
+    # the values are checked by Measurements (a finite number of seconds each), the keys here
+    return Measurements({r["keep_ratio"]: r.get("step_time_s") for r in speed["results"]}, row.get("mean_batch_s"),
                         batch_size, placement[0], source=f"{speed_path} + {data_path}", loader=placement[1])
 
 

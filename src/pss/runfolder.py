@@ -301,13 +301,17 @@ class Checkpointer:
 
     def __init__(self, folder: str | Path, *, config: dict[str, Any] | None = None,
                  class_names: list[str] | None = None, dist_info: DistInfo = DistInfo(),
-                 resume_rng: list[dict[str, Any]] | None = None, saved_step: int | None = None) -> None:
+                 resume_rng: list[dict[str, Any]] | None = None, saved_step: int | None = None,
+                 resumed_from: str | Path | None = None) -> None:
         self.folder = Path(folder)
         self.config = config or {}
         self.class_names = class_names
         self.dist = dist_info
         self.resume_rng = resume_rng
         self.saved_step = saved_step  # step of the newest checkpoint-last.pt (None: none yet)
+        # the file holding `saved_step`: the checkpoint resumed from (another folder's, with --resume CKPT
+        # --output NEW) until this run saves its own checkpoint-last.pt
+        self.saved_path = Path(resumed_from) if resumed_from is not None else self.folder / RunDir.LAST
 
     def restore_rng(self) -> None:
         """Continue this rank's RNG streams from the resumed checkpoint (once; later calls do nothing)."""
@@ -320,8 +324,11 @@ class Checkpointer:
         fix = "lower optim.lr / base_lr, set optim.clip_grad, or use amp: bf16 instead of fp16"
         if self.saved_step is None:
             return f"no checkpoint was saved yet; {fix}, then restart"
-        return (f"{self.folder / RunDir.LAST} holds step {self.saved_step}, the last finite one; {fix}, "
-                "then continue it with --resume (e.g. --resume --set optim.lr=...)")
+        if self.saved_path == self.folder / RunDir.LAST:
+            how = "--resume (e.g. --resume --set optim.lr=...)"
+        else:  # this run's folder holds no checkpoint yet: name the file the run came from
+            how = f"--resume {self.saved_path} --output {self.folder} --set optim.lr=..."
+        return f"{self.saved_path} holds step {self.saved_step}, the last finite one; {fix}, then continue it with {how}"
 
     def check_finite(self, state: TrainState) -> None:
         """Refuse to save weights, EMA weights or optimizer state holding NaN / inf (one host sync per
@@ -361,7 +368,7 @@ class Checkpointer:
                 progress=state.progress.to_dict(), config=self.config, class_names=self.class_names,
             )
             atomic_save(ckpt, self.folder / RunDir.LAST, total=run_checkpoint_bytes(ckpt))
-        self.saved_step = state.progress.step
+        self.saved_step, self.saved_path = state.progress.step, self.folder / RunDir.LAST
 
     def save_best(self, state: TrainState, metric: str) -> None:
         """Write checkpoint-best.pt (model + EMA weights) and model.safetensors (weights, config in metadata)."""

@@ -394,9 +394,11 @@ def schedule_from_spec(spec: str) -> Schedule:
     """
     text = spec.strip()
     try:
-        return FixedSchedule(rho=float(text))
+        rho = float(text)
     except ValueError:
-        pass
+        rho = None
+    if rho is not None:  # outside the try: FixedSchedule's ConfigError (a ValueError) names the range
+        return FixedSchedule(rho=rho)
     name, _, params = text.partition(":")
     d: dict[str, Any] = {"name": name.strip()}
     for item in filter(None, (p.strip() for p in params.split(","))):

@@ -151,6 +151,10 @@ class DataConfig:
             value = getattr(self, name)
             _check(isinstance(value, str) and bool(value) and "/" not in value and value not in (".", ".."),
                    f"data.{name} must be a folder name such as 'train', got {value!r}")
+        # one rule for every source (folders, archives, Hugging Face): never evaluate on the training images
+        _check(self.train_split != self.val_split,
+               f"data.train_split and data.val_split are both {self.val_split!r}: evaluating on the training images "
+               "measures memory, not accuracy; set data.val_split to the evaluation split (e.g. val or test)")
         for name, low in [("img_size", 1), ("num_workers", 0), ("scan_max_files", 1), ("scan_sample_size", 1),
                           ("builtin_num_train", 1), ("builtin_num_val", 1), ("seed", 0), ("re_count", 1),
                           ("crop_padding", 0)]:

@@ -197,15 +197,15 @@ class Run:
         cfg = self.cfg
         if cfg.budget is None:
             return
-        from pss.budget import cost_model_for, plan_budget
+        from pss.budget import cost_model_for
+        from pss.tokens_for_epochs import solve_run_budget
 
         if cfg.task != "classification":
             raise ConfigError(f"budget applies to classification training, not task {cfg.task!r}; set budget: null")
         if cfg.budget_cost == "measured" and measurements is None:
             return
         self.cost = cost_model_for(cfg, self.model, measurements)
-        self.budget = plan = plan_budget(cfg.schedule, cfg.resolution, cfg.budget_lever, cfg.budget, self.cost,
-                                         self.steps_per_epoch, cfg.epochs * self.steps_per_epoch)
+        self.budget = plan = solve_run_budget(cfg, self.cost, self.steps_per_epoch)  # budget_epochs: told as such
         log.info("%s", plan.describe())
         if plan.unspent():
             log.warning("%s", plan.unspent())
@@ -336,7 +336,7 @@ class Run:
         cfg = self.cfg
         loop = self.loop_config()
         checkpointer = Checkpointer(self.folder.path, config=self.config, class_names=self.class_names,
-                                    dist_info=self.dist, resume_rng=resume_rng)
+                                    dist_info=self.dist, resume_rng=resume_rng, resumed_from=self.resume_from)
         logger = StepLogger(self.writer, dist_info=self.dist, global_batch_size=cfg.batch_size, quiet=self.quiet,
                             last_good=checkpointer.last_good)
         return Trainer(

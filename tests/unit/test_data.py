@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -483,3 +484,20 @@ def test_missing_val_split_never_suggests_the_training_images(tiny_image_folder)
     shutil.rmtree(tiny_image_folder / "val")
     with pytest.raises(DataError, match=r"val does not exist; folders present: train: set data.val_split to the name"):
         check_data(DataConfig(path=str(tiny_image_folder)))
+
+
+def test_a_full_cache_disk_is_not_called_a_damaged_archive(tiny_image_folder, tmp_path, monkeypatch):
+    """A full cache disk while extracting read "the archive is damaged or incomplete; download it again"."""
+    import errno
+
+    archive = _make_archive(tiny_image_folder, tmp_path / "tiny-png.tar.gz")
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", full)
+    with pytest.raises(DataError, match=rf"into the cache folder {re.escape(str(tmp_path / 'cache'))}: no space left "
+                                        r"\(.* archive; .*\); free space there or set data.cache_dir") as e:
+        extract_archive(str(archive), str(tmp_path / "cache"))
+    assert "damaged" not in str(e.value)
+    assert not [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")]  # nothing half-extracted

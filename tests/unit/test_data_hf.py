@@ -121,7 +121,6 @@ def test_label_column_without_classlabel_and_named_columns(tmp_path):
                                    r"set data.hf_image_column"),
     ({"hf_label_column": "img"}, r"column 'img' of .* holds Image, not class labels: set data.hf_label_column"),
     ({"train_split": "training"}, r"has no split 'training' \(splits: train, test\): set data.train_split"),
-    ({"val_split": "train"}, r"train and evaluation split are both 'train'"),
 ])
 def test_bad_settings_one_line(saved, change, message):
     root, _ = saved
@@ -167,6 +166,51 @@ def test_unreadable_images_skipped_or_refused(tmp_path):
     train, _, _ = build_datasets(cfg(tmp_path / "c", scan_images=False, on_corrupt="fail"))
     with pytest.raises(DataError, match=r"cannot read image .* train row 4 \(.*\): fix the dataset, or set data.on_corrupt"):
         train[position]
+
+
+def test_evaluating_on_the_training_split_is_one_rule_for_every_source(saved, tiny_image_folder):
+    """`data.val_split=train` on a folder dataset evaluated on the training images (Hugging Face refused it)."""
+    from pss.config import load_config
+    from pss.errors import ConfigError
+
+    root, _ = saved
+    for path in (root / "saved", tiny_image_folder):
+        with pytest.raises(ConfigError, match=r"data.train_split and data.val_split are both 'train': evaluating on "
+                                              r"the training images"):
+            load_config(None, [f"data.path={path}", "data.val_split=train"])
+
+
+def _unreadable(split, rows):
+    table = split.cast_column("img", datasets.Image(decode=False))
+    out = table.to_list()
+    for r in rows:
+        out[r]["img"] = {"bytes": b"not an image", "path": None}
+    return datasets.Dataset.from_list(out, features=table.features).cast_column("img", datasets.Image())
+
+
+@pytest.mark.parametrize("broken", ["train", "test"])
+def test_a_split_with_every_image_unreadable_says_so(tmp_path, broken):
+    """An unreadable evaluation split trained and reported acc1 nan; an unreadable training split said
+    "batch_size 8 is larger than this rank's 0 images"."""
+    splits = {"train": make_split(6, 0), "test": make_split(3, 1)}
+    splits[broken] = _unreadable(splits[broken], range(len(splits[broken])))
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "d"))
+    n = len(splits[broken])
+    with pytest.raises(DataError, match=rf"every image of class\(es\) ant, bee, cat in split '{broken}' of .* is "
+                                        rf"unreadable \({n} of {n} rows left out\); fix the dataset"):
+        check_data(cfg(tmp_path / "d"))
+    splits[broken] = _unreadable(make_split(6, 2), [0])  # one bad row of two per class: left out, as before
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "e"))
+    assert len(check_data(cfg(tmp_path / "e")).corrupt) == 1
+
+
+def test_a_text_column_as_the_image_column_is_named(tmp_path):
+    table = make_split(6, 0).add_column("caption", [f"a photo of {i}" for i in range(6)])
+    test = make_split(3, 1).add_column("caption", ["x", "y", "z"])
+    datasets.DatasetDict({"train": table, "test": test}).save_to_disk(str(tmp_path / "d"))
+    with pytest.raises(DataError, match=r"in split 'train' of .* is unreadable \(6 of 6 rows left out\); column "
+                                        r"'caption' is no datasets.Image column: is data.hf_image_column the image column\?"):
+        check_data(cfg(tmp_path / "d", hf_image_column="caption"))
 
 
 def hub_failing(kind: type, message: str):

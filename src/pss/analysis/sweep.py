@@ -26,7 +26,7 @@ from pss.analysis.evaldata import CLASS_MODES, labelled_loader, match_classes, v
 from pss.errors import ConfigError
 from pss.models.merge import TokenMerging, merge_rates
 from pss.models.resize import InputResize, resize_sides
-from pss.flops import count_flops, example_input
+from pss.flops import check_batch_fits, count_flops, example_input
 from pss.runtime import autocast, resolve_amp, resolve_device, synchronize, topk_correct
 from pss.select import SELECT_RULES, check_select
 
@@ -431,6 +431,8 @@ def sweep_checkpoints(
     # not taken at a quieter or busier moment than another's), then each one's accuracy.
     loaded = [load_model(path, device) for path in paths]
     models = [ensure_sampler(model) for model, _ in loaded]
+    for model in models:  # a batch far beyond the device's memory: one line, not a process the kernel kills
+        check_batch_fits(model, batch_size)
     # Bad merge settings, the data's classes against each checkpoint's: before any long work.
     merged = _merged_variants(paths, models, reduce, merge_r)
     loaders = [labelled_loader(path, config, data, batch_size, max_images, classes)

@@ -155,6 +155,10 @@ def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int, budge
         if args.budget_cost != "flops":
             raise ConfigError("--resolution with --budget needs --budget-cost flops (a speed table has no other sides)")
         cost = FlopCost.for_model(_model(args, "--budget"), args.model)
+    elif args.budget_cost.split(":")[0] == "measured":  # a training run's cost model: it needs the run's loader
+        raise ConfigError(f"--budget-cost {args.budget_cost} is timed in a training run, with its data loader (pss "
+                          "train --set budget_cost=measured); here give flops (with --model) or a pss bench speed "
+                          "--json file")
     else:
         kwargs = parse_kwargs(args.model_kwargs)
         cost = TableCost.from_file(args.budget_cost, args.model, args.img_size, kwargs if args.model_kwargs else None)
@@ -195,7 +199,14 @@ def run(args: argparse.Namespace) -> int:
         resolution = resolution_from_dict(parse_yaml(args.resolution, f"--resolution {args.resolution!r}"))
         geometry = check_resolution(resolution, _model(args, "--resolution"), ClassificationTask(10))
     if budget is not None:
-        plan = solve(args, sched, spe, total, budget, resolution)
+        try:
+            plan = solve(args, sched, spe, total, budget, resolution)
+        except ConfigError as e:
+            if longer is None:
+                raise
+            from pss.tokens_for_epochs import blame_budget_epochs
+
+            raise blame_budget_epochs(e, args.budget, args.epochs, args.budget_epochs, longer) from None
         sched, resolution = plan.schedule, plan.resolution or resolution
     counts = sched.counts(spe, total)  # also checks that warm-up + cool-down fit the run
     if args.json:

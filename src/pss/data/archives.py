@@ -3,6 +3,7 @@ with a lock file so that the ranks of one job extract once."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -113,6 +114,11 @@ def extract_archive(archive: str | os.PathLike, cache_dir: str | os.PathLike | N
     return str(_dataset_root(dest))
 
 
+def _size(path: Path) -> str:
+    n = path.stat().st_size
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
+
+
 def _extract_into(src: Path, dest: Path, cache: Path, key: str) -> None:
     """Extract `src` into a temporary folder of the cache, then rename it over `dest` (replacing the old
     contents): an interrupted extraction leaves no half-extracted set. Unsafe members are refused."""
@@ -129,7 +135,15 @@ def _extract_into(src: Path, dest: Path, cache: Path, key: str) -> None:
         except _FILTER_ERROR as e:
             raise DataError(f"refusing to extract {src}: {e} (a member would land outside the cache or is not "
                             "a plain file or folder); use an archive of plain files and folders") from None
-        except (tarfile.TarError, EOFError, OSError) as e:
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):  # the cache, not the archive
+                why = "no space left" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or "cannot write")
+                raise DataError(f"cannot extract {src} into the cache folder {cache}: {why} ({_size(src)} archive; "
+                                "its images need about that or more); free space there or set data.cache_dir to "
+                                "another disk") from None
+            raise DataError(f"cannot extract {src} ({e}): the archive is damaged or incomplete; "
+                            "download it again") from None
+        except (tarfile.TarError, EOFError) as e:
             raise DataError(f"cannot extract {src} ({e}): the archive is damaged or incomplete; "
                             "download it again") from None
         if dest.exists():  # this archive's previous contents (it changed), or a half-replaced copy

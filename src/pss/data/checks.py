@@ -59,7 +59,9 @@ def _image_files(class_dir: Path, root: Path, skipped: list[str]) -> list[str]:
                     continue
             keep.append(d)
         dirnames[:] = keep
-        found.append((dirpath, sorted(f for f in filenames if f.lower().endswith(IMG_EXTENSIONS))))
+        # regular files only: a named pipe called x.png would block the scan's open() for ever
+        found.append((dirpath, sorted(f for f in filenames if f.lower().endswith(IMG_EXTENSIONS)
+                                      and os.path.isfile(os.path.join(dirpath, f)))))
     out, seen = [], set()
     for dirpath, names in sorted(found):
         for name in names:

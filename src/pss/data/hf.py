@@ -247,16 +247,23 @@ def check_hf(cfg: DataConfig) -> DataReport:
     train = _first_per_class(_labelled(splits, train_split, label_col, classes, name, datasets), cfg.max_train_per_class)
     val = _first_per_class(_labelled(splits, val_split, label_col, classes, name, datasets), cfg.max_val_per_class)
     for split, samples in ((train_split, train), (val_split, val)):
-        present = {y for _, y in samples}
-        if len(present) < len(classes):
-            empty = [classes[i] for i in range(len(classes)) if i not in present]
-            raise DataError(f"split {split!r} of {name} has no images of class(es) {', '.join(empty[:5])}"
-                            f"{' ...' if len(empty) > 5 else ''}: use a split with every class, or a dataset without them")
+        empty = _missing_classes(samples, classes)
+        if empty:
+            raise DataError(f"split {split!r} of {name} has no images of class(es) {empty}: use a split with every "
+                            "class, or a dataset without them")
 
     corrupt, scanned, sampled = _scan(cfg, splits, image_col, name, ((train_split, train), (val_split, val)))
     bad = {split: {r for s, r in corrupt if s == split} for split in (train_split, val_split)}
     train = [s for s in train if s[0] not in bad[train_split]]
     val = [s for s in val if s[0] not in bad[val_split]]
+    for split, samples in ((train_split, train), (val_split, val)):  # the folder rule: a class keeps an image
+        empty = _missing_classes(samples, classes)
+        if empty:
+            hint = "" if isinstance(splits[split].features[image_col], datasets.Image) else \
+                f"; column {image_col!r} is no datasets.Image column: is data.hf_image_column the image column?"
+            raise DataError(f"every image of class(es) {empty} in split {split!r} of {name} is unreadable "
+                            f"({len(bad[split])} of {len(bad[split]) + len(samples)} rows left out){hint}; fix the "
+                            "dataset, or choose another split or column")
 
     def counts(samples: list[tuple[int, int]]) -> dict[str, int]:
         per_label = Counter(y for _, y in samples)
@@ -265,6 +272,13 @@ def check_hf(cfg: DataConfig) -> DataReport:
     return DataReport("hf", name, classes, counts(train), counts(val), [f"{name} {s}[{r}]" for s, r in corrupt], scanned,
                       sampled, train, val, hf={"train": splits[train_split], "val": splits[val_split],
                                                "image_column": image_col, "splits": (train_split, val_split)})
+
+
+def _missing_classes(samples: list[tuple[int, int]], classes: list[str]) -> str:
+    """The classes without a sample, named for a message ('' when every class has one)."""
+    present = {y for _, y in samples}
+    empty = [c for i, c in enumerate(classes) if i not in present]
+    return ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
 
 
 def _splits_and_columns(cfg: DataConfig, name: str, splits: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -99,6 +100,21 @@ class InMemoryLoader:
             yield images, ds.targets[batch]
 
 
+def max_workers() -> int:
+    """The most loader processes pss starts: 8 per CPU, at least 64. Far more than the CPUs can feed only
+    costs memory and file descriptors, and at 1000 a run stalled after a few steps."""
+    return max(64, 8 * (os.cpu_count() or 1))
+
+
+def check_num_workers(num_workers: int) -> None:
+    """ConfigError (one line) for a worker count past `max_workers`, before any process starts."""
+    if num_workers > max_workers():
+        cpus = os.cpu_count() or 1
+        raise ConfigError(f"data.num_workers {num_workers} is more loader processes than this machine's {cpus} CPU(s) "
+                          f"can feed (at most {max_workers()}); use about {min(cpus, 16)} (pss bench data --workers "
+                          "compares counts)")
+
+
 class FolderLoader:
     """A `DataLoader` over a per-image dataset with a `ShardSampler`, exposing ``set_epoch``.
 
@@ -107,6 +123,7 @@ class FolderLoader:
     """
 
     def __init__(self, ds: Dataset, batch_size: int, cfg: DataConfig, sampler: ShardSampler, drop_last: bool) -> None:
+        check_num_workers(cfg.num_workers)
         self.dataset, self.sampler, self.batch_size, self.drop_last = ds, sampler, batch_size, drop_last
         self.generator = torch.Generator()
         self.loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=cfg.num_workers,

@@ -40,7 +40,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     if path.is_dir():
         path = RunDir(path).model_file()
     if path.suffix == ".safetensors":
-        meta = safetensors_metadata(path) if path.is_file() else {}
+        meta = safetensors_metadata(path)  # a missing or unreadable file: one line saying so
         config = meta.get("pss_config")
         if config is None:
             cfg_file = path.parent / RunDir.CONFIG

@@ -1,0 +1,53 @@
+"""Tokens for epochs (`budget_epochs`), when the schedule cannot spend what it leaves: the refusal told in
+the user's numbers.
+
+`budget_epochs: F` trains F x the epochs, each at budget / F of its full-token cost (`pss.budget.apply_budget_epochs`).
+When that share is below what the schedule can reach, the solver's refusal names a budget the user never gave
+("budget 0.006 is below ..."); `blame_budget_epochs` names the factor instead, with the largest that fits.
+
+    plan = solve_run_budget(cfg, cost, steps_per_epoch)   # pss train: plan_budget for a resolved config
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pss.budget import BudgetPlan, plan_budget
+from pss.errors import ConfigError
+
+__all__ = ["blame_budget_epochs", "solve_run_budget"]
+
+
+def blame_budget_epochs(e: ConfigError, budget: float, epochs: float, asked: Any, longer: int) -> ConfigError:
+    """`solve_budget`'s refusal of the budget that `budget_epochs: asked` left for each of `longer` epochs
+    (`budget` of `epochs` before it), told in the user's numbers: a factor too large for this schedule, with
+    the largest that fits, or a budget the schedule cannot reach even without it."""
+    floor = getattr(e, "floor", None)
+    if floor is None:
+        return e
+    least = f"{math.ceil(floor * 1000) / 1000:.3f}"
+    factor = f"{asked} (x{longer / epochs:g})" if isinstance(asked, str) else f"{asked:g}"
+    if budget < floor:
+        return ConfigError(f"budget {budget:g} is below what this schedule can reach even without budget_epochs "
+                           f"(the smallest possible is {least}); raise the budget (budget_epochs {factor} only spreads "
+                           "it over more epochs)")
+    most = math.floor(budget * epochs / floor)  # the most whole epochs whose share stays above the floor
+    return ConfigError(
+        f"budget_epochs {factor} spreads budget {budget:g} of {epochs:g} epochs over {longer:g} epochs, "
+        f"{budget * epochs / longer:.3g} of each: below the smallest this schedule can reach ({least}); use "
+        f"budget_epochs {max(1.0, math.floor(most / epochs * 100) / 100):g} or less"
+    )
+
+
+def solve_run_budget(cfg: Any, cost: Any, steps_per_epoch: int) -> BudgetPlan:
+    """`plan_budget` for a resolved training config (its levers: keep ratio, resolution, both); when
+    `budget_epochs` made the run longer (its `budget_reference`), a refusal is told in the recipe's numbers
+    (`blame_budget_epochs`)."""
+    try:
+        return plan_budget(cfg.schedule, cfg.resolution, cfg.budget_lever, cfg.budget, cost, steps_per_epoch,
+                           cfg.epochs * steps_per_epoch)
+    except ConfigError as e:
+        ref = cfg.budget_reference or {}
+        if ref.get("epochs_factor", 1) == 1:  # the recipe's own budget: its own problem
+            raise
+        raise blame_budget_epochs(e, ref["budget"], ref["epochs"], ref["budget_epochs"], cfg.epochs) from None
