@@ -220,3 +220,17 @@ def test_a_folder_decodes_and_augments_at_the_side_in_its_workers(tmp_path):
     assert next(iter(loader))[0].shape == (4, 3, 16, 16)
     assert loader.set_side(None) is True
     assert next(iter(loader))[0].shape == (4, 3, 32, 32)
+
+
+def test_a_timm_vit_with_dynamic_img_size_trains_smaller_grids_through_attach():
+    from pss.resolution import model_geometry
+
+    model = pss.attach(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=4, depth=1, num_classes=10,
+                                         dynamic_img_size=True))
+    assert model_geometry(model) == (32, 4)
+    model.train()
+    pss.set_keep_ratio(model, 0.5, select="random")
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    cost = FlopCost.for_model(model)
+    counted = count_flops(model, torch.randn(1, 3, 16, 16), 0.5, backward=True)
+    assert cost(0.5, 16) == pytest.approx(counted / count_flops(model, torch.randn(1, 3, 32, 32), 1.0, backward=True))
