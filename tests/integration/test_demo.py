@@ -64,6 +64,21 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert img.shape[:2] == size, path
         assert img[..., :3].std() > 0.05, path
 
+    # A stop names the next step; the same command again keeps finished runs and trains only the rest
+    from pss.cli import _stopped
+
+    assert "run the same pss demo command again to continue" in _stopped("pss demo")
+    logs = {n: (out / n / "train_log.jsonl").read_text() for n in ("baseline", "pss")}
+    (out / "baseline_equal_time" / "summary.json").unlink()  # as if stopped before its end
+    assert main(argv) == 0
+    assert {n: (out / n / "train_log.jsonl").read_text() for n in logs} == logs  # kept, not retrained
+    again = json.loads((out / "baseline_equal_time" / "summary.json").read_text())
+    assert again["epochs"] == eq["epochs"] and json.loads((out / "pss" / "summary.json").read_text()) == summaries["pss"]
+    assert "| baseline_equal_time |" in capsys.readouterr().out  # the comparison is printed again
+    # other settings into the same folder are refused before anything trains; --fresh starts over
+    with pytest.raises(SystemExit, match="holds a run of other settings"):
+        main([*argv, "--set", "seed=5"])
+
 
 def test_warm_up_builds_the_model_for_the_data_image_size():
     """64 px data with a recipe that leaves model.img_size to the data (before: a 32 px model, a crash)."""
