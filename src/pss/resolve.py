@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pss.budget import FREE_PARAMETER, apply_budget_epochs
-from pss.checkpoint import is_training_checkpoint, load_checkpoint
+from pss.checkpoint import check_training_checkpoint, load_checkpoint
 from pss.config import TrainConfig, apply_overrides, config_from_dict, config_to_dict, diff_configs, find_recipe, load_yaml
 from pss.errors import CheckpointError, ConfigError
 from pss.runfolder import RunDir, recovery_hint
@@ -51,6 +51,9 @@ def resolve_config(
         if output is None:
             output = str(resume_from.parent)
     raw = apply_overrides(raw, overrides)
+    if data is not None and not str(data).strip():
+        raise ConfigError("--data is empty (an unset variable?): give a folder, a .tar.gz or hf:NAME, or leave "
+                          "--data out for the recipe's data")
     if data is not None:
         raw.setdefault("data", {})
         raw["data"] = {**(raw["data"] or {}), "path": data}
@@ -88,9 +91,7 @@ def _checkpoint_to_resume(resume: str | bool, folder: str | None,
     if not path.is_file():
         raise CheckpointError(f"nothing to resume: {str(path)!r} does not exist; "
                               f"{recovery_hint(path.parent, fresh='start the run without --resume')}")
-    ckpt = load_checkpoint(path)
-    if not is_training_checkpoint(ckpt) or ckpt.get("optimizer") is None:
-        raise CheckpointError(f"{str(path)!r} is not a resumable pss checkpoint; use checkpoint-last.pt")
+    ckpt = check_training_checkpoint(load_checkpoint(path), path, resumable=True)
     return path, ckpt["config"]
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from pss.budget import apply_budget_epochs
 from pss.equal_time import cost_vs_full
-from pss.checkpoint import load_checkpoint, remove_stale_temp_files
+from pss.checkpoint import check_training_checkpoint, load_checkpoint, remove_stale_temp_files
 from pss.config import TrainConfig, config_to_dict, save_config, task_builder
 from pss.engine import ClassificationTask, LoopConfig, Task, Trainer
 from pss.errors import ConfigError, PssError
@@ -128,7 +128,7 @@ class Run:
         cfg.validate()
         check_optimizer(cfg.optim.opt)
         self.folder = self._prepare_output()
-        ckpt = load_checkpoint(self.resume_from) if self.resume_from is not None else None  # a bad file fails fast
+        ckpt = check_training_checkpoint(load_checkpoint(r), r, resumable=True) if (r := self.resume_from) else None
         self.data_report = check_data(cfg.data)  # paths, class folders, unreadable images: quick, before decoding
         log.info("data: %s", self.data_report.describe())
         self.class_names = list(self.data_report.classes)
