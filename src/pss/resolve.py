@@ -50,7 +50,11 @@ def resolve_config(
             raw = dict(ckpt_config)
         if output is None:
             output = str(resume_from.parent)
+    recipe_epochs = raw.get("epochs")
     raw = apply_overrides(raw, overrides)
+    # epochs changed by the command (also on resume, against the checkpoint's: the same warm-up as a run
+    # started with these settings) scale the LR warm-up / cool-down alike
+    raw = _scale_lr_phases(raw, recipe_epochs, overrides or [])
     if data is not None and not str(data).strip():
         raise ConfigError("--data is empty (an unset variable?): give a folder, a .tar.gz or hf:NAME, or leave "
                           "--data out for the recipe's data")
@@ -73,6 +77,31 @@ def resolve_config(
         if changed:
             log.warning("resuming with settings that differ from the checkpoint's: %s", ", ".join(changed))
     return cfg, resume_from
+
+
+def _scale_lr_phases(raw: dict[str, Any], recipe_epochs: Any, overrides: list[str]) -> dict[str, Any]:
+    """A user's epochs (`--epochs N`, `--set epochs=N`) on a recipe scale its LR warm-up and cool-down alike,
+    as tokens for epochs does, unless the command sets them too: a recipe's 15 warm-up epochs must not fill
+    a 2-epoch run. Logged, with how to choose them instead."""
+    from pss.config import LRSchedConfig, TrainConfig
+
+    before = TrainConfig.epochs if recipe_epochs is None else recipe_epochs
+    after = raw.get("epochs", before)
+    keys = {o.partition("=")[0].strip() for o in overrides}
+    valid = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (before, after))
+    if not valid or after == before or keys & {"lr_sched", "lr_sched.warmup_epochs", "lr_sched.cooldown_epochs"}:
+        return raw  # bad values are the config's to refuse; phases the command sets are kept
+    sched = dict(raw.get("lr_sched") or {})
+    scaled = []
+    for key in ("warmup_epochs", "cooldown_epochs"):
+        value = sched.get(key, getattr(LRSchedConfig, key))
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            sched[key] = round(value * after / before, 4)
+            scaled.append(f"{key} {value:g} -> {sched[key]:g}")
+    if scaled:
+        log.info("epochs %d instead of the recipe's %d: LR %s, scaled alike (set lr_sched.warmup_epochs / "
+                 "cooldown_epochs to choose them)", after, before, ", ".join(scaled))
+    return {**raw, "lr_sched": sched}
 
 
 def _checkpoint_to_resume(resume: str | bool, folder: str | None,
