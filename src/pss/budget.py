@@ -68,7 +68,9 @@ __all__ = [
     "equal_time_overrides",
     "predicted_cost",
     "realised_time_ratio",
+    "per_run_refusal",
     "solve_budget",
+    "solve_run_budget",
 ]
 
 # The parameter of each schedule kind that the budget sets.
@@ -447,3 +449,24 @@ def budget_epochs_plan(epochs: float, budget: float | None, factor: Any) -> tupl
     check_budget_epochs(factor, budget)
     longer = max(math.ceil(epochs), math.floor(epochs * factor + 0.5))
     return longer, round(budget / (longer / epochs), 6)
+
+
+def per_run_refusal(error: str, budget: float, epochs: float, longer: int, run_budget: float, asked: Any) -> str:
+    """A refusal of the solver for the longer run of tokens for epochs, led by the user's numbers: the budget
+    they gave and the recipe's epochs, then the per-run share the solver saw, then the two fixes."""
+    return (f"budget {budget:g} of {epochs:g} epochs, spent by budget_epochs {asked} as {longer} epochs, leaves "
+            f"{run_budget:g} of each of them: {error}; or keep the recipe's epochs (budget_epochs: null, pss schedule "
+            "--budget-epochs 1), where the budget buys more tokens per step")
+
+
+def solve_run_budget(cfg: Any, cost: Callable[[float], float], steps_per_epoch: int) -> BudgetPlan:
+    """`solve_budget` for a resolved TrainConfig (its schedule, budget and length); a refusal under tokens for
+    epochs names the user's budget, `budget_epochs` and the fix (`per_run_refusal`)."""
+    try:
+        return solve_budget(cfg.schedule, cfg.budget, cost, steps_per_epoch, cfg.epochs * steps_per_epoch)
+    except ConfigError as e:
+        ref = cfg.budget_reference
+        if ref is None:
+            raise
+        raise ConfigError(per_run_refusal(str(e), ref["budget"], ref["epochs"], cfg.epochs, cfg.budget,
+                                          ref["budget_epochs"])) from None

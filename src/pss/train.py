@@ -196,15 +196,14 @@ class Run:
         cfg = self.cfg
         if cfg.budget is None:
             return
-        from pss.budget import cost_model_for, solve_budget
+        from pss.budget import cost_model_for, solve_run_budget
 
         if cfg.task != "classification":
             raise ConfigError(f"budget applies to classification training, not task {cfg.task!r}; set budget: null")
         if cfg.budget_cost == "measured" and measurements is None:
             return
         self.cost = cost_model_for(cfg, self.model, measurements)
-        self.budget = plan = solve_budget(cfg.schedule, cfg.budget, self.cost, self.steps_per_epoch,
-                                          cfg.epochs * self.steps_per_epoch)
+        self.budget = plan = solve_run_budget(cfg, self.cost, self.steps_per_epoch)  # refusals in the user's numbers
         log.info("%s", plan.describe())
         if plan.unspent():
             log.warning("%s", plan.unspent())

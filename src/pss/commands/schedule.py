@@ -166,7 +166,15 @@ def run(args: argparse.Namespace) -> int:
     total = max(1, int((longer or args.epochs) * spe + 0.5))  # round half up, at least one step
     plan = None
     if budget is not None:
-        plan = solve(args, sched, spe, total, budget)
+        try:
+            plan = solve(args, sched, spe, total, budget)
+        except ConfigError as e:  # tokens for epochs: led by the user's budget, naming budget_epochs and the fix
+            if longer is None:
+                raise
+            from pss.budget import per_run_refusal
+
+            raise ConfigError(per_run_refusal(str(e), args.budget, args.epochs, longer, budget,
+                                              f"auto = {factor:g}" if why else f"{factor:g}")) from None
         sched = plan.schedule
     counts = sched.counts(spe, total)  # also checks that warm-up + cool-down fit the run
     if args.json:
