@@ -298,9 +298,10 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
         data_cfg = dataclasses.replace(cfg.data, num_workers=w)
         loader = build_loader(train_ds, cfg.batch_size, True, data_cfg, seed=cfg.seed)
         stats, _ = time_loader(loader, dev, warmup=warmup, batches=batches)
-        name = "in memory" if cfg.data.in_memory else f"{w} workers"
+        ran = getattr(getattr(loader, "loader", None), "num_workers", w)  # capped at the CPU cores (pss.data)
+        name = "in memory" if cfg.data.in_memory else f"{ran} workers" + (f" (asked {w})" if ran != w else "")
         rows.append({"num_workers": w, "loader": name, **stats,
-                     "images_per_s_per_worker": stats["images_per_s"] / w if w and not cfg.data.in_memory else None})
+                     "images_per_s_per_worker": stats["images_per_s"] / ran if ran and not cfg.data.in_memory else None})
     return {
         "kind": "data",
         "pipeline": data_pipeline(cfg.data, cfg.batch_size, report.root),

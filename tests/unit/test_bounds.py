@@ -130,3 +130,20 @@ def test_classes_as_is_checks_the_label_range_first():
     with pytest.raises(ConfigError, match=r"the data has 12 classes \(labels 0-11\) but ck has 10 outputs"):
         match_classes(None, 10, [f"c{i}" for i in range(12)], "as-is", label="ck")
     assert match_classes(["a", "b", "c"], 3, ["x", "y"], "as-is") is None  # fewer classes: taken as they are
+
+
+def test_loader_workers_are_capped_at_the_cpu_cores(monkeypatch, caplog):
+    """8 default workers on a 1-core machine were started as asked."""
+    import logging
+    import os
+
+    from pss.data import build_loader
+    from pss.data.datasets import usable_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    with caplog.at_level(logging.WARNING, logger="pss.data"):
+        assert usable_workers(8) == 1 and usable_workers(1) == 1 and usable_workers(0) == 0
+    assert caplog.text.count("data.num_workers 8 capped at 1") == 1
+    loader = build_loader(torch.utils.data.TensorDataset(torch.zeros(8, 3, 4, 4), torch.zeros(8, dtype=torch.long)),
+                          2, True, DataConfig(num_workers=8))
+    assert loader.loader.num_workers == 1

@@ -38,8 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated keep ratios (default 1,0.9,...,0.1)")
     p.add_argument("--select", default=None, metavar="RULE",
                    help=f"token selection rule: {', '.join(SELECT_RULES)}, or all (every rule, one line each); default: "
-                   "each model's deterministic default for the rule it was trained with (grid for random-trained "
-                   "models, magnitude for magnitude-trained ones and baselines; docs/dial.md)")
+                   "each model's deterministic default for the rule it was trained with (grid for baselines and "
+                   "random-trained models, magnitude for magnitude-trained ones; pss.select.DEFAULT_INFERENCE_SELECT, "
+                   "docs/dial.md)")
     p.add_argument("--reduce", choices=REDUCE_MODES, default="drop",
                    help="drop: keep ratios (the PSS dial); merge: token merging (ToMe) at every patch, r tokens per "
                    "block; both: each model with both (default drop)")
