@@ -115,6 +115,7 @@ def run_demo(
         "runs": report["runs"],
         "num_val": num_val,
         "budget": summaries["pss"].get("budget"),
+        "load": machine_load(),
         "table_markdown": report["table_markdown"],
         "sweep": sweep,
         "paths": {
@@ -238,6 +239,27 @@ def budget_line(bud: dict[str, Any]) -> str:
             f"{cost.predicted:.3f}{realised} of the full run).")
 
 
+def machine_load() -> tuple[float, int] | None:
+    """(the 1-minute load average at the end of the runs, the CPU cores this process may use), or None."""
+    import os
+
+    if not hasattr(os, "getloadavg"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return os.getloadavg()[0], cores
+
+
+def time_line(pss_row: dict[str, Any], load: tuple[float, int] | None) -> str:
+    """The measured wall-clock of the PSS run against the actual full run (not against its own full-token
+    steps), and whether the machine was shared while they ran (a load average above the cores)."""
+    ratio = pss_row.get("time_vs_first")
+    text = "" if ratio is None else f"Measured time: PSS took {ratio:.3f} of the full run's wall clock."
+    if load is not None and load[0] > load[1] + 0.5:
+        text += (f" The machine was shared (load average {load[0]:.1f} on {load[1]} cores): the times are less "
+                 "exact than the accuracies; re-run on an idle machine to time them.")
+    return text.strip()
+
+
 def format_demo(result: dict[str, Any]) -> str:
     """The text `pss demo` prints: comparison table, who won, dynamic inference, where the pictures are."""
     base, pss_row = result["runs"][0], result["runs"][1]
@@ -254,6 +276,8 @@ def format_demo(result: dict[str, Any]) -> str:
     bud = result.get("budget")
     if bud:
         lines.append(budget_line(bud))
+    if time_line(pss_row, result.get("load")):
+        lines.append(time_line(pss_row, result.get("load")))
     lines += ["", verdict(result["runs"], result["num_val"])]
     lines += ["", "Dynamic inference (top-1 % at keep ratio rho; images/s of the model alone):"]
     entries = result["sweep"]["checkpoints"]

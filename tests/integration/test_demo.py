@@ -104,3 +104,12 @@ def test_budget_line_reads_tokens_for_epochs_against_the_recipes_run():
               "reference": {"epochs": 10, "budget": 0.6, "budget_epochs": "auto", "epochs_factor": 1.5}}
     assert budget_line(longer) == ("Budget 0.6 of the full run's FLOPs, spent as 15 epochs instead of 10 at 0.4 of "
                                    "each: pss set fixed rho = 0.4453 (predicted cost 0.591 of the full run).")
+
+
+def test_time_line_measures_against_the_actual_full_run_and_says_when_the_machine_was_shared():
+    from pss.demo import time_line
+
+    assert time_line({"time_vs_first": 1.17}, (0.4, 2)) == "Measured time: PSS took 1.170 of the full run's wall clock."
+    shared = time_line({"time_vs_first": 1.17}, (3.2, 2))
+    assert "The machine was shared (load average 3.2 on 2 cores)" in shared
+    assert time_line({"time_vs_first": None}, None) == ""
