@@ -8,8 +8,9 @@ Trains, with the shipped recipes and identical settings apart from the keep-rati
   pss                    the recommended PSS recipe (configs/cifar10_pss.yaml: its budget sets the cost)
   paper_pss              the paper's recipe: cyclic 0.2 -> 1.0 per epoch, magnitude selection
                          (configs/paper_cifar10_pss.yaml)
-  baseline_equal_time    the baseline trained for the `pss` run's cost: epochs x its budget (or, without
-                         one, x its measured time ratio), LR schedule fully decayed over the shorter run
+  baseline_equal_time    the baseline trained for the `pss` run's cost against the full run: epochs x the
+                         recipe's budget (also under tokens for epochs; pss.equal_time.cost_vs_full) or,
+                         without one, x its measured time ratio; LR schedule fully decayed over the shorter run
 then sweeps every best checkpoint over keep ratios (dynamic inference) and writes the run report.
 Records `benchmarks/results/e2e_cifar10_<device>_<date>.json` and `.md` (see `record`); every PSS run
 is compared with the full baseline and with the equal-time baseline of its seed.
@@ -46,8 +47,8 @@ from pss.analysis.report import versus, write_report  # noqa: E402
 from pss.analysis.sweep import sweep_checkpoints, write_sweep  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss import study  # noqa: E402
-from pss.study import PlannedRun, add_study_arguments, equal_time_ratio, planned_run, run_plan  # noqa: E402
-from pss.budget import equal_time_overrides  # noqa: E402
+from pss.study import PlannedRun, add_study_arguments, planned_equal_time, planned_run, run_plan  # noqa: E402
+from pss.equal_time import cost_vs_full  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 
 log = logging.getLogger("pss.e2e")
@@ -118,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def make_plan(names: list[str], seeds: list[int], common: list[str], data: str, out: Path) -> list[PlannedRun]:
     """Every run's config, resolved now (bad input fails before anything trains). The equal-time
-    baseline follows the `pss` run of its seed: its length is that run's budget (known now) or, without
-    a budget, its measured time ratio (so it trains after both)."""
+    baseline follows the `pss` run of its seed: its length is that run's cost against the full run
+    (`pss.equal_time.cost_vs_full`): the recipe's budget, known now (under tokens for epochs the recipe's 0.6,
+    not the longer run's own 0.4), or, without a budget, its measured time ratio (so it trains after both)."""
     plan = []
     for seed in seeds:
         for name in names:
@@ -127,17 +129,10 @@ def make_plan(names: list[str], seeds: list[int], common: list[str], data: str, 
             run = planned_run(name, seed, recipe, [*common, *extra], data, out)
             if name == "baseline_equal_time":
                 of = planned_run(EQUAL_TIME_OF, seed, RUNS[EQUAL_TIME_OF][0], [*common, *RUNS[EQUAL_TIME_OF][1]], data, out)
-                if of.cfg.budget is not None:
-                    run = planned_run(name, seed, recipe,
-                                      [*common, *extra, *equal_time_overrides(run.cfg, of.cfg.budget, EQUAL_TIME_OF)],
-                                      data, out)
-                elif EQUAL_TIME_OF not in names or "baseline" not in names:
+                if cost_vs_full(of.cfg).budget is None and (EQUAL_TIME_OF not in names or "baseline" not in names):
                     raise SystemExit(f"baseline_equal_time needs the {EQUAL_TIME_OF} and baseline runs (its "
                                      f"{EQUAL_TIME_OF} recipe has no budget, so its length is their measured time ratio)")
-                else:
-                    base_cfg = run.cfg
-                    run.late_overrides = lambda summaries, of=of, base_cfg=base_cfg: equal_time_overrides(
-                        base_cfg, equal_time_ratio(of, summaries), EQUAL_TIME_OF)
+                run = planned_equal_time(run, of)
             plan.append(run)
     return plan
 
@@ -156,12 +151,14 @@ def record(plan, summaries, sweep, args, device) -> Path:
     runs = []
     for name, seed, cfg in plan:
         s = summaries[(name, seed)]
+        cost = cost_vs_full(cfg, s, summaries.get(("baseline", seed)))  # the recipe's budget, the cost vs the full run
         runs.append({
             "name": name, "schedule": s.get("schedule") or cfg.schedule.to_dict(), "select": cfg.select, "seed": seed,
             "epochs": cfg.epochs, "train_time_s": s["train_time_s"], "best_acc1": s["best_acc1"],
             "final_acc1": s["final_acc1"], "mean_keep_ratio": s["mean_keep_ratio"],
             "data_wait_fraction": s.get("data_wait_fraction"), "images_per_s": s.get("images_per_s"),
-            "budget": s.get("budget"), "equal_time_of": cfg.equal_time_of,
+            "budget": s.get("budget"), "cost_vs_full": cost.to_dict() if cost.budget is not None else None,
+            "equal_time_of": cfg.equal_time_of,
         })
     rec = {
         "kind": "e2e", "dataset": "cifar10" + ("-reduced-cpu" if args.cpu_reduced else ""),
@@ -186,6 +183,16 @@ def record(plan, summaries, sweep, args, device) -> Path:
     return path
 
 
+def budget_cell(run: dict) -> str:
+    """The budget the recipe gave and what the run cost against the full run (`pss.equal_time.cost_vs_full`;
+    under tokens for epochs not the longer run's own per-run budget), e.g. "0.6 (0.581)"."""
+    if not run.get("budget"):
+        return "-"
+    cost = cost_vs_full(summary={"budget": run["budget"]})
+    spent = cost.realised if cost.realised is not None else cost.predicted
+    return f"{cost.budget:g}" + ("" if spent is None else f" ({spent:.3f})")
+
+
 def to_markdown(rec: dict) -> str:
     """Every run against its seed's full baseline and equal-time baseline: time ratio, top-1 (best and
     final) differences, dynamic inference. Records written before the equal-time baseline existed (no
@@ -202,7 +209,7 @@ def to_markdown(rec: dict) -> str:
         f"overrides: {', '.join(rec['recipe']['overrides']) or 'none (shipped recipes)'}", "",
         "Differences in top-1 points against the same seed's full baseline and equal-time baseline (the full-token "
         "recipe trained for the PSS run's cost, LR schedule fully decayed over the shorter run).", "",
-        "| run | seed | epochs | budget (predicted cost) | train time (s) | time / baseline | best top-1 | final top-1 "
+        "| run | seed | epochs | budget (realised cost vs full run) | train time (s) | time / baseline | best top-1 | final top-1 "
         "| best vs full | final vs full | best vs equal time | final vs equal time | mean rho | data wait "
         "| top-1 @ rho 0.5 | drop @ 0.5 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -214,8 +221,7 @@ def to_markdown(rec: dict) -> str:
         half, full = sw.get("0.5"), sw.get("1")
         drop = (full - half) if half is not None and full is not None else None
         wait = r["data_wait_fraction"]
-        bud = r.get("budget")
-        budget = f"{bud['budget']:g} ({bud['predicted_cost']:.3f})" if bud else "-"
+        budget = budget_cell(r)
         lines.append(
             f"| {r['name']} | {r['seed']} | {r['epochs']} | {budget} | {r['train_time_s']:.1f} | {ratio:.3f} "
             f"| {r['best_acc1']:.2f} | {r['final_acc1']:.2f} | {diff(vs['best_vs_full'])} | {diff(vs['final_vs_full'])} "

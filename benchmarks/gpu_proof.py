@@ -125,6 +125,7 @@ def cifar_plan(args: argparse.Namespace, data: str):
 
 
 def run_cifar_unit(plan: list, i: int) -> dict:
+    from pss.equal_time import cost_vs_full
     from pss.study import run_plan
 
     summaries = run_plan(plan[: i + 1], quiet=True)  # earlier runs are read back, run i trains (or resumes)
@@ -133,7 +134,8 @@ def run_cifar_unit(plan: list, i: int) -> dict:
     return {"run": run.name, "train_time_s": s["train_time_s"], "final_acc1": s.get("final_acc1"),
             "best_acc1": s.get("best_acc1"), "mean_keep_ratio": s.get("mean_keep_ratio"), "epochs": s.get("epochs"),
             "images_per_s": s.get("images_per_s"), "data_wait_fraction": s.get("data_wait_fraction"),
-            "preflight": s.get("preflight"), "budget": s.get("budget")}
+            "preflight": s.get("preflight"), "budget": s.get("budget"),
+            "cost_vs_full": cost_vs_full(run.cfg, s).to_dict() if s.get("budget") else None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,15 +172,17 @@ def final_table(rec: dict) -> str:
         lines.append("")
     runs = [u["result"] for u in rec["stages"].get("cifar10", {}).get("units", []) if "run" in u["result"]]
     if runs:
+        from cifar10 import budget_cell  # the recipe's budget and the realised cost against the full run
+
         base = next((r for r in runs if r["run"] == "baseline"), None)
         lines += ["## Short CIFAR-10 comparison (seed 0)", "",
-                  "| run | epochs | train time (s) | time / full | final top-1 | best top-1 | mean rho | data wait "
-                  "| pre-flight predicted ratio |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| run | epochs | budget (realised cost vs full run) | train time (s) | time / full | final top-1 "
+                  "| best top-1 | mean rho | data wait | pre-flight predicted ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in runs:
             ratio = f"{r['train_time_s'] / base['train_time_s']:.3f}" if base else "-"
             pre = f"{r['preflight']['time_ratio']:.3f} ({r['preflight']['bound']})" if r.get("preflight") else "-"
             fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-            lines.append(f"| {r['run']} | {r['epochs']} | {r['train_time_s']:.1f} | {ratio} | {fmt(r['final_acc1'])} "
+            lines.append(f"| {r['run']} | {r['epochs']} | {budget_cell(r)} | {r['train_time_s']:.1f} | {ratio} | {fmt(r['final_acc1'])} "
                          f"| {fmt(r['best_acc1'])} | {fmt(r['mean_keep_ratio'])} | {fmt(r['data_wait_fraction'])} | {pre} |")
         lines.append("")
     for name in STAGES:

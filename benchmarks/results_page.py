@@ -41,7 +41,9 @@ STUDIES: dict[str, tuple[str, str, str]] = {
     "e2e": (
         "CIFAR-10 end to end: baseline, PSS, the paper's recipe, equal-time baseline",
         "The shipped CIFAR-10 recipes trained side by side (or pss.study's CPU-reduced set-up, labelled as such), "
-        "then every best checkpoint swept over keep ratios (dynamic inference).",
+        "then every best checkpoint swept over keep ratios (dynamic inference). None of the records below has an "
+        "equal-time baseline or a budgeted run, so none came from the faulty equal-time path under tokens for epochs "
+        "(docs/findings.md): they are unaffected.",
         "python benchmarks/cifar10.py --device cuda --seeds 0,1      # CPU: --cpu-reduced",
     ),
     "pretrain_finetune": (

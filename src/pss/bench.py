@@ -308,9 +308,10 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
             side = patch_side(f, cfg.data.img_size, 1)
             in_workers = bool(getattr(loader, "set_side", lambda s: False)(None if side == cfg.data.img_size else side))
             stats, _ = time_loader(loader, dev, warmup=warmup, batches=batches)
-            name = "in memory" if cfg.data.in_memory else f"{w} workers"
+            ran = getattr(getattr(loader, "loader", None), "num_workers", w)  # capped at the CPU cores (pss.data)
+            name = "in memory" if cfg.data.in_memory else f"{ran} workers" + (f" (asked {w})" if ran != w else "")
             rows.append({"num_workers": w, "loader": name, "side": side, "decoded_at_side": in_workers, **stats,
-                         "images_per_s_per_worker": stats["images_per_s"] / w if w and not cfg.data.in_memory else None})
+                         "images_per_s_per_worker": stats["images_per_s"] / ran if ran and not cfg.data.in_memory else None})
     return {
         "kind": "data",
         "pipeline": data_pipeline(cfg.data, cfg.batch_size, report.root),

@@ -24,7 +24,9 @@ Cost models (`budget_cost` in a recipe):
 
 The equal-time baseline (`equal_time_overrides`) is the other half of an honest comparison: the same
 full-token recipe with its epochs (and LR warm-up) scaled to the PSS run's cost, so its LR schedule
-decays fully over the shorter run.
+decays fully over the shorter run. That cost, against the full run (the recipe's epochs at keep ratio
+1.0), comes from one place, `cost_vs_full` (pss.equal_time, with `equal_time_overrides`): every harness, the demo and `pss report` use it (under tokens
+for epochs a run's own `budget` is the per-run share of the longer run, not its cost against the full run).
 
 Tokens for epochs (`budget_epochs: 1.5` beside `budget: 0.6`, `apply_budget_epochs`): spend the same
 budget on more epochs at fewer tokens. The run trains round(1.5 x epochs) epochs (LR warm-up and cool-down
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pss.equal_time import CostVsFull, cost_vs_full, equal_time_epochs, equal_time_overrides  # re-exported
 from pss.errors import ConfigError
 from pss.evidence import auto_budget_epochs
 from pss.resolution import ResolutionSchedule, joint_counts, model_geometry
@@ -61,6 +64,8 @@ __all__ = [
     "starts_trained",
     "budget_epochs_plan",
     "check_budget_epochs",
+    "CostVsFull",
+    "cost_vs_full",
     "equal_time_epochs",
     "equal_time_overrides",
     "plan_budget",
@@ -611,24 +616,3 @@ def budget_epochs_plan(epochs: float, budget: float | None, factor: Any) -> tupl
         raise ConfigError(f"budget_epochs {factor:g} spreads budget {budget:g} of {epochs:g} epochs over {longer:g} epochs, "
                           "leaving nothing of each; budget_epochs is a small factor (e.g. 1.5, or auto)")
     return longer, each
-
-
-def equal_time_epochs(epochs: int, ratio: float) -> int:
-    """Epochs of the full-token run that cost `ratio` of `epochs` full-token epochs (at least 1)."""
-    if not 0 < ratio <= 1:
-        raise ConfigError(f"an equal-time ratio must be in (0, 1], got {ratio!r}")
-    return max(1, math.floor(epochs * ratio + 0.5))
-
-
-def equal_time_overrides(cfg: Any, ratio: float, of: str) -> list[str]:
-    """`--set` overrides that turn `cfg` into the equal-time baseline of a run costing `ratio` of it:
-    keep ratio 1.0 always, epochs scaled (LR schedule fully decayed over the shorter run), LR warm-up and
-    cool-down scaled alike, no budget. `of` names the run it is the baseline of (recorded in its config)."""
-    epochs = equal_time_epochs(cfg.epochs, ratio)
-    scale = epochs / cfg.epochs
-    return [
-        "schedule=1.0", "budget=null", f"epochs={epochs}",
-        f"lr_sched.warmup_epochs={round(cfg.lr_sched.warmup_epochs * scale, 4)}",
-        f"lr_sched.cooldown_epochs={round(cfg.lr_sched.cooldown_epochs * scale, 4)}",
-        f"equal_time_of={json.dumps(of)}",
-    ]

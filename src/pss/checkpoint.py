@@ -47,6 +47,7 @@ __all__ = [
     "atomic_write",
     "export_safetensors",
     "fit_problems",
+    "check_training_checkpoint",
     "is_training_checkpoint",
     "load_checkpoint",
     "load_safetensors",
@@ -316,6 +317,29 @@ def _readable_file(path: str | Path) -> Path:
 
 def is_training_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def check_training_checkpoint(ckpt: Any, path: str | Path, resumable: bool = False) -> dict[str, Any]:
+    """`ckpt` if it is a pss training checkpoint of the shape pss writes, else CheckpointError naming what
+    is wrong, before anything is built from it: its format, the `model` state dict, the `config` it was
+    trained with, its `progress` (step counts: non-negative integers) and, to resume, an optimizer state."""
+    where = repr(str(path))
+    if not is_training_checkpoint(ckpt):
+        raise CheckpointError(f"{where} is not a pss checkpoint; to fine-tune from it use `pss train --init`")
+    for key in ("model", "config") + (("progress",) if resumable else ()):
+        if not isinstance(ckpt.get(key), dict):
+            raise CheckpointError(f"{where} has no {key!r} (a dict), which every checkpoint pss train writes holds: "
+                                  "a damaged or edited file; use another checkpoint of the run, or its weights "
+                                  "with `pss train --init`")
+    progress = ckpt.get("progress") if isinstance(ckpt.get("progress"), dict) else {}
+    for key in ("step", "steps_per_epoch", "total_steps"):
+        v = progress.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise CheckpointError(f"{where}: progress.{key} is {v!r}, not a step count (an integer >= 0): a damaged "
+                                  "or edited checkpoint; resume from another one, or start the run again")
+    if resumable and ckpt.get("optimizer") is None:
+        raise CheckpointError(f"{where} is not a resumable pss checkpoint (no optimizer state); use checkpoint-last.pt")
+    return ckpt
 
 
 def restore_training_state(

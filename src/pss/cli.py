@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         nonlocal command
+        given = sys.argv[1:] if argv is None else argv
+        if given and given[0] in COMMANDS:  # a flag refused while parsing (pss.bounds) names the command too
+            command = f"pss {given[0]}"
         parser = build_parser()  # imports every command (torch, timm): a signal meanwhile stops it too
         args, unknown = parser.parse_known_args(argv)
         command = f"pss {args.command}"

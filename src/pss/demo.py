@@ -88,14 +88,16 @@ def run_demo(
     recipe: str = "demo",
     keep_ratios: tuple[float, ...] = DEMO_KEEP_RATIOS,
     quiet: bool = False,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Train both runs, sweep, report and draw; returns the paths and the comparison rows.
+    """Train the three runs, sweep, report and draw; returns the paths and the comparison rows.
 
-    Re-running replaces the previous demo results in `output`.
+    Re-running continues: runs finished in `output` are kept, one cut short resumes from its last
+    checkpoint (`fresh`: every run starts over).
     """
     out = Path(output)
     t0 = time.perf_counter()
-    cfgs, summaries = _train_runs(out, recipe, overrides, data, quiet)
+    cfgs, summaries = _train_runs(out, recipe, overrides, data, quiet, fresh)
     train_s = time.perf_counter() - t0
 
     runs = [out / name for name in RUNS]
@@ -113,6 +115,7 @@ def run_demo(
         "runs": report["runs"],
         "num_val": num_val,
         "budget": summaries["pss"].get("budget"),
+        "load": machine_load(),
         "table_markdown": report["table_markdown"],
         "sweep": sweep,
         "paths": {
@@ -128,28 +131,40 @@ def run_demo(
     }
 
 
-def _train_runs(out: Path, recipe: str, overrides: list[str] | None, data: str | None,
-                quiet: bool) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Train the runs in order (the equal-time baseline once PSS's cost is known); their configs and summaries."""
-    from pss.budget import equal_time_overrides
+def plan_demo(out: Path, recipe: str = "demo", overrides: list[str] | None = None,
+              data: str | None = None) -> list[Any]:
+    """The three runs (pss.study.PlannedRun, folders `out/<name>`), configs resolved now: bad input fails
+    before anything trains. The equal-time baseline's length is PSS's cost against the full run
+    (pss.study.planned_equal_time): the recipe's budget, or without one the measured time ratio."""
     from pss.resolve import resolve_config
-    from pss.study import cost_ratio
-    from pss.train import train
+    from pss.study import PlannedRun, planned_equal_time
 
-    cfgs: dict[str, Any] = {}
-    summaries: dict[str, dict[str, Any]] = {}
-    for i, (name, extra) in enumerate(RUNS.items()):
-        cfg, _ = resolve_config(recipe, [*(overrides or []), *extra], data=data, output=str(out / name))
+    runs: list[Any] = []
+    for name, extra in RUNS.items():
+        settings = {"recipe": recipe, "overrides": [*(overrides or []), *extra], "data": data}
+        cfg, _ = resolve_config(recipe, settings["overrides"], data=data, output=str(out / name))
+        run = PlannedRun(name, cfg.seed, cfg, settings)
         if name == "baseline_equal_time":
-            ratio = cost_ratio(cfgs["pss"], summaries["pss"], summaries["baseline"])
-            cfg, _ = resolve_config(recipe, [*(overrides or []), *extra, *equal_time_overrides(cfg, ratio, "pss")],
-                                    data=data, output=str(out / name))
-        if i == 0:
-            warm_up(cfg)
-        log.info("demo: training %s (%s schedule, %d epochs) -> %s", name, cfg.schedule.name, cfg.epochs, out / name)
-        summaries[name] = train(cfg, overwrite=True, quiet=quiet)
-        cfgs[name] = cfg
-    return cfgs, summaries
+            run = planned_equal_time(run, runs[1])
+        runs.append(run)
+    return runs
+
+
+def _train_runs(out: Path, recipe: str, overrides: list[str] | None, data: str | None, quiet: bool,
+                fresh: bool = False) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Train the runs in order (the equal-time baseline once PSS's cost is known), as the study harnesses
+    do (pss.study.run_plan): a finished run is kept, one cut short resumes from its last checkpoint, a
+    folder of other settings is refused (`fresh`: every run starts over). Their configs and summaries."""
+    from pss import interrupt
+    from pss.study import run_plan
+
+    plan = plan_demo(out, recipe, overrides, data)
+    interrupt.recovery_hint = lambda: (f"run the same pss demo command again to continue (finished runs in {out} "
+                                       "are kept, a run cut short resumes from its last checkpoint; --fresh starts over)")
+    for run in plan:
+        log.info("demo: %s (%s schedule, %d epochs) -> %s", run.name, run.cfg.schedule.name, run.cfg.epochs, run.folder)
+    summaries = run_plan(plan, fresh=fresh, quiet=quiet, warm_up=warm_up)
+    return {run.name: run.cfg for run in plan}, {run.name: summaries[(run.name, run.seed)] for run in plan}
 
 
 def _pictures(out: Path, cfgs: dict[str, Any], summaries: dict[str, dict[str, Any]], keep_ratios: tuple[float, ...],
@@ -210,13 +225,39 @@ def verdict(rows: list[dict[str, Any]], num_val: int) -> str:
 
 
 def budget_line(bud: dict[str, Any]) -> str:
-    """What the PSS run's budget (summary.json's `budget`) did, against the full run of the recipe."""
+    """What the PSS run's budget (summary.json's `budget`) did, against the full run of the recipe
+    (`pss.equal_time.cost_vs_full`): the budget the recipe gave first, then the cost against the full run."""
+    from pss.equal_time import cost_vs_full
+
+    cost = cost_vs_full(summary={"budget": bud})
     ref = bud.get("reference")  # tokens for epochs: the recipe's budget, spent over more epochs
     spent = "" if not ref else (f", spent as {ref['epochs'] * ref['epochs_factor']:.0f} epochs instead of "
                                 f"{ref['epochs']} at {bud['budget']:g} of each")
-    return (f"Budget {ref['budget'] if ref else bud['budget']:g} of the full run's FLOPs{spent}: pss set "
+    realised = "" if cost.realised is None else f", realised {cost.realised:.3f}"
+    return (f"Budget {cost.budget:g} of the full run's FLOPs{spent}: pss set "
             f"{bud['schedule']['name']} {bud['parameter']} = {bud['value']:g} (predicted cost "
-            f"{bud['predicted_cost'] * (ref['epochs_factor'] if ref else 1):.3f} of the full run).")
+            f"{cost.predicted:.3f}{realised} of the full run).")
+
+
+def machine_load() -> tuple[float, int] | None:
+    """(the 1-minute load average at the end of the runs, the CPU cores this process may use), or None."""
+    import os
+
+    if not hasattr(os, "getloadavg"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return os.getloadavg()[0], cores
+
+
+def time_line(pss_row: dict[str, Any], load: tuple[float, int] | None) -> str:
+    """The measured wall-clock of the PSS run against the actual full run (not against its own full-token
+    steps), and whether the machine was shared while they ran (a load average above the cores)."""
+    ratio = pss_row.get("time_vs_first")
+    text = "" if ratio is None else f"Measured time: PSS took {ratio:.3f} of the full run's wall clock."
+    if load is not None and load[0] > load[1] + 0.5:
+        text += (f" The machine was shared (load average {load[0]:.1f} on {load[1]} cores): the times are less "
+                 "exact than the accuracies; re-run on an idle machine to time them.")
+    return text.strip()
 
 
 def format_demo(result: dict[str, Any]) -> str:
@@ -235,6 +276,8 @@ def format_demo(result: dict[str, Any]) -> str:
     bud = result.get("budget")
     if bud:
         lines.append(budget_line(bud))
+    if time_line(pss_row, result.get("load")):
+        lines.append(time_line(pss_row, result.get("load")))
     lines += ["", verdict(result["runs"], result["num_val"])]
     lines += ["", "Dynamic inference (top-1 % at keep ratio rho; images/s of the model alone):"]
     entries = result["sweep"]["checkpoints"]

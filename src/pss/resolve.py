@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pss.budget import FREE_PARAMETER, apply_budget_epochs
-from pss.checkpoint import is_training_checkpoint, load_checkpoint
+from pss.checkpoint import check_training_checkpoint, load_checkpoint
 from pss.config import TrainConfig, apply_overrides, config_from_dict, config_to_dict, diff_configs, find_recipe, load_yaml
 from pss.errors import CheckpointError, ConfigError
 from pss.runfolder import RunDir, recovery_hint
@@ -50,7 +50,14 @@ def resolve_config(
             raw = dict(ckpt_config)
         if output is None:
             output = str(resume_from.parent)
+    recipe_epochs = raw.get("epochs")
     raw = apply_overrides(raw, overrides)
+    # epochs changed by the command (also on resume, against the checkpoint's: the same warm-up as a run
+    # started with these settings) scale the LR warm-up / cool-down alike
+    raw = _scale_lr_phases(raw, recipe_epochs, overrides or [])
+    if data is not None and not str(data).strip():
+        raise ConfigError("--data is empty (an unset variable?): give a folder, a .tar.gz or hf:NAME, or leave "
+                          "--data out for the recipe's data")
     if data is not None:
         raw.setdefault("data", {})
         raw["data"] = {**(raw["data"] or {}), "path": data}
@@ -72,6 +79,31 @@ def resolve_config(
     return cfg, resume_from
 
 
+def _scale_lr_phases(raw: dict[str, Any], recipe_epochs: Any, overrides: list[str]) -> dict[str, Any]:
+    """A user's epochs (`--epochs N`, `--set epochs=N`) on a recipe scale its LR warm-up and cool-down alike,
+    as tokens for epochs does, unless the command sets them too: a recipe's 15 warm-up epochs must not fill
+    a 2-epoch run. Logged, with how to choose them instead."""
+    from pss.config import LRSchedConfig, TrainConfig
+
+    before = TrainConfig.epochs if recipe_epochs is None else recipe_epochs
+    after = raw.get("epochs", before)
+    keys = {o.partition("=")[0].strip() for o in overrides}
+    valid = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (before, after))
+    if not valid or after == before or keys & {"lr_sched", "lr_sched.warmup_epochs", "lr_sched.cooldown_epochs"}:
+        return raw  # bad values are the config's to refuse; phases the command sets are kept
+    sched = dict(raw.get("lr_sched") or {})
+    scaled = []
+    for key in ("warmup_epochs", "cooldown_epochs"):
+        value = sched.get(key, getattr(LRSchedConfig, key))
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            sched[key] = round(value * after / before, 4)
+            scaled.append(f"{key} {value:g} -> {sched[key]:g}")
+    if scaled:
+        log.info("epochs %d instead of the recipe's %d: LR %s, scaled alike (set lr_sched.warmup_epochs / "
+                 "cooldown_epochs to choose them)", after, before, ", ".join(scaled))
+    return {**raw, "lr_sched": sched}
+
+
 def _checkpoint_to_resume(resume: str | bool, folder: str | None,
                           config: str | Path | None) -> tuple[Path, dict[str, Any]]:
     """`--resume [CKPT]`: the checkpoint named (a run folder means its last checkpoint), else the output
@@ -88,9 +120,7 @@ def _checkpoint_to_resume(resume: str | bool, folder: str | None,
     if not path.is_file():
         raise CheckpointError(f"nothing to resume: {str(path)!r} does not exist; "
                               f"{recovery_hint(path.parent, fresh='start the run without --resume')}")
-    ckpt = load_checkpoint(path)
-    if not is_training_checkpoint(ckpt) or ckpt.get("optimizer") is None:
-        raise CheckpointError(f"{str(path)!r} is not a resumable pss checkpoint; use checkpoint-last.pt")
+    ckpt = check_training_checkpoint(load_checkpoint(path), path, resumable=True)
     return path, ckpt["config"]
 
 

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from pss.bounds import MAX_EPOCHS, check_count, check_img_size
 from pss.errors import ConfigError
 from pss.runtime import PRECISIONS
 from pss.resolution import ResolutionSchedule
@@ -72,6 +73,7 @@ class ModelConfig:
             _check(self.num_classes >= 1, f"model.num_classes must be >= 1 (or null: from the data), got {self.num_classes}")
         if self.img_size is not None:
             _check(self.img_size >= 1, f"model.img_size must be >= 1 (or null: data.img_size), got {self.img_size}")
+            check_img_size("model.img_size", self.img_size)
         _fraction("model.drop_path_rate", self.drop_path_rate, hi_open=True)
         _fraction("model.drop_rate", self.drop_rate, hi_open=True)
         for key in ("num_classes", "img_size", "drop_path_rate", "drop_rate"):
@@ -142,6 +144,9 @@ class DataConfig:
             self.path = os.fspath(self.path)
             if not self.path.strip():
                 self.path = None
+        for name in ("cache_dir", "hf_image_column", "hf_label_column", "auto_augment"):  # empty: null, as path
+            if isinstance(getattr(self, name), str) and not getattr(self, name).strip():
+                setattr(self, name, None)
         self.mean = tuple(float(m) for m in self.mean)  # YAML gives lists
         self.std = tuple(float(s) for s in self.std)
         if self.scale is not None:
@@ -165,6 +170,7 @@ class DataConfig:
             value = getattr(self, name)
             _check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
                    f"data.{name} must be null (all images) or an integer >= 1, got {value!r}")
+        check_img_size("data.img_size", self.img_size)
         _check(2 <= self.builtin_num_classes <= 100,
                f"data.builtin_num_classes must be in [2, 100], got {self.builtin_num_classes}")
         if self.path is None:
@@ -416,6 +422,7 @@ class TrainConfig:
         _check(self.task in mine, f"unknown task {self.task!r}; choose one of {', '.join(mine)}")
         _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check_count("epochs", self.epochs, 1, MAX_EPOCHS)
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.accum_steps >= 1, f"accum_steps must be >= 1, got {self.accum_steps}")
         _check(
@@ -484,11 +491,12 @@ class TrainConfig:
         self.model.check_name()
         check_optimizer(self.optim.opt)
         check_compile_options(self.compile_options())
-        if self.budget is not None and self.budget_cost.startswith("measured:"):
+        # the cost model is checked with or without a budget: a bad setting is refused, never silently unused
+        if self.budget_cost.startswith("measured:"):
             from pss.preflight import split_cost_files
 
             speed, _ = split_cost_files(self.budget_cost)  # the data file: once the data is read
             TableCost.from_file(speed, self.model.name, self.model.img_size or self.data.img_size, self.model.kwargs)
-        elif self.budget is not None and self.budget_cost not in ("flops", "measured"):
+        elif self.budget_cost not in ("flops", "measured"):
             TableCost.from_file(self.budget_cost, self.model.name, self.model.img_size or self.data.img_size,
                                 self.model.kwargs)

@@ -30,9 +30,9 @@ __all__ = [
     "CPU_REDUCED_MODEL",
     "PlannedRun",
     "add_study_arguments",
-    "cost_ratio",
     "derive",
     "equal_time_ratio",
+    "planned_equal_time",
     "planned_run",
     "record_header",
     "run_plan",
@@ -133,28 +133,35 @@ def run_state(folder: Path, settings: dict[str, Any], fresh: bool) -> str:
 
 
 def equal_time_ratio(pss_run: PlannedRun, summaries: dict[tuple[str, int], dict[str, Any]], full: str = "baseline") -> float:
-    """The cost of `pss_run` relative to the full baseline of its seed: its `budget` when it has one (a
-    compute ratio, known before it trains), else its measured training time over the baseline's."""
+    """The cost of `pss_run` relative to the full baseline of its seed (`pss.equal_time.cost_vs_full`): the
+    recipe's budget when it has one (known before it trains; under tokens for epochs not the longer run's
+    own share), else its measured training time over the baseline's. The length of its equal-time baseline
+    is this share of the baseline's epochs."""
+    from pss.equal_time import cost_vs_full
+
     mine, base = summaries.get((pss_run.name, pss_run.seed)), summaries.get((full, pss_run.seed))
     if pss_run.cfg.budget is None and (not mine or not base):
         raise ConfigError(
             f"the equal-time baseline of {pss_run.name} needs its run and the {full} run of seed {pss_run.seed} first "
             "(or a budget on it)"
         )
-    return cost_ratio(pss_run.cfg, mine, base)
+    return cost_vs_full(pss_run.cfg, mine, base).ratio
 
 
-def cost_ratio(cfg: Any, mine: dict[str, Any] | None, base: dict[str, Any] | None) -> float:
-    """What a run (its resolved config `cfg`) cost relative to its full baseline: its compute budget when
-    it has one (known before it trains; with tokens for epochs, the recipe's budget in `budget_reference`,
-    which is relative to the recipe's epochs, not to the longer run's), else its measured training time
-    over the baseline's (summary.json's `train_time_s`), at most 1. The length of its equal-time baseline
-    is this share of the baseline's epochs."""
-    if cfg.budget is not None:
-        return float((cfg.budget_reference or {}).get("budget", cfg.budget))
-    if not mine or not base:
-        raise ConfigError("without a budget, the cost ratio needs both runs' summaries (train_time_s)")
-    return min(1.0, mine["train_time_s"] / base["train_time_s"])
+def planned_equal_time(run: PlannedRun, of: PlannedRun, full: str = "baseline") -> PlannedRun:
+    """`run` (a full-token run's plan) as the equal-time baseline of `of`: its epochs (LR warm-up and
+    cool-down alike) are `of`'s cost against the full run (`equal_time_ratio`, `pss.equal_time.cost_vs_full`)
+    times the full run's. Planned now when `of` has a budget (bad input fails before anything trains),
+    else once `of` and the `full` run of its seed have trained (their measured time ratio). `of.name` is
+    recorded as the run it is the baseline of (`equal_time_of`)."""
+    from pss.equal_time import cost_vs_full, equal_time_overrides
+
+    base = run.cfg
+    late = PlannedRun(run.name, run.seed, run.cfg, run.settings, late_overrides=lambda summaries: equal_time_overrides(
+        base, equal_time_ratio(of, summaries, full), of.name))
+    if cost_vs_full(of.cfg).budget is not None:
+        _finalise(late, {})
+    return late
 
 
 def _finalise(run: PlannedRun, summaries: dict[tuple[str, int], dict[str, Any]]) -> None:

@@ -19,24 +19,25 @@ __all__ = ["blame_budget_epochs", "solve_run_budget"]
 
 
 def blame_budget_epochs(e: ConfigError, budget: float, epochs: float, asked: Any, longer: int) -> ConfigError:
-    """`solve_budget`'s refusal of the budget that `budget_epochs: asked` left for each of `longer` epochs
-    (`budget` of `epochs` before it), told in the user's numbers: a factor too large for this schedule, with
-    the largest that fits, or a budget the schedule cannot reach even without it."""
+    """The solver's refusal of the budget that `budget_epochs: asked` left for each of `longer` epochs (`budget`
+    of `epochs` before it), led by the user's numbers: their budget, the recipe's epochs and the per-run share
+    the solver saw, then the fixes (the largest factor that fits, where the refusal names the schedule's
+    floor, or the recipe's epochs); a budget below the floor even without the factor is said as such."""
     floor = getattr(e, "floor", None)
-    if floor is None:
-        return e
-    least = f"{math.ceil(floor * 1000) / 1000:.3f}"
     factor = f"{asked} (x{longer / epochs:g})" if isinstance(asked, str) else f"{asked:g}"
-    if budget < floor:
+    if floor is not None and budget < floor:
+        least = f"{math.ceil(floor * 1000) / 1000:.3f}"
         return ConfigError(f"budget {budget:g} is below what this schedule can reach even without budget_epochs "
                            f"(the smallest possible is {least}); raise the budget (budget_epochs {factor} only spreads "
                            "it over more epochs)")
-    most = math.floor(budget * epochs / floor)  # the most whole epochs whose share stays above the floor
-    return ConfigError(
-        f"budget_epochs {factor} spreads budget {budget:g} of {epochs:g} epochs over {longer:g} epochs, "
-        f"{budget * epochs / longer:.3g} of each: below the smallest this schedule can reach ({least}); use "
-        f"budget_epochs {max(1.0, math.floor(most / epochs * 100) / 100):g} or less"
-    )
+    fixes = []
+    if floor is not None:
+        most = math.floor(budget * epochs / floor)  # the most whole epochs whose share stays above the floor
+        fixes.append(f"use budget_epochs {max(1.0, math.floor(most / epochs * 100) / 100):g} or less")
+    fixes.append("keep the recipe's epochs (budget_epochs: null, pss schedule --budget-epochs 1), where the budget "
+                 "buys more tokens per step")
+    return ConfigError(f"budget {budget:g} of {epochs:g} epochs, spent by budget_epochs {factor} as {longer:g} epochs, "
+                       f"leaves {budget * epochs / longer:.3g} of each of them: {e}; {', or '.join(fixes)}")
 
 
 def solve_run_budget(cfg: Any, cost: Any, steps_per_epoch: int) -> BudgetPlan:

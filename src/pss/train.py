@@ -27,7 +27,8 @@ import torch.distributed as dist
 from torch import nn
 
 from pss.budget import apply_budget_epochs
-from pss.checkpoint import load_checkpoint, remove_stale_temp_files
+from pss.equal_time import cost_vs_full
+from pss.checkpoint import check_training_checkpoint, load_checkpoint, remove_stale_temp_files
 from pss.config import TrainConfig, config_to_dict, save_config, task_builder
 from pss.engine import ClassificationTask, LoopConfig, Task, Trainer
 from pss.errors import ConfigError, PssError
@@ -128,7 +129,7 @@ class Run:
         cfg.validate()
         check_optimizer(cfg.optim.opt)
         self.folder = self._prepare_output()
-        ckpt = load_checkpoint(self.resume_from) if self.resume_from is not None else None  # a bad file fails fast
+        ckpt = check_training_checkpoint(load_checkpoint(r), r, resumable=True) if (r := self.resume_from) else None
         self.data_report = check_data(cfg.data)  # paths, class folders, unreadable images: quick, before decoding
         log.info("data: %s", self.data_report.describe())
         self.class_names = list(self.data_report.classes)
@@ -410,20 +411,19 @@ class Run:
         out["realised_cost"] = p.realised_cost(self.cost)
         out["realised_time_ratio"] = p.realised_time_ratio() if self.device.type == "cpu" else None
         reference = self.cfg.budget_reference
+        cost = cost_vs_full(self.cfg, {"budget": out})  # the user's budget; the cost against the recipe's full run
+        out["cost_vs_full"] = {"budget": cost.budget, "predicted": cost.predicted, "realised": cost.realised}
         if reference is not None and out["realised_cost"] is not None:  # tokens for epochs: against the recipe's run
-            out["reference"] = reference
-            out["realised_cost_vs_reference"] = out["realised_cost"] * reference["epochs_factor"]
-            log.info("tokens for epochs: %g epochs instead of %d, realised cost %.4f of the %d-epoch full-token run",
-                     reference["epochs_factor"] * reference["epochs"], reference["epochs"],
-                     out["realised_cost_vs_reference"], reference["epochs"])
+            out.update(reference=reference, realised_cost_vs_reference=cost.realised)
+        spent = (f"{cost.epochs_factor * reference['epochs']:g} epochs instead of {reference['epochs']} at "
+                 f"{plan.budget:g} of each, " if reference is not None else "")
         log.info(
-            "budget %g: predicted cost %.4f, realised %.4f (%s)%s", plan.budget, plan.predicted_cost,
-            out["realised_cost"] or math.nan, plan.cost_model,
+            "budget %g: realised cost %.4f of the full run (%spredicted %.4f; %s)%s", cost.budget,
+            cost.realised if cost.realised is not None else math.nan, spent, cost.predicted, plan.cost_model,
             "" if out["realised_time_ratio"] is None
-            else f", step time vs this run's full-token steps {out['realised_time_ratio']:.3f}",
+            else f"; step time vs this run's full-token steps {out['realised_time_ratio']:.3f}",
         )
         return out
-
 
     def preflight_summary(self, p: Progress) -> dict[str, Any]:
         """The pre-flight's prediction next to the realised ratio (on CPU: the run's step times, the loader's

@@ -89,15 +89,16 @@ def test_e2e_harness_equal_time_baseline(tiny_image_folder, tmp_path):
     runs = {r["name"]: r for r in rec["runs"]}
     eq, pss_run = runs["baseline_equal_time"], runs["pss"]
     assert eq["equal_time_of"] == "pss" and eq["schedule"]["name"] == "fixed" and eq["mean_keep_ratio"] == 1.0
-    budget = pss_run["budget"]["budget"] if pss_run["budget"] else None
-    if budget is not None:  # the recommended recipe carries a budget: the equal-time length is epochs x budget
-        assert eq["epochs"] == max(1, round(3 * budget))
-        assert pss_run["budget"]["predicted_cost"] <= budget
-    else:  # without one, the measured time ratio sets it
-        ratio = pss_run["train_time_s"] / runs["baseline"]["train_time_s"]
-        assert eq["epochs"] == max(1, int(3 * min(ratio, 1.0) + 0.5))
+    # the recommended recipe spends budget 0.6 of 3 epochs as 5 epochs at 0.36 of each (tokens for epochs):
+    # its equal-time baseline trains 0.6 x 3 = 2 epochs (not 0.36 x 3 = 1)
+    assert (runs["baseline"]["epochs"], pss_run["epochs"], eq["epochs"]) == (3, 5, 2)
+    assert pss_run["budget"]["budget"] == pytest.approx(0.36) and pss_run["budget"]["predicted_cost"] <= 0.36
+    cost = pss_run["cost_vs_full"]  # the record: the recipe's budget and the realised cost against the full run
+    assert cost["budget"] == 0.6 and cost["epochs_factor"] == pytest.approx(5 / 3)
+    assert cost["realised"] == pytest.approx(pss_run["budget"]["realised_cost"] * 5 / 3) and cost["realised"] <= 0.6
     md = path.with_suffix(".md").read_text()
     assert "final vs equal time" in md and "| baseline_equal_time | 0 |" in md
+    assert f"| pss | 0 | 5 | 0.6 ({cost['realised']:.3f}) |" in md
 
 
 def test_recipe_study_plans_resumes_and_records(tiny_image_folder, tmp_path):

@@ -109,8 +109,8 @@ def test_bad_values_exit_with_one_line(capsys, argv, message):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["cyclic", "--epochs", "-1", "--steps-per-epoch", "5"], "--epochs must be > 0"),
-        (["cyclic", "--epochs", "1", "--steps-per-epoch", "0"], "--steps-per-epoch must be >= 1"),
+        (["cyclic", "--epochs", "-1", "--steps-per-epoch", "5"], "--epochs must be a number of epochs > 0"),
+        (["cyclic", "--epochs", "1", "--steps-per-epoch", "0"], "--steps-per-epoch must be an integer from 1"),
     ],
 )
 def test_bad_run_length(capsys, argv, message):

@@ -64,6 +64,21 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert img.shape[:2] == size, path
         assert img[..., :3].std() > 0.05, path
 
+    # A stop names the next step; the same command again keeps finished runs and trains only the rest
+    from pss.cli import _stopped
+
+    assert "run the same pss demo command again to continue" in _stopped("pss demo")
+    logs = {n: (out / n / "train_log.jsonl").read_text() for n in ("baseline", "pss")}
+    (out / "baseline_equal_time" / "summary.json").unlink()  # as if stopped before its end
+    assert main(argv) == 0
+    assert {n: (out / n / "train_log.jsonl").read_text() for n in logs} == logs  # kept, not retrained
+    again = json.loads((out / "baseline_equal_time" / "summary.json").read_text())
+    assert again["epochs"] == eq["epochs"] and json.loads((out / "pss" / "summary.json").read_text()) == summaries["pss"]
+    assert "| baseline_equal_time |" in capsys.readouterr().out  # the comparison is printed again
+    # other settings into the same folder are refused before anything trains; --fresh starts over
+    with pytest.raises(SystemExit, match="holds a run of other settings"):
+        main([*argv, "--set", "seed=5"])
+
 
 def test_warm_up_builds_the_model_for_the_data_image_size():
     """64 px data with a recipe that leaves model.img_size to the data (before: a 32 px model, a crash)."""
@@ -89,3 +104,12 @@ def test_budget_line_reads_tokens_for_epochs_against_the_recipes_run():
               "reference": {"epochs": 10, "budget": 0.6, "budget_epochs": "auto", "epochs_factor": 1.5}}
     assert budget_line(longer) == ("Budget 0.6 of the full run's FLOPs, spent as 15 epochs instead of 10 at 0.4 of "
                                    "each: pss set fixed rho = 0.4453 (predicted cost 0.591 of the full run).")
+
+
+def test_time_line_measures_against_the_actual_full_run_and_says_when_the_machine_was_shared():
+    from pss.demo import time_line
+
+    assert time_line({"time_vs_first": 1.17}, (0.4, 2)) == "Measured time: PSS took 1.170 of the full run's wall clock."
+    shared = time_line({"time_vs_first": 1.17}, (3.2, 2))
+    assert "The machine was shared (load average 3.2 on 2 cores)" in shared
+    assert time_line({"time_vs_first": None}, None) == ""

@@ -287,9 +287,9 @@ def test_budget_epochs_auto_follows_the_evidence(overrides, epochs, budget, why)
     assert apply_budget_epochs(run) == run
     # its equal-time baseline costs the recipe's budget of the recipe's epochs (at 0.6: 9 epochs, not the
     # longer run's own budget 0.39 x 15)
-    from pss.study import cost_ratio
+    from pss.budget import cost_vs_full
 
-    assert cost_ratio(run, None, None) == pytest.approx(float(overrides[0].removeprefix("budget=")))
+    assert cost_vs_full(run).ratio == pytest.approx(float(overrides[0].removeprefix("budget=")))
 
 
 def test_budget_epochs_auto_without_a_budget_is_the_recipes_full_token_run():
@@ -358,3 +358,54 @@ def test_a_grid_that_leaves_much_of_the_budget_unspent_is_named_with_the_fix():
     near = solve_budget(from_dict({"name": "fixed", "rho": 0.6, "grid": 0.1}), 0.6, linear_cost, SPE, TOTAL)
     assert near.unspent() is None and near.ungridded_cost is None
     assert solve_budget(from_dict({"name": "fixed", "rho": 0.6}), 0.4, cost, SPE, TOTAL).unspent() is None
+
+
+def test_cost_vs_full_reads_the_recipes_budget_and_the_realised_cost_against_the_full_run():
+    from pss.budget import apply_budget_epochs, cost_vs_full
+
+    run = apply_budget_epochs(load_config(None, ["epochs=30", "budget=0.6", "budget_epochs=1.5",
+                                                 "schedule={name: fixed, rho: 0.6}"]))
+    assert (run.epochs, run.budget) == (45, pytest.approx(0.4))
+    # before it trains: the recipe's budget against the full run, not the longer run's own 0.4
+    cost = cost_vs_full(run)
+    assert (cost.budget, cost.run_budget, cost.epochs_factor, cost.ratio) == (0.6, pytest.approx(0.4), 1.5, 0.6)
+    # after: the summary's predicted and realised cost (per-run) times the epochs factor, and the time ratio
+    summary = {"train_time_s": 58.0, "budget": {"budget": 0.4, "predicted_cost": 0.387, "realised_cost": 0.386,
+                                                "reference": run.budget_reference}}
+    cost = cost_vs_full(run, summary, {"train_time_s": 100.0})
+    assert cost.predicted == pytest.approx(0.5805) and cost.realised == pytest.approx(0.579)
+    assert cost.time_ratio == pytest.approx(0.58) and cost.ratio == 0.6
+    assert cost.describe() == ("budget 0.6 of the full run, realised cost 0.579 (1.5x the epochs at 0.4 of each), "
+                               "time 0.580 of the full run")
+    # the summary alone (a record), and a config read back from config.yaml (a dict) say the same
+    assert cost_vs_full(summary=summary).realised == pytest.approx(0.579)
+    assert cost_vs_full({"budget": 0.4, "budget_reference": run.budget_reference}).ratio == 0.6
+    # no tokens for epochs: the run's budget is the recipe's; an unapplied budget_epochs too
+    assert cost_vs_full(load_config(None, ["budget=0.6", "schedule=cyclic"])).ratio == 0.6
+    assert cost_vs_full(load_config(None, ["budget=0.6", "budget_epochs=1.5", "schedule=0.5"])).ratio == 0.6
+    # no budget: what it took against the full run's time, at most 1; without the summaries, one line
+    plain = load_config(None, ["schedule=cyclic"])
+    assert cost_vs_full(plain, {"train_time_s": 70.0}, {"train_time_s": 100.0}).ratio == pytest.approx(0.7)
+    assert cost_vs_full(plain, {"train_time_s": 130.0}, {"train_time_s": 100.0}).ratio == 1.0
+    with pytest.raises(ConfigError, match="needs its summary"):
+        cost_vs_full(plain).ratio
+
+
+def test_a_refused_longer_run_is_said_in_the_users_numbers(capsys):
+    """`--budget 0.6 --budget-epochs auto` with a cyclic schedule once said only "budget 0.4 is below what this
+    schedule can reach": neither the budget given nor budget_epochs nor the fix."""
+    from pss.budget import apply_budget_epochs, solve_run_budget
+
+    assert main(["schedule", "cyclic", "--budget", "0.6", "--budget-epochs", "auto", "--model", "pss_vit_tiny_patch4_32",
+                 "--epochs", "10", "--steps-per-epoch", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pss schedule: error: budget 0.6 of 10 epochs, spent by budget_epochs auto = 1.5 as 15 "
+                          "epochs, leaves 0.4 of each of them: budget 0.4 is below what this schedule can reach")
+    assert "--budget-epochs 1" in err and err.count("\n") == 1
+    cfg = apply_budget_epochs(load_config(None, ["epochs=10", "budget=0.6", "budget_epochs=1.5", "schedule=cyclic"]))
+    with pytest.raises(ConfigError, match=r"^budget 0.6 of 10 epochs, spent by budget_epochs 1.5 as 15 epochs, leaves "
+                                          r"0.4 of each of them: budget 0.4 is below .*\(budget_epochs: null"):
+        solve_run_budget(cfg, linear_cost, SPE)
+    plain = load_config(None, ["epochs=10", "budget=0.3", "schedule=cyclic"])
+    with pytest.raises(ConfigError, match=r"^budget 0.3 is below what this schedule can reach"):
+        solve_run_budget(plain, linear_cost, SPE)

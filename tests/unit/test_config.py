@@ -211,3 +211,25 @@ def test_find_recipe_by_path_or_shipped_name(tmp_path):
     assert find_recipe(tmp_path / "mine.yaml") == tmp_path / "mine.yaml"
     with pytest.raises(ConfigError, match="'no_such_recipe' not found; shipped recipes: .*demo"):
         find_recipe("no_such_recipe")
+
+
+def test_a_users_epochs_scale_the_recipes_lr_warmup_and_cooldown(caplog):
+    """`--epochs 2` on cifar10_pss once kept its 10 warm-up epochs: the whole run was LR warm-up."""
+    import logging
+
+    from pss.resolve import resolve_config
+
+    with caplog.at_level(logging.INFO, logger="pss.train"):
+        cfg, _ = resolve_config("cifar10_pss", ["epochs=20", "budget_epochs=null", "lr_sched.name=cosine"],
+                                data="builtin", output="unused")
+    assert (cfg.epochs, cfg.lr_sched.warmup_epochs) == (20, 1.0)  # 10 of 200 -> 1 of 20
+    assert "epochs 20 instead of the recipe's 200: LR warmup_epochs 10 -> 1" in caplog.text
+    # tokens for epochs scales on top of it: 30 epochs, 1.5 warm-up
+    cfg, _ = resolve_config("cifar10_pss", ["epochs=20"], data="builtin", output="unused")
+    assert (cfg.epochs, cfg.lr_sched.warmup_epochs) == (30, 1.5)
+    # what the command sets is kept; the recipe's own epochs change nothing
+    cfg, _ = resolve_config("cifar10_pss", ["epochs=20", "lr_sched.warmup_epochs=3", "budget_epochs=null"],
+                            data="builtin", output="unused")
+    assert cfg.lr_sched.warmup_epochs == 3
+    cfg, _ = resolve_config("cifar10_baseline", [], data="builtin", output="unused")
+    assert (cfg.epochs, cfg.lr_sched.warmup_epochs) == (200, 10)

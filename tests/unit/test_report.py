@@ -130,3 +130,28 @@ def test_malformed_logs_are_named_malformed_not_missing(tmp_path):
     (tmp_path / "b" / "summary.json").write_text("{oops")
     with pytest.raises(DataError, match=r"summary.json' is malformed"):
         report.load_run(tmp_path / "b")
+
+
+def test_report_shows_the_recipes_budget_and_marks_unfinished_runs(tmp_path, capsys):
+    write_run(tmp_path / "base", pss_on=False)
+    write_run(tmp_path / "pss", pss_on=True)
+    write_run(tmp_path / "eq", pss_on=False, acc_offset=-3.0, summary=False)
+    (tmp_path / "base" / "config.yaml").write_text("epochs: 3\nschedule: {name: fixed, rho: 1.0}\n")
+    (tmp_path / "eq" / "config.yaml").write_text("epochs: 6\nschedule: {name: fixed, rho: 1.0}\nequal_time_of: pss\n")
+    reference = {"epochs": 2, "budget": 0.6, "budget_epochs": 1.5, "epochs_factor": 1.5}
+    summary = json.loads((tmp_path / "pss" / "summary.json").read_text())
+    summary["budget"] = {"budget": 0.4, "predicted_cost": 0.387, "realised_cost": 0.386, "reference": reference}
+    (tmp_path / "pss" / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "report"
+    assert main(["report", *(str(tmp_path / n) for n in ("base", "pss", "eq")), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = {r["run"]: r for r in json.loads((out / "report.json").read_text())["runs"]}
+    # tokens for epochs: the recipe's 0.6 and the realised cost against the full run, not the per-run 0.4
+    assert rows["pss"]["budget"] == 0.6 and rows["pss"]["cost_vs_full"] == pytest.approx(0.579)
+    assert "budget (cost vs full run)" in printed and "| 0.6 (0.579) |" in printed
+    # the equal-time run stopped at 3 of its 6 epochs: marked, and so is every difference against it
+    assert rows["eq"]["finished"] is False and rows["eq"]["progress"] == "3 of 6 epochs"
+    assert rows["pss"]["unfinished_references"] == ["equal_time"] and rows["base"]["finished"] is True
+    assert "| eq (unfinished: 3 of 6 epochs) |" in printed
+    pss_line = next(line for line in printed.splitlines() if line.startswith("| pss |"))
+    assert "+3.00 *" in pss_line and "did not finish" in printed

@@ -41,12 +41,17 @@ def match_classes(trained: list[str] | None, num_outputs: int, data: list[str], 
 
     exact: the same names in the same order (or, with no names recorded, the same number);
     by-name: every data class must be a trained one, and the returned table maps data label ->
-    model output index; as-is: no check (the data's label indices are taken as the model's).
+    model output index; as-is: the data's label indices are taken as the model's (checked only to be
+    in range: no more data classes than model outputs).
     Raises ConfigError (one line, naming both sides and the option) on a mismatch.
     """
     if mode not in CLASS_MODES:
         raise ConfigError(f"unknown class mode {mode!r}; choose one of {', '.join(CLASS_MODES)}")
     if mode == "as-is":
+        if len(data) > num_outputs:
+            raise ConfigError(f"the data has {len(data)} classes (labels 0-{len(data) - 1}) but {label} has "
+                              f"{num_outputs} outputs: --classes as-is needs every label below {num_outputs}; "
+                              "use data with at most that many classes, or --classes by-name")
         return None
 
     def shown(names: list[str]) -> str:

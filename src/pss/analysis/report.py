@@ -21,140 +21,15 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from pss.config import load_yaml
-from pss.errors import DataError
+from pss.analysis.runs import Run, load_run, load_runs  # noqa: F401  (load_run: part of this module's API)
 
 DPI = 100
 FIGSIZE = (8.0, 5.0)  # inches; at DPI this is 800 x 500 pixels
-
-
-@dataclass
-class Run:
-    """The logs of one training run, as read from its folder."""
-
-    name: str
-    path: Path
-    config: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
-    train_log: list[dict[str, Any]] = field(default_factory=list)
-    val_log: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def train_time_s(self) -> float | None:
-        """Wall-clock training time: from summary.json, else the last evaluation's elapsed time."""
-        if self.summary.get("train_time_s") is not None:
-            return float(self.summary["train_time_s"])
-        if self.val_log and self.val_log[-1].get("elapsed_s") is not None:
-            return float(self.val_log[-1]["elapsed_s"])
-        if self.train_log:
-            return sum(float(r.get("step_time_s", 0.0)) + float(r.get("data_time_s", 0.0)) for r in self.train_log)
-        return None
-
-    @property
-    def best_acc1(self) -> float | None:
-        if self.summary.get("best_acc1") is not None:
-            return float(self.summary["best_acc1"])
-        accs = [float(r["acc1"]) for r in self.val_log if r.get("acc1") is not None]
-        return max(accs) if accs else None
-
-    @property
-    def final_acc1(self) -> float | None:
-        if self.summary.get("final_acc1") is not None:
-            return float(self.summary["final_acc1"])
-        accs = [float(r["acc1"]) for r in self.val_log if r.get("acc1") is not None]
-        return accs[-1] if accs else None
-
-    @property
-    def mean_keep_ratio(self) -> float | None:
-        if self.summary.get("mean_keep_ratio") is not None:
-            return float(self.summary["mean_keep_ratio"])
-        rhos = [float(r["keep_ratio"]) for r in self.train_log if r.get("keep_ratio") is not None]
-        return statistics.fmean(rhos) if rhos else None
-
-    @property
-    def images_per_s(self) -> float | None:
-        v = self.summary.get("images_per_s")
-        return float(v) if v is not None else None
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines log; a torn last line (run killed while writing) is skipped. DataError when
-    another line is not a JSON object: the log is malformed, which is not the same as missing."""
-    if not path.is_file():
-        return []
-    lines = [(i, line.strip()) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)]
-    lines = [(i, line) for i, line in lines if line]
-    rows = []
-    for n, (i, line) in enumerate(lines):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if n == len(lines) - 1 and rows:
-                continue  # torn last line
-            raise DataError(f"{str(path)!r} is malformed: line {i} is not JSON ({e.msg}); "
-                            "restore the file from the run, or remove the line") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{str(path)!r} is malformed: line {i} holds a {type(row).__name__}, "
-                            "not a record; restore the file from the run, or remove the line")
-        rows.append(row)
-    return rows
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        obj = json.loads(path.read_text(errors="replace"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{str(path)!r} is malformed ({e.msg} at line {e.lineno}); restore it from the run, "
-                        "or remove it to report from the logs alone") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{str(path)!r} is malformed: it holds a {type(obj).__name__}, not an object")
-    return obj
-
-
-def _dedupe_by_step(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Keep the last record per step (a resumed run may repeat steps), in step order."""
-    if not rows or "step" not in rows[0]:
-        return rows
-    by_step = {r["step"]: r for r in rows if "step" in r}
-    return [by_step[s] for s in sorted(by_step)]
-
-
-def load_run(path: str | Path, name: str | None = None) -> Run:
-    """Read a run folder. Raises DataError when it holds neither a train log nor a summary."""
-    path = Path(path)
-    if not path.is_dir():
-        raise DataError(f"run folder {str(path)!r} does not exist")
-    train_log = _dedupe_by_step(_read_jsonl(path / "train_log.jsonl"))
-    val_log = _dedupe_by_step(_read_jsonl(path / "val_log.jsonl"))
-    summary = _read_json(path / "summary.json")
-    if not train_log and not val_log and not summary:
-        raise DataError(
-            f"{str(path)!r} is not a training run: no train_log.jsonl, val_log.jsonl or summary.json in it"
-        )
-    config_path = path / "config.yaml"
-    config = load_yaml(config_path) if config_path.is_file() else {}
-    return Run(name or path.resolve().name, path, config, summary, train_log, val_log)
-
-
-def load_runs(paths: list[str | Path], names: list[str] | None = None) -> list[Run]:
-    """Read several run folders; names default to the folder names (made unique)."""
-    if names is not None and len(names) != len(paths):
-        raise DataError(f"got {len(names)} names for {len(paths)} runs")
-    runs = [load_run(p, names[i] if names else None) for i, p in enumerate(paths)]
-    seen: dict[str, int] = defaultdict(int)
-    for r in runs:
-        seen[r.name] += 1
-        if seen[r.name] > 1:
-            r.name = f"{r.name} ({seen[r.name]})"
-    return runs
 
 
 # ----------------------------------------------------------------------------- table
@@ -211,7 +86,12 @@ def _numbers(run: Run) -> dict[str, Any]:
 def summary_table(runs: list[Run]) -> list[dict[str, Any]]:
     """One row per run. Time and speed-up are against the first run; top-1 differences against the
     full baseline (`*_vs_full`) and, when one is given, the equal-time baseline (`*_vs_equal_time`):
-    the full-token recipe trained for the PSS run's cost (see pss.budget); `versus` computes them."""
+    the full-token recipe trained for the PSS run's cost (see pss.budget); `versus` computes them.
+    `budget` is the budget the recipe gave and `cost_vs_full` what the run cost against the full run
+    (`pss.equal_time.cost_vs_full`, also under tokens for epochs). A run that did not finish (no summary.json)
+    is marked (`finished`, `progress`), and so are the differences against one (`unfinished_references`)."""
+    from pss.equal_time import cost_vs_full
+
     ref = runs[0]
     full, equal = baselines(runs)
     numbers = {id(r): _numbers(r) for r in runs}
@@ -222,6 +102,9 @@ def summary_table(runs: list[Run]) -> list[dict[str, Any]]:
         role = "equal-time baseline" if r is equal else "full baseline" if r is full else (
             "baseline" if is_full_token(r) else "pss")
         vs = versus(numbers[id(r)], numbers[id(full)], numbers[id(equal)] if equal is not None else None)
+        cost = cost_vs_full(r.config, r.summary, full.summary if full is not r else None)
+        unfinished_refs = [label for label, other in (("full", full), ("equal_time", equal))
+                           if other is not None and other is not r and not other.finished]
         rows.append(
             {
                 "run": r.name,
@@ -238,8 +121,12 @@ def summary_table(runs: list[Run]) -> list[dict[str, Any]]:
                 "images_per_s": r.images_per_s,
                 "epochs": r.summary.get("epochs"),
                 "steps": r.summary.get("steps", len(r.train_log) or None),
-                "budget": (r.summary.get("budget") or {}).get("budget") if isinstance(r.summary.get("budget"), dict) else None,
+                "budget": cost.budget,
+                "cost_vs_full": cost.realised if cost.realised is not None else cost.predicted,
                 "device": r.summary.get("device"),
+                "finished": r.finished,
+                "progress": None if r.finished else r.progress(),
+                "unfinished_references": unfinished_refs,
             }
         )
     return rows
@@ -263,26 +150,41 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     """The comparison table as Markdown (times human-readable, accuracies in the logs' units). The
     "vs equal time" columns appear when an equal-time baseline is among the runs."""
     has_equal = any(row.get("role") == "equal-time baseline" for row in rows)
+    has_budget = any(row.get("budget") is not None for row in rows)
     header = ["run", "train time", "time vs first", "speed-up", "best top-1", "final top-1",
               "best vs full", "final vs full"]
     header += ["best vs equal time", "final vs equal time"] if has_equal else []
+    header += ["budget (cost vs full run)"] if has_budget else []
     header += ["mean rho", "images/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    marked = False
     for row in rows:
+        against = row.get("unfinished_references") or []
+        marked = marked or bool(against)
+
+        def vs(key: str, ref: str) -> str:
+            return _fmt(row.get(key), "+.2f") + (" *" if ref in against and row.get(key) is not None else "")
+
         cells = [
-            row["run"],
+            row["run"] + ("" if row.get("finished", True) else f" (unfinished: {row.get('progress')})"),
             format_duration(row["train_time_s"]),
             _fmt(row["time_vs_first"], ".2f", "x"),
             _fmt(row["speedup_vs_first"], ".2f", "x"),
             _fmt(row["best_acc1"], ".2f"),
             _fmt(row["final_acc1"], ".2f"),
-            _fmt(row.get("best_vs_full"), "+.2f"),
-            _fmt(row.get("final_vs_full"), "+.2f"),
+            vs("best_vs_full", "full"),
+            vs("final_vs_full", "full"),
         ]
         if has_equal:
-            cells += [_fmt(row.get("best_vs_equal_time"), "+.2f"), _fmt(row.get("final_vs_equal_time"), "+.2f")]
+            cells += [vs("best_vs_equal_time", "equal_time"), vs("final_vs_equal_time", "equal_time")]
+        if has_budget:
+            cells += ["-" if row.get("budget") is None else f"{row['budget']:g}" + (
+                "" if row.get("cost_vs_full") is None else f" ({row['cost_vs_full']:.3f})")]
         cells += [_fmt(row["mean_keep_ratio"], ".3f"), _fmt(row["images_per_s"], ".1f")]
         lines.append("| " + " | ".join(cells) + " |")
+    if marked:
+        lines += ["", "\\* against a baseline that did not finish (no summary.json): not a comparison of finished "
+                  "runs; finish it (`pss train --resume`) and report again."]
     return "\n".join(lines) + "\n"
 
 

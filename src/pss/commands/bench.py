@@ -5,6 +5,7 @@ import argparse
 import json
 
 from pss.bench import data_benchmark, format_data_table, format_speed_table, speed_benchmark
+from pss.bounds import bounded, check_count, check_img_size
 from pss.config import parse_kwargs
 from pss.checkpoint import atomic_write
 from pss.errors import ConfigError
@@ -32,8 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="KIND")
     p = kinds.add_parser("speed", help="training-step time per keep ratio against the FLOP ratio")
     p.add_argument("--model", default="pss_vit_small_patch16_224", help="a pss model or any timm ViT/EVA name")
-    p.add_argument("--img-size", type=int, default=None, help="input size (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--img-size", **bounded(check_img_size), default=None, help="input size (default: the model's)")
+    p.add_argument("--batch-size", **bounded(check_count), default=64)
     p.add_argument("--keep", type=_floats, default=(1.0, 0.8, 0.6, 0.4, 0.2), help="keep ratios, e.g. 1.0,0.6,0.2")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--amp", default="auto", choices=PRECISIONS,
@@ -43,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="attention of pss_vit_* models: flex (FlexAttention), sdpa, or auto (flex on CUDA); "
                         "default: the model's (auto)")
     p.add_argument("--select", default="magnitude", help="selection rule")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", **bounded(check_count, low=0), default=3)
+    p.add_argument("--iters", **bounded(check_count), default=10)
     p.add_argument("--inference", action="store_true", help="also measure eval-mode images/s per keep ratio")
     p.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. --set pos_embed=rope --set depth=6")

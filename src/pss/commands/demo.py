@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train the demo recipe three times - the baseline (keep ratio 1.0), PSS (the recipe's schedule, "
         "selection and budget), and the baseline trained for PSS's cost (the equal-time baseline) - then run the "
         "keep-ratio sweep and the report, and print the comparison and which run won. "
-        "Re-running replaces the previous results in --output.",
+        "Re-running the same command continues: finished runs in --output are kept, a run cut short resumes "
+        "from its last checkpoint (--fresh starts every run over).",
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -35,12 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="override a recipe key for all runs, e.g. --set epochs=3 (repeatable)")
     p.add_argument("--keep", default=",".join(f"{r:g}" for r in DEMO_KEEP_RATIOS),
                    help="keep ratios for the sweep and the patch picture (default 1,0.8,0.6,0.4,0.2)")
+    p.add_argument("--fresh", action="store_true", help="start every run over instead of keeping finished ones")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     result = run_demo(args.output, data=args.data, overrides=args.overrides, recipe=args.config,
-                      keep_ratios=tuple(parse_keep_ratios(args.keep)), quiet=args.quiet)
+                      keep_ratios=tuple(parse_keep_ratios(args.keep)), quiet=args.quiet, fresh=args.fresh)
     print(format_demo(result))
     return 0

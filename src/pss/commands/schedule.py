@@ -23,6 +23,7 @@ import json
 import sys
 from typing import Any
 
+from pss.bounds import MAX_STEPS_PER_EPOCH, bounded, check_count, check_epochs, check_img_size
 from pss.errors import ConfigError
 from pss.budget import FREE_PARAMETER
 from pss.schedule import MAX_LISTED_STEPS, SCHEDULES, Schedule, from_dict, schedule_from_spec
@@ -84,8 +85,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             free = dest == FREE_PARAMETER[kind]
             k.add_argument(flag, dest=dest, type=float, default=None, required=required and not free,
                            help=help_ + (" (required unless --budget solves it)" if required and free else ""))
-        k.add_argument("--epochs", type=float, required=True, help="length of the run in epochs")
-        k.add_argument("--steps-per-epoch", type=int, required=True, help="optimizer steps per epoch")
+        k.add_argument("--epochs", **bounded(check_epochs), required=True, help="length of the run in epochs")
+        k.add_argument("--steps-per-epoch", **bounded(check_count, high=MAX_STEPS_PER_EPOCH), required=True,
+                       help="optimizer steps per epoch")
         k.add_argument("--grid", type=_grid, default=None,
                        help="round rho to multiples of this; 0 or none = off (default 0.2, fixed: off)")
         k.add_argument("--warmup-epochs", type=float, default=None, help="epochs at rho = 1.0 first")
@@ -100,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="with --budget-epochs auto: the run starts from trained weights (--init / --pretrained), "
                             "so auto follows what the budget study measured when fine-tuning")
         k.add_argument("--model", default=None, help="with --budget: the model whose FLOPs set the cost")
-        k.add_argument("--img-size", type=int, default=None, help="with --budget: the model's input size")
+        k.add_argument("--img-size", **bounded(check_img_size), default=None, help="with --budget: the model's input size")
         k.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
                        help="with --budget: a model option, e.g. --set pos_embed=rope")
         k.add_argument("--resolution", default=None, metavar="MAPPING",

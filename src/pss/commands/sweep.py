@@ -12,6 +12,7 @@ import argparse
 from pss.analysis.sweep import (
     CLASS_MODES, DEFAULT_KEEP_RATIOS, REDUCE_MODES, parse_keep_ratios, sweep_checkpoints, write_sweep,
 )
+from pss.bounds import bounded, check_count
 from pss.errors import ConfigError
 from pss.outputs import check_output_folder
 from pss.runtime import PRECISIONS
@@ -37,8 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated keep ratios (default 1,0.9,...,0.1)")
     p.add_argument("--select", default=None, metavar="RULE",
                    help=f"token selection rule: {', '.join(SELECT_RULES)}, or all (every rule, one line each); default: "
-                   "each model's deterministic default for the rule it was trained with (grid for random-trained "
-                   "models, magnitude for magnitude-trained ones and baselines; docs/dial.md)")
+                   "each model's deterministic default for the rule it was trained with (grid for baselines and "
+                   "random-trained models, magnitude for magnitude-trained ones; pss.select.DEFAULT_INFERENCE_SELECT, "
+                   "docs/dial.md)")
     p.add_argument("--reduce", choices=REDUCE_MODES, default="drop",
                    help="drop: keep ratios (the PSS dial); merge: token merging (ToMe) at every patch, r tokens per "
                    "block; both: each model with both; resize: the model at lower input sides (one per keep ratio, "
@@ -46,15 +48,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--merge-r", default=None, metavar="R,R,...",
                    help="merge rates for --reduce merge/both (tokens merged per block; default: 0 and six rates up to "
                    "the largest the model allows)")
-    p.add_argument("--batch-size", type=int, default=64, help="evaluation and throughput batch size (default 64)")
+    p.add_argument("--batch-size", **bounded(check_count), default=64, help="evaluation and throughput batch size (default 64)")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--amp", "--precision", dest="precision", choices=PRECISIONS, default="auto",
                    help="autocast dtype; auto = bf16 on CUDA GPUs that support it, else fp16 on CUDA; fp32 on CPU "
                    "(--precision: the old spelling)")
     p.add_argument("--names", default=None, help="comma-separated display names, one per checkpoint")
-    p.add_argument("--max-images", type=int, default=None, help="evaluate on N validation images only, evenly spread over the set")
-    p.add_argument("--warmup", type=int, default=3, help="throughput: warm-up batches per keep ratio (default 3)")
-    p.add_argument("--iters", type=int, default=10, help="throughput: timed batches per keep ratio (default 10)")
+    p.add_argument("--max-images", **bounded(check_count), default=None,
+                   help="evaluate on N validation images only, evenly spread over the set")
+    p.add_argument("--warmup", **bounded(check_count, low=0), default=3, help="throughput: warm-up batches per keep ratio (default 3)")
+    p.add_argument("--iters", **bounded(check_count), default=10, help="throughput: timed batches per keep ratio (default 10)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for sweep.json and sweep.png")
     p.set_defaults(func=run)
 

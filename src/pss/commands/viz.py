@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pss.analysis import viz
 from pss.analysis.sweep import parse_keep_ratios
+from pss.bounds import MAX_STEPS_PER_EPOCH, bounded, check_count, check_epochs
 from pss.errors import ConfigError
 from pss.outputs import check_output_file
 from pss.runtime import resolve_device
@@ -34,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="image files, or folders searched recursively for images")
     k.add_argument("--keep", default="1.0,0.8,0.6,0.4,0.2", help="comma-separated keep ratios (columns)")
     k.add_argument("--select", choices=SELECT_RULES, default=None, help="selection rule (default: the deterministic one for the rule the checkpoint was trained with)")
-    k.add_argument("--max-images", type=int, default=8, help="at most this many images (rows); default 8")
+    k.add_argument("--max-images", **bounded(check_count), default=8, help="at most this many images (rows); default 8")
     k.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     k.add_argument("--output", "-o", required=True, metavar="FILE.png",
                    help="picture to write (a folder: FOLDER/patches.png)")
@@ -48,9 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and/or YAML recipes, by path or shipped name such as demo (their `schedule` and `epochs`).",
     )
     s.add_argument("schedules", nargs="+", metavar="SPEC_OR_YAML", help="schedule specs and/or recipe files")
-    s.add_argument("--epochs", type=float, default=None,
+    s.add_argument("--epochs", **bounded(check_epochs), default=None,
                    help="run length in epochs (default: the first recipe's epochs, else 3)")
-    s.add_argument("--steps-per-epoch", type=int, default=100, help="optimizer steps per epoch (default 100)")
+    s.add_argument("--steps-per-epoch", **bounded(check_count, high=MAX_STEPS_PER_EPOCH), default=100,
+                   help="optimizer steps per epoch (default 100)")
     s.add_argument("--output", "-o", required=True, metavar="FILE.png",
                    help="picture to write (a folder: FOLDER/schedules.png)")
     s.set_defaults(func=run_schedule)

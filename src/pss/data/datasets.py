@@ -161,6 +161,21 @@ def build_transforms(cfg: DataConfig) -> tuple[Callable, Callable]:
     return timm_train_transform(cfg), timm_eval_transform(cfg)
 
 
+_capped: set[tuple[int, int]] = set()
+
+
+def usable_workers(asked: int) -> int:
+    """`data.num_workers`, at most the CPU cores this process may use: more loader processes than cores only
+    contend with each other and the training (8 default workers on a 1-core machine). Warned once."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if asked <= cores:
+        return asked
+    if (asked, cores) not in _capped:
+        _capped.add((asked, cores))
+        log.warning("data.num_workers %d capped at %d, the CPU cores this process may use", asked, cores)
+    return cores
+
+
 def _check_memory(num: int, size: int, device: torch.device) -> None:
     need = num * 3 * size * size
     if device.type == "cuda":
@@ -183,7 +198,7 @@ def _decode_all(ds: Dataset, size: int, num_workers: int, device: torch.device) 
     _check_memory(len(ds), size, device)
     images = torch.empty(len(ds), 3, size, size, dtype=torch.uint8)
     targets = torch.empty(len(ds), dtype=torch.long)
-    loader = DataLoader(ds, batch_size=256, num_workers=num_workers, shuffle=False)
+    loader = DataLoader(ds, batch_size=256, num_workers=usable_workers(num_workers), shuffle=False)
     start = 0
     for x, y in tqdm(loader, desc="decoding images", unit="batch", disable=len(ds) < 20_000, leave=False):
         images[start : start + len(x)] = x

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pss.config import DataConfig
 from pss.data.augment import random_crop_flip, random_erase
-from pss.data.datasets import InMemoryDataset
+from pss.data.datasets import InMemoryDataset, usable_workers
 from pss.errors import ConfigError
 
 
@@ -126,7 +126,7 @@ class FolderLoader:
         check_num_workers(cfg.num_workers)
         self.dataset, self.sampler, self.batch_size, self.drop_last = ds, sampler, batch_size, drop_last
         self.generator = torch.Generator()
-        self.loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        self.loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=usable_workers(cfg.num_workers),
                                  drop_last=drop_last, pin_memory=torch.cuda.is_available(),
                                  generator=self.generator, persistent_workers=False)
 

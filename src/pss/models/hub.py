@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from pss.checkpoint import (
-    is_training_checkpoint,
+    check_training_checkpoint,
     load_checkpoint,
     load_safetensors,
     load_strict,
     safetensors_metadata,
 )
-from pss.errors import CheckpointError
+from pss.errors import CheckpointError, ConfigError
 from pss.runfolder import RunDir
 
 __all__ = ["load_model"]
@@ -49,11 +49,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
             config = load_yaml(cfg_file)
         sd = load_safetensors(path)
     else:
-        ckpt = load_checkpoint(path)
-        if not is_training_checkpoint(ckpt):
-            raise CheckpointError(f"{str(path)!r} is not a pss checkpoint; to fine-tune from it use `pss train --init`")
+        ckpt = check_training_checkpoint(load_checkpoint(path), path)
         config, sd = ckpt["config"], ckpt["model"]
-    cfg = config_from_dict(config)
+    try:
+        cfg = config_from_dict(config)
+    except ConfigError as e:  # a checkpoint's config is checked as a recipe is (sizes bounded: pss.bounds)
+        raise CheckpointError(f"the config recorded in {str(path)!r} is refused: {e}") from None
     if cfg.task != "classification":
         enc = path.parent / "encoder.safetensors"
         raise CheckpointError(
