@@ -394,12 +394,13 @@ def test_cost_vs_full_reads_the_recipes_budget_and_the_realised_cost_against_the
 def test_a_refused_longer_run_is_said_in_the_users_numbers(capsys):
     """`--budget 0.6 --budget-epochs auto` with a cyclic schedule once said only "budget 0.4 is below what this
     schedule can reach": neither the budget given nor budget_epochs nor the fix."""
-    from pss.budget import apply_budget_epochs, solve_run_budget
+    from pss.budget import apply_budget_epochs
+    from pss.tokens_for_epochs import solve_run_budget
 
     assert main(["schedule", "cyclic", "--budget", "0.6", "--budget-epochs", "auto", "--model", "pss_vit_tiny_patch4_32",
                  "--epochs", "10", "--steps-per-epoch", "10"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pss schedule: error: budget 0.6 of 10 epochs, spent by budget_epochs auto = 1.5 as 15 "
+    assert err.startswith("pss schedule: error: budget 0.6 of 10 epochs, spent by budget_epochs auto (x1.5) as 15 "
                           "epochs, leaves 0.4 of each of them: budget 0.4 is below what this schedule can reach")
     assert "--budget-epochs 1" in err and err.count("\n") == 1
     cfg = apply_budget_epochs(load_config(None, ["epochs=10", "budget=0.6", "budget_epochs=1.5", "schedule=cyclic"]))

@@ -186,9 +186,9 @@ def test_too_large_a_budget_epochs_is_named_as_the_problem(capsys):
             "--steps-per-epoch", "10"]
     assert main([*base, "--budget-epochs", "100"]) == 2
     err = _one_line(capsys.readouterr().err, "schedule")
-    assert "budget_epochs 100 spreads budget 0.6 of 10 epochs over 1000 epochs, 0.006 of each" in err
+    assert "budget 0.6 of 10 epochs, spent by budget_epochs 100 as 1000 epochs, leaves 0.006 of each of them" in err
     most = float(re.search(r"use budget_epochs ([0-9.]+) or less", err).group(1))
-    assert 1 < most < 1.5 and "budget 0.006 is below" not in err
+    assert 1 < most < 1.5 and err.startswith("pss schedule: error: budget 0.6 of 10 epochs")  # the user's numbers first
     assert main([*base, "--budget-epochs", str(most)]) == 0  # the factor it names fits
     capsys.readouterr()
     assert main([*base, "--budget-epochs", "1e300"]) == 2
