@@ -513,3 +513,63 @@ def test_the_advice_after_a_resumed_run_diverges_names_a_file_that_exists(tmp_pa
     fresh = Checkpointer(new)  # a run that saved its own checkpoint names it, and --resume alone
     fresh.saved_step = 3
     assert fresh.last_good().startswith(f"{new / RunDir.LAST} holds step 3") and "--resume (e.g." in fresh.last_good()
+
+
+def test_an_empty_split_is_named_as_such_not_as_a_batch_size_problem():
+    """An empty split (no image listed or readable) once read "batch_size 8 is larger than this rank's 0 images"."""
+    import torch
+
+    from pss.config import DataConfig
+    from pss.data import build_loader
+    from pss.data.datasets import InMemoryDataset
+
+    empty = InMemoryDataset(torch.zeros(0, 3, 32, 32, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), ["a"],
+                            (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(ConfigError, match="the training split holds no images"):
+        build_loader(empty, 8, True, DataConfig())
+    with pytest.raises(ConfigError, match="the evaluation split holds no images"):
+        build_loader(empty, 8, False, DataConfig())
+
+
+def test_data_with_a_training_split_only_says_so(tmp_path):
+    from PIL import Image
+
+    from pss.config import DataConfig
+    from pss.data import check_data
+
+    for c in ("a", "b"):
+        (tmp_path / "train" / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "train" / c / "0.png")
+    with pytest.raises(DataError, match=r"a training split only \(train/\) and no validation images: add a val/<class>/"):
+        check_data(DataConfig(path=str(tmp_path)))
+
+
+def test_an_unreachable_hub_turns_the_libraries_cache_only_at_once(monkeypatch):
+    """An unreachable hub printed 22-46 retry lines over 23-50 s before the clear line: one connection attempt
+    now decides, and the hub libraries read their cache at once."""
+    import os
+    import socket
+    import time
+
+    from pss import hubnet
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setattr(hubnet, "_checked", {})
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", hc.HF_HUB_OFFLINE)  # restored after the test
+
+    def refused(*a, **k):
+        raise ConnectionRefusedError("refused")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    t0 = time.perf_counter()
+    assert hubnet.cache_only_when_offline() is True
+    assert time.perf_counter() - t0 < 1
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["HF_DATASETS_OFFLINE"] == "1"
+    monkeypatch.setattr(hubnet, "_checked", {"127.0.0.1:9": True})
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    assert hubnet.cache_only_when_offline() is False  # a hub that answers: the libraries as they are

@@ -84,6 +84,9 @@ def _list_split(root: Path, split: str, split_key: str) -> tuple[list[str], dict
         alt = next((p for p in present if p in kind and p != split), None)
         fix = (f"set data.{split_key}: {alt}" if alt
                else f"set data.{split_key} to the name of your {split_key[:-6]} folder")
+        if not alt and split_key == "val_split" and present and all(p in ("train", "training") for p in present):
+            raise DataError(f"the data holds a training split only ({', '.join(present)}/) and no validation images: "
+                            f"add a {split}/<class>/ folder beside it (e.g. a held-out part of the training images)")
         raise DataError(f"split folder {folder} does not exist{hint}: {fix} "
                         f"(expected {root}/{split}/<class>/*.jpg, ImageNet layout)")
     classes, class_to_idx = find_classes(folder) if any(e.is_dir() for e in folder.iterdir()) else ([], {})

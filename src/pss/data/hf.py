@@ -109,6 +109,9 @@ def open_hf(spec: str) -> tuple[str, dict[str, Any]]:
         name = str(local)
     else:
         name, _, config = target.partition(":")
+        from pss.hubnet import cache_only_when_offline
+
+        cache_only_when_offline()  # an unreachable hub: the cache at once, not a minute of retries
         try:
             loaded = datasets.load_dataset(name, config or None)
         except Exception as e:  # noqa: BLE001 - classified below into one line each

@@ -168,6 +168,9 @@ def build_loader(ds: Dataset, batch_size: int, train: bool, cfg: DataConfig, dis
             rank, world_size = 0, 1
     drop_last = train if drop_last is None else drop_last
     sampler = ShardSampler(len(ds), shuffle=train, seed=seed, rank=rank, world_size=world_size, pad=train)
+    if len(ds) == 0:
+        raise ConfigError(f"the {'training' if train else 'evaluation'} split holds no images (none listed, or none "
+                          "readable): check data.path and the split's folders / column")
     if drop_last and len(sampler) < batch_size:
         raise ConfigError(f"batch_size {batch_size} is larger than this rank's {len(sampler)} images, so no "
                           "full batch exists: lower the batch size or use more data")

@@ -46,6 +46,10 @@ def build_model(name: str, num_classes: int, img_size: int | None = None, **kwar
         raise ConfigError(f"unknown model name {name!r}; {suggest_model_names(name)}")
     if img_size is not None:
         kwargs["img_size"] = img_size
+    if kwargs.get("pretrained"):
+        from pss.hubnet import cache_only_when_offline
+
+        cache_only_when_offline()  # an unreachable hub: the cache at once, not a minute of retries
     try:
         model = timm.create_model(name, num_classes=num_classes, **kwargs)
     except (TypeError, AssertionError) as e:  # an option the architecture does not take, or a value it refuses
