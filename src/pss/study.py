@@ -125,7 +125,7 @@ def run_state(folder: Path, settings: dict[str, Any], fresh: bool) -> str:
         return "fresh"
     before = json.loads(marker.read_text())
     if before != settings:
-        raise SystemExit(f"{folder} holds a run of other settings:\n  {before}\nnow:\n  {settings}\n"
+        raise ConfigError(f"{folder} holds a run of other settings ({before}; now {settings}): "
                          "run with --fresh to start over, or choose another --output")
     if RunDir(folder).is_finished():
         return "done"

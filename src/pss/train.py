@@ -34,7 +34,7 @@ from pss.engine import ClassificationTask, LoopConfig, Task, Trainer
 from pss.errors import ConfigError, PssError
 from pss.models import attention_impl
 from pss.models.convert import load_init_weights
-from pss.optim import build_optimisation, check_optimizer, restore
+from pss.optim import build_optimisation, restore
 from pss.outputs import hold_run_folder
 from pss.preflight import measure_run, measurements_for_run, predict, with_loader_named
 from pss.resolution import check_resolution, describe_sides
@@ -127,7 +127,6 @@ class Run:
         self.amp = resolve_amp(self.cfg.amp, self.device)
         cfg = self.cfg = apply_budget_epochs(self.cfg)  # a config built in Python, not through resolve_config
         cfg.validate()
-        check_optimizer(cfg.optim.opt)
         self.folder = self._prepare_output()
         ckpt = check_training_checkpoint(load_checkpoint(r), r, resumable=True) if (r := self.resume_from) else None
         self.data_report = check_data(cfg.data)  # paths, class folders, unreadable images: quick, before decoding

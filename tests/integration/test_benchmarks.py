@@ -3,6 +3,8 @@ import importlib.util
 import json
 
 import pytest
+
+from pss.errors import ConfigError
 from conftest import ROOT
 
 
@@ -56,7 +58,7 @@ def test_e2e_harness_records_issue_schema(tiny_image_folder, tmp_path, capsys):
     assert {d: (runs / d / "train_log.jsonl").read_text() for d in before} == before  # no step trained twice
     assert (runs / "pss_cyclic_magnitude_s0" / "summary.json").exists()
     # Other settings into the same folders are refused before anything runs.
-    with pytest.raises(SystemExit, match="holds a run of other settings"):
+    with pytest.raises(ConfigError, match="holds a run of other settings"):
         e2e.main([*argv, "--set", "seed=0", "--set", "epochs=2"])
 
 
@@ -130,7 +132,7 @@ def test_recipe_study_plans_resumes_and_records(tiny_image_folder, tmp_path):
     assert study.main(later) == 0
     names = {r["name"] for r in json.loads(path.read_text())["runs"]}
     assert names == {"baseline", "baseline_equal_time", "pss_cyclic_random", "pss_cyclic_mixed", "pss_fixed_random"}
-    with pytest.raises(SystemExit, match="holds a run of other settings"):
+    with pytest.raises(ConfigError, match="holds a run of other settings"):
         study.main([*argv, "--set", "epochs=4"])
     with pytest.raises(SystemExit, match="unknown arm"):
         study.main(["--runs", "baseline,nope"])
