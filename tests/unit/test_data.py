@@ -482,7 +482,8 @@ def test_folder_links_that_loop_or_leave_the_dataset_are_skipped(tiny_image_fold
 
 def test_missing_val_split_never_suggests_the_training_images(tiny_image_folder):
     shutil.rmtree(tiny_image_folder / "val")
-    with pytest.raises(DataError, match=r"val does not exist; folders present: train: set data.val_split to the name"):
+    # a training split only: said as such, and never "set data.val_split: train"
+    with pytest.raises(DataError, match=r"a training split only \(train/\) and no validation images: add a val/<class>/"):
         check_data(DataConfig(path=str(tiny_image_folder)))
 
 

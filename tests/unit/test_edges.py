@@ -531,19 +531,6 @@ def test_an_empty_split_is_named_as_such_not_as_a_batch_size_problem():
         build_loader(empty, 8, False, DataConfig())
 
 
-def test_data_with_a_training_split_only_says_so(tmp_path):
-    from PIL import Image
-
-    from pss.config import DataConfig
-    from pss.data import check_data
-
-    for c in ("a", "b"):
-        (tmp_path / "train" / c).mkdir(parents=True)
-        Image.new("RGB", (8, 8)).save(tmp_path / "train" / c / "0.png")
-    with pytest.raises(DataError, match=r"a training split only \(train/\) and no validation images: add a val/<class>/"):
-        check_data(DataConfig(path=str(tmp_path)))
-
-
 def test_an_unreachable_hub_turns_the_libraries_cache_only_at_once(monkeypatch):
     """An unreachable hub printed 22-46 retry lines over 23-50 s before the clear line: one connection attempt
     now decides, and the hub libraries read their cache at once."""
