@@ -232,7 +232,10 @@ class Run:
                     raise with_loader_named(e, meas) from None
             meas = self.cost.meas
         pred = predict(meas, self.cfg.schedule.values(self.steps_per_epoch, total))
-        log.log(logging.WARNING if pred.bound in ("data", "mixed") else logging.INFO, "pre-flight: %s", pred.message)
+        # a resolution schedule's smaller sides are not timed: the ratio is that of its keep ratios at full side
+        caveat = " (steps timed at full side: the resolution schedule's smaller sides cost less)" if cfg.resolution else ""
+        log.log(logging.WARNING if pred.bound in ("data", "mixed") else logging.INFO, "pre-flight: %s%s", pred.message,
+                caveat)
         return pred
 
     def probe(self) -> Trainer:
