@@ -276,10 +276,12 @@ def _key(run: PlannedRun) -> tuple[str, int, tuple[str, ...]]:
     return run.name, run.seed, tuple(_overrides(run))
 
 
-def recorded_summaries(results: Path) -> dict[tuple[str, int, tuple[str, ...]], dict[str, Any]]:
-    """Summaries of runs kept in earlier records of this study (the newest record wins)."""
+def recorded_summaries(results: Path, patterns: tuple[str, ...] = ("budget_study_*.json",)
+                       ) -> dict[tuple[str, int, tuple[str, ...]], dict[str, Any]]:
+    """Summaries of runs kept in earlier records of this study (or of the records `patterns` name; the newest
+    record of a pattern wins)."""
     out: dict[tuple[str, int, tuple[str, ...]], dict[str, Any]] = {}
-    for path in sorted(results.glob("budget_study_*.json")):
+    for path in [p for pattern in patterns for p in sorted(results.glob(pattern))]:
         try:
             rec = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -56,7 +56,8 @@ from pss.budget import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
 from pss.study import PlannedRun, add_study_arguments, derive, planned_run, run_plan, run_state  # noqa: E402
-from budget_study import GRID, MODEL, RECIPE, SETUP, TOKENS_FOR_EPOCHS, arm_overrides  # noqa: E402
+import budget_study  # noqa: E402
+from budget_study import MODEL, RECIPE, SETUP, TOKENS_FOR_EPOCHS, arm_overrides  # noqa: E402
 
 log = logging.getLogger("pss.study")
 
@@ -174,18 +175,10 @@ def plan(args: argparse.Namespace) -> list[PlannedRun]:
 
 
 def recorded_summaries(results: Path) -> dict[tuple[int, tuple[str, ...]], dict[str, Any]]:
-    """(seed, overrides) -> summary of the runs kept in this study's and the budget study's records (the
+    """(seed, overrides) -> summary of the runs kept in the budget study's and this study's records (the
     newest record wins): the t64 runs at 0.6 are the budget study's, whatever they were named there."""
-    out: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
-    for path in sorted(results.glob("budget_study_*.json")) + sorted(results.glob("token_study_*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"record {path} is unreadable ({e}); restore it from version control") from None
-        for row in rec.get("runs", []):
-            if "summary" in row and "overrides" in row:
-                out[(row["seed"], tuple(row["overrides"]))] = row["summary"]
-    return out
+    rows = budget_study.recorded_summaries(results, ("budget_study_*.json", "token_study_*.json"))
+    return {(seed, overrides): s for (_, seed, overrides), s in rows.items()}
 
 
 def _key(run: PlannedRun) -> tuple[int, tuple[str, ...]]:

@@ -390,6 +390,21 @@ class BudgetFloorError(ConfigError):
         self.floor = floor
 
 
+def _largest_within(run_cost: Callable[[float], float], lo: float, hi: float, budget: float) -> float:
+    """The largest value in [lo, hi] (to _DECIMALS, rounded down) whose run cost is within the budget, by
+    bisection: the cost never falls as the value grows, and run_cost(lo) is within the budget."""
+    if run_cost(hi) <= budget + _TOL:
+        return hi
+    a, b = lo, hi  # run_cost(a) <= budget < run_cost(b)
+    while b - a > 10.0 ** -(_DECIMALS + 1):
+        mid = (a + b) / 2
+        if run_cost(mid) <= budget + _TOL:
+            a = mid
+        else:
+            b = mid
+    return max(lo, math.floor(a * 10**_DECIMALS) / 10**_DECIMALS)
+
+
 def solve_budget(
     schedule: Schedule,
     budget: float,
@@ -423,17 +438,7 @@ def solve_budget(
             f"{math.ceil(floor * 1000) / 1000:.3f} ({schedule.name} with {param} -> 0 over {total_steps} steps, warm-up/cool-down "
             f"{schedule.warmup_epochs:g}/{schedule.cooldown_epochs:g} epochs at keep ratio 1.0, grid {schedule.grid}); "
             f"{_reachable(schedule, budget, cost, steps_per_epoch, total_steps)}", floor)
-    if run_cost(hi) <= budget + _TOL:
-        best = hi
-    else:
-        a, b = lo, hi  # run_cost(a) <= budget < run_cost(b); the cost never falls as the parameter grows
-        while b - a > 10.0 ** -(_DECIMALS + 1):
-            mid = (a + b) / 2
-            if run_cost(mid) <= budget + _TOL:
-                a = mid
-            else:
-                b = mid
-        best = max(lo, math.floor(a * 10**_DECIMALS) / 10**_DECIMALS)
+    best = _largest_within(run_cost, lo, hi, budget)
     solved = _with(schedule, param, best)
     values = set(solved.counts(steps_per_epoch, total_steps))
     getattr(cost, "check", lambda *_: None)(values, solved.grid is not None)
@@ -474,16 +479,7 @@ def solve_resolution(resolution: ResolutionSchedule, schedule: Schedule, budget:
             f"budget {budget:g} is below what the {resolution.name} resolution schedule can reach: the smallest "
             f"possible is {math.ceil(floor * 1000) / 1000:.3f} (start at one patch, {patch} px, full side from "
             f"{resolution.full_from:g} of the epochs); {fix}", floor)
-    a, b = lo, 1.0
-    if run_cost(b) <= budget + _TOL:
-        a = b
-    while b - a > 10.0 ** -(_DECIMALS + 1):  # run_cost(a) <= budget < run_cost(b); the cost never falls with start
-        mid = (a + b) / 2
-        if run_cost(mid) <= budget + _TOL:
-            a = mid
-        else:
-            b = mid
-    best = max(lo, math.floor(a * 10**_DECIMALS) / 10**_DECIMALS)
+    best = _largest_within(run_cost, lo, 1.0, budget)
     solved = resolution.with_start(best)
     param = FREE_PARAMETER.get(schedule.name, "rho")
     return BudgetPlan(schedule, float(budget), run_cost(best), param, float(getattr(schedule, param, 1.0)),
