@@ -230,12 +230,13 @@ def _parse(name: str) -> tuple[str, float, str]:
     return scale, (0.6 if g.startswith("h") else float(g[1:])), arm
 
 
-def _row(run: PlannedRun, s: dict[str, Any]) -> dict[str, Any]:
+def _row(run: PlannedRun, s: dict[str, Any], horizon: int) -> dict[str, Any]:
+    """One finished run; its FLOP cost relative to the full run of its scale (`horizon` epochs)."""
     scale, budget, arm = _parse(run.name)
     own = (s.get("budget") or {}).get("realised_cost")
     plan_ = (s.get("budget") or {})
     return {"name": run.name, "scale": scale, "budget": 1.0 if arm == "full" else budget, "arm": arm, "seed": run.seed,
-            "epochs": run.cfg.epochs, "flop_cost": (1.0 if own is None else own) * run.cfg.epochs / HORIZON,
+            "epochs": run.cfg.epochs, "flop_cost": (1.0 if own is None else own) * run.cfg.epochs / horizon,
             "train_time_s": s["train_time_s"], "best_acc1": s["best_acc1"], "final_acc1": s["final_acc1"],
             "mean_keep_ratio": s.get("mean_keep_ratio"), "schedule": s.get("schedule"),
             "resolution": plan_.get("resolution") if isinstance(plan_, dict) else None,
@@ -315,11 +316,12 @@ def record(every: list[PlannedRun], recorded: dict, args: argparse.Namespace) ->
     from pss.study import write_record
 
     rows = []
+    horizon = {_parse(r.name)[0]: r.cfg.epochs for r in every if _parse(r.name)[2] == "full"}
     for r in every:
         done = r.folder / "summary.json"
         s = json.loads(done.read_text()) if done.exists() else recorded.get(_key(r))
         if s is not None:
-            rows.append(_row(r, s))
+            rows.append(_row(r, s, horizon[_parse(r.name)[0]]))
     if not rows:
         log.info("study: no finished runs to record yet")
         return None

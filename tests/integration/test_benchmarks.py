@@ -318,3 +318,50 @@ def test_budget_study_budget_curve_plans_a_reachable_schedule_arm(tiny_image_fol
     assert tfe.budget == pytest.approx(0.4 * 10 / 15, abs=1e-6) and tfe.select == "random"
     with pytest.raises(SystemExit):
         study.parse_args(["--data", "x", "--part", "budgets", "--budget-arms", "fixed,nope"])
+
+
+def test_token_study_plan_is_fixed_before_any_run_and_reuses_the_budget_study():
+    """The token study's arms by value: epochs, names, the curriculum's shape rule, the arms planned out; the
+    t64 drop arms at 0.6 are the budget study's recorded runs (same seed and overrides), not trained again."""
+    study = _load("token_study")
+    args = study.parse_args(["--data", "DATA", "--output", "/nonexistent"])
+    runs = {r.label: r for r in study.plan(args)}
+    assert runs["t256_h15_full_s0"].cfg.epochs == 15 and runs["t256_h15_equal_time_s0"].cfg.epochs == 9
+    assert runs["t256_b0.33_equal_time_s0"].cfg.epochs == 5
+    assert "t256_b0.33_res_for_epochs_s0" not in runs and "b0.33_res_for_epochs_s1" not in runs  # unreachable
+    assert runs["t256_h15_full_s0"].cfg.model.kwargs["patch_size"] == 2
+    assert runs["t256_h15_full_s0"].cfg.data.max_train_per_class == 500
+    assert runs["h15_full_s0"].cfg.data.max_train_per_class == 1000
+    shapes = {k: (r.cfg.resolution.name if r.cfg.resolution else None, r.cfg.budget_lever, r.cfg.epochs)
+              for k, r in runs.items() if k.endswith("_s0") and k.startswith("t256")}
+    assert shapes["t256_h15_res_curriculum_s0"] == ("linear", "resize", 15)  # 0.6 >= LINEAR_FLOOR
+    assert shapes["t256_h15_res_for_epochs_s0"] == ("step", "resize", 23)  # 1.5x the epochs, 0.4 of each: a step
+    assert shapes["t256_h15_both_s0"] == ("linear", "both", 23)  # sqrt(0.4) = 0.63 to the side: a ramp
+    assert shapes["t256_b0.33_res_curriculum_s0"] == ("step", "resize", 15)
+    assert runs["t256_h15_fixed_s0"].cfg.schedule.grid is None and runs["h15_fixed_s0"].cfg.schedule.grid == 0.1
+    recorded = study.recorded_summaries(ROOT / "benchmarks" / "results")
+    for name in ("h15_full", "h15_equal_time", "h15_fixed", "h15_tokens_for_epochs"):
+        assert all(study._key(runs[f"{name}_s{seed}"]) in recorded for seed in (0, 1)), name
+    assert study._key(runs["b0.33_fixed_s0"]) not in recorded
+
+
+def test_token_study_trains_the_resolution_arms_and_records_them(tiny_image_folder, tmp_path):
+    study = _load("token_study")
+    argv = ["--data", str(tiny_image_folder), "--scales", "t64", "--budgets", "0.6", "--arms",
+            "full,res_curriculum,both", "--seeds", "0", *TINY_SETUP, "--set", "epochs=2",
+            "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2, pos_embed: rope}",
+            "--set", "data.max_val_per_class=2", "--set", "lr_sched.warmup_epochs=0",
+            "--results", str(tmp_path / "res"), "--output", str(tmp_path / "runs"), "--quiet"]
+    assert study.main(argv) == 0
+    [path] = (tmp_path / "res").glob("token_study_cpu_*.json")
+    rec = json.loads(path.read_text())
+    runs = {r["arm"]: r for r in rec["runs"]}
+    assert set(runs) == {"full", "res_curriculum", "both"}
+    assert runs["full"]["flop_cost"] == 1.0 and runs["full"]["resolution"] is None
+    assert runs["res_curriculum"]["resolution"]["name"] == "linear" and runs["res_curriculum"]["epochs"] == 2
+    assert runs["both"]["epochs"] == 3 and runs["both"]["mean_keep_ratio"] < 1.0  # 1.5 x 2 epochs, fewer tokens
+    for arm in ("res_curriculum", "both"):
+        assert 0 < runs[arm]["flop_cost"] <= 0.6 + 1e-6  # within the budget, side and keep ratio counted
+    arms = {a["arm"]: a for a in rec["arms"]}
+    assert len(arms["both"]["final_vs_full"]) == 1
+    assert "| t64 | 0.6 | res_curriculum | 2 | 0 |" in path.with_suffix(".md").read_text()
