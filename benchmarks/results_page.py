@@ -38,6 +38,15 @@ STUDIES: dict[str, tuple[str, str, str]] = {
         "(1.5 E epochs at fewer tokens); rope, the 0.1 grid for every arm. FLOP cost relative to the full run.",
         "python benchmarks/budget_study.py --data PATH --part horizons --horizons 15,45 --seeds 0,1",
     ),
+    "token_study": (
+        "Drop, resize or both: the best way to spend a token budget, at 64 and 256 tokens",
+        "At two token scales (4 px patches: 64 tokens; 2 px patches: 256 tokens) and budgets 0.6 and 0.33 of the "
+        "full run's FLOPs: the full run, the equal-time baseline, a fixed random drop at the recipe's epochs (timm's "
+        "patch_drop_rate), tokens for epochs, a resolution curriculum (EfficientTrain++-like), resolution for "
+        "epochs, and both levers solved jointly. Arms, shapes and rules fixed in benchmarks/token_study.py before "
+        "any run; FLOP cost counts side and keep ratio.",
+        "python benchmarks/token_study.py --data PATH --scales t256,t64 --budgets 0.6,0.33 --seeds 0,1",
+    ),
     "e2e": (
         "CIFAR-10 end to end: baseline, PSS, the paper's recipe, equal-time baseline",
         "The shipped CIFAR-10 recipes trained side by side (or pss.study's CPU-reduced set-up, labelled as such), "
@@ -89,7 +98,7 @@ def _speed_attn(rec: dict) -> str:
 
 def _formatter(kind: str) -> Callable[[dict], str]:
     scripts = {"recipe_study": "recipe_study", "budget_study": "budget_study", "e2e": "cifar10", "pretrain_finetune": "pretrain_finetune",
-               "speed_vs_ref": "speed_vs_ref"}
+               "speed_vs_ref": "speed_vs_ref", "token_study": "token_study"}
     if kind in scripts:
         return importlib.import_module(scripts[kind]).to_markdown
     return {"speed": _speed, "speed_attn": _speed_attn}[kind]

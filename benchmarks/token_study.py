@@ -329,7 +329,11 @@ def record(every: list[PlannedRun], recorded: dict, args: argparse.Namespace) ->
            "scales": {k: v for k, v in SCALES.items()}, "note": args.note, "runs": rows, "arms": summarise(rows)}
     tag = "cpu" + (f"-{args.tag}" if args.tag else "")
     path = Path(args.results) / f"token_study_{tag}_{rec['date']}.json"
-    return write_record(path, rec, to_markdown(rec).splitlines())
+    write_record(path, rec, to_markdown(rec).splitlines())
+    from results_page import write as write_results_page
+
+    write_results_page(Path(args.results))
+    return path
 
 
 if __name__ == "__main__":
