@@ -185,3 +185,19 @@ def test_resume_across_a_resolution_change_matches_uninterrupted_run(tmp_path, m
     assert pss_train("--config", recipe, "--output", run, "--resume", *_sets(True)) == 0
     _same_run(ref, run)
     assert [r["side"] for r in read_jsonl(run / "train_log.jsonl")] == sides
+
+
+def test_a_resume_with_a_changed_resolution_schedule_follows_the_new_one(tmp_path):
+    """The side is a pure function of (step, run length, resolution schedule): a resume that extends the run and
+    changes the schedule trains each later step at the side a run started with the new settings has there."""
+    recipe = write_recipe(tmp_path, epochs=1, batch_size=16, log_interval=1,
+                          resolution={"name": "step", "start": 0.5, "full_from": 1.0})
+    run, fresh = tmp_path / "run", tmp_path / "fresh"
+    assert pss_train("--config", recipe, "--output", run) == 0
+    assert [r["side"] for r in read_jsonl(run / "train_log.jsonl")] == [16] * 4  # 4 steps, all at half side
+    new = ["--set", "epochs=4", "--set", "resolution={name: linear, start: 0.25, full_from: 0.75}"]
+    assert pss_train("--output", run, "--resume", *new) == 0
+    assert pss_train("--config", recipe, "--output", fresh, *new) == 0
+    log, ref = read_jsonl(run / "train_log.jsonl"), read_jsonl(fresh / "train_log.jsonl")
+    # 8 patches x (0.25 + 0.75 e / 3): epoch 1 at 16 px, epoch 2 at 24 px, epoch 3 (0.75 x 4) on at full side
+    assert [r["side"] for r in log[4:]] == [r["side"] for r in ref[4:]] == [16] * 4 + [24] * 4 + [32] * 4
