@@ -132,6 +132,9 @@ class ResolutionSchedule:
         if img_size // patch_size < 2:
             raise ConfigError(f"a resolution schedule needs at least 2 patches per side; img_size {img_size} with "
                               f"patch_size {patch_size} has {img_size // patch_size}: set resolution: null")
+        if self.start * img_size < patch_size / 2:  # would round to no patch at all
+            raise ConfigError(f"resolution start {self.start:g} is {self.start * img_size:.3g} px, below one {patch_size} px "
+                              f"patch: the smallest start for this model is {patch_size / img_size:.4g}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "start": self.start, "end": self.end, "full_from": self.full_from}

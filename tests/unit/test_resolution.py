@@ -89,6 +89,8 @@ def test_models_and_tasks_that_cannot_train_smaller_grids_are_refused_in_one_lin
         check_resolution(res, _model(), BaseTask())
     with pytest.raises(ConfigError, match="at least 2 patches per side"):
         res.check_model(4, 4)
+    with pytest.raises(ConfigError, match=r"start 0.05 is 1.6 px, below one 4 px patch: the smallest start .* is 0.125"):
+        ResolutionSchedule(name="step", start=0.05).check_model(32, 4)
 
 
 @pytest.mark.parametrize("coords", ["integer", "rescaled"])
