@@ -266,9 +266,9 @@ class Trainer:
             step = p.step
             t0 = time.perf_counter()
             batch = to_device(next(batches), self.device)
-            if side is not None:
-                batch = self.task.resize(batch, side)  # on the device; a no-op where the loader already did it
             data_time = time.perf_counter() - t0
+            if side is not None:  # compute on the device, not data wait; a no-op where the loader decoded at the side
+                batch = self.task.resize(batch, side)
 
             # 1. Keep ratio (and side): pure functions of the step, so every rank (and a resumed run) agrees.
             rho = self.schedule(step, spe, total)
