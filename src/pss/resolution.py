@@ -26,7 +26,7 @@ import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from pss.errors import ConfigError
 from pss.schedule import CyclicSchedule, FixedSchedule, Schedule, epochs_to_steps, monotone_counts
@@ -62,7 +62,6 @@ class ResolutionSchedule:
     start: float = 0.5
     end: float = 1.0
     full_from: float = 0.8
-    kind: ClassVar[str] = "resolution"
 
     def __post_init__(self) -> None:
         if self.name not in RESOLUTION_SHAPES:
