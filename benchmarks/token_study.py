@@ -75,6 +75,11 @@ DROP_ARMS = ("fixed", "tokens_for_epochs")
 # (at 256 tokens, rho 0.6 costs 0.52). Its runs are reused at t64 / 0.6 as they are; every other drop arm
 # trains its solved ratio unrounded.
 FIXED = "schedule={name: fixed, rho: 0.6, grid: null}"
+# The inference dial: top-1 at these multiples of the full model's measured images/s, by each reduce rule, for
+# the full run and the shipped arm (today: tokens for epochs at budget 0.6) of each scale and seed.
+DIAL_SPEEDUPS = (1.5, 2.0, 3.0)
+DIAL_KEEP = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15)
+SHIPPED = "tokens_for_epochs"
 
 
 def group(scale: str, budget: float) -> str:
@@ -133,6 +138,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_study_arguments(p, ROOT / "runs" / "token_study", ROOT / "benchmarks" / "results")
     p.add_argument("--record-only", action="store_true", help="train nothing: record the runs finished so far")
     p.add_argument("--note", default="", help="a line on how the runs were measured, kept in the record")
+    p.add_argument("--dial", action="store_true",
+                   help="train nothing: sweep the full and the shipped arm's finished runs (drop, merge, resize on "
+                        "one measured images/s axis) and record top-1 at " + ", ".join(f"{s:g}x" for s in DIAL_SPEEDUPS)
+                        + " the full model's images/s")
+    p.add_argument("--dial-images", type=int, default=None, metavar="N",
+                   help="evaluate the dial on the first N test images (default: all)")
     args = p.parse_args(argv)
     for what, given, known in (("--scales", args.scales, SCALES), ("--arms", args.arms, ARMS)):
         bad = [a for a in given.split(",") if a and a not in known]
@@ -201,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         if r not in todo:
             log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
+    if args.dial:
+        run_dial(args)
+        todo = [r for r in todo if (r.folder / "summary.json").exists()]  # record what exists, train nothing
     for r in todo:
-        if args.record_only:
+        if args.record_only or args.dial:
             run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
             continue
         run_plan([r], fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
@@ -212,6 +226,87 @@ def main(argv: list[str] | None = None) -> int:
     if path is not None:
         print(path.with_suffix(".md").read_text())
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the inference dial of the full run and the shipped arm
+
+def dial_pair(args: argparse.Namespace, scale: str, seed: int) -> tuple[PlannedRun, PlannedRun]:
+    """The full run and the shipped arm (at budget 0.6) of one scale and seed, as planned."""
+    runs = {r.name: r for r in every_run(args) if r.seed == seed}
+    g = group(scale, 0.6)
+    return runs[f"{g}_full"], runs[f"{g}_{SHIPPED}"]
+
+
+def dial_folder(args: argparse.Namespace, scale: str, seed: int) -> Path:
+    return Path(args.output) / f"dial_{scale}_s{seed}"
+
+
+def run_dial(args: argparse.Namespace) -> None:
+    """Sweep each (scale, seed) whose full run and shipped arm have finished, once (the sweep.json is kept):
+    drop (each model's default rule), merge (ToMe) and resize, all points timed interleaved."""
+    from pss.analysis.sweep import sweep_checkpoints, write_sweep
+
+    for scale in _list(args.scales):
+        for seed in _list(args.seeds, int):
+            pair = dial_pair(args, scale, seed)
+            out = dial_folder(args, scale, seed)
+            if (out / "sweep.json").exists():
+                log.info("dial: %s seed %d swept already (%s)", scale, seed, out)
+                continue
+            missing = [r.label for r in pair if not (r.folder / "summary.json").exists()]
+            if missing:
+                log.info("dial: %s seed %d waits for %s to finish", scale, seed, ", ".join(missing))
+                continue
+            result = sweep_checkpoints([r.folder for r in pair], data=args.data, keep_ratios=DIAL_KEEP,
+                                       names=["full", SHIPPED], max_images=args.dial_images, reduce="all")
+            write_sweep(result, out)
+
+
+def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
+    """y at x, linear between the measured (x, y) points; None outside their range (never extrapolated)."""
+    pts = sorted(points)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
+
+
+def dial_columns(result: dict[str, Any], scale: str, seed: int) -> dict[str, Any]:
+    """Top-1 at DIAL_SPEEDUPS x the full model's measured images/s (every token, full side), per model and
+    reduce rule, interpolated along each rule's measured curve; the best rule per model and speed-up."""
+    entries = result["checkpoints"]
+    full = next(e for e in entries if e["name"].startswith("full") and e["reduce"] == "drop")
+    base = next(r["images_per_s"] for r in full["results"] if r["keep_ratio"] == 1.0)
+    models: dict[str, Any] = {}
+    for e in entries:
+        model = "full" if e["name"].startswith("full") else SHIPPED
+        curve = [(r["images_per_s"], r["acc1"]) for r in e["results"]
+                 if r.get("acc1") is not None and r.get("images_per_s")]
+        at = {f"{x:g}": interpolate(curve, x * base) for x in DIAL_SPEEDUPS}
+        reach = max(ips for ips, _ in curve) / base
+        models.setdefault(model, {})[e["reduce"]] = {"top1_at": at, "reach": reach}
+    for rules in models.values():
+        rules["best"] = {k: max((v["top1_at"][k] for v in rules.values() if v["top1_at"][k] is not None),
+                                default=None) for k in (f"{x:g}" for x in DIAL_SPEEDUPS)}
+    met = {k: (None if models[SHIPPED]["best"][k] is None or models["full"]["best"][k] is None
+               else models[SHIPPED]["best"][k] >= models["full"]["best"][k]) for k in models["full"]["best"]}
+    return {"scale": scale, "seed": seed, "full_images_per_s": base, "images": full["results"][0].get("num_images"),
+            "device": result.get("device"), "models": models, "shipped_best_at_least_full_best": met}
+
+
+def dial_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The dial of every (scale, seed) swept under --output, else as the newest record of this study has it."""
+    kept: dict[tuple[str, int], dict[str, Any]] = {}
+    for path in sorted(Path(args.results).glob("token_study_*.json")):
+        for row in json.loads(path.read_text()).get("dial", []):
+            kept[(row["scale"], row["seed"])] = row
+    for scale in SCALES:
+        for seed in sorted({0, 1, *_list(args.seeds, int)}):
+            swept = dial_folder(args, scale, seed) / "sweep.json"
+            if swept.exists():
+                kept[(scale, seed)] = dial_columns(json.loads(swept.read_text()), scale, seed)
+    return [kept[k] for k in sorted(kept)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,6 +399,20 @@ def to_markdown(rec: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {r['seed']} | {r['epochs']} | {'-' if rho is None else f'{rho:.3g}'} | "
                      f"{_sides(r)} | {r['flop_cost']:.3f} | {r['train_time_s']:.0f} | {r['best_acc1']:.2f} | "
                      f"{r['final_acc1']:.2f} |")
+    if rec.get("dial"):
+        lines += ["", "The inference dial: top-1 at 1.5x / 2x / 3x the full model's measured images/s (every token, full "
+                  "side), interpolated along each reduce rule's measured curve ('-': the rule does not reach that "
+                  "speed); drop at each model's default rule, merge = ToMe, resize = a lower input side. Every point "
+                  "of a sweep was timed interleaved on one machine.", "",
+                  "| scale | seed | model | rule | " + " | ".join(f"top-1 at {x:g}x" for x in DIAL_SPEEDUPS)
+                  + " | reach |", "|---|---|---|---|" + "---|" * len(DIAL_SPEEDUPS) + "---|"]
+        for d in rec["dial"]:
+            for model, rules in d["models"].items():
+                for rule, v in rules.items():
+                    at = v if rule == "best" else v["top1_at"]
+                    cells = " | ".join("-" if at[f"{x:g}"] is None else f"{at[f'{x:g}']:.2f}" for x in DIAL_SPEEDUPS)
+                    reach = "" if rule == "best" else f"{v['reach']:.2f}x"
+                    lines.append(f"| {d['scale']} | {d['seed']} | {model} | {rule} | {cells} | {reach} |")
     return "\n".join(lines) + "\n"
 
 
@@ -326,7 +435,8 @@ def record(every: list[PlannedRun], recorded: dict, args: argparse.Namespace) ->
         log.info("study: no finished runs to record yet")
         return None
     rec = {"kind": "token_study", **run_info("cpu"), "date": dt.date.today().isoformat(), "recipe": RECIPE,
-           "scales": {k: v for k, v in SCALES.items()}, "note": args.note, "runs": rows, "arms": summarise(rows)}
+           "scales": {k: v for k, v in SCALES.items()}, "note": args.note, "runs": rows, "arms": summarise(rows),
+           "dial": dial_rows(args)}
     tag = "cpu" + (f"-{args.tag}" if args.tag else "")
     path = Path(args.results) / f"token_study_{tag}_{rec['date']}.json"
     write_record(path, rec, to_markdown(rec).splitlines())

@@ -365,3 +365,44 @@ def test_token_study_trains_the_resolution_arms_and_records_them(tiny_image_fold
     arms = {a["arm"]: a for a in rec["arms"]}
     assert len(arms["both"]["final_vs_full"]) == 1
     assert "| t64 | 0.6 | res_curriculum | 2 | 0 |" in path.with_suffix(".md").read_text()
+
+
+def _dial_sweep() -> dict:
+    """A sweep result of the shape `sweep_checkpoints(..., reduce="all")` writes: full model at 100 img/s."""
+    def rows(key, points):
+        return [{key: k, "images_per_s": ips, "acc1": acc, "num_images": 500} for k, ips, acc in points]
+    return {"device": "cpu", "checkpoints": [
+        {"name": "full (grid)", "reduce": "drop", "results": rows("keep_ratio", [(1.0, 100, 60), (0.5, 200, 40), (0.2, 400, 20)])},
+        {"name": "full (merge)", "reduce": "merge", "results": rows("merge_r", [(0, 100, 60), (4, 160, 50)])},
+        {"name": "full (resize)", "reduce": "resize", "results": rows("keep_ratio", [(1.0, 100, 60), (0.25, 300, 45)])},
+        {"name": "tokens_for_epochs (random)", "reduce": "drop", "results": rows("keep_ratio", [(1.0, 100, 62), (0.5, 200, 55), (0.2, 400, 30)])},
+        {"name": "tokens_for_epochs (merge)", "reduce": "merge", "results": rows("merge_r", [(0, 100, 62), (4, 160, 52)])},
+        {"name": "tokens_for_epochs (resize)", "reduce": "resize", "results": rows("keep_ratio", [(1.0, 100, 62), (0.25, 300, 40)])},
+    ]}
+
+
+def test_token_study_dial_reads_top1_at_each_speedup_by_value(tmp_path):
+    """Top-1 at 1.5x / 2x / 3x the full model's images/s: interpolated along each rule's curve, never
+    extrapolated; the best rule per model; the target (shipped best >= full best) per speed-up; in the record."""
+    study = _load("token_study")
+    d = study.dial_columns(_dial_sweep(), "t64", 0)
+    full, shipped = d["models"]["full"], d["models"]["tokens_for_epochs"]
+    assert d["full_images_per_s"] == 100 and d["images"] == 500
+    assert full["drop"]["top1_at"] == {"1.5": pytest.approx(50.0), "2": pytest.approx(40.0), "3": pytest.approx(30.0)}
+    assert full["merge"]["top1_at"]["1.5"] == pytest.approx(60 - 10 * 50 / 60) and full["merge"]["top1_at"]["2"] is None
+    assert full["resize"]["top1_at"]["2"] == pytest.approx(60 - 15 * 100 / 200) and full["resize"]["reach"] == 3.0
+    assert full["best"] == {"1.5": pytest.approx(60 - 15 * 50 / 200), "2": pytest.approx(52.5), "3": pytest.approx(45.0)}
+    assert shipped["best"]["2"] == pytest.approx(55.0) and shipped["best"]["3"] == pytest.approx(42.5)
+    assert d["shipped_best_at_least_full_best"] == {"1.5": True, "2": True, "3": False}
+    rec = {"device": "cpu", "torch": "t", "timm": "t", "commit": "c", "date": "d", "recipe": "r", "runs": [], "arms": [],
+           "dial": [d]}
+    md = study.to_markdown(rec)
+    assert "| t64 | 0 | full | best | 56.25 | 52.50 | 45.00 |  |" in md
+    assert "| t64 | 0 | full | merge | 51.67 | - | - | 1.60x |" in md
+    args = study.parse_args(["--data", "DATA", "--output", str(tmp_path), "--results", str(tmp_path / "res"),
+                             "--dial", "--scales", "t64", "--seeds", "0"])
+    study.run_dial(args)  # neither run has finished: nothing is swept, nothing written
+    assert not study.dial_folder(args, "t64", 0).exists()
+    (tmp_path / "dial_t64_s0").mkdir()
+    (tmp_path / "dial_t64_s0" / "sweep.json").write_text(json.dumps(_dial_sweep()))
+    assert study.dial_rows(args) == [d]
