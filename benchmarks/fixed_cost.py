@@ -4,7 +4,7 @@ after its cuts, side by side in one process with interleaved repeats.
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/fixed_cost.py --repeats 5
 
 The model and batch of the recipe study (pss_vit_tiny_patch4_32, depth 4, width 96, rel_bias; batch 64,
-AdamW), on the built-in data in memory (the loader is not timed). `pss.engine.Trainer.measure` times
+AdamW), on the built-in data in memory (the loader is not timed). `pss.preflight.time_steps` times
 real training steps (forward, backward, clipping, optimizer, EMA) at keep ratios 1.0 ... 0.2; the fixed
 part is the intercept of step time against tokens per image (least squares), reported as a share of
 the full-token step. Two set-ups: the study recipe as it is (AdamW, no clipping, no EMA) and the same
@@ -51,7 +51,8 @@ def build_trainer(overrides: list[str]):
     """The Trainer `pss train` builds for these overrides (pss.train.Run), its run folder a temporary one."""
     import tempfile
 
-    from pss.train import Run, resolve_config
+    from pss.resolve import resolve_config
+    from pss.train import Run
 
     cfg, _ = resolve_config(None, overrides, output=tempfile.mkdtemp(prefix="pss-fixed-cost-"))
     run = Run(cfg, quiet=True).setup()
@@ -102,7 +103,7 @@ def fixed_parts(before, after, batch, calls: int) -> dict[str, list[float]]:
     import time
 
     state = copy.deepcopy({"m": after.model.state_dict(), "o": [t.state.optimizer.state_dict() for t in (before, after)]})
-    after._set_keep_ratio(1.0)
+    after.set_keep_ratio(1.0)
     after.forward_backward(batch)
     params = list(after.model.parameters())
     grads = [q.grad for q in params]
@@ -125,7 +126,7 @@ def losses(trainer, batches) -> list[float]:
     state = copy.deepcopy({"m": trainer.model.state_dict(), "o": trainer.state.optimizer.state_dict()})
     out = []
     torch.manual_seed(0)
-    trainer._set_keep_ratio(0.6)
+    trainer.set_keep_ratio(0.6)
     for b in batches:
         loss, _ = trainer.forward_backward(b)
         trainer.optimizer_step()
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from pss.control import num_tokens
+    from pss.preflight import time_steps
     from pss.runtime import to_device
     from pss.runinfo import run_info
     from pss.study import record_header, write_record
@@ -161,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeats):
             order = ("before", "after") if rep % 2 == 0 else ("after", "before")
             for which in order:
-                t = (before if which == "before" else after).measure(list(KEEP), warmup=args.warmup, iters=args.iters,
-                                                                     data_warmup=0, data_batches=1)[0]
+                t = time_steps(before if which == "before" else after, list(KEEP), warmup=args.warmup,
+                               iters=args.iters, data_warmup=0, data_batches=1)[0]
                 a, share = intercept_share(t, tokens)
                 rows[which].append({"step_time_s": {f"{r:g}": v for r, v in t.items()}, "intercept_s": a, "share": share})
                 print(f"{name} repeat {rep} {which}: step at rho 1 {1000 * t[1.0]:.1f} ms, intercept {1000 * a:.2f} ms "

@@ -105,7 +105,7 @@ def data_units(args: argparse.Namespace, data: str | None) -> list[dict]:
 
 
 def run_data_unit(u: dict, data: str, args: argparse.Namespace) -> dict:
-    from pss.train import resolve_config
+    from pss.resolve import resolve_config
 
     cfg, _ = resolve_config("cifar10_baseline", u["overrides"], data=data, output="-")
     return data_benchmark(cfg, workers=u["workers"], warmup=1 if args.smoke else 3, batches=2 if args.smoke else 20)

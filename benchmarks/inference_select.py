@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 from torchvision.datasets.folder import IMG_EXTENSIONS  # noqa: E402
 
-from pss.analysis.sweep import evaluate, val_loader_for  # noqa: E402
+from pss.analysis.evaldata import val_loader_for  # noqa: E402
+from pss.analysis.sweep import evaluate  # noqa: E402
 from pss.control import samplers  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
 from pss.models.hub import load_model  # noqa: E402

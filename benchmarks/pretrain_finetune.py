@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 
 from results_page import write as write_results_page  # noqa: E402
 from pss.analysis.report import versus  # noqa: E402
-from pss.pretrain import ENCODER_FILE  # noqa: E402
+from pss.tasks.simmim import ENCODER_FILE  # noqa: E402
 from pss.study import CPU_REDUCED, CPU_REDUCED_MODEL, PlannedRun, derive, planned_run, run_plan  # noqa: E402
 CONFIGS = ROOT / "configs"
 RESULTS = ROOT / "benchmarks" / "results"

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 
 from results_page import write as write_results_page  # noqa: E402
-from pss.budget import equal_time_overrides  # noqa: E402
+from pss.equal_time import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.analysis.report import versus  # noqa: E402

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing, e.g. on a GPU machine
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from pss.budget import equal_time_overrides  # noqa: E402
+from pss.equal_time import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
 from pss.study import PlannedRun, add_study_arguments, derive, planned_run, run_plan, run_state  # noqa: E402

@@ -1,8 +1,10 @@
 """Compute budgets: solve a keep-ratio schedule so that a run costs a given share of the full-token run.
 
-    cost = FlopCost.for_model(model)                       # or TableCost.from_file("speed.json", ...)
-    plan = solve_budget(schedule, 0.6, cost, steps_per_epoch, total_steps)
-    plan.schedule, plan.predicted_cost                      # e.g. cyclic(low=0.31, high=1.0), 0.5996
+    budget_plan = plan(cfg, model, steps_per_epoch)          # a run's and `pss schedule --budget`'s one entry
+    budget_plan.schedule, budget_plan.predicted_cost         # e.g. cyclic(low=0.31, high=1.0), 0.5996
+
+    cost = FlopCost.for_model(model)                          # or TableCost.from_file("speed.json", ...)
+    solve_budget(schedule, 0.6, cost, steps_per_epoch, total_steps)   # the solver alone
 
 `budget: 0.6` in a recipe means "this run may cost 0.6 of the same run at keep ratio 1.0". The cost of
 a run is the mean, over its steps, of the relative cost c(rho) of one training step at that step's
@@ -10,7 +12,7 @@ keep ratio (c(1.0) = 1). pss solves the schedule's one free parameter (`FREE_PAR
 linear / cosine `start`, fixed `rho`), keeping everything else (warm-up and cool-down at rho = 1.0, the
 grid, `high` / `end`), and takes the largest value whose predicted cost does not exceed the budget.
 
-Cost models (`budget_cost` in a recipe):
+Cost models (`budget_cost` in a recipe, parsed once into a pss.budget_spec.CostSpec; `cost_model` builds it):
   * `flops` (default): FLOPs of a training step (forward + backward) of the actual model, counted with
     torch.utils.flop_counter. The matmul FLOPs of a ViT are exactly a quadratic in the number of tokens
     (linear layers scale with it, attention with its square, the patch embedding and head not at all),
@@ -22,11 +24,12 @@ Cost models (`budget_cost` in a recipe):
     measured in the run before it trains, or `measured:SPEED.json,DATA.json` (pss bench speed / data). Keep ratios between measured ones are interpolated linearly; a
     schedule that needs a keep ratio outside the table is refused.
 
-The equal-time baseline (`equal_time_overrides`) is the other half of an honest comparison: the same
-full-token recipe with its epochs (and LR warm-up) scaled to the PSS run's cost, so its LR schedule
+The equal-time baseline (pss.equal_time: `equal_time_overrides`) is the other half of an honest comparison:
+the same full-token recipe with its epochs (and LR warm-up) scaled to the PSS run's cost, so its LR schedule
 decays fully over the shorter run. That cost, against the full run (the recipe's epochs at keep ratio
-1.0), comes from one place, `cost_vs_full` (pss.equal_time, with `equal_time_overrides`): every harness, the demo and `pss report` use it (under tokens
-for epochs a run's own `budget` is the per-run share of the longer run, not its cost against the full run).
+1.0), comes from one place, `pss.equal_time.cost_vs_full`: every harness, the demo and `pss report` use it
+(under tokens for epochs a run's own `budget` is the per-run share of the longer run, not its cost against
+the full run).
 
 Tokens for epochs (`budget_epochs: 1.5` beside `budget: 0.6`, `apply_budget_epochs`): spend the same
 budget on more epochs at fewer tokens. The run trains round(1.5 x epochs) epochs (LR warm-up and cool-down
@@ -42,80 +45,40 @@ import dataclasses
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pss.equal_time import CostVsFull, cost_vs_full, equal_time_epochs, equal_time_overrides  # re-exported
+from pss.budget_spec import FREE_PARAMETER, CostSpec, check_budget, check_budget_epochs, resolve_lever
 from pss.errors import ConfigError
 from pss.evidence import auto_budget_epochs
 from pss.resolution import ResolutionSchedule, joint_counts, model_geometry
 from pss.schedule import FixedSchedule, Schedule
 from pss.select import num_kept
+from pss.tokens_for_epochs import blame_budget_epochs
 
 __all__ = [
-    "FREE_PARAMETER",
     "BudgetPlan",
     "FlopCost",
     "TableCost",
     "BudgetFloorError",
     "apply_budget_epochs",
-    "epochs_factor",
-    "starts_trained",
     "budget_epochs_plan",
-    "check_budget_epochs",
-    "CostVsFull",
-    "cost_vs_full",
-    "equal_time_epochs",
-    "equal_time_overrides",
+    "cost_model",
+    "describe_budget_epochs",
+    "epochs_factor",
+    "plan",
     "plan_budget",
     "predicted_cost",
-    "resolve_lever",
-    "solve_resolution",
-    "realised_time_ratio",
     "solve_budget",
+    "solve_resolution",
+    "starts_trained",
 ]
 
-# The parameter of each schedule kind that the budget sets.
-FREE_PARAMETER = {"cyclic": "low", "linear": "start", "cosine": "start", "fixed": "rho"}
 # Free parameters are solved to this many decimals (rounded down, so the budget is never exceeded).
 _DECIMALS = 4
 _TOL = 1e-9
 UNSPENT = 0.05  # BudgetPlan.unspent warns when a grid leaves more than this share of the budget unspent
-
-
-def resolve_lever(lever: str, schedule: Schedule, resolution: ResolutionSchedule | None) -> str:
-    """The lever a budget solves (`budget_lever`): drop, resize or both; `auto` is resize where a resolution
-    schedule runs beside every token (a keep ratio fixed at 1.0), both beside a keep-ratio schedule, drop
-    without a resolution schedule."""
-    if lever != "auto":
-        return lever
-    if resolution is None:
-        return "drop"
-    return "resize" if _every_token(schedule) else "both"
-
-
-def _every_token(schedule: Schedule) -> bool:
-    return isinstance(schedule, FixedSchedule) and schedule.rho >= 1.0
-
-
-def check_budget(budget: Any, schedule: Schedule, lever: str = "drop") -> None:
-    """Refuse a budget that is not a share of the full cost, or that has no schedule to solve (`lever`: the
-    resolved budget_lever; resize solves the resolution schedule, whatever the keep-ratio schedule)."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
-        raise ConfigError(
-            f"budget must be in (0, 1] (the share of the full-token run's cost, e.g. 0.6), got {budget!r}"
-        )
-    if lever == "resize":
-        return
-    if schedule.name not in FREE_PARAMETER:
-        raise ConfigError(f"budget cannot solve a {schedule.name} schedule; use one of {', '.join(FREE_PARAMETER)}")
-    if isinstance(schedule, FixedSchedule) and schedule.rho == 1.0 and budget < 1:
-        raise ConfigError(
-            f"budget {budget:g} with schedule 1.0 (every token, every step) leaves nothing to solve: give a PSS "
-            f"schedule (e.g. --set schedule=cyclic), or for a full-token run of that cost scale epochs instead "
-            f"(the equal-time baseline: epochs x {budget:g})"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,6 +288,8 @@ class BudgetPlan:
     resolution: ResolutionSchedule | None = None  # the run's resolution schedule (its start solved where lever says)
     lever: str = "drop"  # what the budget solved: drop (keep ratio), resize (resolution start) or both
     recipe_start: float | None = None  # the recipe's resolution start, where the budget solved it
+    # the cost model it was solved on (`plan` keeps it: a run's realised cost is counted on it); not compared
+    cost: Callable[..., float] | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"budget": self.budget, "cost_model": self.cost_model, "predicted_cost": self.predicted_cost,
@@ -509,58 +474,44 @@ def plan_budget(schedule: Schedule, resolution: ResolutionSchedule | None, lever
     return dataclasses.replace(plan, lever="both", recipe_start=resolution.start)
 
 
-def cost_model_for(cfg: Any, model: Any, measurements: Any = None) -> Callable[[float], float]:
-    """The cost model a TrainConfig asks for (`budget_cost`: flops, a speed-report file, or measured:
-    wall-clock with the loader, from `measurements`, a pss.preflight.Measurements)."""
-    if cfg.budget_cost == "flops":
-        return FlopCost.for_model(model, cfg.model.name)
-    if cfg.budget_cost.startswith("measured"):
+def cost_model(spec: CostSpec, model_cfg: Any, model: Any = None, measurements: Any = None) -> Callable[..., float]:
+    """The cost model `spec` names (`budget_cost`): FLOPs of `model`; a speed report, checked against the
+    recipe's model (`model_cfg`: its name, side and options; None: read unchecked, as `pss schedule` does
+    without --model); or measured, wall-clock with the loader, from `measurements` (a
+    pss.preflight.Measurements: timed in the run or read from the reports)."""
+    if spec.kind == "flops":
+        if model is None:
+            raise ConfigError("budget_cost: flops counts the FLOPs of the model: give the model (pss schedule --model NAME)")
+        return FlopCost.for_model(model, getattr(model_cfg, "name", ""))
+    if spec.kind == "measured":
         if measurements is None:
-            raise ValueError("budget_cost: measured needs the run's measurements")
+            raise ConfigError(f"budget_cost: {spec} is timed with the run's data loader (pss train --set "
+                              f"budget_cost={spec}); here give flops (with a model) or a pss bench speed --json file")
         return measurements.cost_model()  # pss.preflight.MeasuredCost
-    return TableCost.from_file(cfg.budget_cost, cfg.model.name, cfg.model.img_size, cfg.model.kwargs)
+    if model_cfg is None:
+        return TableCost.from_file(spec.speed)
+    return TableCost.from_file(spec.speed, model_cfg.name, model_cfg.img_size, model_cfg.kwargs)
 
 
-# ---------------------------------------------------------------------------------------------
-# after the run: what it really cost, and the equal-time baseline
-
-
-def realised_time_ratio(train_log: list[dict[str, Any]]) -> float | None:
-    """A run's step time relative to its own full-token steps: sum over keep ratios of (steps x median
-    step time) / (all steps x median step time at rho = 1.0). None when no step ran at rho = 1.0.
-
-    Meaningful where step times are synchronous (CPU); on CUDA the host runs ahead of the device between
-    log syncs, so compare `train_time_s` with a full-token run instead.
-    """
-    import statistics
-
-    times: dict[float, list[float]] = {}
-    for row in train_log:
-        if row.get("keep_ratio") is not None and row.get("step_time_s") is not None:
-            times.setdefault(round(float(row["keep_ratio"]), 6), []).append(float(row["step_time_s"]))
-    if 1.0 not in times:
+def plan(cfg: Any, model: Any, steps_per_epoch: int, measurements: Any = None) -> BudgetPlan | None:
+    """The one entry from a recipe's budget to the schedules a run trains with, for `pss train` and `pss
+    schedule --budget` alike: None without a budget; else the plan of `plan_budget` on the cost model
+    `cfg.budget_cost` names (`cost_model`; `model`: the built model, None where a speed report needs no
+    model, and a speed report is then read unchecked), over `cfg.epochs` epochs of `steps_per_epoch` steps, its cost model kept as `plan.cost`.
+    `cfg` is resolved (tokens for epochs applied: `apply_budget_epochs`); when `budget_epochs` made the run
+    longer (its `budget_reference`), a refusal is told in the recipe's numbers (`blame_budget_epochs`)."""
+    if cfg.budget is None:
         return None
-    med = {r: statistics.median(ts) for r, ts in times.items()}
-    steps = sum(len(ts) for ts in times.values())
-    return math.fsum(len(times[r]) * med[r] for r in times) / (steps * med[1.0])
-
-
-def check_budget_epochs(budget_epochs: Any, budget: float | None) -> None:
-    """Refuse a tokens-for-epochs factor that is not `auto` or a number >= 1, or that has no budget to spend."""
-    if budget_epochs is None:
-        return
-    if budget_epochs != "auto" and (isinstance(budget_epochs, bool) or not isinstance(budget_epochs, (int, float))
-                                    or not math.isfinite(budget_epochs)):
-        raise ConfigError(f"budget_epochs must be auto or a number >= 1 (e.g. 1.5: 1.5x the epochs at fewer tokens), "
-                          f"got {budget_epochs!r}")
-    if budget_epochs != "auto" and budget_epochs < 1:
-        raise ConfigError(
-            f"budget_epochs must be >= 1 (it trains that many times the epochs at fewer tokens), got {budget_epochs!r}; "
-            "for fewer epochs at every token use the equal-time baseline (epochs x budget, schedule 1.0)"
-        )
-    if budget is None and budget_epochs != "auto":  # auto without a budget: nothing to spend, nothing to do
-        raise ConfigError(f"budget_epochs {budget_epochs} needs a budget to spend (e.g. budget: 0.6); set both or neither, "
-                          "or budget_epochs: auto (a budget: null baseline then trains the recipe's epochs)")
+    cost = cost_model(cfg.budget_cost, cfg.model if model is not None else None, model, measurements)
+    try:
+        solved = plan_budget(cfg.schedule, cfg.resolution, cfg.budget_lever, cfg.budget, cost, steps_per_epoch,
+                             cfg.epochs * steps_per_epoch)
+    except ConfigError as e:
+        ref = cfg.budget_reference or {}
+        if ref.get("epochs_factor", 1) == 1:  # the recipe's own budget: its own problem
+            raise
+        raise blame_budget_epochs(e, ref["budget"], ref["epochs"], ref["budget_epochs"], cfg.epochs) from None
+    return dataclasses.replace(solved, cost=cost)
 
 
 def starts_trained(cfg: Any) -> bool:
@@ -578,18 +529,21 @@ def epochs_factor(asked: Any, budget: float | None, fine_tuning: bool) -> tuple[
     return auto_budget_epochs(budget, fine_tuning)
 
 
-def apply_budget_epochs(cfg: Any) -> Any:
+def apply_budget_epochs(cfg: Any, fine_tuning: bool | None = None) -> Any:
     """The config of a tokens-for-epochs run: epochs x `budget_epochs` (rounded half up to whole epochs),
     LR warm-up / cool-down scaled alike, and the budget of the longer run such that its total cost is
     `budget` of the recipe's epochs at keep ratio 1.0. The recipe's values go to `budget_reference`;
     `budget_epochs` is cleared, so applying it again changes nothing (resolved configs stay resolved);
-    `auto` is resolved to a factor first (`auto_budget_epochs`, its reason kept in `budget_reference`)."""
+    `auto` is resolved to a factor first (`auto_budget_epochs`, its reason kept in `budget_reference`), for
+    a run that starts from trained weights when `fine_tuning` says so (None: when the config does,
+    `starts_trained`)."""
     asked = getattr(cfg, "budget_epochs", None)
     if asked is None:
         return cfg
     if asked == "auto" and cfg.budget is None:  # a full-token baseline of an auto recipe: the recipe's epochs
         return dataclasses.replace(cfg, budget_epochs=None)
-    factor, why = epochs_factor(asked, cfg.budget, fine_tuning=starts_trained(cfg))
+    trained = starts_trained(cfg) if fine_tuning is None else fine_tuning
+    factor, why = epochs_factor(asked, cfg.budget, fine_tuning=trained)
     epochs, budget = budget_epochs_plan(cfg.epochs, cfg.budget, factor)
     scale = epochs / cfg.epochs
     lr_sched = dataclasses.replace(cfg.lr_sched, warmup_epochs=round(cfg.lr_sched.warmup_epochs * scale, 4),
@@ -599,6 +553,18 @@ def apply_budget_epochs(cfg: Any) -> Any:
         reference["auto"] = why
     return dataclasses.replace(cfg, epochs=epochs, lr_sched=lr_sched, budget=budget,
                                budget_epochs=None, budget_reference=reference)
+
+
+def describe_budget_epochs(cfg: Any) -> str | None:
+    """Tokens for epochs in words, from a resolved config's `budget_reference` (a run's log and `pss schedule
+    --budget` say it alike); None when the run keeps the recipe's epochs and budget."""
+    ref = cfg.budget_reference
+    if ref is None:
+        return None
+    asked = ref["budget_epochs"]
+    how = f"auto: {ref['auto']}" if "auto" in ref else (asked if isinstance(asked, str) else f"{asked:g}")
+    return (f"budget {ref['budget']:g} of {ref['epochs']:g} epochs spent as {cfg.epochs} epochs (budget_epochs {how}): "
+            f"{cfg.budget:g} of each of them")
 
 
 def budget_epochs_plan(epochs: float, budget: float | None, factor: Any) -> tuple[int, float]:

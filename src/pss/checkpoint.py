@@ -43,6 +43,7 @@ from pss.runtime import unwrap_model
 
 __all__ = [
     "FORMAT",
+    "ResumePoint",
     "atomic_save",
     "atomic_write",
     "export_safetensors",
@@ -340,6 +341,32 @@ def check_training_checkpoint(ckpt: Any, path: str | Path, resumable: bool = Fal
     if resumable and ckpt.get("optimizer") is None:
         raise CheckpointError(f"{where} is not a resumable pss checkpoint (no optimizer state); use checkpoint-last.pt")
     return ckpt
+
+
+class ResumePoint(os.PathLike):
+    """A training checkpoint to resume from, as `pss.resolve.resolve_config` found and checked it: its path
+    (a PathLike: `Path(point)` is the file) and its content, handed over once (`take`), so that a resume
+    reads the file once and holds it no longer than the run's set-up needs it; `config`: the config it was
+    trained with (kept after `take`)."""
+
+    def __init__(self, path: str | Path, checkpoint: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self._checkpoint = checkpoint
+        self.config: dict[str, Any] | None = checkpoint.get("config") if checkpoint is not None else None
+
+    def take(self) -> dict[str, Any] | None:
+        """The checkpoint read (None once taken, or when none was read)."""
+        ckpt, self._checkpoint = self._checkpoint, None
+        return ckpt
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"ResumePoint({str(self.path)!r})"
 
 
 def restore_training_state(

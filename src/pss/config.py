@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from pss.bounds import RecursiveStructure, measure
+from pss.budget_spec import CostSpec
 from pss.errors import ConfigError, path_problem
 from pss.schedule import Schedule, from_dict as schedule_from_dict
 from pss.settings import (
@@ -34,27 +35,33 @@ from pss.settings import (
     EmaConfig,
     EvalConfig,
     LoggingConfig,
+    TASK_CONFIGS,
     LRSchedConfig,
+    MimConfig,
     MixupConfig,
     ModelConfig,
     OptimConfig,
+    PretrainConfig,
     TrainConfig,
+    config_class,
+    tasks_of,
 )
-from pss.tasks import TASKS, config_class, task_builder, tasks_of
 
 __all__ = [
     "GLYPH_IMG_SIZE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "TASKS",
+    "TASK_CONFIGS",
     "DataConfig",
     "EmaConfig",
     "EvalConfig",
     "LRSchedConfig",
     "LoggingConfig",
+    "MimConfig",
     "MixupConfig",
     "ModelConfig",
     "OptimConfig",
+    "PretrainConfig",
     "TrainConfig",
     "apply_overrides",
     "build_config",
@@ -68,7 +75,6 @@ __all__ = [
     "parse_kwargs",
     "parse_yaml",
     "save_config",
-    "task_builder",
     "tasks_of",
 ]
 
@@ -111,6 +117,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return schedule_from_dict(value)
         except ConfigError as e:
             raise ConfigError(f"{key}: {e}") from None
+    if tp is CostSpec:
+        return CostSpec.parse(value)  # its refusal names budget_cost and the forms
     if dataclasses.is_dataclass(tp):
         return build_config(tp, value, key)
     _check(value is not None, f"{key} must not be null (expected {_type_name(tp)})")
@@ -171,14 +179,16 @@ def build_config(cls: type, d: Any, prefix: str = "") -> Any:
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Build and validate a TrainConfig (or, for `task: simmim`, a PretrainConfig) from a plain
-    (YAML-loaded) mapping."""
+    """Build and validate a TrainConfig (or, for `task: simmim`, a PretrainConfig: `TASK_CONFIGS`) from a
+    plain (YAML-loaded) mapping."""
     return build_config(config_class(d.get("task") if isinstance(d, dict) else None), d)
 
 
 def _plain(v: Any) -> Any:
     if isinstance(v, Schedule):
         return v.to_dict()
+    if isinstance(v, CostSpec):
+        return str(v)  # as a recipe writes it
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
         return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v) if f.init}
     if isinstance(v, (list, tuple)):

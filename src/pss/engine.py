@@ -10,7 +10,7 @@ Every optimizer step runs, in this order (see `Trainer.train_epoch`):
     StepLogger.add: the loss tensor + host-side numbers for the log
 
 What is learned is the `Task`'s business (`loss(model, batch)` and `evaluate(model, loader)`):
-classification here, masked-image modelling in pss.pretrain, on the same loop. What the run writes
+classification and masked-image modelling (pss.tasks), on the same loop. What the run writes
 (log lines, checkpoints) is pss.runfolder's: the Trainer holds a StepLogger and a Checkpointer.
 
 Host syncs: the loop never calls `.item()` on the hot path. Losses stay on the device and are
@@ -33,12 +33,11 @@ from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from pss.control import num_tokens, samplers, set_train_keep_ratio, use_keep_ratio
 from pss.runfolder import Checkpointer, StepLogger
-from pss.runtime import Amp, DistInfo, to_device, topk_correct, unwrap_model, wraps_ddp
+from pss.runtime import Amp, DistInfo, to_device, unwrap_model, wraps_ddp
 from pss.schedule import Schedule
 from pss.state import Progress, TrainState
 
@@ -46,7 +45,6 @@ log = logging.getLogger("pss.train")
 
 __all__ = [
     "BaseTask",
-    "ClassificationTask",
     "LoopConfig",
     "Progress",
     "Task",
@@ -96,74 +94,6 @@ class BaseTask:
 
     def on_train_end(self, model: nn.Module, **run: Any) -> dict[str, Any]:
         return {}
-
-
-class ClassificationTask(BaseTask):
-    """Cross-entropy on labels, with timm's Mixup / CutMix and label smoothing (the DeiT recipe)."""
-
-    metric = "acc1"
-    higher_is_better = True
-    supports_resolution = True
-
-    def __init__(self, num_classes: int, mixup: Any = None, label_smoothing: float = 0.0) -> None:
-        from timm.data import Mixup
-        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-        self.num_classes = num_classes
-        self.mixup_fn = None
-        if mixup is not None and mixup.enabled:
-            # Mixup turns labels into (smoothed) soft targets, hence the soft-target loss.
-            self.mixup_fn = Mixup(
-                mixup_alpha=mixup.mixup_alpha,
-                cutmix_alpha=mixup.cutmix_alpha,
-                prob=mixup.prob,
-                switch_prob=mixup.switch_prob,
-                mode=mixup.mode,
-                label_smoothing=label_smoothing,
-                num_classes=num_classes,
-            )
-            self.criterion: nn.Module = SoftTargetCrossEntropy()
-        elif label_smoothing > 0:
-            self.criterion = LabelSmoothingCrossEntropy(smoothing=label_smoothing)
-        else:
-            self.criterion = nn.CrossEntropyLoss()
-
-    def resize(self, batch: tuple[torch.Tensor, torch.Tensor], side: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images resized to `side` (antialiased bilinear, the whole image: the field of view stays), labels as
-        they are; a batch already at that side passes through."""
-        images, targets = batch
-        if images.shape[-2:] != (side, side):
-            images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-        return images, targets
-
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        images, targets = batch
-        if self.mixup_fn is not None:
-            images, targets = self.mixup_fn(images, targets)
-        return self.criterion(model(images), targets), {}
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, loader: Iterable, amp: Amp, dist_info: DistInfo) -> dict[str, float]:
-        model.eval()
-        device = next(unwrap_model(model).parameters()).device
-        # Running sums stay on the device: one host sync after the loop, not one per batch.
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # correct@1, correct@5, loss sum, count
-        for images, targets in loader:
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            with amp.autocast():
-                logits = model(images)
-            c1, c5 = topk_correct(logits, targets, (1, 5))
-            sums += torch.stack([
-                c1, c5,
-                F.cross_entropy(logits.float(), targets, reduction="sum"),
-                torch.tensor(targets.numel(), device=device),
-            ]).double()
-        if dist_info.enabled:
-            dist.all_reduce(sums)  # shards differ in size by at most one image: reduce sums, not means
-        c1, c5, loss_sum, n = sums.tolist()
-        n = max(n, 1.0)
-        return {"acc1": 100.0 * c1 / n, "acc5": 100.0 * c5 / n, "loss": loss_sum / n}
 
 
 @dataclass
@@ -272,7 +202,7 @@ class Trainer:
 
             # 1. Keep ratio (and side): pure functions of the step, so every rank (and a resumed run) agrees.
             rho = self.schedule(step, spe, total)
-            tokens = self._set_keep_ratio(rho, side)
+            tokens = self.set_keep_ratio(rho, side)
 
             # 2. Forward + backward over micro-batches.
             lr = max(g["lr"] for g in self.state.optimizer.param_groups)  # the rate this step uses
@@ -338,63 +268,6 @@ class Trainer:
                 extra[k] = extra.get(k, 0) + v.detach().float() / len(micro)
         return loss_sum / len(micro), extra
 
-    def measure(self, keep_ratios: list[float], *, warmup: int = 1, iters: int = 3, data_warmup: int = 2,
-                data_batches: int = 8) -> tuple[dict[float, float], dict[str, Any]]:
-        """The pre-flight's measurements (pss.preflight): the loader's supply (its first batches, from a
-        fresh iterator: the run's data order is untouched), then the median time of `iters` real
-        training steps (forward, backward, clipping, optimizer, EMA; after `warmup`, which also
-        compiles) at each keep ratio on one of those batches, the ratios taking turns. Every state a step changes (weights,
-        optimizer, GradScaler, EMA, LR, step count, RNG streams) is restored afterwards, so the run
-        trains exactly as it would have without them. Returns ({rho: step seconds}, loader stats)."""
-        import copy
-        import statistics
-
-        from pss.rng import get_rng_state, set_rng_state
-        from pss.preflight import time_loader
-        from pss.runtime import synchronize
-
-        s, p = self.state, self.progress
-        self.train_loader.set_epoch(p.epoch)
-        data, batch = time_loader(self.train_loader, self.device, warmup=data_warmup, batches=data_batches)
-        bare = unwrap_model(self.model)
-        saved = {
-            "model": {k: v.detach().clone() for k, v in bare.state_dict().items()},
-            "optimizer": copy.deepcopy(s.optimizer.state_dict()),
-            "scaler": copy.deepcopy(s.scaler.state_dict()),
-            "ema": {k: v.detach().clone() for k, v in s.ema.module.state_dict().items()} if s.ema is not None else None,
-            "rng": get_rng_state(), "step": p.step, "rho": self._rho,
-        }
-        ts: dict[float, list[float]] = {rho: [] for rho in keep_ratios}
-        self.model.train()
-        try:
-            # Warm-up (and compilation) at each ratio, then the timed steps round-robin over the ratios,
-            # so a machine that slows down or speeds up meanwhile shifts every ratio alike.
-            for i in range(warmup + iters):
-                for rho in keep_ratios:
-                    self._set_keep_ratio(rho)
-                    synchronize(self.device)
-                    t0 = time.perf_counter()
-                    self.forward_backward(batch)
-                    self.optimizer_step()
-                    synchronize(self.device)
-                    if i >= warmup:
-                        ts[rho].append(time.perf_counter() - t0)
-            times = {rho: statistics.median(t) for rho, t in ts.items()}
-        finally:
-            bare.load_state_dict(saved["model"])
-            s.optimizer.load_state_dict(saved["optimizer"])
-            s.scaler.load_state_dict(saved["scaler"])
-            if s.ema is not None:
-                s.ema.module.load_state_dict(saved["ema"])
-            set_rng_state(saved["rng"])
-            p.step = saved["step"]
-            if s.lr_scheduler is not None:
-                s.lr_scheduler.step_update(num_updates=p.step)
-            s.optimizer.zero_grad(set_to_none=True)
-            if saved["rho"] is not None:
-                self._set_keep_ratio(saved["rho"])
-        return times, data
-
     def optimizer_step(self) -> torch.Tensor | None:
         """Unscale and clip the gradients (returns their norm when clipping), step the optimizer, then
         advance the step count, the per-step LR schedule and the EMA."""
@@ -414,7 +287,12 @@ class Trainer:
             s.ema.update(unwrap_model(self.model), step=p.step)
         return grad_norm
 
-    def _set_keep_ratio(self, rho: float, side: int | None = None) -> int | None:
+    @property
+    def keep_ratio(self) -> float | None:
+        """The training keep ratio last set on the model's samplers (None before the first step)."""
+        return self._rho
+
+    def set_keep_ratio(self, rho: float, side: int | None = None) -> int | None:
         """Set the training keep ratio on the cached samplers (train() mode only), only when it changes;
         returns the tokens per image through the blocks at that ratio (and side, None: the model's)."""
         if rho != self._rho:

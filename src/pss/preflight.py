@@ -20,13 +20,17 @@ ratio alone (what a user would expect if data were free) is printed next to it, 
 as the gap between the two. `MeasuredCost` turns the same measurements into the cost model of
 `budget_cost: measured` (pss.budget), so a budget buys only keep ratios the loader can feed.
 
-Measurements come from the run itself (`pss.engine.Trainer.measure`: real steps on the run's model,
-state restored afterwards; the loader's first batches) or from files (`pss bench speed --json` for the
-model, `pss bench data --json` for the loader).
+Measurements come from the run itself (`measure_run`: `time_steps` times real steps on the run's model
+through a Trainer without logs or checkpoints, every state restored afterwards; `time_loader` the
+loader's first batches) or from files (`measurements_from_files`: `pss bench speed --json` for the
+model, `pss bench data --json` for the loader). A pss.train.Run asks here for both, once: the budget
+(pss.budget.plan) and the prediction use the same measurements.
 """
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import math
 import os
 import statistics
@@ -39,22 +43,33 @@ from typing import Any
 
 from pss.errors import ConfigError
 
+log = logging.getLogger("pss.train")  # the run's log: the pre-flight speaks while a run is set up
+
 __all__ = [
     "Measurements",
     "Prediction",
     "data_pipeline",
     "loader_placement",
     "MeasuredCost",
-    "measurements_from_files",
-    "split_cost_files",
+    "measure_run",
     "measurement_ratios",
+    "measurements_for_run",
+    "measurements_from_files",
+    "PREFLIGHT_MIN_STEPS",
     "predict",
+    "predict_run",
+    "probe",
     "read_data_report",
     "time_loader",
+    "time_steps",
+    "with_loader_named",
 ]
 
 # A step is data-bound at a keep ratio when the loader's time per batch exceeds the model's by this share.
 _BOUND_MARGIN = 1.02
+# Runs shorter than this skip the pre-flight under `preflight: auto` (its few dozen steps would be a
+# visible share of the run).
+PREFLIGHT_MIN_STEPS = 500
 
 
 @dataclass
@@ -98,7 +113,7 @@ class Measurements:
             raise ConfigError("step times need keep ratio 1.0, the reference")
 
     def cost_model(self) -> MeasuredCost:
-        """The cost model of `budget_cost: measured` on these measurements (pss.budget.cost_model_for)."""
+        """The cost model of `budget_cost: measured` on these measurements (pss.budget.cost_model)."""
         return MeasuredCost(self)
 
     def model_time(self, rho: float) -> float:
@@ -213,23 +228,14 @@ class MeasuredCost:
         """Every keep ratio has a cost (conservative below the measured range)."""
 
 
-def split_cost_files(spec: str) -> tuple[str, str]:
-    """`measured:SPEED.json,DATA.json` -> the two paths (a pss bench speed and a pss bench data report)."""
-    files = [f.strip() for f in spec.removeprefix("measured:").split(",")]
-    if len(files) != 2 or not all(files):
-        raise ConfigError(f"budget_cost {spec!r}: give measured:SPEED.json,DATA.json (pss bench speed --json and "
-                          "pss bench data --json files), or measured to measure both in the run")
-    return files[0], files[1]
-
-
-def measurements_from_files(spec: str, cfg: Any, root: str | None, batch_size: int,
+def measurements_from_files(spec: Any, cfg: Any, root: str | None, batch_size: int,
                             placement: tuple[bool, str]) -> Measurements:
-    """Measurements of `budget_cost: measured:SPEED.json,DATA.json`: the model's step times from the speed
-    report (refused if of another model or batch), the loader's time per batch from the data report
-    (refused if of another data pipeline or worker count)."""
+    """Measurements of `budget_cost: measured:SPEED.json,DATA.json` (`spec`, a pss.budget_spec.CostSpec):
+    the model's step times from the speed report (refused if of another model or batch), the loader's time
+    per batch from the data report (refused if of another data pipeline or worker count)."""
     from pss.budget import TableCost
 
-    speed_path, data_path = split_cost_files(spec)
+    speed_path, data_path = spec.speed, spec.data
     TableCost.from_file(speed_path, cfg.model.name, cfg.model.img_size or cfg.data.img_size, cfg.model.kwargs)
     speed = json.loads(Path(speed_path).expanduser().read_text())
     if speed.get("batch_size") != batch_size:
@@ -345,19 +351,49 @@ def read_data_report(path: str | Path, pipeline: dict[str, Any], num_workers: in
 
 
 def measurements_for_run(run: Any) -> Measurements | None:
-    """`budget_cost: measured:SPEED.json,DATA.json`: the measurements the files hold, checked against the
-    run's model, batch and data pipeline (`run`: a pss.train.Run, set up to its loaders); None otherwise."""
+    """`budget_cost: measured:SPEED.json,DATA.json` with a budget: the measurements the files hold, checked
+    against the run's model, batch and data pipeline (`run`: a pss.train.Run, set up to its loaders); None
+    otherwise."""
     cfg = run.cfg
-    if cfg.budget is None or not cfg.budget_cost.startswith("measured:"):
+    if cfg.budget is None or not cfg.budget_cost.from_files:
         return None
     return measurements_from_files(cfg.budget_cost, cfg, run.data_report.root, run.per_rank,
                                    loader_placement(cfg.data, run.device))
 
 
+def predict_run(run: Any) -> Prediction | None:
+    """Will PSS pay on this machine, for a pss.train.Run set up to its wrapped model: the model's step time at
+    the keep ratios the run needs and the loader's supply (`run.measurements` where the budget has them,
+    else measured here, when `preflight` asks for it), the run's predicted wall-clock ratio to the
+    full-token run with its cause, logged once. Returns the prediction, or None."""
+    cfg, spe = run.cfg, run.steps_per_epoch
+    total = cfg.epochs * spe
+    wanted = cfg.preflight is True or (cfg.preflight == "auto" and total >= PREFLIGHT_MIN_STEPS)
+    if run.measurements is None and not wanted:
+        return None
+    if run.measurements is None:
+        run.measurements = measure_run(run)
+    pred = predict(run.measurements, cfg.schedule.values(spe, total))
+    # a resolution schedule's smaller sides are not timed: the ratio is that of its keep ratios at full side
+    caveat = " (steps timed at full side: the resolution schedule's smaller sides cost less)" if cfg.resolution else ""
+    log.log(logging.WARNING if pred.bound in ("data", "mixed") else logging.INFO, "pre-flight: %s%s", pred.message,
+            caveat)
+    return pred
+
+
+def probe(run: Any) -> Any:
+    """A Trainer on the run's state, without logs or checkpoints: what the pre-flight times steps with."""
+    from pss.engine import Trainer
+
+    return Trainer(state=run.state, task=run.task, schedule=run.cfg.schedule, train_loader=run.train_loader,
+                   val_loader=None, loop=run.loop_config(), amp=run.amp, logger=None, checkpointer=None,
+                   dist_info=run.dist, device=run.device)
+
+
 def measure_run(run: Any, whole_grid: bool = False) -> Measurements:
-    """Measurements on the run's own model and loader (`run.probe()`, a Trainer whose `measure` restores
-    every state it changes): step times at the keep ratios the run needs (`whole_grid`: at every value a
-    budget solver may pick, the grid or a spread of keep ratios) and the loader's time per batch."""
+    """Measurements on the run's own model and loader (`probe`, timed by `time_steps`, which restores every
+    state it changes): step times at the keep ratios the run needs (`whole_grid`: at every value a budget
+    solver may pick, the grid or a spread of keep ratios) and the loader's time per batch."""
     import torch.distributed as dist
 
     cfg, spe = run.cfg, run.steps_per_epoch
@@ -374,13 +410,67 @@ def measure_run(run: Any, whole_grid: bool = False) -> Measurements:
 
         cfg_d = torch._dynamo.config
         raise_recompile_limit(getattr(cfg_d, "recompile_limit", getattr(cfg_d, "cache_size_limit", 8)) + len(ratios))
-    times, data = run.probe().measure(ratios)
+    times, data = time_steps(probe(run), ratios)
     if run.dist.enabled:  # every rank solves and predicts on rank 0's figures, so all agree
         shared = [(times, data)]
         dist.broadcast_object_list(shared, src=0)
         times, data = shared[0]
     overlap, where = loader_placement(cfg.data, run.device)
     return Measurements(times, data["mean_batch_s"], run.per_rank, overlap, loader=where)
+
+
+def time_steps(trainer: Any, keep_ratios: list[float], *, warmup: int = 1, iters: int = 3, data_warmup: int = 2,
+               data_batches: int = 8) -> tuple[dict[float, float], dict[str, Any]]:
+    """The pre-flight's measurements on a pss.engine.Trainer: the loader's supply (its first batches, from a
+    fresh iterator: the run's data order is untouched), then the median time of `iters` real training steps
+    (forward, backward, clipping, optimizer, EMA; after `warmup`, which also compiles) at each keep ratio on
+    one of those batches, the ratios taking turns. Every state a step changes (weights, optimizer,
+    GradScaler, EMA, LR, step count, RNG streams, the keep ratio) is restored afterwards, so the run trains
+    exactly as it would have without them. Returns ({rho: step seconds}, loader stats)."""
+    from pss.rng import get_rng_state, set_rng_state
+    from pss.runtime import synchronize, unwrap_model
+
+    s, p = trainer.state, trainer.progress
+    trainer.train_loader.set_epoch(p.epoch)
+    data, batch = time_loader(trainer.train_loader, trainer.device, warmup=data_warmup, batches=data_batches)
+    bare = unwrap_model(trainer.model)
+    saved = {
+        "model": {k: v.detach().clone() for k, v in bare.state_dict().items()},
+        "optimizer": copy.deepcopy(s.optimizer.state_dict()),
+        "scaler": copy.deepcopy(s.scaler.state_dict()),
+        "ema": {k: v.detach().clone() for k, v in s.ema.module.state_dict().items()} if s.ema is not None else None,
+        "rng": get_rng_state(), "step": p.step, "rho": trainer.keep_ratio,
+    }
+    ts: dict[float, list[float]] = {rho: [] for rho in keep_ratios}
+    trainer.model.train()
+    try:
+        # Warm-up (and compilation) at each ratio, then the timed steps round-robin over the ratios,
+        # so a machine that slows down or speeds up meanwhile shifts every ratio alike.
+        for i in range(warmup + iters):
+            for rho in keep_ratios:
+                trainer.set_keep_ratio(rho)
+                synchronize(trainer.device)
+                t0 = time.perf_counter()
+                trainer.forward_backward(batch)
+                trainer.optimizer_step()
+                synchronize(trainer.device)
+                if i >= warmup:
+                    ts[rho].append(time.perf_counter() - t0)
+        times = {rho: statistics.median(t) for rho, t in ts.items()}
+    finally:
+        bare.load_state_dict(saved["model"])
+        s.optimizer.load_state_dict(saved["optimizer"])
+        s.scaler.load_state_dict(saved["scaler"])
+        if s.ema is not None:
+            s.ema.module.load_state_dict(saved["ema"])
+        set_rng_state(saved["rng"])
+        p.step = saved["step"]
+        if s.lr_scheduler is not None:
+            s.lr_scheduler.step_update(num_updates=p.step)
+        s.optimizer.zero_grad(set_to_none=True)
+        if saved["rho"] is not None:
+            trainer.set_keep_ratio(saved["rho"])
+    return times, data
 
 
 def with_loader_named(error: ConfigError, meas: Measurements) -> ConfigError:

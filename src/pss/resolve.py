@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pss.budget import FREE_PARAMETER, apply_budget_epochs
-from pss.checkpoint import check_training_checkpoint, load_checkpoint
+from pss.budget import apply_budget_epochs
+from pss.budget_spec import FREE_PARAMETER
+from pss.checkpoint import ResumePoint, check_training_checkpoint, load_checkpoint
 from pss.config import TrainConfig, apply_overrides, config_from_dict, config_to_dict, diff_configs, find_recipe, load_yaml
 from pss.errors import CheckpointError, ConfigError
 from pss.runfolder import RunDir, recovery_hint
@@ -31,8 +32,9 @@ def resolve_config(
     init: str | None = None,
     resume: str | bool | None = None,
     from_dict: Callable[[dict[str, Any]], TrainConfig] = config_from_dict,
-) -> tuple[TrainConfig, Path | None]:
-    """The run's config and, when resuming, the checkpoint to resume from.
+) -> tuple[TrainConfig, ResumePoint | None]:
+    """The run's config and, when resuming, the checkpoint to resume from (a ResumePoint: its path, and the
+    checkpoint as read here, which `pss.train.train` takes over rather than reading the file again).
 
     Fresh run: recipe (or defaults) + `--set` overrides + `--data/--output/--init`.
     Resume: the checkpoint's config is the base unless a recipe is given; `--set` etc. apply on top,
@@ -42,14 +44,15 @@ def resolve_config(
     `from_dict` builds the config class (`pss pretrain` passes its PretrainConfig's).
     """
     raw = load_yaml(find_recipe(config)) if config is not None else {}
-    resume_from: Path | None = None
+    resume_from: ResumePoint | None = None
     ckpt_config: dict[str, Any] | None = None
     if resume:
-        resume_from, ckpt_config = _checkpoint_to_resume(resume, output or raw.get("output_dir"), config)
+        resume_from = _checkpoint_to_resume(resume, output or raw.get("output_dir"), config)
+        ckpt_config = resume_from.config
         if config is None:
             raw = dict(ckpt_config)
         if output is None:
-            output = str(resume_from.parent)
+            output = str(resume_from.path.parent)
     recipe_epochs = raw.get("epochs")
     raw = apply_overrides(raw, overrides)
     # epochs changed by the command (also on resume, against the checkpoint's: the same warm-up as a run
@@ -104,10 +107,9 @@ def _scale_lr_phases(raw: dict[str, Any], recipe_epochs: Any, overrides: list[st
     return {**raw, "lr_sched": sched}
 
 
-def _checkpoint_to_resume(resume: str | bool, folder: str | None,
-                          config: str | Path | None) -> tuple[Path, dict[str, Any]]:
+def _checkpoint_to_resume(resume: str | bool, folder: str | None, config: str | Path | None) -> ResumePoint:
     """`--resume [CKPT]`: the checkpoint named (a run folder means its last checkpoint), else the output
-    folder's last checkpoint, and the config it holds; it must be a resumable pss checkpoint."""
+    folder's last checkpoint, read once; it must be a resumable pss checkpoint."""
     if isinstance(resume, str) and resume:
         path = Path(resume).expanduser()
         if path.is_dir():
@@ -120,8 +122,7 @@ def _checkpoint_to_resume(resume: str | bool, folder: str | None,
     if not path.is_file():
         raise CheckpointError(f"nothing to resume: {str(path)!r} does not exist; "
                               f"{recovery_hint(path.parent, fresh='start the run without --resume')}")
-    ckpt = check_training_checkpoint(load_checkpoint(path), path, resumable=True)
-    return path, ckpt["config"]
+    return ResumePoint(path, check_training_checkpoint(load_checkpoint(path), path, resumable=True))
 
 
 def _get(d: dict[str, Any], dotted: str) -> Any:

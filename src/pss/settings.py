@@ -2,27 +2,30 @@
 
 A recipe (configs/*.yaml) mirrors `TrainConfig`: top-level run settings plus one section per
 dataclass (`model`, `data`, `optim`, `lr_sched`, `mixup`, `ema`, `eval`, `logging`) and the keep-ratio
-`schedule` (any mapping `pss.schedule.from_dict` accepts). Loading, `--set` overrides and saving are
-`pss.config`'s (which re-exports every class here). Checks that need timm, the model registry or files
-run in `TrainConfig.validate`, which asks the layers that own them; checks that need the data run in
-`pss.data.check_data`. Loading a config imports neither timm nor the data pipeline.
+`schedule` (any mapping `pss.schedule.from_dict` accepts); a pre-training recipe (`task: simmim`) is a
+`PretrainConfig`, with one more section, `mim`. `TASK_CONFIGS` names the config class of each `task:`.
+Loading, `--set` overrides and saving are `pss.config`'s (which re-exports every class here).
+
+This is the ground floor: the checks here need nothing but the recipe's own values. Checks that need
+timm, the model registry, the optimizer or files run when a run is set up (`pss.train.check_config`,
+which asks the layers that own them), checks that need the data in `pss.data.check_data`. Loading a
+config imports none of those layers, nor the data pipeline.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from pss.bounds import MAX_EPOCHS, check_count, check_img_size
+from pss.budget_spec import BUDGET_LEVERS, CostSpec, check_budget, check_budget_epochs, resolve_lever
 from pss.errors import ConfigError
 from pss.runtime import PRECISIONS
 from pss.resolution import ResolutionSchedule
-from pss.schedule import Schedule, from_dict as schedule_from_dict
+from pss.schedule import FixedSchedule, Schedule, from_dict as schedule_from_dict
 from pss.select import SELECT_RULES
-from pss.tasks import tasks_of
 
 __all__ = [
     "DataConfig",
@@ -30,10 +33,15 @@ __all__ = [
     "EvalConfig",
     "LRSchedConfig",
     "LoggingConfig",
+    "MimConfig",
     "MixupConfig",
     "ModelConfig",
     "OptimConfig",
+    "PretrainConfig",
+    "TASK_CONFIGS",
     "TrainConfig",
+    "config_class",
+    "tasks_of",
 ]
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -58,7 +66,8 @@ def _fraction(name: str, v: float, hi_open: bool = False) -> None:
 
 @dataclass
 class ModelConfig:
-    """Which ViT to train. `name` is ours (`pss_vit_*`) or any timm ViT name (attached automatically)."""
+    """Which ViT to train. `name` is ours (`pss_vit_*`) or any timm ViT name (attached automatically; the
+    model registry checks it when a run is set up: pss.models.check_model_name)."""
 
     name: str = "pss_vit_tiny_patch4_32"
     num_classes: int | None = None  # None: the number of class folders in the training data
@@ -78,12 +87,6 @@ class ModelConfig:
         _fraction("model.drop_rate", self.drop_rate, hi_open=True)
         for key in ("num_classes", "img_size", "drop_path_rate", "drop_rate"):
             _check(key not in self.kwargs, f"set model.{key} directly, not inside model.kwargs")
-
-    def check_name(self) -> None:
-        """Unknown model names fail before any data is read (the model registry's check: pss.models)."""
-        from pss.models import check_model_name
-
-        check_model_name(self.name)
 
 
 # The built-in glyph set (pss.data.builtin) is drawn at this size; a larger img_size is a
@@ -204,18 +207,6 @@ class DataConfig:
                "cannot apply auto_augment or color_jitter: set data.in_memory: false to keep "
                "them, or drop them")
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> DataConfig:
-        """Build from a recipe's ``data:`` mapping; unknown keys raise `ConfigError` with a suggestion."""
-        d = dict(d or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(names)}"
-                raise ConfigError(f"unknown key data.{key}{hint}")
-        return cls(**d)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain types (lists, not tuples) for YAML/JSON."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -242,7 +233,7 @@ class OptimConfig:
     clip_grad: float | None = None  # max global gradient norm; None: no clipping
 
     def __post_init__(self) -> None:
-        # the name is checked against timm's optimizers by `TrainConfig.validate` (pss.optim.check_optimizer)
+        # the name is checked against timm's optimizers when a run is set up (pss.optim.check_optimizer)
         _check(bool(self.opt), "optim.opt must name an optimizer, e.g. adamw")
         _check(
             self.lr is not None or self.base_lr is not None,
@@ -357,9 +348,6 @@ class LoggingConfig:
             raise ConfigError(f"logging.wandb_mode must be one of {', '.join(WANDB_MODES)} (or null), got {self.wandb_mode!r}")
 
 
-BUDGET_LEVERS = ("auto", "drop", "resize", "both")
-
-
 def _default_schedule() -> Schedule:
     return schedule_from_dict({"name": "fixed", "rho": 1.0})
 
@@ -400,15 +388,16 @@ class TrainConfig:
     # parameter (cyclic low, linear/cosine start, fixed rho) is solved to match (pss.budget).
     budget: float | None = None
     # cost per keep ratio: flops (of this model), a `pss bench speed --json` file, or measured (wall-clock
-    # with the loader: in the run, or measured:SPEED.json,DATA.json from pss bench speed / data)
-    budget_cost: str = "flops"
+    # with the loader: in the run, or measured:SPEED.json,DATA.json from pss bench speed / data); a recipe
+    # writes it as text, parsed once into a pss.budget_spec.CostSpec
+    budget_cost: CostSpec = field(default_factory=CostSpec)
     # which lever a budget solves: drop (the keep-ratio schedule), resize (the resolution schedule's start),
     # both (resize takes sqrt of the budget, the keep ratio the rest), or auto: resize when a resolution
     # schedule runs beside every token, both beside a keep-ratio schedule, drop without one (pss.budget)
     budget_lever: str = "auto"
     # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget);
     # auto: the factor the budget study measured at this budget (pss.evidence: 1.5 from scratch at 0.4-0.8), else 1
-    budget_epochs: Any = None  # a number >= 1, auto or null: checked by pss.budget.check_budget_epochs
+    budget_epochs: Any = None  # a number >= 1, auto or null: checked by pss.budget_spec.check_budget_epochs
     budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs
     # predict the run's wall-clock ratio to the full-token run from measured step and loader times
     # before it trains (pss.preflight): auto (runs of >= 500 steps), true, false
@@ -418,7 +407,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.schedule = schedule_from_dict(self.schedule)
         _check(self.select in SELECT_RULES, f"unknown selection rule {self.select!r}; choose one of {', '.join(SELECT_RULES)}")
-        mine = tasks_of(type(self))
+        mine = tasks_of(type(self))  # the classes are defined below; called on construction
         _check(self.task in mine, f"unknown task {self.task!r}; choose one of {', '.join(mine)}")
         _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -441,15 +430,11 @@ class TrainConfig:
                 f"checkpoint_interval_steps must be >= 1 (or null: only at epoch ends), got {self.checkpoint_interval_steps}",
             )
         if self.budget is not None:
-            from pss.budget import check_budget, resolve_lever
-
+            _check(self.task == "classification",
+                   f"budget applies to classification training, not task {self.task!r}; set budget: null")
             check_budget(self.budget, self.schedule, resolve_lever(self.budget_lever, self.schedule, self.resolution))
-        if self.budget_epochs is not None:
-            from pss.budget import check_budget_epochs
-
-            check_budget_epochs(self.budget_epochs, self.budget)
-        _check(bool(self.budget_cost), "budget_cost must be 'flops', 'measured' or the path of a pss bench speed "
-                                       "--json file")
+        check_budget_epochs(self.budget_epochs, self.budget)
+        self.budget_cost = CostSpec.parse(self.budget_cost)  # a bad form refused, with or without a budget
         _check(self.budget_lever in BUDGET_LEVERS,
                f"unknown budget_lever {self.budget_lever!r}; choose one of {', '.join(BUDGET_LEVERS)}")
         if self.budget_lever in ("resize", "both"):
@@ -480,23 +465,71 @@ class TrainConfig:
     def peak_lr(self) -> float:
         return self.optim.peak_lr(self.batch_size)
 
-    def validate(self) -> None:
-        """The checks that belong to other layers, run before any data is read: names the model registry
-        and timm's optimizers must know, the budget's cost table (a file). The schedule's fit to the run
-        length is checked once the data gives steps per epoch."""
-        from pss.budget import TableCost
-        from pss.dynamo import check_compile_options
-        from pss.optim import check_optimizer
 
-        self.model.check_name()
-        check_optimizer(self.optim.opt)
-        check_compile_options(self.compile_options())
-        # the cost model is checked with or without a budget: a bad setting is refused, never silently unused
-        if self.budget_cost.startswith("measured:"):
-            from pss.preflight import split_cost_files
+# ---------------------------------------------------------------------------------------------
+# pre-training (task: simmim; the task itself: pss.tasks.simmim)
 
-            speed, _ = split_cost_files(self.budget_cost)  # the data file: once the data is read
-            TableCost.from_file(speed, self.model.name, self.model.img_size or self.data.img_size, self.model.kwargs)
-        elif self.budget_cost not in ("flops", "measured"):
-            TableCost.from_file(self.budget_cost, self.model.name, self.model.img_size or self.data.img_size,
-                                self.model.kwargs)
+
+@dataclass
+class MimConfig:
+    """The `mim:` section of a pre-training recipe (SimMIM's MASK_RATIO / MASK_PATCH_SIZE)."""
+
+    mask_ratio: float = 0.6  # share of mask regions masked per image (exactly ceil(ratio * regions))
+    mask_patch_size: int = 32  # side of a mask region in pixels: a multiple of the patch size (SimMIM: 32 at 224 px)
+    eval_seed: int = 0  # validation masks are drawn from this seed
+    num_recon_images: int = 8  # validation images in reconstructions.png; 0: no picture
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ConfigError(f"mim.mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
+        if self.mask_patch_size < 1:
+            raise ConfigError(f"mim.mask_patch_size must be >= 1 pixel, got {self.mask_patch_size}")
+        if self.eval_seed < 0:
+            raise ConfigError(f"mim.eval_seed must be >= 0, got {self.eval_seed}")
+        if not 0 <= self.num_recon_images <= 64:
+            raise ConfigError(f"mim.num_recon_images must be in [0, 64], got {self.num_recon_images}")
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    """A `TrainConfig` for masked-image-modelling pre-training: one more section, `mim`.
+
+    Labels are not used (the data may be any class-folder set); `model.num_classes` only sizes a
+    head that is removed before training. Refused here, before any data is read: a keep-ratio
+    schedule other than 1.0, mixup / cutmix, label smoothing, and evaluation below keep ratio 1.0
+    (the model and mask geometry are the task's to check: pss.tasks.simmim.check).
+    """
+
+    mim: MimConfig = field(default_factory=MimConfig)
+    task: str = "simmim"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        s = self.schedule
+        if not (isinstance(s, FixedSchedule) and s.rho == 1.0):
+            raise ConfigError(
+                f"pre-training runs every patch (SimMIM masks patches, it does not drop them), but the recipe's "
+                f"schedule is {s.to_dict()}: remove `schedule` from the pre-training recipe (or set schedule: 1.0) "
+                "and put the patch sampling schedule in the fine-tuning recipe"
+            )
+        if self.mixup.enabled:
+            raise ConfigError("mixup / cutmix mix labels, which pre-training does not use: remove the `mixup` section")
+        if self.label_smoothing:
+            raise ConfigError("label_smoothing has no effect in pre-training (no labels): remove it")
+        if self.eval.keep_ratio != 1.0:
+            raise ConfigError("eval.keep_ratio must be 1.0 in pre-training (the reconstruction loss uses every patch)")
+
+
+# The config class of each `task:` of a recipe (what it learns: pss.tasks).
+TASK_CONFIGS: dict[str, type[TrainConfig]] = {"classification": TrainConfig, "simmim": PretrainConfig}
+
+
+def tasks_of(cls: type) -> tuple[str, ...]:
+    """The `task:` values whose recipes `cls` validates (TrainConfig: classification)."""
+    return tuple(t for t, c in TASK_CONFIGS.items() if c is cls)
+
+
+def config_class(task: Any) -> type[TrainConfig]:
+    """The config class of a recipe's `task:` (TrainConfig for classification and unknown values,
+    which TrainConfig then refuses with the list of valid tasks)."""
+    return TASK_CONFIGS.get(task, TrainConfig) if isinstance(task, str) else TrainConfig

@@ -3,19 +3,17 @@ the user's numbers.
 
 `budget_epochs: F` trains F x the epochs, each at budget / F of its full-token cost (`pss.budget.apply_budget_epochs`).
 When that share is below what the schedule can reach, the solver's refusal names a budget the user never gave
-("budget 0.006 is below ..."); `blame_budget_epochs` names the factor instead, with the largest that fits.
-
-    plan = solve_run_budget(cfg, cost, steps_per_epoch)   # pss train: plan_budget for a resolved config
+("budget 0.006 is below ..."); `blame_budget_epochs` names the factor instead, with the largest that fits
+(`pss.budget.plan`, the one entry from a budget to a run's schedules, tells its refusals through it).
 """
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from pss.budget import BudgetPlan, plan_budget
 from pss.errors import ConfigError
 
-__all__ = ["blame_budget_epochs", "solve_run_budget"]
+__all__ = ["blame_budget_epochs"]
 
 
 def blame_budget_epochs(e: ConfigError, budget: float, epochs: float, asked: Any, longer: int) -> ConfigError:
@@ -39,16 +37,3 @@ def blame_budget_epochs(e: ConfigError, budget: float, epochs: float, asked: Any
     return ConfigError(f"budget {budget:g} of {epochs:g} epochs, spent by budget_epochs {factor} as {longer:g} epochs, "
                        f"leaves {budget * epochs / longer:.3g} of each of them: {e}; {', or '.join(fixes)}")
 
-
-def solve_run_budget(cfg: Any, cost: Any, steps_per_epoch: int) -> BudgetPlan:
-    """`plan_budget` for a resolved training config (its levers: keep ratio, resolution, both); when
-    `budget_epochs` made the run longer (its `budget_reference`), a refusal is told in the recipe's numbers
-    (`blame_budget_epochs`)."""
-    try:
-        return plan_budget(cfg.schedule, cfg.resolution, cfg.budget_lever, cfg.budget, cost, steps_per_epoch,
-                           cfg.epochs * steps_per_epoch)
-    except ConfigError as e:
-        ref = cfg.budget_reference or {}
-        if ref.get("epochs_factor", 1) == 1:  # the recipe's own budget: its own problem
-            raise
-        raise blame_budget_epochs(e, ref["budget"], ref["epochs"], ref["budget_epochs"], cfg.epochs) from None

@@ -1,14 +1,16 @@
 """`pss train`: a resolved TrainConfig built into one `Run`, trained by the engine, written to its run folder.
 
-    cfg, resume_from = resolve_config("configs/demo.yaml", ["epochs=2"], output="runs/demo")
+    cfg, resume_from = pss.resolve.resolve_config("configs/demo.yaml", ["epochs=2"], output="runs/demo")
     summary = train(cfg, resume_from=resume_from)
 
 `train` joins the process group, sets determinism and holds the run folder's lock; `Run.setup()` checks
 every input and builds each piece once, in this order (every check before the first write and the
-first step): device and precision -> names known to timm -> output folder (locked) -> checkpoint to
-resume -> data check -> class count and image size from the data -> batch per process -> task ->
-model (+ --init weights) -> loaders -> budget (the schedule solved) -> optimisation state (restored
-on resume) -> DDP / torch.compile -> run header (config.yaml, logs, trackers) -> engine.
+first step): device and precision -> the config's checks above its floor (`check_config`: names known
+to timm, the task's) -> output folder (locked) -> checkpoint to resume -> data check -> class count and
+image size from the data -> batch per process -> task -> model (+ --init weights) -> loaders -> budget
+(the schedule solved, pss.budget.plan) -> optimisation state (restored on resume) -> DDP / torch.compile
+-> pre-flight (pss.preflight; a `budget_cost: measured` budget is solved here, on its measurements) ->
+run header (config.yaml, logs, trackers) -> engine.
 `Run.fit()` trains and writes summary.json. What the run folder holds and what a resume restores:
 docs/run-folder.md.
 """
@@ -26,22 +28,23 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pss.budget import apply_budget_epochs
+from pss.budget import TableCost, apply_budget_epochs, describe_budget_epochs, plan
+from pss.checkpoint import ResumePoint, check_training_checkpoint, load_checkpoint, remove_stale_temp_files
+from pss.config import TrainConfig, config_to_dict, save_config
+from pss.dynamo import check_compile_options
+from pss.engine import LoopConfig, Task, Trainer
 from pss.equal_time import cost_vs_full
-from pss.checkpoint import check_training_checkpoint, load_checkpoint, remove_stale_temp_files
-from pss.config import TrainConfig, config_to_dict, save_config, task_builder
-from pss.engine import ClassificationTask, LoopConfig, Task, Trainer
 from pss.errors import ConfigError, PssError
-from pss.models import attention_impl
+from pss.models import attention_impl, check_model_name
 from pss.models.convert import load_init_weights
-from pss.optim import build_optimisation, restore
+from pss.optim import build_optimisation, check_optimizer, restore
 from pss.outputs import hold_run_folder
-from pss.preflight import measure_run, measurements_for_run, predict, with_loader_named
+from pss.preflight import measure_run, measurements_for_run, predict_run, with_loader_named
 from pss.resolution import check_resolution, describe_sides
-from pss.resolve import resolve_config
-from pss.runfolder import Checkpointer, RunDir, StepLogger, recovery_hint
+from pss.runfolder import Checkpointer, RunDir, StepLogger
 from pss.runtime import DistInfo, agree, init_distributed, resolve_amp, resolve_device, seed_everything
 from pss.state import Progress
+from pss.tasks import task_kind
 from pss.tracking import TrackingWriter, build_trackers
 
 log = logging.getLogger("pss.train")
@@ -50,10 +53,7 @@ __all__ = [
     "OUTPUT_FILES",
     "Run",
     "build_model_for",
-    "classification_task",
-    "init_distributed",
-    "recovery_hint",
-    "resolve_config",
+    "check_config",
     "resolve_data_geometry",
     "train",
 ]
@@ -64,14 +64,15 @@ OUTPUT_FILES = RunDir.OUTPUTS  # what a run writes (the names are pss.runfolder.
 def train(
     cfg: TrainConfig,
     *,
-    resume_from: str | Path | None = None,
+    resume_from: str | Path | ResumePoint | None = None,
     overwrite: bool = False,
     quiet: bool = False,
     trackers: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train as `cfg` says; returns summary.json's content. `trackers` (pss.tracking.Tracker) get every log
     record besides those the recipe's `logging` turns on. Every check on the input (config, data, model, init
-    weights, output folder) runs before the first step; nothing is overwritten unless `overwrite` or `resume_from`."""
+    weights, output folder) runs before the first step; nothing is overwritten unless `overwrite` or `resume_from`
+    (a checkpoint path, or the ResumePoint `pss.resolve.resolve_config` returns: its checkpoint is read once)."""
     dist_info = init_distributed(cfg.device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if cfg.deterministic:
@@ -98,22 +99,25 @@ class Run:
     trains and returns the summary. Attributes after `setup()`: `cfg` (with the data's geometry and a
     budget's solved schedule), `folder` (a RunDir), `device`, `amp`, `task`, `model` (bare), `state`
     (pss.state.TrainState), `train_loader`, `val_loader`, `steps_per_epoch`, `budget` (pss.budget.BudgetPlan
-    or None), `cost` (its cost model), `config` (the resolved config as written to config.yaml and every
-    checkpoint), `trainer` (pss.engine.Trainer).
+    or None), `cost` (its cost model), `measurements` (pss.preflight.Measurements, or None where nothing was
+    timed), `prediction` (the pre-flight's, or None), `config` (the resolved config as written to config.yaml
+    and every checkpoint), `trainer` (pss.engine.Trainer).
     """
 
-    def __init__(self, cfg: TrainConfig, *, dist_info: DistInfo = DistInfo(), resume_from: str | Path | None = None,
-                 overwrite: bool = False, quiet: bool = False, trackers: list[Any] | None = None,
-                 held: contextlib.ExitStack | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, *, dist_info: DistInfo = DistInfo(),
+                 resume_from: str | Path | ResumePoint | None = None, overwrite: bool = False, quiet: bool = False,
+                 trackers: list[Any] | None = None, held: contextlib.ExitStack | None = None) -> None:
         self.recipe = cfg  # as given; `cfg` gains the data's geometry and a budget's solved schedule
         self.cfg = cfg
         self.dist = dist_info
+        self.resume_point = resume_from if isinstance(resume_from, ResumePoint) else None
         self.resume_from = Path(resume_from) if resume_from is not None else None
         self.overwrite, self.quiet = overwrite, quiet
         self.extra_trackers = list(trackers or [])
         self.held = held if held is not None else contextlib.ExitStack()
         self.budget: Any = None
         self.cost: Any = None
+        self.measurements: Any = None
         self.prediction: Any = None
 
     # -- setup: every check before the first write and the first step ------------------------------
@@ -126,31 +130,48 @@ class Run:
         self.device = resolve_device(self.cfg.device, self.dist)
         self.amp = resolve_amp(self.cfg.amp, self.device)
         cfg = self.cfg = apply_budget_epochs(self.cfg)  # a config built in Python, not through resolve_config
-        cfg.validate()
+        check_config(cfg)
         self.folder = self._prepare_output()
-        ckpt = check_training_checkpoint(load_checkpoint(r), r, resumable=True) if (r := self.resume_from) else None
+        ckpt = self._checkpoint_to_resume()
         self.data_report = check_data(cfg.data)  # paths, class folders, unreadable images: quick, before decoding
         log.info("data: %s", self.data_report.describe())
         self.class_names = list(self.data_report.classes)
         self.cfg = resolve_data_geometry(cfg, len(self.class_names))
         self.per_rank = batch_per_process(self.cfg, self.dist.world_size)
-        self.task: Task = task_builder(self.cfg.task)(self.cfg, self.class_names)
+        self.task: Task = task_kind(self.cfg.task).build(self.cfg, self.class_names)
         self.model = self._build_model(init=self.cfg.init if ckpt is None else None)
         self.geometry = check_resolution(self.cfg.resolution, self.model, self.task)  # before any data is decoded
         self._build_loaders()
-        files = measurements_for_run(self)
-        self._solve_budget(files)
+        # `budget_cost: measured` times the run's own steps, so it is solved once the state is built; every
+        # other budget now, so that the optimisation state and torch.compile see the solved schedule
+        timed_here = self.cfg.budget is not None and self.cfg.budget_cost.timed_in_run
+        self.measurements = measurements_for_run(self)  # measured:SPEED.json,DATA.json: read from the reports
+        if not timed_here:
+            self._solve_budget()
         self.state = build_optimisation(self.cfg, self.model, self.amp, self.steps_per_epoch)
         resume_rng = self._restore(ckpt) if ckpt is not None else None
         del ckpt
         seed_everything(self.cfg.seed + self.dist.rank + self.state.progress.step)  # per-rank streams
         self.state.model = self._wrap(self.model)
-        self.prediction = self._preflight(files)
+        if timed_here:
+            self.measurements = measure_run(self, whole_grid=True)  # every state restored afterwards
+            self._solve_budget()
+        self.prediction = predict_run(self)
         self.config = config_to_dict(self.cfg)  # the resolved recipe: run header, trackers, every checkpoint
         self._open_run_folder()
         self._log_header()
         self.trainer = self._build_trainer(resume_rng)
         return self
+
+    def _checkpoint_to_resume(self) -> dict[str, Any] | None:
+        """The checkpoint to resume from, read once: the one `resolve_config` read (its ResumePoint), else read
+        here from the path given."""
+        if self.resume_from is None:
+            return None
+        ckpt = self.resume_point.take() if self.resume_point is not None else None
+        if ckpt is None:
+            ckpt = check_training_checkpoint(load_checkpoint(self.resume_from), self.resume_from, resumable=True)
+        return ckpt
 
     def _prepare_output(self) -> RunDir:
         """The output folder: writable, locked for the run's life (rank 0 holds it; a second run into it
@@ -191,59 +212,24 @@ class Run:
             raise ConfigError(f"no full batch of {self.per_rank} images per process: lower batch_size or use more data")
         cfg.schedule.check_run(self.steps_per_epoch, cfg.epochs * self.steps_per_epoch)
 
-    def _solve_budget(self, measurements: Any = None) -> None:
-        """With `budget`: `cfg.schedule` solved to that cost (pss.budget), `budget` the plan, `cost` its cost
-        model. `budget_cost: measured` (in the run) is solved later, by the pre-flight, on its measurements."""
+    def _solve_budget(self) -> None:
+        """With `budget`: `cfg.schedule` (and a resolution schedule, by the lever) solved to that cost, once
+        (pss.budget.plan, the entry `pss schedule --budget` uses too), `budget` the plan, `cost` its cost
+        model; `budget_cost: measured` on `measurements` (an unreachable budget then names the loader)."""
         cfg = self.cfg
-        if cfg.budget is None:
+        try:
+            solved = plan(cfg, self.model, self.steps_per_epoch, self.measurements)
+        except ConfigError as e:
+            if not cfg.budget_cost.timed_in_run:
+                raise
+            raise with_loader_named(e, self.measurements) from None
+        if solved is None:
             return
-        from pss.budget import cost_model_for
-        from pss.tokens_for_epochs import solve_run_budget
-
-        if cfg.task != "classification":
-            raise ConfigError(f"budget applies to classification training, not task {cfg.task!r}; set budget: null")
-        if cfg.budget_cost == "measured" and measurements is None:
-            return
-        self.cost = cost_model_for(cfg, self.model, measurements)
-        self.budget = plan = solve_run_budget(cfg, self.cost, self.steps_per_epoch)  # budget_epochs: told as such
-        log.info("%s", plan.describe())
-        if plan.unspent():
-            log.warning("%s", plan.unspent())
-        self.cfg = dataclasses.replace(cfg, schedule=plan.schedule, resolution=plan.resolution or cfg.resolution)
-
-    def _preflight(self, meas: Any) -> Any:
-        """Will PSS pay on this machine (pss.preflight): the model's step time at the keep ratios the run
-        needs and the loader's supply (measured here on the run's own model and loader, every state
-        restored, or read from the budget's cost files), the run's predicted wall-clock ratio to the
-        full-token run with its cause, logged once; with `budget_cost: measured` (in the run) the budget
-        is solved on them. Returns the prediction, or None."""
-        cfg, total = self.cfg, self.cfg.epochs * self.steps_per_epoch
-        solve_here = cfg.budget is not None and cfg.budget_cost == "measured"
-        wanted = cfg.preflight is True or (cfg.preflight == "auto" and total >= PREFLIGHT_MIN_STEPS)
-        if meas is None and not (solve_here or wanted):
-            return None
-        if meas is None:
-            meas = measure_run(self, whole_grid=solve_here)
-        if solve_here or (cfg.budget is not None and cfg.budget_cost.startswith("measured:")):
-            if solve_here:
-                try:
-                    self._solve_budget(meas)
-                except ConfigError as e:
-                    raise with_loader_named(e, meas) from None
-            meas = self.cost.meas
-        pred = predict(meas, self.cfg.schedule.values(self.steps_per_epoch, total))
-        # a resolution schedule's smaller sides are not timed: the ratio is that of its keep ratios at full side
-        caveat = " (steps timed at full side: the resolution schedule's smaller sides cost less)" if cfg.resolution else ""
-        log.log(logging.WARNING if pred.bound in ("data", "mixed") else logging.INFO, "pre-flight: %s%s", pred.message,
-                caveat)
-        return pred
-
-    def probe(self) -> Trainer:
-        """A Trainer on this run's state, without logs or checkpoints: what the pre-flight times steps with
-        (`Trainer.measure` restores every state it changes)."""
-        return Trainer(state=self.state, task=self.task, schedule=self.cfg.schedule, train_loader=self.train_loader,
-                       val_loader=None, loop=self.loop_config(), amp=self.amp, logger=None, checkpointer=None,
-                       dist_info=self.dist, device=self.device)
+        self.budget, self.cost = solved, solved.cost
+        log.info("%s", solved.describe())
+        if solved.unspent():
+            log.warning("%s", solved.unspent())
+        self.cfg = dataclasses.replace(cfg, schedule=solved.schedule, resolution=solved.resolution or cfg.resolution)
 
     def _restore(self, ckpt: dict[str, Any]) -> list[dict[str, Any]] | None:
         rng = restore(ckpt, self.state, self.cfg, self.steps_per_epoch, self.dist)
@@ -317,10 +303,8 @@ class Run:
             log.info("schedule (solved for the budget): %s", cfg.schedule.to_dict())
         if cfg.resolution is not None:
             log.info("resolution: %s", describe_sides(cfg.resolution, cfg.epochs, *self.geometry))
-        ref = cfg.budget_reference
-        if ref is not None:
-            log.info("budget %g of %d epochs spent as %d epochs (budget_epochs %s%s)", ref["budget"], ref["epochs"],
-                     cfg.epochs, ref["budget_epochs"], f": {ref['auto']}" if "auto" in ref else "")
+        if cfg.budget_reference is not None:
+            log.info("%s", describe_budget_epochs(cfg))
         log.info("attention: %s", attention_impl(self.model, self.device))  # flex | sdpa, by model attn_impl
 
     def loop_config(self) -> LoopConfig:
@@ -438,11 +422,6 @@ class Run:
         return out
 
 
-# Runs shorter than this skip the pre-flight under `preflight: auto` (its few dozen steps would be a
-# visible share of the run).
-PREFLIGHT_MIN_STEPS = 500
-
-
 # ---------------------------------------------------------------------------------------------
 # pieces other commands share (pss demo, pss pretrain)
 
@@ -460,12 +439,19 @@ def build_model_for(cfg: TrainConfig, num_classes: int) -> nn.Module:
     return model
 
 
-def classification_task(cfg: TrainConfig, class_names: list[str]) -> Task:
-    """The engine's Task for `task: classification` (pss.config.TASKS)."""
-    if len(class_names) < 2:
-        raise ConfigError(f"the data has {len(class_names)} class ({', '.join(class_names)}): a classifier needs at "
-                          "least 2 class folders in each split; add the other classes")
-    return ClassificationTask(len(class_names), cfg.mixup, cfg.label_smoothing)
+def check_config(cfg: TrainConfig) -> None:
+    """The config's checks that belong to the layers above it (pss.settings holds those that need nothing),
+    run before any data is read: names the model registry and timm's optimizers must know, torch.compile's
+    options, the budget's speed report (a file; checked with or without a budget: a bad setting is refused,
+    never silently unused), and the task's own (pss.tasks). The schedule's fit to the run length is checked
+    once the data gives steps per epoch."""
+    check_model_name(cfg.model.name)
+    check_optimizer(cfg.optim.opt)
+    check_compile_options(cfg.compile_options())
+    if cfg.budget_cost.speed is not None:  # measured:SPEED.json,DATA.json: the data file once the data is read
+        TableCost.from_file(cfg.budget_cost.speed, cfg.model.name, cfg.model.img_size or cfg.data.img_size,
+                            cfg.model.kwargs)
+    task_kind(cfg.task).check(cfg)
 
 
 def resolve_data_geometry(cfg: TrainConfig, num_classes: int) -> TrainConfig:

@@ -46,13 +46,13 @@ SLOW_SAVE = (
 def gated_steps(gate: Path) -> str:
     return (
         "import os, time\n"
-        "from pss import engine\n"
-        "_loss = engine.ClassificationTask.loss\n"
+        "from pss.tasks import classification\n"
+        "_loss = classification.ClassificationTask.loss\n"
         "def _gated(self, m, b):\n"
         f"    t = time.time()\n"
         f"    while not os.path.exists({str(gate)!r}) and time.time() - t < 300: time.sleep(0.05)\n"
         "    return _loss(self, m, b)\n"
-        "engine.ClassificationTask.loss = _gated\n"
+        "classification.ClassificationTask.loss = _gated\n"
     )
 
 
@@ -106,9 +106,9 @@ needs_mount = pytest.mark.skipif(not can_mount_tmpfs(), reason="needs `unshare -
 def test_update_that_diverges_is_never_saved_and_resume_with_lower_lr_works(tmp_path, monkeypatch, capsys):
     """The 4th update turns weights into NaN while its loss is finite (a NaN gradient): the step-4
     checkpoint is refused, step 2 stays, the message names it, and resuming with a lower LR runs."""
-    from pss import engine
+    from pss.tasks import classification
 
-    real, calls = engine.ClassificationTask.loss, {"n": 0}
+    real, calls = classification.ClassificationTask.loss, {"n": 0}
 
     def nan_gradient_at_step_3(self, model, batch):
         calls["n"] += 1
@@ -119,7 +119,7 @@ def test_update_that_diverges_is_never_saved_and_resume_with_lower_lr_works(tmp_
             loss = torch.where(torch.tensor(True), loss, (-(p.abs().sum()) - 1).sqrt())
         return loss, m
 
-    monkeypatch.setattr(engine.ClassificationTask, "loss", nan_gradient_at_step_3)
+    monkeypatch.setattr(classification.ClassificationTask, "loss", nan_gradient_at_step_3)
     recipe = write_recipe(tmp_path, **EIGHT_STEPS, checkpoint_interval_steps=2)
     run = tmp_path / "run"
     assert pss_train("--config", recipe, "--output", run) == 2
@@ -130,7 +130,7 @@ def test_update_that_diverges_is_never_saved_and_resume_with_lower_lr_works(tmp_
     assert all(r["loss"] == r["loss"] for r in read_jsonl(run / "train_log.jsonl"))  # the losses were finite
     assert lock_is_free(run)  # released on the error
 
-    monkeypatch.setattr(engine.ClassificationTask, "loss", real)
+    monkeypatch.setattr(classification.ClassificationTask, "loss", real)
     assert pss_train("--output", run, "--resume", "--set", "optim.lr=1e-4") == 0
     log = read_jsonl(run / "train_log.jsonl")
     assert [r["step"] for r in log] == list(range(16))

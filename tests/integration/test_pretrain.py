@@ -157,11 +157,11 @@ def test_encoder_arrives_unchanged_in_the_fine_tuned_model(pretrain_run, tmp_pat
 def test_pretrain_resume_matches_uninterrupted_run(pretrain_run, tmp_path, monkeypatch):
     """Interrupted after 20 of 40 steps (mid-epoch checkpoint at step 20), then `--resume`: the
     same per-step losses and, on CPU, the same encoder bit for bit."""
-    from pss import pretrain as pretrain_mod
+    from pss.tasks import simmim as simmim_task
 
     recipe = write_recipe(tmp_path / "pre.yaml", PRETRAIN_RECIPE, checkpoint_interval_steps=10)
     run = tmp_path / "run"
-    real_loss = pretrain_mod.MIMTask.loss
+    real_loss = simmim_task.MIMTask.loss
     calls = {"n": 0}
 
     def loss(self, model, batch):
@@ -170,11 +170,11 @@ def test_pretrain_resume_matches_uninterrupted_run(pretrain_run, tmp_path, monke
             raise KeyboardInterrupt
         return real_loss(self, model, batch)
 
-    monkeypatch.setattr(pretrain_mod.MIMTask, "loss", loss)
+    monkeypatch.setattr(simmim_task.MIMTask, "loss", loss)
     assert pss_cli("pretrain", "--config", recipe, "--output", run) == 130
     assert load_checkpoint(run / "checkpoint-last.pt")["progress"]["step"] == 20
     assert not (run / "encoder.safetensors").exists()
-    monkeypatch.setattr(pretrain_mod.MIMTask, "loss", real_loss)
+    monkeypatch.setattr(simmim_task.MIMTask, "loss", real_loss)
 
     assert pss_cli("pretrain", "--output", run, "--resume") == 0
     ref, got = read_jsonl(pretrain_run / "train_log.jsonl"), read_jsonl(run / "train_log.jsonl")
@@ -218,7 +218,8 @@ def test_pretrain_help_lists_train_flags(capsys):
 
 def test_shipped_pretrain_finetune_recipes_load():
     from pss.config import load_config
-    from pss.pretrain import PretrainConfig, resolve_pretrain_config
+    from pss.config import PretrainConfig
+    from pss.pretrain import resolve_pretrain_config
 
     pre, _ = resolve_pretrain_config(ROOT / "configs" / "cifar10_pretrain_simmim.yaml")
     assert isinstance(pre, PretrainConfig) and pre.mim.mask_patch_size == 8 and pre.schedule(0, 10, 100) == 1.0
@@ -287,7 +288,7 @@ def test_benchmark_cpu_reduced_plan_resolves(tmp_path):
     import argparse
     import importlib.util
 
-    from pss.pretrain import PretrainConfig
+    from pss.config import PretrainConfig
 
     spec = importlib.util.spec_from_file_location("pretrain_finetune", ROOT / "benchmarks" / "pretrain_finetune.py")
     bench = importlib.util.module_from_spec(spec)

@@ -113,9 +113,9 @@ def test_finetune_from_checkpoint(scratch_run, tmp_path):
 
 
 def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    from pss import engine
+    from pss.tasks import classification
 
-    real = engine.ClassificationTask.loss
+    real = classification.ClassificationTask.loss
     calls = {"n": 0}
 
     def loss_then_nan(self, model, batch):
@@ -123,7 +123,7 @@ def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch, 
         loss, m = real(self, model, batch)
         return (loss * float("nan") if calls["n"] > 6 else loss), m  # steps 0-5 fine, step 6 diverges
 
-    monkeypatch.setattr(engine.ClassificationTask, "loss", loss_then_nan)
+    monkeypatch.setattr(classification.ClassificationTask, "loss", loss_then_nan)
     recipe = write_recipe(tmp_path, log_interval=1)
     assert pss_train("--config", recipe, "--output", tmp_path / "run") == 2
     err = capsys.readouterr().err

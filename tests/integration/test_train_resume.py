@@ -63,12 +63,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     # The same run in a child process, slowed down so that the kill lands mid-epoch.
     child = (
         "import sys, time\n"
-        "from pss import engine\n"
-        "real = engine.ClassificationTask.loss\n"
+        "from pss.tasks import classification\n"
+        "real = classification.ClassificationTask.loss\n"
         "def slow(self, model, batch):\n"
         "    time.sleep(0.25)\n"
         "    return real(self, model, batch)\n"
-        "engine.ClassificationTask.loss = slow\n"
+        "classification.ClassificationTask.loss = slow\n"
         "from pss.cli import main\n"
         f"sys.exit(main({['train', '--quiet', '--config', str(recipe), '--output', str(run), *_sets(True)]!r}))\n"
     )
@@ -104,9 +104,9 @@ def test_resume_with_worker_processes_and_per_image_augmentation(tmp_path, monke
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert pss_train("--config", recipe, "--output", ref, *_sets(False)) == 0
 
-    from pss import engine
+    from pss.tasks import classification
 
-    real, calls = engine.ClassificationTask.loss, {"n": 0}
+    real, calls = classification.ClassificationTask.loss, {"n": 0}
 
     def crash_at_step_7(self, model, batch):
         calls["n"] += 1
@@ -114,9 +114,9 @@ def test_resume_with_worker_processes_and_per_image_augmentation(tmp_path, monke
             raise KeyboardInterrupt  # what Ctrl-C would do
         return real(self, model, batch)
 
-    monkeypatch.setattr(engine.ClassificationTask, "loss", crash_at_step_7)
+    monkeypatch.setattr(classification.ClassificationTask, "loss", crash_at_step_7)
     assert pss_train("--config", recipe, "--output", run, *_sets(False)) == 130
-    monkeypatch.setattr(engine.ClassificationTask, "loss", real)
+    monkeypatch.setattr(classification.ClassificationTask, "loss", real)
     assert load_checkpoint(run / "checkpoint-last.pt")["progress"]["step"] == 6
     assert pss_train("--config", recipe, "--output", run, "--resume", *_sets(False)) == 0
     _same_run(ref, run)
@@ -168,9 +168,9 @@ def test_resume_across_a_resolution_change_matches_uninterrupted_run(tmp_path, m
     for r in read_jsonl(ref / "train_log.jsonl"):  # CLS + the kept share of 16 patches at 16 px, of 64 at 32 px
         assert r["num_tokens"] == 1 + num_kept((r["side"] // 4) ** 2, r["keep_ratio"])
 
-    from pss import engine
+    from pss.tasks import classification
 
-    real, calls = engine.ClassificationTask.loss, {"n": 0}
+    real, calls = classification.ClassificationTask.loss, {"n": 0}
 
     def crash_at_step_7(self, model, batch):
         calls["n"] += 1
@@ -178,9 +178,9 @@ def test_resume_across_a_resolution_change_matches_uninterrupted_run(tmp_path, m
             raise KeyboardInterrupt
         return real(self, model, batch)
 
-    monkeypatch.setattr(engine.ClassificationTask, "loss", crash_at_step_7)
+    monkeypatch.setattr(classification.ClassificationTask, "loss", crash_at_step_7)
     assert pss_train("--config", recipe, "--output", run, *_sets(True)) == 130
-    monkeypatch.setattr(engine.ClassificationTask, "loss", real)
+    monkeypatch.setattr(classification.ClassificationTask, "loss", real)
     assert load_checkpoint(run / "checkpoint-last.pt")["progress"]["step"] == 6  # before the change
     assert pss_train("--config", recipe, "--output", run, "--resume", *_sets(True)) == 0
     _same_run(ref, run)

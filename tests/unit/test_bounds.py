@@ -77,7 +77,10 @@ def test_a_bad_budget_cost_is_refused_with_or_without_a_budget(tmp_path, capsys)
     for budget in ("0.6", "null"):
         err = _refused(["train", "--config", "demo", *TINY, "--set", "budget_cost=fast", "--set", f"budget={budget}",
                         "--output", str(tmp_path / "run")], capsys)
-        assert "budget_cost file 'fast' not found" in err
+        assert "budget_cost 'fast' is no cost model: use flops, measured, measured:SPEED.json,DATA.json" in err
+    err = _refused(["train", "--config", "demo", *TINY, "--set", f"budget_cost={tmp_path / 'none.json'}",
+                    "--output", str(tmp_path / "run")], capsys)
+    assert f"budget_cost file '{tmp_path / 'none.json'}' not found" in err
     bad = tmp_path / "speed.json"
     bad.write_text('{"results": [{"keep_ratio": "fast", "relative_time": 1}]}')
     err = _refused(["train", "--config", "demo", *TINY, "--set", f"budget_cost={bad}", "--output", str(tmp_path / "r")],

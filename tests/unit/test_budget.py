@@ -7,16 +7,9 @@ import yaml
 
 import pss
 from pss.flops import count_flops, example_input
-from pss.budget import (
-    FlopCost,
-    TableCost,
-    check_budget,
-    equal_time_epochs,
-    equal_time_overrides,
-    predicted_cost,
-    realised_time_ratio,
-    solve_budget,
-)
+from pss.budget import FlopCost, TableCost, predicted_cost, solve_budget
+from pss.budget_spec import check_budget
+from pss.equal_time import equal_time_epochs, equal_time_overrides
 from pss.cli import main
 from pss.config import load_config
 from pss.errors import ConfigError
@@ -126,10 +119,7 @@ def test_table_cost_reads_a_speed_report_and_refuses_mismatches(tmp_path):
     assert plan.cost_model == "table" and plan.predicted_cost <= 0.6
 
 
-def test_realised_time_ratio_and_equal_time():
-    log = [{"keep_ratio": 1.0, "step_time_s": 0.10}] * 10 + [{"keep_ratio": 0.2, "step_time_s": 0.03}] * 30
-    assert realised_time_ratio(log) == pytest.approx((10 * 0.10 + 30 * 0.03) / (40 * 0.10))
-    assert realised_time_ratio([{"keep_ratio": 0.6, "step_time_s": 0.1}]) is None
+def test_equal_time():
     assert equal_time_epochs(10, 0.6) == 6 and equal_time_epochs(15, 0.6) == 9 and equal_time_epochs(1, 0.3) == 1
     cfg = load_config(None, ["epochs=10", "lr_sched.warmup_epochs=2", "schedule=cyclic", "budget=0.6"])
     eq = load_config(None, ["epochs=10", "lr_sched.warmup_epochs=2", "schedule=cyclic", "budget=0.6",
@@ -140,7 +130,8 @@ def test_realised_time_ratio_and_equal_time():
 
 @pytest.mark.slow  # a training run
 def test_train_with_budget_solves_and_records(tiny_image_folder, tmp_path):
-    from pss.train import resolve_config, train
+    from pss.resolve import resolve_config
+    from pss.train import train
 
     common = ["epochs=4", "batch_size=2", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2}", "device=cpu",
               "log_interval=1", "schedule={name: cyclic, low: 0.2, high: 1.0, grid: 0.2}"]
@@ -287,7 +278,7 @@ def test_budget_epochs_auto_follows_the_evidence(overrides, epochs, budget, why)
     assert apply_budget_epochs(run) == run
     # its equal-time baseline costs the recipe's budget of the recipe's epochs (at 0.6: 9 epochs, not the
     # longer run's own budget 0.39 x 15)
-    from pss.budget import cost_vs_full
+    from pss.equal_time import cost_vs_full
 
     assert cost_vs_full(run).ratio == pytest.approx(float(overrides[0].removeprefix("budget=")))
 
@@ -305,14 +296,15 @@ def test_schedule_command_budget_epochs_auto_says_what_it_chose(capsys):
             "--set", "num_heads=2"]
     assert main(argv) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("budget 0.6 of 10 epochs spent as 15 epochs (budget_epochs auto = 1.5: from scratch")
+    assert first.startswith("budget 0.6 of 10 epochs spent as 15 epochs (budget_epochs auto: from scratch")
+    assert "measured 1.5x the epochs" in first and first.endswith("0.4 of each of them")
     assert main([*argv[:7], "0.3", *argv[8:]]) == 0
-    assert "spent as 10 epochs (budget_epochs auto = 1: budget 0.3 is outside" in capsys.readouterr().out
+    assert "spent as 10 epochs (budget_epochs auto: budget 0.3 is outside" in capsys.readouterr().out
     assert main([*argv[:7], "0.4", *argv[8:], "--fine-tuning"]) == 0  # measured at 0.6 only when fine-tuning
-    assert "spent as 10 epochs (budget_epochs auto = 1: budget 0.4 is outside where tokens for epochs was measured " \
+    assert "spent as 10 epochs (budget_epochs auto: budget 0.4 is outside where tokens for epochs was measured " \
            "when fine-tuning" in capsys.readouterr().out
     assert main([*argv, "--fine-tuning"]) == 0
-    assert "spent as 15 epochs (budget_epochs auto = 1.5: fine-tuning" in capsys.readouterr().out
+    assert "spent as 15 epochs (budget_epochs auto: fine-tuning" in capsys.readouterr().out
     assert main([*argv[:6], "--rho", "0.5", *argv[8:]]) == 2  # auto without --budget: no factor to choose
     assert "budget_epochs auto needs a budget" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="2"):  # argparse's usage error
@@ -361,7 +353,8 @@ def test_a_grid_that_leaves_much_of_the_budget_unspent_is_named_with_the_fix():
 
 
 def test_cost_vs_full_reads_the_recipes_budget_and_the_realised_cost_against_the_full_run():
-    from pss.budget import apply_budget_epochs, cost_vs_full
+    from pss.budget import apply_budget_epochs
+    from pss.equal_time import cost_vs_full
 
     run = apply_budget_epochs(load_config(None, ["epochs=30", "budget=0.6", "budget_epochs=1.5",
                                                  "schedule={name: fixed, rho: 0.6}"]))
@@ -394,8 +387,9 @@ def test_cost_vs_full_reads_the_recipes_budget_and_the_realised_cost_against_the
 def test_a_refused_longer_run_is_said_in_the_users_numbers(capsys):
     """`--budget 0.6 --budget-epochs auto` with a cyclic schedule once said only "budget 0.4 is below what this
     schedule can reach": neither the budget given nor budget_epochs nor the fix."""
-    from pss.budget import apply_budget_epochs
-    from pss.tokens_for_epochs import solve_run_budget
+    from types import SimpleNamespace
+
+    from pss.budget import apply_budget_epochs, plan
 
     assert main(["schedule", "cyclic", "--budget", "0.6", "--budget-epochs", "auto", "--model", "pss_vit_tiny_patch4_32",
                  "--epochs", "10", "--steps-per-epoch", "10"]) == 2
@@ -403,10 +397,16 @@ def test_a_refused_longer_run_is_said_in_the_users_numbers(capsys):
     assert err.startswith("pss schedule: error: budget 0.6 of 10 epochs, spent by budget_epochs auto (x1.5) as 15 "
                           "epochs, leaves 0.4 of each of them: budget 0.4 is below what this schedule can reach")
     assert "--budget-epochs 1" in err and err.count("\n") == 1
-    cfg = apply_budget_epochs(load_config(None, ["epochs=10", "budget=0.6", "budget_epochs=1.5", "schedule=cyclic"]))
+    # a run's plan (pss.budget.plan, on measured times here: cost = keep ratio) says it alike
+    timed = SimpleNamespace(cost_model=lambda: linear_cost)
+    cfg = apply_budget_epochs(load_config(None, ["epochs=10", "budget=0.6", "budget_epochs=1.5", "schedule=cyclic",
+                                                 "budget_cost=measured"]))
     with pytest.raises(ConfigError, match=r"^budget 0.6 of 10 epochs, spent by budget_epochs 1.5 as 15 epochs, leaves "
                                           r"0.4 of each of them: budget 0.4 is below .*\(budget_epochs: null"):
-        solve_run_budget(cfg, linear_cost, SPE)
-    plain = load_config(None, ["epochs=10", "budget=0.3", "schedule=cyclic"])
+        plan(cfg, None, SPE, timed)
+    plain = load_config(None, ["epochs=10", "budget=0.3", "schedule=cyclic", "budget_cost=measured"])
     with pytest.raises(ConfigError, match=r"^budget 0.3 is below what this schedule can reach"):
-        solve_run_budget(plain, linear_cost, SPE)
+        plan(plain, None, SPE, timed)
+    assert plan(load_config(None, ["epochs=10", "schedule=cyclic"]), None, SPE) is None  # no budget, no plan
+    with pytest.raises(ConfigError, match="timed with the run's data loader"):
+        plan(plain, None, SPE)  # measured, and nothing measured

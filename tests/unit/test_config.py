@@ -19,6 +19,7 @@ from pss.config import (
 )
 from pss.errors import ConfigError
 from pss.schedule import CyclicSchedule, FixedSchedule
+from pss.train import check_config
 from conftest import ROOT
 
 CONFIGS = ROOT / "configs"
@@ -48,7 +49,7 @@ def test_all_recipes_are_shipped():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_loads_validates_and_round_trips(path, tmp_path):
     cfg = load_config(path)
-    cfg.validate()  # model name known to the registry
+    check_config(cfg)  # model name known to the registry, the task's own checks
     assert cfg.peak_lr() > 0
     # The paper's PSS recipes differ from their baselines only in the schedule (and comments); the
     # recommended ones in the selection rule and the compute budget that solves the schedule.
@@ -140,14 +141,14 @@ def test_bad_values_name_the_problem(override, words):
 def test_unknown_model_name_is_refused_with_suggestion():
     cfg = load_config(CONFIGS / "demo.yaml", ["model.name=pss_vit_tiny_patch4_23"])
     with pytest.raises(ConfigError, match="unknown model.name.*did you mean.*pss_vit_tiny_patch4_32"):
-        cfg.validate()
+        check_config(cfg)
 
 
-def test_unknown_optimizer_is_refused_by_validate_before_any_data():
-    # timm knows the optimizers: the optimisation layer (pss.optim) checks the name, validate() asks it
+def test_unknown_optimizer_is_refused_by_check_config_before_any_data():
+    # timm knows the optimizers: the optimisation layer (pss.optim) checks the name, check_config asks it
     cfg = load_config(CONFIGS / "demo.yaml", ["optim.opt=adamz"])
     with pytest.raises(ConfigError) as e:
-        cfg.validate()
+        check_config(cfg)
     assert "optim.opt" in str(e.value) and "adamw" in str(e.value)
 
 

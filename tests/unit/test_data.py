@@ -443,11 +443,16 @@ def test_config_validation(kw, match):
 
 
 def test_config_from_dict_and_back():
-    cfg = DataConfig.from_dict({"path": "/data/cifar", "val_split": "test", "mean": [0.5, 0.5, 0.5], "re_prob": 0.25})
+    from pss.config import build_config
+
+    cfg = build_config(DataConfig, {"path": "/data/cifar", "val_split": "test", "mean": [0.5, 0.5, 0.5], "re_prob": 0.25},
+                       "data")
     assert cfg.mean == (0.5, 0.5, 0.5) and cfg.val_split == "test"
-    assert DataConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ConfigError, match="did you mean 'img_size'"):
-        DataConfig.from_dict({"image_size": 32})
+    assert build_config(DataConfig, cfg.to_dict(), "data") == cfg
+    with pytest.raises(ConfigError, match="unknown config key 'data.image_size' \\(did you mean 'img_size'"):
+        build_config(DataConfig, {"image_size": 32}, "data")
+    with pytest.raises(ConfigError, match="data.re_prob must be a number"):  # the coercion every config gets
+        build_config(DataConfig, {"re_prob": "often"}, "data")
 
 
 def test_class_balanced_subset(tiny_image_folder):

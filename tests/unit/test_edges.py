@@ -22,10 +22,11 @@ from pss.checkpoint import load_checkpoint
 from pss.cli import main
 from pss.config import load_config, load_yaml
 from pss.data.checks import check_data
-from pss.data.datasets import load_rgb
+from pss.data.readable import load_rgb
 from pss.errors import CheckpointError, ConfigError, DataError, OutputError
 from pss.schedule import SCHEDULES, CosineSchedule, CyclicSchedule, FixedSchedule, LinearSchedule, schedule_from_spec
 from pss.select import select_tokens
+from pss.train import check_config
 from pss.config import DataConfig
 
 
@@ -201,10 +202,10 @@ def test_too_large_a_budget_epochs_is_named_as_the_problem(capsys):
 def test_an_unknown_compile_mode_or_backend_fails_before_any_work():
     """`--set compile="{mode: fastest}"` was a RuntimeError from torch.compile after the budget solve."""
     with pytest.raises(ConfigError, match="unknown compile mode 'fastest'; choose one of default, .*reduce-overhead"):
-        load_config(None, ["compile={mode: fastest}"]).validate()
+        check_config(load_config(None, ["compile={mode: fastest}"]))
     with pytest.raises(ConfigError, match="unknown compile backend 'nope'"):
-        load_config(None, ["compile={backend: nope}"]).validate()
-    load_config(None, ["compile={mode: max-autotune}"]).validate()
+        check_config(load_config(None, ["compile={backend: nope}"]))
+    check_config(load_config(None, ["compile={mode: max-autotune}"]))
 
 
 def test_a_timm_model_refusing_a_recipe_option_is_one_line():

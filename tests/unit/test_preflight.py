@@ -13,7 +13,6 @@ from pss.preflight import (
     measurement_ratios,
     predict,
     read_data_report,
-    split_cost_files,
 )
 from pss.schedule import from_dict as schedule_from_dict
 
@@ -89,10 +88,28 @@ def test_measurement_ratios():
     assert measurement_ratios([0.3 + i / 100 for i in range(50)]) == [1.0, 0.825, 0.65, 0.475, 0.3]
 
 
-def test_split_cost_files():
-    assert split_cost_files("measured:a.json, b.json") == ("a.json", "b.json")
+def test_the_cost_setting_is_parsed_once_into_a_spec():
+    from pss.budget_spec import CostSpec
+
+    files = CostSpec.parse("measured:a.json, b.json")
+    assert (files.kind, files.speed, files.data, files.from_files, files.timed_in_run) == (
+        "measured", "a.json", "b.json", True, False)
+    assert str(files) == "measured:a.json,b.json" and CostSpec.parse(files) is files
+    assert CostSpec.parse("measured").timed_in_run and CostSpec.parse("flops") == CostSpec()
+    table = CostSpec.parse("runs/speed.json")
+    assert (table.kind, table.speed, str(table)) == ("table", "runs/speed.json", "runs/speed.json")
     with pytest.raises(ConfigError, match="measured:SPEED.json,DATA.json"):
-        split_cost_files("measured:a.json")
+        CostSpec.parse("measured:a.json")
+    for bad in ("fast", "", None, 3):
+        with pytest.raises(ConfigError, match="budget_cost .*(no cost model|must be)"):
+            CostSpec.parse(bad)
+    # the config keeps the spec; its file holds the text a recipe writes
+    from pss.config import config_to_dict, load_config
+
+    cfg = load_config(None, ["budget_cost=measured:a.json,b.json"])
+    assert cfg.budget_cost == files and config_to_dict(cfg)["budget_cost"] == "measured:a.json,b.json"
+    with pytest.raises(ConfigError, match="budget_cost 'fast' is no cost model: use flops, measured"):
+        load_config(None, ["budget_cost=fast"])
 
 
 def test_data_report_of_another_pipeline_is_refused(tmp_path):

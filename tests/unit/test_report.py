@@ -88,9 +88,9 @@ def test_pick_epoch_typical_full_epoch(tmp_path):
     times = {0: 5.0, 1: 1.0, 2: 9.0, 3: 1.1, 4: 1.0}
     epochs = [0, 0, 1, 1, 2, 2, 3, 3, 4]
     log = [dict(epoch=e, step=i, step_time_s=times[e]) for i, e in enumerate(epochs)]
-    assert report.pick_epoch(report.Run("r", tmp_path, train_log=log)) == 3  # median of 1.0, 1.1, 9.0 per step
+    assert report.pick_epoch(report.ReportedRun("r", tmp_path, train_log=log)) == 3  # median of 1.0, 1.1, 9.0 per step
     one = [dict(epoch=0, step=i, step_time_s=1.0) for i in range(3)]
-    assert report.pick_epoch(report.Run("r", tmp_path, train_log=one)) == 0
+    assert report.pick_epoch(report.ReportedRun("r", tmp_path, train_log=one)) == 0
 
 
 def test_report_compares_with_full_and_equal_time_baselines(tmp_path, capsys):

@@ -9,8 +9,10 @@ import timm
 import torch
 
 import pss
-from pss.engine import BaseTask, ClassificationTask
-from pss.budget import FlopCost, plan_budget, predicted_cost, resolve_lever
+from pss.engine import BaseTask
+from pss.tasks.classification import ClassificationTask
+from pss.budget import FlopCost, plan_budget, predicted_cost
+from pss.budget_spec import resolve_lever
 from pss.config import load_config
 from pss.errors import ConfigError
 from pss.flops import count_flops

@@ -1,7 +1,8 @@
 """The shape of the code: an import graph without cycles, training without the analysis tools, modules and
 functions of a readable size, and no module reaching into another's private names.
 
-Read statically (ast), so function-level imports count as much as module-level ones.
+Read statically (ast), so function-level imports count as much as module-level ones, and so do modules
+imported by name (`importlib.import_module("pss.x")`, or an f-string naming modules under a package).
 """
 from __future__ import annotations
 
@@ -43,8 +44,26 @@ def _target(name: str) -> str | None:
     return None
 
 
+def _imported_by_name(node: ast.Call) -> list[str]:
+    """The pss modules an `importlib.import_module(...)` / `import_module(...)` call can import: a string
+    literal names one; an f-string naming a package prefix (`f"pss.commands.{name}"`) any module under it."""
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name != "import_module" or not node.args:
+        return []
+    arg = node.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return [arg.value]
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        prefix = str(arg.values[0].value)
+        if prefix.endswith("."):
+            return [m for m in MODULES if m.startswith(prefix)]
+    return []
+
+
 def imports_of(module: str) -> set[str]:
-    """Every pss module `module` imports, at any depth of its code (functions included)."""
+    """Every pss module `module` imports, at any depth of its code (functions included, and modules imported
+    by name through importlib)."""
     tree = ast.parse(MODULES[module].read_text())
     out: set[str] = set()
     for node in ast.walk(tree):
@@ -53,6 +72,8 @@ def imports_of(module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = _resolve(module, node)
             names = [f"{base}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Call):
+            names = _imported_by_name(node)
         else:
             continue
         for n in names:
@@ -121,6 +142,26 @@ def _closure(module: str) -> set[str]:
 def test_the_graph_reader_sees_function_level_imports():
     assert "pss.train" in GRAPH["pss.study"]  # `from pss.train import ...` inside run_plan
     assert "pss.errors" in GRAPH["pss.config"]
+
+
+def test_the_graph_reader_sees_modules_imported_by_name(tmp_path):
+    """importlib hid two cycles from this test (config -> tasks -> train/pretrain -> config, and the results
+    page <-> benchmark scripts): a module imported by name is an import."""
+    assert "pss.commands.train" in GRAPH["pss.cli"]  # importlib.import_module(f"pss.commands.{name}")
+    code = ("import importlib\nfrom importlib import import_module\n"
+            "def f(n):\n    importlib.import_module('pss.train')\n    import_module(f'pss.tasks.{n}')\n"
+            "    importlib.import_module(n)\n")
+    calls = [node for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call)]
+    found = {m for c in calls for m in _imported_by_name(c)}
+    assert found == {"pss.train", "pss.tasks.classification", "pss.tasks.simmim"}
+
+
+def test_the_config_sits_on_the_ground_floor():
+    """pss.settings holds plain sections and the checks that need nothing above them: it imports no model,
+    budget solver, optimizer, pre-flight or compiler module (checks that need them run in pss.train.check_config)."""
+    above = ("pss.models", "pss.budget", "pss.optim", "pss.preflight", "pss.dynamo", "pss.tasks", "pss.train")
+    reached = {m for m in GRAPH["pss.settings"] if m in above or m.startswith(tuple(a + "." for a in above))}
+    assert not reached, sorted(reached)
 
 
 def test_the_import_graph_has_no_cycle():

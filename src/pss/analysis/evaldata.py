@@ -15,7 +15,7 @@ __all__ = ["CLASS_MODES", "MappedLabels", "labelled_loader", "match_classes", "v
 def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, max_images: int | None = None):
     """Validation loader from a checkpoint's resolved config (`data` overrides its data path), and
     the data's class names."""
-    from pss.config import DataConfig
+    from pss.config import DataConfig, build_config
     from pss.data import build_datasets, build_loader
 
     d = dict(config.get("data") or {})
@@ -23,7 +23,7 @@ def val_loader_for(config: dict[str, Any], data: str | None, batch_size: int, ma
         d["path"] = data
     # Only the validation split is used: do not decode the training set into memory, nor scan it.
     d.update(in_memory=False, scan_images=False)
-    dcfg = DataConfig.from_dict(d)
+    dcfg = build_config(DataConfig, d, "data")
     _, val, classes = build_datasets(dcfg)
     if max_images is not None and max_images < len(val):
         # evenly spread over the set: a folder dataset lists its images class by class

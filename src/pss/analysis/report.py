@@ -26,7 +26,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from pss.analysis.runs import Run, load_run, load_runs  # noqa: F401  (load_run: part of this module's API)
+from pss.analysis.runs import ReportedRun, load_run, load_runs  # noqa: F401  (load_run: part of this module's API)
 
 DPI = 100
 FIGSIZE = (8.0, 5.0)  # inches; at DPI this is 800 x 500 pixels
@@ -35,7 +35,7 @@ FIGSIZE = (8.0, 5.0)  # inches; at DPI this is 800 x 500 pixels
 # ----------------------------------------------------------------------------- table
 
 
-def is_full_token(run: Run) -> bool:
+def is_full_token(run: ReportedRun) -> bool:
     """A run at keep ratio 1.0 throughout (a baseline), from its config or its logs."""
     sched = run.config.get("schedule") or run.summary.get("schedule")
     if isinstance(sched, dict) and sched.get("name") == "fixed":
@@ -46,12 +46,12 @@ def is_full_token(run: Run) -> bool:
     return rho is not None and rho >= 1.0 and not sched
 
 
-def equal_time_of(run: Run) -> str | None:
+def equal_time_of(run: ReportedRun) -> str | None:
     """The run this one is the equal-time baseline of (its `equal_time_of` setting), if any."""
     return run.config.get("equal_time_of") or run.summary.get("equal_time_of")
 
 
-def baselines(runs: list[Run]) -> tuple[Run, Run | None]:
+def baselines(runs: list[ReportedRun]) -> tuple[ReportedRun, ReportedRun | None]:
     """(full baseline, equal-time baseline) among `runs`: the first full-token run that is not an
     equal-time baseline (else the first run), and the first run marked as an equal-time baseline."""
     equal = next((r for r in runs if equal_time_of(r)), None)
@@ -79,11 +79,11 @@ def versus(run: dict[str, Any], full: dict[str, Any] | None, equal: dict[str, An
     return out
 
 
-def _numbers(run: Run) -> dict[str, Any]:
+def _numbers(run: ReportedRun) -> dict[str, Any]:
     return {"train_time_s": run.train_time_s, "best_acc1": run.best_acc1, "final_acc1": run.final_acc1}
 
 
-def summary_table(runs: list[Run]) -> list[dict[str, Any]]:
+def summary_table(runs: list[ReportedRun]) -> list[dict[str, Any]]:
     """One row per run. Time and speed-up are against the first run; top-1 differences against the
     full baseline (`*_vs_full`) and, when one is given, the equal-time baseline (`*_vs_equal_time`):
     the full-token recipe trained for the PSS run's cost (see pss.budget); `versus` computes them.
@@ -206,7 +206,7 @@ def _new_figure(ncols: int = 1) -> tuple[Figure, Any]:
     return fig, fig.subplots(1, ncols)
 
 
-def plot_accuracy_vs_time(runs: list[Run], path: str | Path) -> Path:
+def plot_accuracy_vs_time(runs: list[ReportedRun], path: str | Path) -> Path:
     """Validation top-1 against training wall-clock time, one line per run."""
     fig, ax = _new_figure()
     elapsed = [float(v["elapsed_s"]) for r in runs for v in r.val_log if v.get("elapsed_s") is not None]
@@ -227,7 +227,7 @@ def plot_accuracy_vs_time(runs: list[Run], path: str | Path) -> Path:
     return Path(path)
 
 
-def pick_epoch(run: Run) -> int | None:
+def pick_epoch(run: ReportedRun) -> int | None:
     """The epoch shown in the step-time plot: a typical one.
 
     Among the epochs logged in full (the first left out when there are others: it carries warm-up
@@ -250,7 +250,7 @@ def pick_epoch(run: Run) -> int | None:
     return by_time[(len(by_time) - 1) // 2]
 
 
-def step_time_by_keep_ratio(run: Run, epoch: int | None = None) -> dict[float, float]:
+def step_time_by_keep_ratio(run: ReportedRun, epoch: int | None = None) -> dict[float, float]:
     """Mean step time (s) per keep ratio, over one epoch (default: `pick_epoch`) or all when None found."""
     epoch = pick_epoch(run) if epoch is None else epoch
     groups: dict[float, list[float]] = defaultdict(list)
@@ -263,7 +263,7 @@ def step_time_by_keep_ratio(run: Run, epoch: int | None = None) -> dict[float, f
     return {rho: statistics.fmean(ts) for rho, ts in sorted(groups.items(), reverse=True)}
 
 
-def plot_epoch_step_time(runs: list[Run], path: str | Path) -> Path:
+def plot_epoch_step_time(runs: list[ReportedRun], path: str | Path) -> Path:
     """Left: step time per iteration over one epoch; right: mean step time per keep ratio."""
     fig, (ax, ax2) = _new_figure(2)
     for i, r in enumerate(runs):
@@ -319,7 +319,7 @@ def _smooth(ys: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_train_loss(runs: list[Run], path: str | Path) -> Path:
+def plot_train_loss(runs: list[ReportedRun], path: str | Path) -> Path:
     """Training loss against optimizer step (raw, faint; moving average, solid)."""
     fig, ax = _new_figure()
     for i, r in enumerate(runs):

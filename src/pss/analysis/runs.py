@@ -1,5 +1,5 @@
 """Reading a finished (or stopped) training run from its folder alone: `train_log.jsonl`, `val_log.jsonl`,
-`summary.json` and `config.yaml` (see pss.train's docstring), into a `Run`, for `pss report` and the
+`summary.json` and `config.yaml` (see pss.train's docstring), into a `ReportedRun`, for `pss report` and the
 benchmarks. A torn last log line (a run killed while writing) is skipped, a resumed run's repeated steps
 are read once, and a malformed file is named as such (DataError), not taken for a missing one.
 """
@@ -15,11 +15,11 @@ from typing import Any
 from pss.config import load_yaml
 from pss.errors import DataError
 
-__all__ = ["Run", "load_run", "load_runs"]
+__all__ = ["ReportedRun", "load_run", "load_runs"]
 
 
 @dataclass
-class Run:
+class ReportedRun:
     """The logs of one training run, as read from its folder."""
 
     name: str
@@ -129,7 +129,7 @@ def _dedupe_by_step(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def load_run(path: str | Path, name: str | None = None) -> Run:
+def load_run(path: str | Path, name: str | None = None) -> ReportedRun:
     """Read a run folder. Raises DataError when it holds neither a train log nor a summary."""
     path = Path(path)
     if not path.is_dir():
@@ -143,10 +143,10 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         )
     config_path = path / "config.yaml"
     config = load_yaml(config_path) if config_path.is_file() else {}
-    return Run(name or path.resolve().name, path, config, summary, train_log, val_log)
+    return ReportedRun(name or path.resolve().name, path, config, summary, train_log, val_log)
 
 
-def load_runs(paths: list[str | Path], names: list[str] | None = None) -> list[Run]:
+def load_runs(paths: list[str | Path], names: list[str] | None = None) -> list[ReportedRun]:
     """Read several run folders; names default to the folder names (made unique)."""
     if names is not None and len(names) != len(paths):
         raise DataError(f"got {len(names)} names for {len(paths)} runs")

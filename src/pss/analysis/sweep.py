@@ -22,7 +22,7 @@ from torch import nn
 
 import pss
 from pss.control import inference_select, num_tokens
-from pss.analysis.evaldata import CLASS_MODES, labelled_loader, match_classes, val_loader_for  # noqa: F401 (re-exported)
+from pss.analysis.evaldata import labelled_loader
 from pss.errors import ConfigError
 from pss.models.merge import TokenMerging, merge_rates
 from pss.models.resize import InputResize, resize_sides
@@ -418,7 +418,7 @@ def sweep_checkpoints(
     "resize" runs the model at lower input sides (one per keep ratio's share of the patches); "all"
     does drop, merge and resize. All
     points of all checkpoints are timed interleaved, on the same batch size.
-    `classes`: how data whose classes differ from the checkpoint's is treated (see `match_classes`)."""
+    `classes`: how data whose classes differ from the checkpoint's is treated (see `pss.analysis.evaldata.match_classes`)."""
     from pss.models.hub import load_model
     from pss.runinfo import run_info
 

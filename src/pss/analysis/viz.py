@@ -141,18 +141,18 @@ def find_images(items: Sequence[str | Path]) -> list[Path]:
 
 def eval_data_config(model: nn.Module, config: dict[str, Any]):
     """The checkpoint's `data` settings (normalisation, interpolation, crop) at the model's input size."""
-    from pss.config import DataConfig
+    from pss.config import DataConfig, build_config
 
     d = dict(config.get("data") or {})
     (grid_h, _), (patch_h, _) = patch_grid(model)
     d["img_size"] = grid_h * patch_h
-    return DataConfig.from_dict(d)
+    return build_config(DataConfig, d, "data")
 
 
 def load_images(files: Sequence[Path], data_cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """(model inputs (N, C, H, W) through the training run's eval transform, the same images (N, H, W, 3) in [0, 1])."""
     from pss.data import build_transforms
-    from pss.data.datasets import load_rgb
+    from pss.data.readable import load_rgb
 
     eval_tf = build_transforms(data_cfg)[1]
     xs = []

@@ -97,7 +97,7 @@ def _write_json(output, report: dict) -> None:
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from pss.train import resolve_config
+    from pss.resolve import resolve_config
 
     output = check_output_file(args.json, "data.json") if args.json else None  # before the benchmark, not after
     cfg, _ = resolve_config(args.config, args.overrides, data=args.data, output="-")

@@ -10,8 +10,10 @@
 (pss.schedule_from_spec), instead of one flag per parameter.
 
 `--budget B` solves the schedule's free parameter (cyclic --low, linear/cosine --start, fixed --rho) so
-that the run costs B of the full-token run (pss.budget): by the FLOPs of `--model` (options with --set,
-e.g. --set pos_embed=rope), or by a `pss bench speed --json` file given as --budget-cost.
+that the run costs B of the full-token run: by the FLOPs of `--model` (options with --set, e.g. --set
+pos_embed=rope), or by a `pss bench speed --json` file given as --budget-cost. The flags make the run's
+recipe (`budget_config`), planned by the one entry a training run uses (pss.budget.plan), so the two
+never disagree; a budget plans whole epochs, as a recipe does.
 
 `--json` prints a JSON list of {"step", "epoch", "keep_ratio"}, one record per line; "epoch" is the
 0-based integer epoch index (step // steps_per_epoch), as in train_log.jsonl.
@@ -24,8 +26,8 @@ import sys
 from typing import Any
 
 from pss.bounds import MAX_STEPS_PER_EPOCH, bounded, check_count, check_epochs, check_img_size
+from pss.budget_spec import FREE_PARAMETER, CostSpec, check_budget_epochs
 from pss.errors import ConfigError
-from pss.budget import FREE_PARAMETER
 from pss.schedule import MAX_LISTED_STEPS, SCHEDULES, Schedule, from_dict, schedule_from_spec
 
 # Per-kind parameters: (flag, dataclass field, required, help).
@@ -48,7 +50,7 @@ _PARAMS: dict[str, list[tuple[str, str, bool, str]]] = {
 
 
 def _budget_epochs(text: str) -> float | str:
-    """--budget-epochs value: auto, or a number (checked with the budget by pss.budget.check_budget_epochs)."""
+    """--budget-epochs value: auto, or a number (checked with the budget by pss.budget_spec.check_budget_epochs)."""
     if text.strip().lower() == "auto":
         return "auto"
     try:
@@ -146,25 +148,37 @@ def _model(args: argparse.Namespace, why: str) -> Any:
     return pss.build_model(args.model, num_classes=10, img_size=args.img_size, **parse_kwargs(args.model_kwargs))
 
 
-def solve(args: argparse.Namespace, sched: Schedule, spe: int, total: int, budget: float, resolution: Any = None):
-    """--budget: the solved schedule(s) and the plan (the cost model from --model or --budget-cost), through the
-    one entry a run uses (pss.budget.plan_budget)."""
-    from pss.budget import FlopCost, TableCost, check_budget, plan_budget, resolve_lever
-    from pss.config import parse_kwargs
+def budget_config(args: argparse.Namespace, sched: Schedule, resolution: Any = None) -> Any:
+    """The recipe `--budget` plans: the flags' model (name, --img-size, --set options), schedule, resolution
+    schedule, epochs and budget settings as a TrainConfig, resolved as `pss train` resolves a recipe (tokens
+    for epochs applied, for a run from trained weights with --fine-tuning)."""
+    from pss.budget import apply_budget_epochs
+    from pss.config import ModelConfig, TrainConfig, parse_kwargs
 
-    check_budget(budget, sched, resolve_lever(args.budget_lever, sched, resolution))
-    if args.budget_cost == "flops" or resolution is not None:
-        if args.budget_cost != "flops":
-            raise ConfigError("--resolution with --budget needs --budget-cost flops (a speed table has no other sides)")
-        cost = FlopCost.for_model(_model(args, "--budget"), args.model)
-    elif args.budget_cost.split(":")[0] == "measured":  # a training run's cost model: it needs the run's loader
+    if not float(args.epochs).is_integer():
+        raise ConfigError(f"--budget plans a run as pss train does, in whole epochs: give --epochs as a whole number "
+                          f"(got {args.epochs:g})")
+    spec = CostSpec.parse(args.budget_cost)
+    if spec.kind == "measured":  # a training run's cost model: it needs the run's loader
         raise ConfigError(f"--budget-cost {args.budget_cost} is timed in a training run, with its data loader (pss "
                           "train --set budget_cost=measured); here give flops (with --model) or a pss bench speed "
                           "--json file")
-    else:
-        kwargs = parse_kwargs(args.model_kwargs)
-        cost = TableCost.from_file(args.budget_cost, args.model, args.img_size, kwargs if args.model_kwargs else None)
-    return plan_budget(sched, resolution, args.budget_lever, budget, cost, spe, total)
+    model = ModelConfig(name=args.model or ModelConfig.name, img_size=args.img_size,
+                        kwargs=parse_kwargs(args.model_kwargs))
+    cfg = TrainConfig(model=model, schedule=sched, resolution=resolution, epochs=int(args.epochs), budget=args.budget,
+                      budget_epochs=args.budget_epochs, budget_lever=args.budget_lever, budget_cost=spec)
+    return apply_budget_epochs(cfg, fine_tuning=args.fine_tuning)
+
+
+def solve(args: argparse.Namespace, cfg: Any, spe: int, model: Any = None) -> Any:
+    """--budget: the plan of `cfg` (`budget_config`) through the one entry a run uses (pss.budget.plan), on the
+    FLOPs of --model (built here unless given) or the --budget-cost speed report (checked against --model
+    where one is given)."""
+    from pss.budget import plan
+
+    if model is None and (cfg.budget_cost.kind == "flops" or args.model):
+        model = _model(args, "--budget")
+    return plan(cfg, model, spe)
 
 
 def resolution_lines(resolution: Any, sched: Schedule, spe: int, total: int, geometry: tuple[int, int]) -> list[str]:
@@ -185,31 +199,24 @@ def run(args: argparse.Namespace) -> int:
     spe = args.steps_per_epoch
     if spe < 1:
         raise ConfigError(f"--steps-per-epoch must be >= 1, got {spe}")
-    budget, longer = args.budget, None
-    if args.budget_epochs is not None:  # tokens for epochs: the longer run at its share of the budget
-        from pss.budget import budget_epochs_plan, epochs_factor
-
-        factor, why = epochs_factor(args.budget_epochs, args.budget, fine_tuning=args.fine_tuning)
-        longer, budget = budget_epochs_plan(args.epochs, args.budget, factor)
-    total = max(1, int((longer or args.epochs) * spe + 0.5))  # round half up, at least one step
-    plan = resolution = geometry = None
+    plan = cfg = resolution = geometry = model = None
     if args.resolution is not None:
         from pss.config import parse_yaml
         from pss.resolution import check_resolution, from_dict as resolution_from_dict
-        from pss.engine import ClassificationTask
+        from pss.tasks.classification import ClassificationTask
 
         resolution = resolution_from_dict(parse_yaml(args.resolution, f"--resolution {args.resolution!r}"))
-        geometry = check_resolution(resolution, _model(args, "--resolution"), ClassificationTask(10))
-    if budget is not None:
-        try:
-            plan = solve(args, sched, spe, total, budget, resolution)
-        except ConfigError as e:
-            if longer is None:
-                raise
-            from pss.tokens_for_epochs import blame_budget_epochs
-
-            raise blame_budget_epochs(e, args.budget, args.epochs, args.budget_epochs, longer) from None
-        sched, resolution = plan.schedule, plan.resolution or resolution
+        model = _model(args, "--resolution")
+        geometry = check_resolution(resolution, model, ClassificationTask(10))
+    epochs = args.epochs
+    if args.budget is not None:
+        cfg = budget_config(args, sched, resolution)
+        plan = solve(args, cfg, spe, model)
+        sched, resolution, epochs = plan.schedule, plan.resolution or resolution, cfg.epochs
+    elif args.budget_epochs is not None:  # tokens for epochs spends a budget, and none is given
+        check_budget_epochs(args.budget_epochs, None)  # a factor: refused, naming it
+        raise ConfigError("budget_epochs auto needs a budget to choose the factor for (e.g. --budget 0.6)")
+    total = max(1, int(epochs * spe + 0.5))  # round half up, at least one step
     counts = sched.counts(spe, total)  # also checks that warm-up + cool-down fit the run
     if args.json:
         if total > MAX_LISTED_STEPS:
@@ -219,12 +226,11 @@ def run(args: argparse.Namespace) -> int:
         print("[\n" + ",\n".join(rows) + "\n]")
     else:
         if plan is not None:
+            from pss.budget import describe_budget_epochs
             from pss.evidence import recommended_shape
 
-            if longer is not None:
-                print(f"budget {args.budget:g} of {args.epochs:g} epochs spent as {longer} epochs "
-                      f"(budget_epochs {f'auto = {factor:g}: {why}' if why else f'{factor:g}'}): "
-                      f"{budget:g} of each of them")
+            if cfg.budget_reference is not None:
+                print(describe_budget_epochs(cfg))
             print(budget_header(plan, counts, sched.to_dict().get("grid")) if plan.lever == "drop" else plan.describe())
             if plan.unspent():
                 print("warning: " + plan.unspent())

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from pss.analysis.sweep import (
-    CLASS_MODES, DEFAULT_KEEP_RATIOS, REDUCE_MODES, parse_keep_ratios, sweep_checkpoints, write_sweep,
-)
+from pss.analysis.evaldata import CLASS_MODES
+from pss.analysis.sweep import DEFAULT_KEEP_RATIOS, REDUCE_MODES, parse_keep_ratios, sweep_checkpoints, write_sweep
 from pss.bounds import bounded, check_count
 from pss.errors import ConfigError
 from pss.outputs import check_output_folder

@@ -144,11 +144,11 @@ def unknown_flag_hint(unknown: list[str]) -> str:
 
 
 def say_what_to_do_when_stopped(output_dir: str | None) -> None:
-    """The "interrupted" line of a stopped run names its next step (pss.train.recovery_hint)."""
+    """The "interrupted" line of a stopped run names its next step (pss.runfolder.recovery_hint)."""
     from pathlib import Path
 
     from pss import interrupt
-    from pss.train import recovery_hint
+    from pss.runfolder import recovery_hint
 
     interrupt.recovery_hint = lambda: recovery_hint(Path(output_dir or "runs/train").expanduser())
 

@@ -23,7 +23,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from pss.config import DataConfig
 from pss.data.builtin import builtin_class_names, builtin_split
 from pss.data.checks import DataReport, check_data
-from pss.data.readable import WIDE_GREY_MODES, first_readable, load_rgb  # noqa: F401 (load_rgb re-exported)
+from pss.data.readable import first_readable, load_rgb
 from pss.errors import DataError
 
 log = logging.getLogger("pss.data")
