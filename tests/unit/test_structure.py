@@ -224,3 +224,13 @@ def test_the_size_report_names_rooms_and_functions_past_the_signals():
     assert any(line.startswith("function pss.") for line in lines)
     assert not any("PssVisionTransformer.__init__" in line for line in lines)  # model constructors are excepted
     assert size_report(module_lines=10**6, function_lines=10**6) == []
+
+
+def test_every_package_is_shipped():
+    """pyproject.toml lists the packages a wheel carries: a new sub-package (pss.tasks) missing there would
+    import from a checkout and not from an install."""
+    import tomllib
+
+    listed = set(tomllib.loads((SRC.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {_module_name(p) for p in PKG.rglob("__init__.py")}
+    assert packages <= listed, sorted(packages - listed)
