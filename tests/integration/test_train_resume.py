@@ -132,7 +132,8 @@ def test_resume_errors(tmp_path, capsys):
 def test_a_checkpoint_from_before_the_loop_counters_resumes_exactly(tmp_path):
     """Checkpoints written before Progress counted steps per keep ratio (no steps_at / time_at in their
     progress) still resume, and the resumed run is the uninterrupted one (deterministic CPU)."""
-    from pss.train import resolve_config, train
+    from pss.resolve import resolve_config
+    from pss.train import train
 
     recipe = write_recipe(tmp_path, epochs=2, log_interval=1, deterministic=True, select="random", budget=0.7)
     cfg, _ = resolve_config(recipe, output=str(tmp_path / "full"))
