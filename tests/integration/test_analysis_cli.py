@@ -43,8 +43,11 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
     argv = ["sweep", *checkpoints, "--keep", "1.0,0.5,0.25", "--batch-size", "4", "--warmup", "1",
             "--iters", "1", "--device", "cpu", "--output", str(out)]
     assert main(argv) == 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
     assert "picture:" in printed
+    # progress on stderr, one bar over every batch: 2 models x 3 keep ratios, each timed (1 + 1 batches) and
+    # evaluated on the 6 validation images (2 batches of 4)
+    assert "sweep: pss" in err and "24/24" in err
     result = json.loads((out / "sweep.json").read_text())
     assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["select"] == "default"
     # each model at the deterministic default for the rule it was trained with, said in the output
@@ -63,14 +66,24 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
         g = [r["gflops_per_image"] for r in rows]
         assert g[0] > g[1] > g[2] > 0
     img = mpimg.imread(out / "sweep.png")
-    assert img.shape[:2] == (500, 1200) and img[..., :3].std() > 0.05
+    assert img.shape[:2] == (520, 1200) and img[..., :3].std() > 0.05
+
+
+def test_sweep_help_names_the_default_rules_the_code_uses(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert pss.select.DEFAULT_INFERENCE_SELECT[None] == "grid"
+    assert "grid for models trained at every token (baselines) and those trained with random" in text
+    assert "magnitude for models trained with magnitude" in text and "--quiet" in text
 
 
 def test_sweep_reduce_both_and_every_rule(checkpoints, tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["sweep", *checkpoints, "--keep", "1.0,0.5", "--batch-size", "4", "--warmup", "0", "--iters", "1",
-            "--device", "cpu", "--select", "all", "--reduce", "both", "--merge-r", "0,4,8", "--output", str(out)]
+            "--device", "cpu", "--select", "all", "--reduce", "both", "--merge-r", "0,4,8", "--quiet", "--output", str(out)]
     assert main(argv) == 0
+    assert capsys.readouterr().err == ""  # --quiet: no progress bar
     result = json.loads((out / "sweep.json").read_text())
     entries = result["checkpoints"]
     assert result["reduce"] == "both" and result["select"] == "all"
