@@ -158,12 +158,27 @@ def test_viz_schedule_command(tmp_path, capsys):
             "--output", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "cyclic:low=0.2,high=1.0: mean keep ratio 0.600" in printed
+    assert "cyclic:low=0.2,high=1.0: mean keep ratio 0.600 over 4 epochs" in printed  # the first recipe's length
     assert "recipe.yaml (linear): mean keep ratio" in printed
-    assert "demo (cyclic): mean keep ratio" in printed  # a shipped recipe, by name
+    # a shipped recipe, by name, drawn as it trains: its budget solved (a cyclic low = 0.2222 on the 0.2 grid)
+    assert "demo (cyclic, budget 0.6): mean keep ratio 0.600 over 10 epochs (" in printed and "low = 0.2222" in printed
+    assert "(keep ratios drawn per step)" in printed
     assert mpimg.imread(out).shape[:2] == (450, 900)
     assert main(["viz", "schedule", "wavy:low=1", "--output", str(out)]) == 2
     assert "unknown schedule" in capsys.readouterr().err
+
+
+def test_viz_schedule_draws_a_budget_recipe_as_it_trains(tmp_path, capsys):
+    """The recommended recipe: 200 epochs' budget 0.6 spent as 300 epochs at the solved fixed keep ratio, drawn
+    per epoch (a cyclic wave per epoch over 300 epochs would fill the plot); --epochs as pss train takes it."""
+    out = tmp_path / "sched.png"
+    assert main(["viz", "schedule", "cifar10_pss", "cyclic", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cifar10_pss (fixed, budget 0.6): mean keep ratio 0.398 over 300 epochs (budget 0.6 of 200 epochs spent " \
+           "as 300 epochs; " in printed and "rho = 0.3984" in printed
+    assert "cyclic: mean keep ratio 0.600 over 300 epochs" in printed and "drawn per epoch" in printed
+    assert main(["viz", "schedule", "cifar10_pss", "--epochs", "20", "--output", str(out)]) == 0
+    assert "over 30 epochs" in capsys.readouterr().out  # --epochs 20 x budget_epochs auto (1.5)
 
 
 def test_sweep_checks_the_data_classes_against_the_checkpoint(checkpoints, tmp_path, capsys):

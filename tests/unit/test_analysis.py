@@ -218,3 +218,39 @@ def test_place_labels_keeps_label_boxes_apart():
     assert not overlaps((0, 0, 1, 1), (1, 0, 2, 1))  # touching edges do not count
     with pytest.raises(ValueError, match="2 anchors for 1 label sizes"):
         place_labels([(0, 0), (1, 1)], [(1, 1)])
+
+
+def test_long_schedules_are_drawn_per_epoch(tmp_path):
+    """A cyclic wave per epoch over 300 epochs: drawn per epoch (each epoch's range and mean), not 30,000 steps."""
+    cyc = CyclicSchedule(low=0.2, high=1.0, warmup_epochs=1)
+    mean, low, high = viz._per_epoch(cyc.values(10, 30), 10)
+    assert (mean[0], low[0], high[0]) == (1.0, 1.0, 1.0)  # the warm-up epoch
+    assert low[1:] == [0.2, 0.2] and high[1:] == [1.0, 1.0] and mean[1] == pytest.approx(0.6)
+    res = viz.plot_schedules({"cyclic": cyc, "short": viz.ScheduleRun(FixedSchedule(rho=0.5), total_steps=40 * 10)},
+                             10, 300 * 10, tmp_path / "s.png", dpi=50)
+    assert res["drawn"] == "per epoch" and res["epochs"] == {"cyclic": 300, "short": 40}
+    assert res["mean_keep_ratio"]["short"] == 0.5
+    assert viz.plot_schedules({"cyclic": cyc}, 10, 30 * 10, tmp_path / "s.png", dpi=50)["drawn"] == "per step"
+
+
+def test_trained_schedule_solves_the_budget_and_gives_the_sides():
+    """A recipe with a budget and a resolution schedule: the keep ratio solved by the run's entry, the side per epoch."""
+    from pss.config import config_from_dict
+    from pss.resolution import from_dict as resolution_from_dict
+    from pss.tokens_for_epochs import solve_run_budget
+    from pss.budget import FlopCost
+    from pss.train import build_model_for
+
+    res = {"name": "step", "start": 0.5, "full_from": 0.5}
+    cfg = config_from_dict({"epochs": 4, "model": {"name": "pss_vit_tiny_patch4_32", "kwargs": TINY},
+                            "schedule": {"name": "fixed", "rho": 0.9}, "budget": 0.5, "resolution": res})
+    run = viz.trained_schedule(cfg, 5)
+    assert run.total_steps == 20 and run.img_size == 32
+    plan = solve_run_budget(cfg, FlopCost.for_model(build_model_for(cfg, 10), cfg.model.name), 5)
+    assert run.schedule == plan.schedule and run.schedule.rho < 0.9
+    # the side of each epoch, of the resolution schedule the budget solved (its start) or the recipe's
+    assert run.sides == (plan.resolution or resolution_from_dict(res)).epoch_sides(4, 32, 4)
+    assert run.sides[:2] < [32, 32] and run.sides[2:] == [32, 32]
+    assert "budget 0.5" in run.note
+    plain = viz.trained_schedule(config_from_dict({"epochs": 3, "schedule": "cyclic"}), 5)
+    assert plain == viz.ScheduleRun(CyclicSchedule(), 15)  # no budget, no resolution: the recipe's schedule
