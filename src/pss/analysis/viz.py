@@ -210,11 +210,12 @@ class ScheduleRun:
     note: str = ""  # what was solved, for the command's output
 
 
-def trained_schedule(cfg: Any, steps_per_epoch: int) -> ScheduleRun:
+def trained_schedule(cfg: Any, steps_per_epoch: int, model: nn.Module | None = None, cost: Any = None) -> ScheduleRun:
     """The keep-ratio schedule (and sides per epoch) a resolved training config (pss.resolve.resolve_config:
     budget_epochs applied) trains with: with a `budget`, solved by the entry a run and `pss schedule` use
-    (pss.tokens_for_epochs.solve_run_budget, i.e. pss.budget.plan_budget) on the cost model the recipe names
-    (`budget_cost: measured` is timed in the run itself; drawn here with the FLOP cost)."""
+    (pss.tokens_for_epochs.solve_run_budget, i.e. pss.budget.plan_budget) on `cost`, by default the cost model
+    the recipe names (`budget_cost: measured` is timed in the run itself: without `cost`, the FLOP cost).
+    `model`: the recipe's model where already built (else built here when a budget or resolution needs it)."""
     import dataclasses
 
     from pss.budget import FlopCost, cost_model_for
@@ -224,17 +225,17 @@ def trained_schedule(cfg: Any, steps_per_epoch: int) -> ScheduleRun:
 
     total = cfg.epochs * steps_per_epoch
     schedule, resolution, note = cfg.schedule, cfg.resolution, ""
-    model = None
-    if cfg.budget is not None or resolution is not None:
+    if model is None and (cfg.budget is not None or resolution is not None):
         # the model's FLOPs and patch grid at the data's side (the class count barely moves the cost)
         m = dataclasses.replace(cfg.model, img_size=cfg.model.img_size or cfg.data.img_size)
         model = build_model_for(dataclasses.replace(cfg, model=m), cfg.model.num_classes or 10)
     if cfg.budget is not None:
-        if cfg.budget_cost.startswith("measured"):
+        how = ""
+        if cost is None and cfg.budget_cost.startswith("measured"):
             cost, how = FlopCost.for_model(model, cfg.model.name), (
-                f"; budget_cost {cfg.budget_cost} is solved in the run on its timed steps, drawn here by FLOPs")
-        else:
-            cost, how = cost_model_for(cfg, model), ""
+                f"; budget_cost {cfg.budget_cost} is solved in the run on its timed steps, here by FLOPs")
+        elif cost is None:
+            cost = cost_model_for(cfg, model)
         plan = solve_run_budget(cfg, cost, steps_per_epoch)
         schedule, resolution = plan.schedule, plan.resolution or resolution
         ref = cfg.budget_reference or {}
