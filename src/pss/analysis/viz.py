@@ -314,6 +314,7 @@ def plot_schedules(
         side_ax.set_ylabel("training side (px, dotted)")
         more = side_ax.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
-    fig.legend(handles, labels, title="schedule", loc="outside lower center", ncols=min(2, len(labels)), fontsize=9)
+    cols = 2 if len(labels) > 1 and max(map(len, labels)) <= 48 else 1  # two columns of long labels overflow
+    fig.legend(handles, labels, title="schedule", loc="outside lower center", ncols=cols, fontsize=9)
     fig.savefig(path)
     return {"path": str(path), "mean_keep_ratio": means, "epochs": epochs, "drawn": "per step" if per_step else "per epoch"}
