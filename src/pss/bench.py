@@ -318,7 +318,10 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
             name = "in memory" if cfg.data.in_memory else f"{ran} workers" + (f" (asked {w})" if ran != w else "")
             rows.append({"num_workers": w, "loader": name, "side": side, "decoded_at_side": in_workers, **stats,
                          "images_per_s_per_worker": stats["images_per_s"] / ran if ran and not cfg.data.in_memory else None})
-    model = will_it_pay(cfg, len(report.classes), rows, steps_per_epoch, dev, model_iters) if model_iters else None
+    full_side = any(r["side"] == cfg.data.img_size for r in rows)
+    model = will_it_pay(cfg, len(report.classes), rows, steps_per_epoch, dev, model_iters) \
+        if model_iters and full_side else None
+    why_not = None if model else "--model-iters 0" if not model_iters else "no loader row at the full side (--sides 1.0)"
     return {
         "kind": "data",
         "pipeline": data_pipeline(cfg.data, cfg.batch_size, report.root),
@@ -329,6 +332,7 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
         "date": time.strftime("%Y-%m-%d"),
         "results": rows,
         "model": model,  # the recipe's model step times and schedule behind each row's prediction (None: not timed)
+        "not_predicted": why_not,
     }
 
 
@@ -343,7 +347,7 @@ def will_it_pay(cfg: Any, num_classes: int, rows: list[dict], steps_per_epoch: i
     import dataclasses
 
     from pss.analysis.viz import trained_schedule
-    from pss.preflight import Measurements, loader_placement, predict, ratios_to_time
+    from pss.preflight import Measurements, loader_placement, predict, ratios_to_time, with_loader_named
     from pss.train import build_model_for, resolve_data_geometry
 
     cfg = resolve_data_geometry(cfg, num_classes)
@@ -365,15 +369,22 @@ def will_it_pay(cfg: Any, num_classes: int, rows: list[dict], steps_per_epoch: i
         overlap, where = loader_placement(dataclasses.replace(cfg.data, num_workers=row["num_workers"]), dev)
         meas = Measurements(times, row["mean_batch_s"], cfg.batch_size, overlap, source="pss bench data", loader=where)
         if on_times:
-            run = trained_schedule(cfg, steps_per_epoch, model=model, cost=meas.cost_model())
+            try:
+                run = trained_schedule(cfg, steps_per_epoch, model=model, cost=meas.cost_model())
+            except ConfigError as e:  # this loader cannot feed the budget; another row's may
+                row["prediction"] = {"time_ratio": None, "model_time_ratio": None, "bound": None, "schedule": None,
+                                     "message": f"no run: {with_loader_named(e, meas)}"}
+                continue
         counts = run.schedule.counts(steps_per_epoch, total)
         pred = predict(meas, (r for r, n in counts.items() for _ in range(n)))
         row["prediction"] = {"time_ratio": pred.time_ratio, "model_time_ratio": pred.model_time_ratio,
                              "bound": pred.bound, "message": pred.message, "schedule": run.schedule.to_dict()}
+    sched = None if run is None else run.schedule  # None: no loader could feed a budget measured with it
     return {"name": cfg.model.name, "batch_size": cfg.batch_size, "amp": resolve_amp(cfg.amp, dev).name,
             "warmup": warmup, "iters": iters, "step_time_s": {f"{r:g}": t for r, t in times.items()},
-            "schedule": run.schedule.to_dict(), "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
-            "mean_keep_ratio": run.schedule.mean(steps_per_epoch, total), "budget": run.note or None,
+            "schedule": None if sched is None else sched.to_dict(), "epochs": cfg.epochs,
+            "steps_per_epoch": steps_per_epoch, "budget": None if run is None else run.note or None,
+            "mean_keep_ratio": None if sched is None else sched.mean(steps_per_epoch, total),
             "resolution": None if cfg.resolution is None else cfg.resolution.to_dict()}
 
 
@@ -406,11 +417,15 @@ def _prediction_lines(report: dict) -> list[str]:
     """Will it pay: the run's predicted time ratio per loader row (`will_it_pay`), or why there is none."""
     m = report.get("model")
     if m is None:
-        return ["", "will it pay: not predicted (--model-iters 0); give --model-iters N to time the recipe's model"]
+        return ["", f"will it pay: not predicted ({report.get('not_predicted') or '--model-iters 0'})"]
     sched = m["schedule"]
-    params = ", ".join(f"{k}={v:g}" for k, v in sched.items() if k != "name" and isinstance(v, (int, float)) and v)
-    lines = ["", f"will it pay: the run trains {sched['name']}({params}), mean keep ratio {m['mean_keep_ratio']:.3f} over "
-                 f"{m['epochs']} epochs of {m['steps_per_epoch']} steps"
+    if sched is None:  # a budget on measured times that no loader's times can meet
+        run = f"no run meets the budget with these loaders ({m['epochs']} epochs of {m['steps_per_epoch']} steps)"
+    else:
+        params = ", ".join(f"{k}={v:g}" for k, v in sched.items() if k != "name" and isinstance(v, (int, float)) and v)
+        run = (f"the run trains {sched['name']}({params}), mean keep ratio {m['mean_keep_ratio']:.3f} over "
+               f"{m['epochs']} epochs of {m['steps_per_epoch']} steps")
+    lines = ["", f"will it pay: {run}"
                  + (f" ({m['budget']})" if m.get("budget") else "")
                  + f"; {m['name']} timed {m['iters']} training steps per keep ratio at batch {m['batch_size']}, {m['amp']}"
                  + (" (at the full side: a resolution schedule's smaller sides cost less)" if m.get("resolution") else "")]
