@@ -66,7 +66,7 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
         g = [r["gflops_per_image"] for r in rows]
         assert g[0] > g[1] > g[2] > 0
     img = mpimg.imread(out / "sweep.png")
-    assert img.shape[:2] == (520, 1200) and img[..., :3].std() > 0.05
+    assert img.shape[:2] == (500, 1200) and img[..., :3].std() > 0.05
 
 
 def test_sweep_help_names_the_default_rules_the_code_uses(capsys):

@@ -108,7 +108,7 @@ def test_plot_sweep_and_json(tmp_path):
     paths = sw.write_sweep(result, tmp_path)
     assert json.loads(open(paths["json"]).read())["checkpoints"][1]["name"] == "pss"
     img = mpimg.imread(paths["png"])
-    assert img.shape[:2] == (520, 1200) and img[..., :3].std() > 0.05  # 5 in + one legend row below
+    assert img.shape[:2] == (500, 1200) and img[..., :3].std() > 0.05
 
 
 def _crowded_sweep() -> dict:

@@ -68,24 +68,22 @@ def annotate_apart(ax: Axes, points: Sequence[tuple[float, float]], texts: Seque
     """Label data `points` of `ax` with `texts` where they fit (`place_labels`): inside the axes, off the
     markers at `obstacles` (data points, `marker_px` half-width) and off each other. Call it once the
     figure's layout is final (the axes do not move afterwards). Returns how many labels were left out."""
-    from matplotlib.font_manager import FontProperties
-
     fig = ax.get_figure()
     renderer = fig.canvas.get_renderer()
-    font = FontProperties(size=fontsize)
+    per_point = 72.0 / fig.dpi  # offsets in points, so the picture keeps its layout at any dpi
+    # each label drawn first at its point, to measure the box matplotlib gives it (a line's full height)
+    notes = [ax.annotate(t, p, textcoords="offset points", xytext=(0, 0), ha="center", va="center",
+                         fontsize=fontsize, color=c, annotation_clip=False) for p, t, c in zip(points, texts, colors)]
     pad = 1.0  # pixels around a text, so neighbours do not touch
-    sizes = []
-    for t in texts:
-        w, h, _ = renderer.get_text_width_height_descent(t, font, ismath=False)
-        sizes.append((w + 2 * pad, h + 2 * pad))
+    sizes = [(b.width + 2 * pad, b.height + 2 * pad) for b in (n.get_window_extent(renderer) for n in notes)]
     to_px = ax.transData.transform
     anchors = [tuple(to_px(p)) for p in points]
     markers = [(px - marker_px, py - marker_px, px + marker_px, py + marker_px) for px, py in map(to_px, obstacles)]
     offsets = place_labels(anchors, sizes, gap=marker_px + 2.0, bounds=tuple(ax.get_window_extent(renderer).extents),
                            obstacles=markers)
-    per_point = 72.0 / fig.dpi  # offsets in points, so the picture keeps its layout at any dpi
-    for p, t, c, off in zip(points, texts, colors, offsets):
-        if off is not None:
-            ax.annotate(t, p, textcoords="offset points", xytext=(off[0] * per_point, off[1] * per_point),
-                        ha="center", va="center", fontsize=fontsize, color=c, annotation_clip=False)
+    for note, off in zip(notes, offsets):
+        if off is None:
+            note.remove()
+        else:
+            note.xyann = (off[0] * per_point, off[1] * per_point)
     return sum(off is None for off in offsets)

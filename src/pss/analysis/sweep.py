@@ -250,7 +250,7 @@ def sweep_figure(result: dict[str, Any]) -> Figure:
     entries = [e for e in result["checkpoints"] if any(r.get("acc1") is not None for r in e["results"])]
     legend_cols = min(4, max(1, len(entries)))
     legend_rows = -(-len(entries) // legend_cols)
-    fig = Figure(figsize=(12.0, 5.0 + 0.2 * legend_rows), dpi=100, layout="constrained")
+    fig = Figure(figsize=(12.0, 5.0 + 0.2 * max(0, legend_rows - 1)), dpi=100, layout="constrained")  # legend below
     FigureCanvasAgg(fig)  # a renderer to measure the labels with
     ax, ax2 = fig.subplots(1, 2)
     labels: dict[Axes, list[tuple[tuple[float, float], str, str]]] = {ax: [], ax2: []}
