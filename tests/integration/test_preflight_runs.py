@@ -30,6 +30,9 @@ def test_bench_data_sweeps_workers_and_refuses_bad_input(tmp_path, tiny_image_fo
     assert "no class folders" in capsys.readouterr().err
     assert main(["bench", "data", "--config", str(write_recipe(tmp_path)), "--workers", "0"]) == 2
     assert "worker counts do not apply" in capsys.readouterr().err
+    recipe = write_recipe(tmp_path, data={"path": str(tiny_image_folder), "in_memory": False, "num_workers": 0})
+    assert main(["bench", "data", "--config", str(recipe), "--set", "batch_size=13"]) == 2  # the check, with the batch
+    assert "batch_size 13 per process is larger than the 12 training images" in capsys.readouterr().err
 
 
 def test_preflight_prediction_leaves_the_run_unchanged(tmp_path):
