@@ -143,13 +143,9 @@ def measure_throughput_models(
 ) -> list[dict[float, float]]:
     """Images per second of each model at each keep ratio (`measure_throughput_points`, interleaved)."""
     rhos = [float(r) for r in keep_ratios]
-    points = [(m, rho, select) for rho in rhos for m in models]
-    speed = iter(measure_throughput_points(points, batch_size, amp_dtype, warmup, iters))
-    out: list[dict[float, float]] = [{} for _ in models]
-    for rho in rhos:
-        for d in out:
-            d[rho] = next(speed)
-    return out
+    points = {(i, rho): (m, rho, select) for rho in rhos for i, m in enumerate(models)}  # ratio by ratio
+    speed = _timed(points, batch_size, amp_dtype, warmup, iters)
+    return [{rho: speed[(i, rho)] for rho in rhos} for i in range(len(models))]
 
 
 def ensure_sampler(model: nn.Module) -> nn.Module:
@@ -341,14 +337,22 @@ def _checkpoint_info(path: str | Path, model: nn.Module, config: dict[str, Any])
     }
 
 
-def _points(models: list[nn.Module], drops: list[list[str | None]], merged: list[list[TokenMerging]],
-            keep_ratios: list[float]) -> list[tuple[nn.Module, float, str | None]]:
-    """Every (model, keep ratio, rule) a sweep times: each model's drop dial, then its merging variants."""
-    points: list[tuple[nn.Module, float, str | None]] = []
-    for m, used, wrapped in zip(models, drops, merged):
-        points += [(m, rho, rule) for rule in used for rho in keep_ratios]
-        points += [(w, 1.0, None) for w in wrapped]  # merging and resizing variants
+def _points(models: list[nn.Module], drops: list[list[str | None]], variants: list[list[nn.Module]],
+            keep_ratios: list[float]) -> dict[tuple[Any, ...], tuple[nn.Module, float, str | None]]:
+    """Every (model, keep ratio, rule) a sweep times, keyed by what it is: ``(i, "drop", j, rho)`` for model i's
+    j-th rule at keep ratio rho, ``(i, "variant", k)`` for its k-th merging or resizing variant."""
+    points: dict[tuple[Any, ...], tuple[nn.Module, float, str | None]] = {}
+    for i, (m, used, wrapped) in enumerate(zip(models, drops, variants)):
+        points.update({(i, "drop", j, rho): (m, rho, rule) for j, rule in enumerate(used) for rho in keep_ratios})
+        points.update({(i, "variant", k): (w, 1.0, None) for k, w in enumerate(wrapped)})
     return points
+
+
+def _timed(points: dict[tuple[Any, ...], tuple[nn.Module, float, str | None]], batch_size: int,
+           amp_dtype: torch.dtype | None, warmup: int, iters: int) -> dict[tuple[Any, ...], float]:
+    """Images per second of each point, under the point's key (`measure_throughput_points`, interleaved)."""
+    keys = list(points)
+    return dict(zip(keys, measure_throughput_points([points[k] for k in keys], batch_size, amp_dtype, warmup, iters)))
 
 
 def _resized_variants(paths: list[str | Path], models: list[nn.Module], reduce: str,
@@ -441,23 +445,24 @@ def sweep_checkpoints(
     drops = [[inference_select(m, rule) for rule in rules] if reduce in ("drop", "both", "all") else []
              for m in models]
     resized = _resized_variants(paths, models, reduce, keep_ratios)
-    variants = [[*mv, *rv] for mv, rv in zip(merged, resized)]
-    speeds = iter(measure_throughput_points(_points(models, drops, variants, keep_ratios), batch_size, amp_dtype,
-                                            warmup, iters))
+    variants = [[*mv, *rv] for mv, rv in zip(merged, resized)]  # variant k: merging first, then resizing
+    speeds = _timed(_points(models, drops, variants, keep_ratios), batch_size, amp_dtype, warmup, iters)
     entries = []
     for i, (path, (model, config), loader) in enumerate(zip(paths, loaded, loaders)):
         label = names[i] if names else checkpoint_label(path)
         common = _checkpoint_info(path, model, config)
-        for rule in drops[i]:
-            speed = {rho: next(speeds) for rho in keep_ratios}
+        for j, rule in enumerate(drops[i]):
+            speed = {rho: speeds[(i, "drop", j, rho)] for rho in keep_ratios}
             rows = sweep_model(model, loader, keep_ratios, rule, batch_size, amp_dtype, speed=speed)
             name = label if len(rules) == 1 and reduce == "drop" else f"{label} ({rule})"
             entries.append({"name": name, **common, "reduce": "drop", "select": rule, "results": rows})
+        tome = [speeds[(i, "variant", k)] for k in range(len(merged[i]))]
+        lower = [speeds[(i, "variant", len(merged[i]) + k)] for k in range(len(resized[i]))]
         if merged[i]:
-            rows = merge_model_rows(merged[i], loader, [next(speeds) for _ in merged[i]], amp_dtype)
+            rows = merge_model_rows(merged[i], loader, tome, amp_dtype)
             entries.append({"name": f"{label} (ToMe)", **common, "reduce": "merge", "select": None, "results": rows})
         if resized[i]:
-            rows = resize_model_rows(resized[i], loader, [next(speeds) for _ in resized[i]], amp_dtype)
+            rows = resize_model_rows(resized[i], loader, lower, amp_dtype)
             entries.append({"name": f"{label} (resize)", **common, "reduce": "resize", "select": None, "results": rows})
     precision = "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
     return {"keep_ratios": keep_ratios, "select": "default" if select is None else select, "reduce": reduce,
