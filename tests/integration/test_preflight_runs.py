@@ -52,7 +52,10 @@ def test_preflight_prediction_leaves_the_run_unchanged(tmp_path):
     assert json.loads((runs["false"] / "summary.json").read_text())["preflight"] is None
     assert pre["bound"] == "serial"  # in-memory data: batches are made in the training process
     assert set(pre["measurements"]["step_time_s"]) == {"1", "0.6", "0.2"}  # the schedule's keep ratios
-    assert 0 < pre["model_time_ratio"] <= pre["time_ratio"] < 1.2
+    # serial-bound: the loader's time adds to every step alike, so it pulls the ratio from the model's own
+    # towards 1 (from below as expected, from above when a busy machine times the small steps slower)
+    model, total = pre["model_time_ratio"], pre["time_ratio"]
+    assert 0 < model < 1.2 and min(model, 1.0) - 1e-9 <= total <= max(model, 1.0) + 1e-9
     assert pre["realised_time_ratio"] > 0 and "expected time ratio" in pre["message"]
 
 
