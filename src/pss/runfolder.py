@@ -143,7 +143,10 @@ class RunDir:
         atomic_write(self.study, lambda f: f.write(data))
 
     def check_fresh(self, resume: bool, overwrite: bool) -> None:
-        """A fresh run must not write into another run's folder (unless told to replace it)."""
+        """A fresh run must not write into another run's folder (unless told to replace it); a resumed one
+        continues logs that read (`read_jsonl`: a corrupt line refused now, before anything is written)."""
+        if resume:
+            self.read_train_log(), self.read_val_log()
         existing = [n for n in self.OUTPUTS if (self.path / n).exists()]
         if existing and not (resume or overwrite):
             if not self.last.is_file():
