@@ -1,4 +1,4 @@
-"""Datasets and loaders: ImageNet-style folders, CIFAR-style archives, and a built-in synthetic set.
+"""Datasets and loaders: ImageNet-style folders, their archives, Hugging Face datasets, and a built-in synthetic set.
 
 Several sources, one interface (`build_datasets` -> train, val, class names; `build_loader` -> batches
 of normalised float images (B, 3, H, W) and long targets (B,)), configured by `pss.config.DataConfig`
