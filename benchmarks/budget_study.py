@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
-from pss.pretrain import ENCODER_FILE  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.study import (  # noqa: E402
     CPU_REDUCED_MODEL,
@@ -213,7 +213,7 @@ def plan_finetune(args: argparse.Namespace) -> tuple[PlannedRun, list[PlannedRun
     fine-tuning run at the first horizon, seed by seed)."""
     horizon = _ints(args.horizons)[0]
     pre = pretrain_run(args)
-    start = (f"init={pre.folder / ENCODER_FILE}", *FINETUNE)
+    start = (f"init={RunDir(pre.folder).encoder}", *FINETUNE)
     runs = []
     for seed in _ints(args.seeds):
         for arm in FT_ARMS:
@@ -236,11 +236,6 @@ def gate(summaries: dict[str, dict[str, Any]], horizon: int, seed: int) -> dict[
     gain = ft["final_acc1"] - scratch["final_acc1"]
     return {"seed": seed, "finetuned": ft["final_acc1"], "scratch": scratch["final_acc1"], "gain": gain,
             "required": GATE_POINTS, "meaningful": gain >= GATE_POINTS}
-
-
-def _finished(run: PlannedRun) -> bool:
-    marker = run.folder / "e2e_run.json"
-    return (run.folder / "summary.json").exists() and marker.exists() and json.loads(marker.read_text()) == run.settings
 
 
 def every_run(args: argparse.Namespace) -> list[PlannedRun]:
@@ -294,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(runs: list[PlannedRun], recorded: dict, args: argparse.Namespace) -> None:
     """Train (or with --record-only, only check) the runs not already in a record."""
-    todo = [r for r in runs if _finished(r) or _key(r) not in recorded]
+    todo = [r for r in runs if RunDir(r.folder).is_finished(r.settings) or _key(r) not in recorded]
     for r in runs:
         if r not in todo:
             log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
@@ -307,7 +302,7 @@ def _train(runs: list[PlannedRun], recorded: dict, args: argparse.Namespace) -> 
 
 def _summaries(every: list[PlannedRun], recorded: dict) -> dict[str, dict[str, Any]]:
     """label -> summary of every finished run, from its folder or else from a committed record."""
-    summaries = {r.label: json.loads((r.folder / "summary.json").read_text()) for r in every if _finished(r)}
+    summaries = {r.label: RunDir(r.folder).read_summary() for r in every if RunDir(r.folder).is_finished(r.settings)}
     summaries.update({r.label: recorded[_key(r)] for r in every if r.label not in summaries and _key(r) in recorded})
     return summaries
 

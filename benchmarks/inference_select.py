@@ -36,6 +36,7 @@ from pss.analysis.sweep import evaluate, val_loader_for  # noqa: E402
 from pss.control import samplers  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
 from pss.models.hub import load_model  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.select import DETERMINISTIC_RULES  # noqa: E402
 from pss.study import write_record  # noqa: E402
@@ -136,7 +137,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     rows = [r for f in args.from_records for r in json.loads(Path(f).read_text())["runs"]]
     for run in map(Path, args.runs):
-        if not (run / "summary.json").is_file():
+        if not RunDir(run).is_finished():
             print(f"skipped (not finished): {run}")
             continue
         rows.append(measure(run, args.heldout, work, args.batch_size))

@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 
 from results_page import write as write_results_page  # noqa: E402
 from pss.analysis.report import versus  # noqa: E402
-from pss.pretrain import ENCODER_FILE  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
 from pss.study import CPU_REDUCED, CPU_REDUCED_MODEL, PlannedRun, derive, planned_run, run_plan, write_record  # noqa: E402
 CONFIGS = ROOT / "configs"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -114,7 +114,7 @@ def plan(args: argparse.Namespace, workdir: Path) -> list[PlannedRun]:
     else:
         ft_extra, pre_extra = [], []
     ft_sets = [*common, *ft_extra, *args.set_finetune]
-    encoder = f"init={workdir / 'pretrain' / ENCODER_FILE}"
+    encoder = f"init={RunDir(workdir / 'pretrain').encoder}"
     stages = {
         "pretrain": ("cifar10_pretrain_simmim.yaml", [*common, *pre_extra, *args.set_pretrain]),
         "ft_baseline": ("cifar10_finetune_baseline.yaml", [*ft_sets, encoder]),

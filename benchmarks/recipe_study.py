@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 from results_page import write as write_results_page  # noqa: E402
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.analysis.report import versus  # noqa: E402
 from pss.study import (  # noqa: E402
@@ -154,12 +155,6 @@ def plan(args: argparse.Namespace, every_arm: bool = False) -> list[PlannedRun]:
     return runs
 
 
-def _finished(run: PlannedRun) -> bool:
-    """Its folder holds a finished run of exactly these settings."""
-    marker = run.folder / "e2e_run.json"
-    return (run.folder / "summary.json").exists() and marker.exists() and json.loads(marker.read_text()) == run.settings
-
-
 def _unknown(kind: str, name: str, known: dict) -> list[str]:
     raise SystemExit(f"unknown {kind} {name!r}; choose from {', '.join(known)}")
 
@@ -191,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         run_plan(runs, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
     # The record covers every arm finished under --output with these settings, not only the groups of
     # this command: recording a later group never drops the earlier ones.
-    runs = [r for r in plan(args, every_arm=True) if _finished(r)]
-    summaries = {(r.name, r.seed): json.loads((r.folder / "summary.json").read_text()) for r in runs}
+    runs = [r for r in plan(args, every_arm=True) if RunDir(r.folder).is_finished(r.settings)]
+    summaries = {(r.name, r.seed): RunDir(r.folder).read_summary() for r in runs}
     if not runs:
         raise SystemExit("no finished runs to record yet; run without --record-only first")
     device = "cuda" if args.gpu else "cpu"

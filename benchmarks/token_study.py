@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from pss.budget import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
 from pss.study import (  # noqa: E402
     CPU_REDUCED_MODEL,
     RECORD_SUMMARY_KEYS,
@@ -224,13 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     recorded = recorded_summaries(Path(args.results))
     runs = plan(args)
-    todo = [r for r in runs if _key(r) not in recorded or (r.folder / "summary.json").exists()]
+    todo = [r for r in runs if _key(r) not in recorded or RunDir(r.folder).is_finished()]
     for r in runs:
         if r not in todo:
             log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
     if args.dial:
         run_dial(args)
-        todo = [r for r in todo if (r.folder / "summary.json").exists()]  # record what exists, train nothing
+        todo = [r for r in todo if RunDir(r.folder).is_finished()]  # record what exists, train nothing
     for r in todo:
         if args.record_only or args.dial:
             run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
@@ -270,7 +271,7 @@ def run_dial(args: argparse.Namespace) -> None:
             if (out / "sweep.json").exists():
                 log.info("dial: %s seed %d swept already (%s)", scale, seed, out)
                 continue
-            missing = [r.label for r in pair if not (r.folder / "summary.json").exists()]
+            missing = [r.label for r in pair if not RunDir(r.folder).is_finished()]
             if missing:
                 log.info("dial: %s seed %d waits for %s to finish", scale, seed, ", ".join(missing))
                 continue
@@ -436,8 +437,7 @@ def record(every: list[PlannedRun], recorded: dict, args: argparse.Namespace) ->
     rows = []
     horizon = {_parse(r.name)[0]: r.cfg.epochs for r in every if _parse(r.name)[2] == "full"}
     for r in every:
-        done = r.folder / "summary.json"
-        s = json.loads(done.read_text()) if done.exists() else recorded.get(_key(r))
+        s = RunDir(r.folder).read_summary() or recorded.get(_key(r))
         if s is not None:
             rows.append(_row(r, s, horizon[_parse(r.name)[0]]))
     if not rows:

@@ -298,7 +298,8 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
                               "so worker counts do not apply (with in_memory, num_workers only decode the set once, "
                               "before training): drop --workers, or --set data.in_memory=false to time a worker pipeline")
     dev = resolve_device(device or cfg.device)
-    report = check_data(cfg.data)  # a missing or empty dataset fails here, before any decoding
+    # a missing or empty dataset, or a batch larger than it, fails here: before the scan and any decoding
+    report = check_data(cfg.data, cfg.batch_size)
     workers = (cfg.data.num_workers,) if workers is None or cfg.data.in_memory else tuple(workers)
     train_ds, _, _ = build_datasets(cfg.data, dev if cfg.data.in_memory else None, report=report)
     from pss.resolution import patch_side

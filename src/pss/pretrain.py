@@ -49,24 +49,21 @@ from pss.engine import BaseTask
 from pss.errors import ConfigError
 from pss.models.simmim import SimMIM, check_mask_args
 from pss.models.vit import PssVisionTransformer
+from pss.runfolder import RunDir
 from pss.runtime import Amp, DistInfo, unwrap_model
 from pss.schedule import FixedSchedule
 
 log = logging.getLogger("pss.pretrain")
 
 __all__ = [
-    "ENCODER_FILE",
     "MIMTask",
     "MimConfig",
     "PretrainConfig",
-    "RECON_FILE",
     "pretrain",
     "resolve_pretrain_config",
     "save_reconstructions",
 ]
 
-ENCODER_FILE = "encoder.safetensors"
-RECON_FILE = "reconstructions.png"
 MIN_MASK_REGIONS = 4  # fewer regions per image and a "share" of masked regions means little
 
 
@@ -212,22 +209,23 @@ class MIMTask(BaseTask):
         if not dist_info.is_main:
             return {}
         bare: SimMIM = unwrap_model(model)
+        run = RunDir(folder)
         m = self.cfg.model
         arch = {"name": m.name, "img_size": m.img_size, **m.kwargs}
         export_safetensors(
-            bare.encoder_state_dict(), folder / ENCODER_FILE,
+            bare.encoder_state_dict(), run.encoder,
             metadata={"pss_encoder": arch, "pss_pretrain_config": config, "step": step, "format": "pss-simmim-encoder"},
         )
-        out: dict[str, Any] = {"encoder": ENCODER_FILE}
-        log.info("encoder for fine-tuning: %s  (pss train --init %s)", folder / ENCODER_FILE, folder / ENCODER_FILE)
+        out: dict[str, Any] = {"encoder": RunDir.ENCODER}
+        log.info("encoder for fine-tuning: %s  (pss train --init %s)", run.encoder, run.encoder)
         if self.mim.num_recon_images and val_loader is not None:
             images = _spread_images(val_loader, self.mim.num_recon_images)
             if images is not None:
                 loss = save_reconstructions(
-                    bare, images, self.cfg.data.mean, self.cfg.data.std, folder / RECON_FILE, amp=amp,
+                    bare, images, self.cfg.data.mean, self.cfg.data.std, run / RunDir.RECONSTRUCTIONS, amp=amp,
                     seed=self.mim.eval_seed, title=f"SimMIM reconstructions after {step} steps",
                 )
-                out.update(reconstructions=RECON_FILE, reconstruction_loss=loss)
+                out.update(reconstructions=RunDir.RECONSTRUCTIONS, reconstruction_loss=loss)
         return out
 
 

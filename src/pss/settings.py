@@ -101,7 +101,7 @@ _AUTO_AUGMENT_PREFIXES = ("rand", "augmix", "original", "v0", "3a")
 class DataConfig:
     """The ``data:`` section of a recipe (read by `pss.data`). Validated on construction (raises `ConfigError`)."""
 
-    path: str | None = None  # folder, .tar.gz archive, hf:NAME[:CONFIG] (pss.data.hf), or None for the built-in glyph set
+    path: str | None = None  # folder, .tar.gz archive, hf:NAME[:CONFIG] (pss.data.sources), or None for the built-in glyph set
     train_split: str = "train"
     val_split: str = "val"  # the CIFAR-10 archive uses "test"
     img_size: int = 32

@@ -7,9 +7,9 @@ Used by every script under `benchmarks/`, which share its set-ups (`CPU_REDUCED`
 the studies' `STUDY_CPU` and `STUDY_CPU_ROPE` and their arms, `study_arm`), its reading of committed records
 (`recorded_summaries`) and its one way of writing a record (`write_record`). A run whose folder holds
 summary.json is done (its summary is re-read), one holding checkpoint-last.pt is resumed exactly
-(`pss train --resume`), anything else starts afresh. Each run's settings are kept in its folder's
-`e2e_run.json`; a folder holding a run of other settings is refused before anything trains, so nothing
-already in the output folder is lost. An equal-time baseline's length depends on the run it matches
+(`pss train --resume`), anything else starts afresh. Each run's settings are kept in its folder
+(`RunDir.write_study_settings`: e2e_run.json); a folder holding a run of other settings is refused before
+anything trains, so nothing already in the output folder is lost. An equal-time baseline's length depends on the run it matches
 (`equal_time_ratio`): its settings are planned once that run's cost is known.
 """
 from __future__ import annotations
@@ -164,16 +164,16 @@ def planned_run(name: str, seed: int, recipe: str, overrides: list[str], data: s
 
 def run_state(folder: Path, settings: dict[str, Any], fresh: bool) -> str:
     """"done", "resume" or "fresh" for one planned run; a folder holding other settings is refused."""
-    marker = folder / "e2e_run.json"
-    if fresh or not marker.exists():
+    run = RunDir(folder)
+    before = None if fresh else run.read_study_settings()
+    if before is None:
         return "fresh"
-    before = json.loads(marker.read_text())
     if before != settings:
         raise ConfigError(f"{folder} holds a run of other settings ({before}; now {settings}): "
-                         "run with --fresh to start over, or choose another --output")
-    if RunDir(folder).is_finished():
+                          "run with --fresh to start over, or choose another --output")
+    if run.is_finished(settings):
         return "done"
-    return "resume" if RunDir(folder).last.exists() else "fresh"
+    return "resume" if run.last.exists() else "fresh"
 
 
 def equal_time_ratio(pss_run: PlannedRun, summaries: dict[tuple[str, int], dict[str, Any]], full: str = "baseline") -> float:
@@ -244,8 +244,7 @@ def run_plan(plan: list[PlannedRun], *, fresh: bool = False, quiet: bool = False
             warmed = True
         log.info("study: %s %s (seed %d) -> %s", "resuming" if state == "resume" else "training", run.name, run.seed,
                  run.folder)
-        run.folder.mkdir(parents=True, exist_ok=True)
-        (run.folder / "e2e_run.json").write_text(json.dumps(run.settings, indent=1) + "\n")
+        RunDir(run.folder).write_study_settings(run.settings)
         if state == "resume":
             summaries[(run.name, run.seed)] = train(run.cfg, resume_from=RunDir(run.folder).last, quiet=quiet)
         else:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 
 from pss.checkpoint import atomic_write
 from pss.config import LoggingConfig
-from pss.runfolder import RunDir, RunWriter
+from pss.runfolder import RunDir, RunWriter, read_jsonl
 from pss.errors import ConfigError
 
 log = logging.getLogger("pss.train")
@@ -74,7 +73,7 @@ class TrackingWriter(RunWriter):
             return
         # the resumed epoch's earlier steps, for its summary row
         if self.train_log.exists():
-            recs = [json.loads(x) for x in self.train_log.read_text().splitlines() if x.strip()]
+            recs = read_jsonl(self.train_log)
             epoch = recs[-1]["epoch"] if recs and recs[-1]["step"] == step - 1 else None
             self._epoch_records = [r for r in recs if r["epoch"] == epoch] if epoch is not None else []
         for t in self.trackers:

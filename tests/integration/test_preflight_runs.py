@@ -30,7 +30,9 @@ def test_bench_data_sweeps_workers_and_refuses_bad_input(tmp_path, tiny_image_fo
     # 3 steps per epoch: the wave runs 0.2, 0.8, 0.8 each epoch; 1.0 is timed as the reference
     assert set(model["step_time_s"]) == {"1", "0.8", "0.2"} and model["mean_keep_ratio"] == pytest.approx(0.6)
     assert rows[0]["prediction"]["bound"] == "serial"  # 0 workers: decoded in the training process
-    assert all(0 < r["prediction"]["model_time_ratio"] <= r["prediction"]["time_ratio"] for r in rows)
+    # the loader's time pulls each ratio from the model's own towards 1 (from above on a busy machine)
+    assert all(min(p["model_time_ratio"], 1.0) - 1e-9 <= p["time_ratio"] <= max(p["model_time_ratio"], 1.0) + 1e-9
+               for p in (r["prediction"] for r in rows))
     assert "will it pay: the run trains cyclic(low=0.2, high=1" in printed and "expected time ratio" in printed
 
     assert main(["bench", "data", "--data", str(tmp_path / "missing")]) == 2
@@ -41,6 +43,9 @@ def test_bench_data_sweeps_workers_and_refuses_bad_input(tmp_path, tiny_image_fo
     assert "no class folders" in capsys.readouterr().err
     assert main(["bench", "data", "--config", str(write_recipe(tmp_path)), "--workers", "0"]) == 2
     assert "worker counts do not apply (with in_memory, num_workers only decode the set once" in capsys.readouterr().err
+    recipe = write_recipe(tmp_path, data={"path": str(tiny_image_folder), "in_memory": False, "num_workers": 0})
+    assert main(["bench", "data", "--config", str(recipe), "--set", "batch_size=13"]) == 2  # the check, with the batch
+    assert "batch_size 13 per process is larger than the 12 training images" in capsys.readouterr().err
 
 
 def test_bench_data_predicts_a_budget_recipe_as_it_trains(tmp_path, capsys):

@@ -254,3 +254,51 @@ def test_trained_schedule_solves_the_budget_and_gives_the_sides():
     assert "budget 0.5" in run.note
     plain = viz.trained_schedule(config_from_dict({"epochs": 3, "schedule": "cyclic"}), 5)
     assert plain == viz.ScheduleRun(CyclicSchedule(), 15)  # no budget, no resolution: the recipe's schedule
+
+
+def test_sweep_gives_each_point_its_own_throughput(tmp_path, monkeypatch):
+    """Throughput figures are paired with the points they were timed on by key, not by position: a stand-in
+    timer that says which point it timed shows every row (drop per rule and ratio, merge, resize, per
+    checkpoint) carrying its own figure."""
+    from pss.checkpoint import atomic_save, training_checkpoint
+    from pss.config import DataConfig, ModelConfig, TrainConfig, config_to_dict
+    from pss.data import builtin_class_names
+    from pss.models.merge import TokenMerging
+    from pss.models.resize import InputResize
+
+    paths = []
+    for i in range(2):
+        cfg = TrainConfig(model=ModelConfig(name="pss_vit_tiny_patch4_32", num_classes=3, img_size=32, kwargs=TINY),
+                          data=DataConfig(builtin_num_train=12, builtin_num_val=6, builtin_num_classes=3, num_workers=0))
+        torch.manual_seed(i)
+        net = pss.build_model("pss_vit_tiny_patch4_32", 3, img_size=32, **TINY)
+        paths.append(tmp_path / f"run{i}.pt")
+        atomic_save(training_checkpoint(model=net, progress={"step": 0, "epoch": 0}, config=config_to_dict(cfg),
+                                        class_names=builtin_class_names(3)), paths[-1])
+    seen: list[torch.nn.Module] = []
+
+    def figure(m, rho, select):  # which point this is, as a number
+        if isinstance(m, (TokenMerging, InputResize)):
+            base = 1000 if isinstance(m, TokenMerging) else 5000
+            return base * (seen.index(m.model) + 1) + (m.r if isinstance(m, TokenMerging) else m.side)
+        if m not in seen:
+            seen.append(m)
+        return 100 * (seen.index(m) + 1) + 10 * rho + sw.SELECT_RULES.index(select)
+
+    monkeypatch.setattr(sw, "measure_throughput_points", lambda points, *a, **k: [figure(*p) for p in points])
+    result = sw.sweep_checkpoints(paths, keep_ratios=[1.0, 0.5], select="all", reduce="all", merge_r=[0, 4],
+                                  batch_size=2, warmup=0, iters=1, max_images=4)
+    by_kind = {}
+    for entry in result["checkpoints"]:
+        i = [str(p) for p in paths].index(entry["checkpoint"])
+        by_kind[(i, entry["reduce"])] = by_kind.get((i, entry["reduce"]), 0) + 1
+        for row in entry["results"]:
+            if entry["reduce"] == "drop":
+                want = 100 * (i + 1) + 10 * row["keep_ratio"] + sw.SELECT_RULES.index(entry["select"])
+            elif entry["reduce"] == "merge":
+                want = 1000 * (i + 1) + row["merge_r"]
+            else:
+                want = 5000 * (i + 1) + row["side"]
+            assert row["images_per_s"] == pytest.approx(want), (entry["name"], row)
+    assert by_kind == {(0, "drop"): len(sw.sweep_rules("all")), (0, "merge"): 1, (0, "resize"): 1,
+                       (1, "drop"): len(sw.sweep_rules("all")), (1, "merge"): 1, (1, "resize"): 1}

@@ -22,7 +22,7 @@ from pss.checkpoint import load_checkpoint
 from pss.cli import main
 from pss.config import load_config, load_yaml
 from pss.data.checks import check_data
-from pss.data.datasets import load_rgb
+from pss.data.readable import load_rgb
 from pss.errors import CheckpointError, ConfigError, DataError, OutputError
 from pss.schedule import SCHEDULES, CosineSchedule, CyclicSchedule, FixedSchedule, LinearSchedule, schedule_from_spec
 from pss.select import select_tokens
@@ -383,7 +383,8 @@ def test_one_class_data_is_named_as_the_problem(tmp_path, capsys):
         (tmp_path / "one" / split / "a").mkdir(parents=True)
         for i in range(4):
             Image.new("RGB", (32, 32), (60 * i, 0, 0)).save(tmp_path / "one" / split / "a" / f"{i}.png")
-    assert main(["train", "--config", "demo", "--data", str(tmp_path / "one"), "--output", str(tmp_path / "run")]) == 2
+    assert main(["train", "--config", "demo", "--data", str(tmp_path / "one"), "--output", str(tmp_path / "run"),
+                 "--set", "batch_size=4"]) == 2  # (a batch larger than the 4 images is refused first, as such)
     err = _one_line(capsys.readouterr().err, "train")
     assert "the data has 1 class (a): a classifier needs at least 2 class folders" in err and "budget" not in err
 

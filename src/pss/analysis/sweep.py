@@ -155,13 +155,9 @@ def measure_throughput_models(
 ) -> list[dict[float, float]]:
     """Images per second of each model at each keep ratio (`measure_throughput_points`, interleaved)."""
     rhos = [float(r) for r in keep_ratios]
-    points = [(m, rho, select) for rho in rhos for m in models]
-    speed = iter(measure_throughput_points(points, batch_size, amp_dtype, warmup, iters))
-    out: list[dict[float, float]] = [{} for _ in models]
-    for rho in rhos:
-        for d in out:
-            d[rho] = next(speed)
-    return out
+    points = {(i, rho): (m, rho, select) for rho in rhos for i, m in enumerate(models)}  # ratio by ratio
+    speed = _timed(points, batch_size, amp_dtype, warmup, iters)
+    return [{rho: speed[(i, rho)] for rho in rhos} for i in range(len(models))]
 
 
 def ensure_sampler(model: nn.Module) -> nn.Module:
@@ -375,14 +371,24 @@ def _checkpoint_info(path: str | Path, model: nn.Module, config: dict[str, Any])
     }
 
 
-def _points_per_model(models: list[nn.Module], drops: list[list[str | None]], variants: list[list[nn.Module]],
-                      keep_ratios: list[float]) -> list[list[tuple[nn.Module, float, str | None]]]:
-    """Per model, every (model, keep ratio, rule) a sweep times and evaluates: its drop dial, then its
-    merging and resizing variants."""
-    return [[(m, rho, rule) for rule in used for rho in keep_ratios] + [(w, 1.0, None) for w in wrapped]
-            for m, used, wrapped in zip(models, drops, variants)]
+def _points(models: list[nn.Module], drops: list[list[str | None]], variants: list[list[nn.Module]],
+            keep_ratios: list[float]) -> dict[tuple[Any, ...], tuple[nn.Module, float, str | None]]:
+    """Every (model, keep ratio, rule) a sweep times, keyed by what it is: ``(i, "drop", j, rho)`` for model i's
+    j-th rule at keep ratio rho, ``(i, "variant", k)`` for its k-th merging or resizing variant."""
+    points: dict[tuple[Any, ...], tuple[nn.Module, float, str | None]] = {}
+    for i, (m, used, wrapped) in enumerate(zip(models, drops, variants)):
+        points.update({(i, "drop", j, rho): (m, rho, rule) for j, rule in enumerate(used) for rho in keep_ratios})
+        points.update({(i, "variant", k): (w, 1.0, None) for k, w in enumerate(wrapped)})
+    return points
 
 
+def _timed(points: dict[tuple[Any, ...], tuple[nn.Module, float, str | None]], batch_size: int,
+           amp_dtype: torch.dtype | None, warmup: int, iters: int,
+           on_batch: Callable[[int], Any] | None = None) -> dict[tuple[Any, ...], float]:
+    """Images per second of each point, under the point's key (`measure_throughput_points`, interleaved)."""
+    keys = list(points)
+    return dict(zip(keys, measure_throughput_points([points[k] for k in keys], batch_size, amp_dtype, warmup, iters,
+                                                    on_batch=on_batch)))
 
 
 def _resized_variants(paths: list[str | Path], models: list[nn.Module], reduce: str,
@@ -481,33 +487,33 @@ def sweep_checkpoints(
     drops = [[inference_select(m, rule) for rule in rules] if reduce in ("drop", "both", "all") else []
              for m in models]
     resized = _resized_variants(paths, models, reduce, keep_ratios)
-    variants = [[*mv, *rv] for mv, rv in zip(merged, resized)]
-    per_model = _points_per_model(models, drops, variants, keep_ratios)
-    points = [p for own in per_model for p in own]
+    variants = [[*mv, *rv] for mv, rv in zip(merged, resized)]  # variant k: merging first, then resizing
+    points = _points(models, drops, variants, keep_ratios)
     labels = names or [checkpoint_label(path) for path in paths]
     # every batch: each point's warm-up and timed batches, then each point on its model's validation set
-    total = len(points) * (warmup + iters) + sum(len(own) * len(loader) for own, loader in zip(per_model, loaders))
+    total = len(points) * (warmup + iters) + sum(sum(1 for k in points if k[0] == i) * len(loader)
+                                                 for i, loader in enumerate(loaders))
     with tqdm(total=total, desc=f"sweep: timing {len(points)} points", unit="batch", disable=not progress,
               dynamic_ncols=True) as bar:
-        speeds = iter(measure_throughput_points(points, batch_size, amp_dtype, warmup, iters, on_batch=bar.update))
+        speeds = _timed(points, batch_size, amp_dtype, warmup, iters, on_batch=bar.update)
         entries = []
         for i, (path, (model, config), loader) in enumerate(zip(paths, loaded, loaders)):
             label = labels[i]
             bar.set_description(f"sweep: {label}")
             common = _checkpoint_info(path, model, config)
-            for rule in drops[i]:
-                speed = {rho: next(speeds) for rho in keep_ratios}
+            for j, rule in enumerate(drops[i]):
+                speed = {rho: speeds[(i, "drop", j, rho)] for rho in keep_ratios}
                 rows = sweep_model(model, loader, keep_ratios, rule, batch_size, amp_dtype, speed=speed,
                                    on_batch=bar.update)
                 name = label if len(rules) == 1 and reduce == "drop" else f"{label} ({rule})"
                 entries.append({"name": name, **common, "reduce": "drop", "select": rule, "results": rows})
+            tome = [speeds[(i, "variant", k)] for k in range(len(merged[i]))]
+            lower = [speeds[(i, "variant", len(merged[i]) + k)] for k in range(len(resized[i]))]
             if merged[i]:
-                rows = merge_model_rows(merged[i], loader, [next(speeds) for _ in merged[i]], amp_dtype,
-                                        on_batch=bar.update)
+                rows = merge_model_rows(merged[i], loader, tome, amp_dtype, on_batch=bar.update)
                 entries.append({"name": f"{label} (ToMe)", **common, "reduce": "merge", "select": None, "results": rows})
             if resized[i]:
-                rows = resize_model_rows(resized[i], loader, [next(speeds) for _ in resized[i]], amp_dtype,
-                                         on_batch=bar.update)
+                rows = resize_model_rows(resized[i], loader, lower, amp_dtype, on_batch=bar.update)
                 entries.append({"name": f"{label} (resize)", **common, "reduce": "resize", "select": None, "results": rows})
     precision = "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
     return {"keep_ratios": keep_ratios, "select": "default" if select is None else select, "reduce": reduce,

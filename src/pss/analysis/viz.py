@@ -155,7 +155,7 @@ def eval_data_config(model: nn.Module, config: dict[str, Any]):
 def load_images(files: Sequence[Path], data_cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """(model inputs (N, C, H, W) through the training run's eval transform, the same images (N, H, W, 3) in [0, 1])."""
     from pss.data import build_transforms
-    from pss.data.datasets import load_rgb
+    from pss.data.readable import load_rgb
 
     eval_tf = build_transforms(data_cfg)[1]
     xs = []
