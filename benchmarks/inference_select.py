@@ -39,6 +39,7 @@ from pss.models.hub import load_model  # noqa: E402
 from pss.runfolder import RunDir  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.select import DETERMINISTIC_RULES  # noqa: E402
+from pss.study import write_record  # noqa: E402
 
 KEEP = (0.8, 0.6, 0.5, 0.4, 0.3, 0.2)
 RULES = (*DETERMINISTIC_RULES, "random")
@@ -149,10 +150,7 @@ def main() -> None:
            "heldout": f"{args.heldout} per class: folder datasets' training images after the first "
                       f"data.max_train_per_class of each class; the built-in set drawn with seed {BUILTIN_HELDOUT_SEED}",
            "runs": rows, "table": choose(rows)}
-    Path(args.results).mkdir(parents=True, exist_ok=True)
-    out = Path(args.results) / f"inference_select_{args.tag}_{rec['date']}.json"
-    out.write_text(json.dumps(rec, indent=2) + "\n")
-    out.with_suffix(".md").write_text(to_markdown(rec))
+    out = write_record(Path(args.results) / f"inference_select_{args.tag}_{rec['date']}.json", rec, to_markdown(rec))
     print(f"record: {out}")
 
 

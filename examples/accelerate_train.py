@@ -1,6 +1,6 @@
 """PSS in a Hugging Face Accelerate loop: a timm ViT, `pss.attach`, `pss.KeepRatioScheduler`.
 
-    pip install "pss[accelerate]"
+    pip install -e ".[accelerate]"                                  # in a clone of pss
     python examples/accelerate_train.py --epochs 2                  # CPU or one GPU
     accelerate launch examples/accelerate_train.py --epochs 10      # any accelerate config (DDP, bf16, ...)
     python examples/accelerate_train.py --epochs 4 --resume         # continue from <output>/state

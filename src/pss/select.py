@@ -25,10 +25,10 @@ DETERMINISTIC_RULES = ("magnitude", "l2", "grid")
 # The rule used at inference (eval mode, no rule asked for), by the rule the weights were trained with
 # (None: trained at every token -- a baseline, or a timm model attached after its training). Measured by
 # the protocol of benchmarks/inference_select.py (best mean top-1 over keep ratios 0.8-0.2 on held-out
-# training images, per run; docs/dial.md, with the evidence in benchmarks/results/inference_select_*.md).
+# training images, per run; docs/dial.md, with the evidence in benchmarks/results/inference_select_cpu_2026-12-01.md).
 # The data decides more than the training rule: grid wins on every natural-image run (baselines and
 # random-trained, by 5-8 points), magnitude / l2 on the synthetic built-in set, whose classes live in a
-# few high-contrast patches by construction (by 17-31). The protocol's plain average, dominated by the
+# few high-contrast patches by construction (by 17-33 over grid). The protocol's plain average, dominated by the
 # synthetic set, would pick l2; the None and random rows ship grid because users' images are natural
 # images (docs/dial.md says so and gives both figures). magnitude ties l2 for magnitude-trained models.
 # Rows without runs follow the training rule.

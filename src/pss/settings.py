@@ -407,7 +407,7 @@ class TrainConfig:
     # schedule runs beside every token, both beside a keep-ratio schedule, drop without one (pss.budget)
     budget_lever: str = "auto"
     # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget);
-    # auto: the factor the budget study measured at this budget (pss.evidence: 1.5 from scratch at 0.4-0.8), else 1
+    # auto: the factor the budget study measured at this budget (pss.evidence: 1.5 at 0.6), else 1
     budget_epochs: Any = None  # a number >= 1, auto or null: checked by pss.budget.check_budget_epochs
     budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs
     # predict the run's wall-clock ratio to the full-token run from measured step and loader times

@@ -68,3 +68,22 @@ def test_results_page_is_generated_from_the_records():
     assert (results / "README.md").read_text() == page.render(results), (
         "benchmarks/results/README.md is stale: run python benchmarks/results_page.py")
     assert "recipe_study_cpu-study_2026-11-24.json" in page.render(results)
+
+
+def test_install_lines_install_this_clone():
+    """`pss` on the package index is another project: every install line installs this clone's extras
+    (`pip install -e ".[hf]"`), never `pip install "pss[hf]"`."""
+    pat = re.compile(r"""pip install \\?["']?pss\[""")
+    assert pat.search('pip install "pss[hf]"') and pat.search("pip install pss[lightning]")
+    assert not pat.search('pip install -e ".[hf]"')
+    hits = []
+    for name in _user_files():
+        path = ROOT / name
+        if path.suffix not in (".md", ".py", ".yaml", ".toml", ".txt", ""):
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        hits += [f"{name}:{i}" for i, line in enumerate(text.splitlines(), 1) if pat.search(line)]
+    assert not hits, "install lines naming the package index's pss: " + ", ".join(hits)

@@ -1,4 +1,4 @@
-"""`KeepRatioCallback`: a patch sampling schedule in a Lightning run (pip install "pss[lightning]").
+"""`KeepRatioCallback`: a patch sampling schedule in a Lightning run (in a clone of pss: pip install -e ".[lightning]").
 
     model = pss.attach(timm.create_model("deit_small_patch16_224"))     # inside your LightningModule
     trainer = L.Trainer(max_epochs=30, callbacks=[KeepRatioCallback("cyclic:low=0.2,high=1.0")])
@@ -18,7 +18,8 @@ from typing import Any
 try:
     import lightning.pytorch as pl
 except ImportError as e:  # pragma: no cover - exercised only without the extra
-    raise ImportError('pss.integrations.lightning needs Lightning: pip install "pss[lightning]"') from e
+    raise ImportError('pss.integrations.lightning needs Lightning: pip install lightning '
+                      '(in a clone of pss: pip install -e ".[lightning]")') from e
 
 from pss.schedule import Schedule
 from pss.scheduler import KeepRatioScheduler

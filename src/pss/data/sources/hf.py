@@ -1,4 +1,4 @@
-"""Hugging Face datasets as a data source (``pip install "pss[hf]"``).
+"""Hugging Face datasets as a data source (in a clone of pss: ``pip install -e ".[hf]"``).
 
 ``data.path`` (or ``--data``) names the dataset:
 
@@ -66,8 +66,8 @@ def _import_datasets() -> Any:
     try:
         import datasets
     except ImportError as e:
-        raise DataError('Hugging Face datasets need the `datasets` package: pip install "pss[hf]" '
-                        "(or pass an ImageNet-style folder)") from e
+        raise DataError('Hugging Face datasets need the `datasets` package: pip install datasets (in a clone of pss: '
+                        'pip install -e ".[hf]"), or pass an ImageNet-style folder') from e
     return datasets
 
 
