@@ -75,6 +75,23 @@ def check_select(select: str) -> None:
         raise ConfigError(f"unknown selection rule {select!r}; choose one of {', '.join(SELECT_RULES)}")
 
 
+def describe_inference_defaults() -> str:
+    """`DEFAULT_INFERENCE_SELECT` in words, for help texts: "grid for models trained at every token
+    (baselines) and those trained with random, grid, mixed or jitter; magnitude for magnitude-trained ones; ..."."""
+    by_rule: dict[str, list[str | None]] = {}
+    for trained, rule in DEFAULT_INFERENCE_SELECT.items():
+        by_rule.setdefault(rule, []).append(trained)
+    parts = []
+    for rule, trained in by_rule.items():
+        who = ["models trained at every token (baselines)"] if None in trained else []
+        named = [t for t in trained if t is not None]
+        if named:
+            rest = ", ".join(named[:-1]) + (" or " if len(named) > 1 else "") + named[-1]
+            who.append(f"{'those' if who else 'models'} trained with {rest}")
+        parts.append(f"{rule} for {' and '.join(who)}")
+    return "; ".join(parts)
+
+
 def default_inference_select(trained_select: str | None) -> str:
     """The deterministic rule a model trained with `trained_select` runs at inference unless asked
     otherwise (None: trained at every token)."""
