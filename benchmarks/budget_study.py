@@ -6,9 +6,9 @@
     python benchmarks/budget_study.py --data PATH --record-only      # record what has finished so far
 
 PATH is a CIFAR-10 ImageNet-style folder or archive (`cifar10/{train,test}/<class>/*.jpg`). Every
-arm uses the recipe study's CPU set-up (benchmarks/recipe_study.py `STUDY_CPU`: the 4-block ViT of
-width 96 on 1,000 images per class, 32 px, batch 64) with rotary position embedding and one keep-ratio
-grid of 0.1 for every arm, so that low budgets are reachable. Each run's LR schedule fully decays over
+arm uses the studies' CPU set-up with rotary position embedding (`pss.study.STUDY_CPU_ROPE`: the 4-block
+ViT of width 96 on 1,000 images per class, 32 px, batch 64) and one keep-ratio grid of 0.1 for every arm
+(`pss.study.study_arm`), so that low budgets are reachable. Each run's LR schedule fully decays over
 its own length. Arms at a horizon of E epochs, each costing 0.6 of the E-epoch full run unless named:
 
   full                full-token baseline, E epochs (cost 1.0)
@@ -62,18 +62,35 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from pss.equal_time import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
-from pss.tasks.simmim import ENCODER_FILE  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
-from pss.study import PlannedRun, add_study_arguments, derive, planned_run, run_plan, run_state  # noqa: E402
+from pss.study import (  # noqa: E402
+    CPU_REDUCED_MODEL,
+    RECORD_SUMMARY_KEYS,
+    STUDY_CPU,
+    STUDY_CPU_ROPE,
+    STUDY_GRID,
+    STUDY_RECIPE,
+    TOKENS_FOR_EPOCHS,
+    PlannedRun,
+    add_study_arguments,
+    derive,
+    per_seed,
+    planned_run,
+    recorded_summaries,
+    run_plan,
+    run_state,
+    study_arm,
+    write_record,
+)
 from pss.analysis.report import versus  # noqa: E402
-from recipe_study import MODEL, RECIPE, STUDY_CPU, per_seed  # noqa: E402
 from results_page import write as write_results_page  # noqa: E402
 
 log = logging.getLogger("pss.study")
 
-GRID = 0.1
-SETUP = [*STUDY_CPU, "model.kwargs=" + json.dumps({**MODEL, "pos_embed": "rope"})]
-TOKENS_FOR_EPOCHS = 1.5
+RECIPE = STUDY_RECIPE
+GRID = STUDY_GRID
+SETUP = STUDY_CPU_ROPE
 BUDGET = 0.6
 ARMS = ("full", "equal_time", "recommended", "fixed", "tokens_for_epochs")
 BUDGET_ARMS = ("fixed", "schedule", "equal_time", "tokens_for_epochs")
@@ -83,7 +100,7 @@ PRETRAIN_RECIPE = "cifar10_pretrain_simmim"
 # learning rate the recipe's at the study's batch (as benchmarks/pretrain_finetune.py --cpu-reduced).
 PRETRAIN_SETUP = [*derive(STUDY_CPU, {"optim.base_lr": None, "epochs": None, "eval.interval": None}),
                   "model.name=pss_vit_tiny_patch4_32",
-                  "model.kwargs=" + json.dumps({**MODEL, "pos_embed": "rope"}), "eval.interval=10"]
+                  "model.kwargs=" + json.dumps({**CPU_REDUCED_MODEL, "pos_embed": "rope"}), "eval.interval=10"]
 FINETUNE = ["optim.layer_decay=0.75"]
 # A triangle wave from `low` up to 1.0 keeps at least half the tokens on average, so the cyclic schedule
 # cannot reach budgets below ~0.5 (0.495 for the study model's FLOPs, with low -> 0). There the budget
@@ -94,33 +111,10 @@ COOLDOWN_SHARE = 0.1
 GATE_POINTS = 3.0  # fine-tuned full run over from scratch, for the setting to mean anything
 
 
-def _schedule(name: str) -> str:
-    if name == "cyclic":
-        return f"schedule={{name: cyclic, low: 0.2, high: 1.0, grid: {GRID}}}"
-    return f"schedule={{name: fixed, rho: 0.6, grid: {GRID}}}"
-
-
 def _cooldown(budget: float, horizon: int) -> list[str]:
     """A fixed random keep ratio solved for `budget`, the last 10 % of the epochs at every token."""
     return [f"schedule={{name: fixed, rho: 0.6, grid: {GRID}, cooldown_epochs: {COOLDOWN_SHARE * horizon:g}}}",
             "select=random", f"budget={budget}"]
-
-
-def arm_overrides(arm: str, budget: float) -> list[str]:
-    """Overrides of one arm on top of the set-up and its horizon (equal-time arms are planned apart)."""
-    if arm == "full":
-        return [f"schedule={{name: fixed, rho: 1.0, grid: {GRID}}}"]
-    if arm in ("recommended", "cyclic"):
-        return [_schedule("cyclic"), "select=random", f"budget={budget}"]
-    if arm == "jitter":  # the recommended recipe trained on jittered grids (pss.select), for the grid dial
-        return [_schedule("cyclic"), "select=jitter", f"budget={budget}"]
-    if arm == "paper":
-        return [_schedule("cyclic"), "select=magnitude", f"budget={budget}"]
-    if arm == "fixed":
-        return [_schedule("fixed"), "select=random", f"budget={budget}"]
-    if arm == "tokens_for_epochs":
-        return [_schedule("fixed"), "select=random", f"budget={budget}", f"budget_epochs={TOKENS_FOR_EPOCHS}"]
-    raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(dict.fromkeys(ARMS + FT_ARMS + ('jitter',)))}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -163,8 +157,8 @@ def _equal_time(name: str, seed: int, args: argparse.Namespace, horizon: int, ra
                 start: tuple[str, ...] = ()) -> PlannedRun:
     """The full-token run of `ratio` of the horizon's epochs (`start`: overrides of a fine-tuning start)."""
     group = name.split("_", 1)[0]
-    full = _planned(name, seed, [*start, *arm_overrides("full", 1.0)], args, horizon)
-    return _planned(name, seed, [*start, *arm_overrides("full", 1.0),
+    full = _planned(name, seed, [*start, *study_arm("full", 1.0)], args, horizon)
+    return _planned(name, seed, [*start, *study_arm("full", 1.0),
                                  *equal_time_overrides(full.cfg, ratio, f"{group}_full")], args, horizon)
 
 
@@ -178,7 +172,7 @@ def plan_horizons(args: argparse.Namespace, arms: list[str] | None = None) -> li
                 if arm == "equal_time":
                     runs.append(_equal_time(name, seed, args, horizon, BUDGET))
                 else:
-                    runs.append(_planned(name, seed, arm_overrides(arm, BUDGET), args, horizon))
+                    runs.append(_planned(name, seed, study_arm(arm, BUDGET), args, horizon))
     return runs
 
 
@@ -199,9 +193,9 @@ def plan_budgets(args: argparse.Namespace) -> list[PlannedRun]:
                 if arm == "equal_time":
                     runs.append(_equal_time(f"b{budget:g}_equal_time", seed, args, horizon, budget))
                 elif arm != "schedule":
-                    runs.append(_planned(f"b{budget:g}_{arm}", seed, arm_overrides(arm, budget), args, horizon))
+                    runs.append(_planned(f"b{budget:g}_{arm}", seed, study_arm(arm, budget), args, horizon))
                 elif budget >= CYCLIC_FLOOR:
-                    runs.append(_planned(f"b{budget:g}_cyclic", seed, arm_overrides("cyclic", budget), args, horizon))
+                    runs.append(_planned(f"b{budget:g}_cyclic", seed, study_arm("cyclic", budget), args, horizon))
                 else:  # out of the triangle's reach: a fixed ratio that still ends on full sequences
                     runs.append(_planned(f"b{budget:g}_cooldown", seed, _cooldown(budget, horizon), args, horizon))
     return runs
@@ -219,7 +213,7 @@ def plan_finetune(args: argparse.Namespace) -> tuple[PlannedRun, list[PlannedRun
     fine-tuning run at the first horizon, seed by seed)."""
     horizon = _ints(args.horizons)[0]
     pre = pretrain_run(args)
-    start = (f"init={pre.folder / ENCODER_FILE}", *FINETUNE)
+    start = (f"init={RunDir(pre.folder).encoder}", *FINETUNE)
     runs = []
     for seed in _ints(args.seeds):
         for arm in FT_ARMS:
@@ -227,9 +221,9 @@ def plan_finetune(args: argparse.Namespace) -> tuple[PlannedRun, list[PlannedRun
             if arm == "equal_time":
                 runs.append(_equal_time(name, seed, args, horizon, BUDGET, start))
             else:
-                runs.append(_planned(name, seed, [*start, *arm_overrides(arm, BUDGET)], args, horizon))
+                runs.append(_planned(name, seed, [*start, *study_arm(arm, BUDGET)], args, horizon))
     first = _ints(args.seeds)[0]
-    scratch = _planned(f"h{horizon}_full", first, arm_overrides("full", 1.0), args, horizon)
+    scratch = _planned(f"h{horizon}_full", first, study_arm("full", 1.0), args, horizon)
     return pre, [scratch, runs[0]], runs[1:]
 
 
@@ -244,11 +238,6 @@ def gate(summaries: dict[str, dict[str, Any]], horizon: int, seed: int) -> dict[
             "required": GATE_POINTS, "meaningful": gain >= GATE_POINTS}
 
 
-def _finished(run: PlannedRun) -> bool:
-    marker = run.folder / "e2e_run.json"
-    return (run.folder / "summary.json").exists() and marker.exists() and json.loads(marker.read_text()) == run.settings
-
-
 def every_run(args: argparse.Namespace) -> list[PlannedRun]:
     """Every run this set-up can hold (what the record may cover), whatever --part says."""
     every = argparse.Namespace(**{**vars(args), "arms": ",".join((*ARMS, "jitter")), "seeds": "0,1,2,3",
@@ -257,11 +246,6 @@ def every_run(args: argparse.Namespace) -> list[PlannedRun]:
     runs = plan_horizons(every)
     pre, gate_runs, ft_runs = plan_finetune(every)
     return runs + plan_budgets(every) + [pre] + gate_runs[1:] + ft_runs
-
-
-# What a record keeps of each run's summary.json: enough to rebuild its row without the run folder.
-SUMMARY_KEYS = ("train_time_s", "data_wait_fraction", "best_acc1", "final_acc1", "best_epoch", "mean_keep_ratio",
-                "schedule", "budget", "epochs", "steps", "images_per_s", "device", "torch", "timm", "commit")
 
 
 def _overrides(run: PlannedRun) -> list[str]:
@@ -276,27 +260,11 @@ def _key(run: PlannedRun) -> tuple[str, int, tuple[str, ...]]:
     return run.name, run.seed, tuple(_overrides(run))
 
 
-def recorded_summaries(results: Path, patterns: tuple[str, ...] = ("budget_study_*.json",)
-                       ) -> dict[tuple[str, int, tuple[str, ...]], dict[str, Any]]:
-    """Summaries of runs kept in earlier records of this study (or of the records `patterns` name; the newest
-    record of a pattern wins)."""
-    out: dict[tuple[str, int, tuple[str, ...]], dict[str, Any]] = {}
-    for path in [p for pattern in patterns for p in sorted(results.glob(pattern))]:
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SystemExit(f"error: record {path} is unreadable ({e}); restore it from version control") from None
-        for row in rec.get("runs", []):
-            if "summary" in row and "overrides" in row:
-                out[(row["name"], row["seed"], tuple(row["overrides"]))] = row["summary"]
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    recorded = recorded_summaries(Path(args.results))
     try:
+        recorded = recorded_summaries(Path(args.results), ("budget_study_*.json",))
         if args.part == "finetune":
             pre, gate_runs, ft_runs = plan_finetune(args)
             stages = [[pre, *gate_runs], ft_runs]
@@ -321,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(runs: list[PlannedRun], recorded: dict, args: argparse.Namespace) -> None:
     """Train (or with --record-only, only check) the runs not already in a record."""
-    todo = [r for r in runs if _finished(r) or _key(r) not in recorded]
+    todo = [r for r in runs if RunDir(r.folder).is_finished(r.settings) or _key(r) not in recorded]
     for r in runs:
         if r not in todo:
             log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
@@ -334,7 +302,7 @@ def _train(runs: list[PlannedRun], recorded: dict, args: argparse.Namespace) -> 
 
 def _summaries(every: list[PlannedRun], recorded: dict) -> dict[str, dict[str, Any]]:
     """label -> summary of every finished run, from its folder or else from a committed record."""
-    summaries = {r.label: json.loads((r.folder / "summary.json").read_text()) for r in every if _finished(r)}
+    summaries = {r.label: RunDir(r.folder).read_summary() for r in every if RunDir(r.folder).is_finished(r.settings)}
     summaries.update({r.label: recorded[_key(r)] for r in every if r.label not in summaries and _key(r) in recorded})
     return summaries
 
@@ -369,7 +337,7 @@ def _row(run: PlannedRun, s: dict[str, Any], horizon: int) -> dict[str, Any]:
         "train_time_s": s["train_time_s"], "model_time_s": s["train_time_s"] * (1.0 - wait),
         "best_acc1": s["best_acc1"], "final_acc1": s["final_acc1"], "mean_keep_ratio": s["mean_keep_ratio"],
         "recipe": run.settings["recipe"], "overrides": _overrides(run),
-        "summary": {k: s.get(k) for k in SUMMARY_KEYS},
+        "summary": {k: s.get(k) for k in RECORD_SUMMARY_KEYS},
     }
 
 
@@ -430,14 +398,11 @@ def record(runs: list[PlannedRun], summaries: dict[str, dict], args: argparse.Na
         if r.name == "pretrain":
             s = summaries[r.label]
             rec["pretrain"] = {"recipe": r.settings["recipe"], "overrides": _overrides(r),
-                               "finetune_overrides": FINETUNE, "summary": {k: s.get(k) for k in SUMMARY_KEYS + ("final_loss",)}}
+                               "finetune_overrides": FINETUNE, "summary": {k: s.get(k) for k in RECORD_SUMMARY_KEYS + ("final_loss",)}}
             rec["finetune_gate"] = gate(summaries, horizon, _ints(args.seeds)[0])
     results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
     tag = "cpu" + (("-" + re.sub(r"[^A-Za-z0-9]+", "-", args.tag).strip("-").lower()) if args.tag else "")
-    path = results / f"budget_study_{tag}_{rec['date']}.json"
-    path.write_text(json.dumps(rec, indent=2) + "\n")
-    path.with_suffix(".md").write_text(to_markdown(rec))
+    path = write_record(results / f"budget_study_{tag}_{rec['date']}.json", rec, to_markdown(rec))
     plot(rec, path.with_suffix(".png"))
     write_results_page(results)
     return path

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import re
 import sys
@@ -47,7 +46,7 @@ from pss.analysis.report import versus, write_report  # noqa: E402
 from pss.analysis.sweep import sweep_checkpoints, write_sweep  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss import study  # noqa: E402
-from pss.study import PlannedRun, add_study_arguments, planned_equal_time, planned_run, run_plan  # noqa: E402
+from pss.study import PlannedRun, add_study_arguments, planned_equal_time, planned_run, run_plan, write_record  # noqa: E402
 from pss.equal_time import cost_vs_full  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 
@@ -172,13 +171,10 @@ def record(plan, summaries, sweep, args, device) -> Path:
         "sweep_select": {e["name"]: e["select"] for e in sweep["checkpoints"]},  # each model's default rule
     }
     results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
     tag = "cpu-reduced" if args.cpu_reduced else re.sub(r"[^A-Za-z0-9]+", "-", info["device"]).strip("-").lower()
     if args.tag:
         tag += "-" + re.sub(r"[^A-Za-z0-9]+", "-", args.tag).strip("-").lower()
-    path = results / f"e2e_cifar10_{tag}_{rec['date']}.json"
-    path.write_text(json.dumps(rec, indent=2) + "\n")
-    path.with_suffix(".md").write_text(to_markdown(rec))
+    path = write_record(results / f"e2e_cifar10_{tag}_{rec['date']}.json", rec, to_markdown(rec))
     write_results_page(results)
     return path
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from pss.analysis.sweep import parse_keep_ratios, sweep_checkpoints, write_sweep  # noqa: E402
+from pss.study import write_record  # noqa: E402
 
 KEEP = "1,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2"
 
@@ -133,10 +133,7 @@ def main() -> None:
     rec = {"kind": "dial_vs_merge", "date": dt.date.today().isoformat(), "warmup": args.warmup, "iters": args.iters,
            "max_images": args.max_images,
            "pairs": pairs, "sweep": result}
-    Path(args.results).mkdir(parents=True, exist_ok=True)
-    out = Path(args.results) / f"dial_vs_merge_{args.tag}_{rec['date']}.json"
-    out.write_text(json.dumps(rec, indent=2) + "\n")
-    out.with_suffix(".md").write_text(to_markdown(rec))
+    out = write_record(Path(args.results) / f"dial_vs_merge_{args.tag}_{rec['date']}.json", rec, to_markdown(rec))
     print(out.with_suffix(".md").read_text())
 
 

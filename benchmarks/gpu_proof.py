@@ -4,7 +4,7 @@
     python benchmarks/gpu_proof.py --device cpu --smoke          # tiny sizes: every stage runs (tests)
 
 Stages, in order of value (each at most `--stage-minutes`, 5 by default; about 8 minutes in all on one
-H200-class GPU):
+H200-class GPU by estimate, not yet measured):
   1. speed_vit_s   ViT-S/16, batch 256, bf16, torch.compile: step-time ratio per keep ratio (1.0, 0.6, 0.2)
                    for rel_bias through FlexAttention and rope through SDPA, with peak memory and
                    inference images/s per keep ratio (`pss.bench.speed_benchmark`, as benchmarks/speed.py)

@@ -37,8 +37,10 @@ from pss.analysis.sweep import evaluate  # noqa: E402
 from pss.control import samplers  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
 from pss.models.hub import load_model  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.select import DETERMINISTIC_RULES  # noqa: E402
+from pss.study import write_record  # noqa: E402
 
 KEEP = (0.8, 0.6, 0.5, 0.4, 0.3, 0.2)
 RULES = (*DETERMINISTIC_RULES, "random")
@@ -136,7 +138,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     rows = [r for f in args.from_records for r in json.loads(Path(f).read_text())["runs"]]
     for run in map(Path, args.runs):
-        if not (run / "summary.json").is_file():
+        if not RunDir(run).is_finished():
             print(f"skipped (not finished): {run}")
             continue
         rows.append(measure(run, args.heldout, work, args.batch_size))
@@ -149,10 +151,7 @@ def main() -> None:
            "heldout": f"{args.heldout} per class: folder datasets' training images after the first "
                       f"data.max_train_per_class of each class; the built-in set drawn with seed {BUILTIN_HELDOUT_SEED}",
            "runs": rows, "table": choose(rows)}
-    Path(args.results).mkdir(parents=True, exist_ok=True)
-    out = Path(args.results) / f"inference_select_{args.tag}_{rec['date']}.json"
-    out.write_text(json.dumps(rec, indent=2) + "\n")
-    out.with_suffix(".md").write_text(to_markdown(rec))
+    out = write_record(Path(args.results) / f"inference_select_{args.tag}_{rec['date']}.json", rec, to_markdown(rec))
     print(f"record: {out}")
 
 

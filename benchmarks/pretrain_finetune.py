@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import logging
 import re
 import sys
@@ -54,8 +53,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 
 from results_page import write as write_results_page  # noqa: E402
 from pss.analysis.report import versus  # noqa: E402
-from pss.tasks.simmim import ENCODER_FILE  # noqa: E402
-from pss.study import CPU_REDUCED, CPU_REDUCED_MODEL, PlannedRun, derive, planned_run, run_plan  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
+from pss.study import CPU_REDUCED, CPU_REDUCED_MODEL, PlannedRun, derive, planned_run, run_plan, write_record  # noqa: E402
 CONFIGS = ROOT / "configs"
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -115,7 +114,7 @@ def plan(args: argparse.Namespace, workdir: Path) -> list[PlannedRun]:
     else:
         ft_extra, pre_extra = [], []
     ft_sets = [*common, *ft_extra, *args.set_finetune]
-    encoder = f"init={workdir / 'pretrain' / ENCODER_FILE}"
+    encoder = f"init={RunDir(workdir / 'pretrain').encoder}"
     stages = {
         "pretrain": ("cifar10_pretrain_simmim.yaml", [*common, *pre_extra, *args.set_pretrain]),
         "ft_baseline": ("cifar10_finetune_baseline.yaml", [*ft_sets, encoder]),
@@ -177,10 +176,6 @@ def build_record(args: argparse.Namespace, runs: list[PlannedRun], summaries: di
             "the paper's numbers are ViT-B on ImageNet (4 A100s); this run is a smaller model on CIFAR-10",
         ],
     }
-
-
-def write_markdown(rec: dict[str, Any], path: Path) -> None:
-    path.write_text(to_markdown(rec))
 
 
 def to_markdown(rec: dict[str, Any]) -> str:
@@ -271,11 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     record = build_record(args, runs, summaries, time.perf_counter() - t0)
 
     results = args.results_dir or (workdir if args.cpu_smoke else RESULTS)
-    results.mkdir(parents=True, exist_ok=True)
     tag = "cpu-smoke" if args.cpu_smoke else "cpu-reduced" if args.cpu_reduced else device_slug(record["device"])
     stem = f"pretrain_finetune_{tag}_{_dt.date.today().isoformat()}"
-    (results / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
-    write_markdown(record, results / f"{stem}.md")
+    write_record(results / f"{stem}.json", record, to_markdown(record))
     write_results_page(results)
     r = record["result"]
     print(

@@ -17,7 +17,7 @@ initialisation (ours vs the reference code's). The yardsticks are the full basel
 baselines of 0.6x and 0.8x the epochs (LR schedule fully decayed over the shorter run, warm-up scaled
 alike): together they draw the equal-time frontier that a PSS run must beat to be worth it.
 
-The CPU set-up (`STUDY_CPU`): the 4-block ViT of width 96 on 1,000 CIFAR-10 images per class, 15
+The CPU set-up (`pss.study.STUDY_CPU`): the 4-block ViT of width 96 on 1,000 CIFAR-10 images per class, 15
 epochs, batch 64 (~9.5 minutes per full baseline on one core; the recorded study ran pinned to one core
 with one thread, `OMP_NUM_THREADS=1 taskset -c 0`, so that its timings were not shared with other work);
 `--set` adjusts it, and `--gpu` drops it for the shipped recipes' full-size set-up. Records `benchmarks/results/recipe_study_<tag>_<date>.json`
@@ -43,30 +43,28 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 from results_page import write as write_results_page  # noqa: E402
 from pss.equal_time import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.analysis.report import versus  # noqa: E402
 from pss.study import (  # noqa: E402
-    CPU_REDUCED,
     CPU_REDUCED_MODEL,
+    STUDY_CPU,
+    STUDY_RECIPE,
     PlannedRun,
     add_study_arguments,
-    derive,
+    per_seed,
     planned_run,
     run_plan,
     run_state,
+    write_record,
 )
 
 log = logging.getLogger("pss.study")
 
-RECIPE = "cifar10_baseline"  # every arm starts from the full-token recipe; only what is listed differs
+RECIPE = STUDY_RECIPE  # every arm starts from the full-token recipe; only what is listed differs
 BUDGET = 0.6
 SWEEP_KEEP = (1.0, 0.8, 0.6, 0.5, 0.4, 0.2)
-MODEL = CPU_REDUCED_MODEL
-
-# pss.study's CPU-reduced set-up with twice the training images, 15 epochs, a checkpoint every epoch; the
-# model's kwargs are given per arm (`_model`).
-STUDY_CPU = derive(CPU_REDUCED, {"model.kwargs": None, "data.max_train_per_class": 1000, "epochs": 15,
-                                 "log_interval": 20, "checkpoint_interval_epochs": 1})
+MODEL = CPU_REDUCED_MODEL  # STUDY_CPU's model; its kwargs are given per arm (`_model`)
 
 
 def _model(**changes: Any) -> str:
@@ -157,12 +155,6 @@ def plan(args: argparse.Namespace, every_arm: bool = False) -> list[PlannedRun]:
     return runs
 
 
-def _finished(run: PlannedRun) -> bool:
-    """Its folder holds a finished run of exactly these settings."""
-    marker = run.folder / "e2e_run.json"
-    return (run.folder / "summary.json").exists() and marker.exists() and json.loads(marker.read_text()) == run.settings
-
-
 def _unknown(kind: str, name: str, known: dict) -> list[str]:
     raise SystemExit(f"unknown {kind} {name!r}; choose from {', '.join(known)}")
 
@@ -194,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         run_plan(runs, fresh=args.fresh, quiet=args.quiet, warm_up=warm_up)
     # The record covers every arm finished under --output with these settings, not only the groups of
     # this command: recording a later group never drops the earlier ones.
-    runs = [r for r in plan(args, every_arm=True) if _finished(r)]
-    summaries = {(r.name, r.seed): json.loads((r.folder / "summary.json").read_text()) for r in runs}
+    runs = [r for r in plan(args, every_arm=True) if RunDir(r.folder).is_finished(r.settings)]
+    summaries = {(r.name, r.seed): RunDir(r.folder).read_summary() for r in runs}
     if not runs:
         raise SystemExit("no finished runs to record yet; run without --record-only first")
     device = "cuda" if args.gpu else "cpu"
@@ -231,11 +223,8 @@ def record(runs: list[PlannedRun], summaries: dict, sweeps: dict, args: argparse
         "arms": summarise(rows),
     }
     results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
     tag = rec["setup"] + (("-" + re.sub(r"[^A-Za-z0-9]+", "-", args.tag).strip("-").lower()) if args.tag else "")
-    path = results / f"recipe_study_{tag}_{rec['date']}.json"
-    path.write_text(json.dumps(rec, indent=2) + "\n")
-    path.with_suffix(".md").write_text(to_markdown(rec))
+    path = write_record(results / f"recipe_study_{tag}_{rec['date']}.json", rec, to_markdown(rec))
     plot(rec, path.with_suffix(".png"))
     write_results_page(results)
     return path
@@ -277,13 +266,6 @@ def summarise(rows: list[dict]) -> list[dict]:
                     out["baseline_drop_at_0.5"] = statistics.fmean(d for _, d in drops)
         arms.append(out)
     return arms
-
-
-def per_seed(v: list[float] | None) -> str:
-    """A difference in points: mean over seeds, then each seed's in brackets."""
-    if not v:
-        return "-"
-    return f"{statistics.fmean(v):+.2f} ({' / '.join(f'{x:+.1f}' for x in v)})"
 
 
 def to_markdown(rec: dict) -> str:

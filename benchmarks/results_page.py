@@ -1,23 +1,21 @@
 """Write benchmarks/results/README.md from the records beside it: one section per study, each with the
-command that makes its records, the records it comes from and their tables, formatted by the scripts
-that wrote them. Every recording script calls `write` after recording; by hand:
+command that makes its records, the records it comes from and each record's own Markdown, as the script
+that wrote it left it (`pss.study.write_record`: NAME.json, and NAME.md beside it). It reads the records
+only: it imports no benchmark script and nothing of pss, so a record shows here exactly as it was
+written, and the page is the one place that collects them. Recording scripts call `write` after
+recording; by hand:
 
     python benchmarks/results_page.py [--results benchmarks/results]
 
-The page is generated: edit the scripts (or the descriptions below), never the page.
+The page is generated: edit the scripts (or the descriptions below), never the page or a record.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # the sibling scripts, whose formatters make the tables
-sys.path.insert(0, str(HERE.parent / "src"))  # run from a checkout without installing
 
 PAGE = "README.md"
 
@@ -78,30 +76,46 @@ STUDIES: dict[str, tuple[str, str, str]] = {
         "Training steps of this checkout's model and of the same architecture at a git ref, alternated step by step.",
         "python benchmarks/speed_vs_ref.py --ref REF --device cpu --model pss_vit_tiny_patch4_32",
     ),
+    "gpu_proof": (
+        "The GPU proof",
+        "Step-time ratios per keep ratio for ViT-S and ViT-B, the data loader, and a short CIFAR-10 comparison "
+        "(full, recommended PSS, equal-time baseline), in stages that resume.",
+        "python benchmarks/gpu_proof.py --device cuda --data data/cifar10-jpg.tar.gz",
+    ),
+    "dial_vs_merge": (
+        "The inference dial: dropping tokens against merging them (ToMe)",
+        "The full baseline and the recommended model of each seed swept over keep ratios (each model at its default "
+        "rule) and ToMe merge rates on one measured images/s axis; what they mean: docs/dial.md.",
+        "python benchmarks/dial_vs_merge.py --baseline RUN_S0 RUN_S1 --pss RUN_S0 RUN_S1 --output runs/dial_vs_merge",
+    ),
+    "inference_select": (
+        "The inference dial: which rule keeps which patches",
+        "Each run's best checkpoint on held-out images at keep ratios 0.8 to 0.2 with every selection rule; the "
+        "protocol behind each training rule's default rule at inference (docs/dial.md).",
+        "python benchmarks/inference_select.py RUN [RUN ...] --output runs/inference_select",
+    ),
+    "fixed_cost": (
+        "The fixed per-step cost",
+        "The part of a training step that does not shrink with the tokens (clipping, optimizer, EMA), before and "
+        "after its cuts, side by side in one process with interleaved repeats.",
+        "OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/fixed_cost.py --repeats 5",
+    ),
+    "preflight_check": (
+        "How good the pre-flight is",
+        "The pre-flight's predicted wall-clock ratio against the realised one, with a slow and a fast loader, and "
+        "`budget_cost: measured` with the slow one (docs/budgets.md).",
+        "OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/preflight_check.py --data PATH",
+    ),
 }
 
 
-def _speed(rec: dict) -> str:
-    from pss.bench import format_speed_table
-
-    reports = rec.get("reports") or [rec]
-    return "\n\n".join(format_speed_table(r) for r in reports if "results" in r)
-
-
-def _speed_attn(rec: dict) -> str:
-    from pss.bench import format_speed_table
-
-    speed = importlib.import_module("speed")
-    ran = [r for r in rec["reports"] if "results" in r]
-    return "\n\n".join([speed.side_by_side(rec["reports"]), *(format_speed_table(r) for r in ran)])
-
-
-def _formatter(kind: str) -> Callable[[dict], str]:
-    scripts = {"recipe_study": "recipe_study", "budget_study": "budget_study", "e2e": "cifar10", "pretrain_finetune": "pretrain_finetune",
-               "speed_vs_ref": "speed_vs_ref", "token_study": "token_study"}
-    if kind in scripts:
-        return importlib.import_module(scripts[kind]).to_markdown
-    return {"speed": _speed, "speed_attn": _speed_attn}[kind]
+def _markdown(path: Path) -> str:
+    """A record's Markdown (NAME.md beside NAME.json); a record without one is refused in one line."""
+    md = path.with_suffix(".md")
+    if not md.is_file():
+        raise SystemExit(f"error: record {path} has no {md.name} beside it: write records with "
+                         "pss.study.write_record (its .json and .md), never by hand")
+    return md.read_text()
 
 
 def _demote(md: str) -> str:
@@ -118,19 +132,19 @@ def render(results: Path) -> str:
         if kind in STUDIES:
             records.setdefault(kind, []).append((path, rec))
     lines = ["# Benchmark results", "",
-             "Generated by `benchmarks/results_page.py` from the records in this folder (JSON, each with its "
-             "device, versions and commit); do not edit by hand. CPU records ran in reduced, labelled set-ups: "
+             "Generated by `benchmarks/results_page.py` from the records in this folder (each a JSON with its "
+             "device, versions and commit, and the Markdown its script wrote beside it, shown below as written); "
+             "do not edit by hand. CPU records ran in reduced, labelled set-ups: "
              "only ratios measured side by side in one run mean anything there. What the results mean for the "
              "recipes: [../../docs/findings.md](../../docs/findings.md).", ""]
     lines += ["Studies:", ""] + [f"- [{STUDIES[k][0]}](#{k})" for k in STUDIES if k in records] + [""]
     for kind, (title, what, command) in STUDIES.items():
         if kind not in records:
             continue
-        fmt = _formatter(kind)
         lines += [f'<a id="{kind}"></a>', f"## {title}", "", what, "", f"    {command}", "",
                   "Records: " + ", ".join(f"[{p.stem}]({p.name})" for p, _ in records[kind]), ""]
         for path, rec in records[kind]:
-            lines += [f"### {path.stem}", "", _demote(fmt(rec)), ""]
+            lines += [f"### {path.stem}", "", _demote(_markdown(path)), ""]
     return "\n".join(lines)
 
 

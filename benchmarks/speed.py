@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # results_page, beside this script
 from results_page import write as write_results_page  # noqa: E402
 from pss.bench import format_speed_table, speed_benchmark  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
+from pss.study import write_record  # noqa: E402
 
 # model -> (batch size on the GPU, batch size on the CPU). The CPU batches keep a step near a second;
 # the 32 px model's is the CPU-reduced CIFAR-10 run's batch.
@@ -114,7 +115,6 @@ def _write(path: Path, reports: list[dict]) -> None:
     record = {"kind": "speed_attn", "device": info.get("device"), "torch": info.get("torch"), "timm": info.get("timm"),
               "commit": info.get("commit"), "date": info.get("date"), "cross_targets": cross_targets(reports),
               "reports": reports}
-    path.write_text(json.dumps(record, indent=2) + "\n")
     md = [f"# Training-step time vs FLOP ratio: attention implementations ({record['device']})", "",
           f"torch {record['torch']}, timm {record['timm']}, commit {record['commit']}, {record['date']}.",
           "Median of the timed steps after warm-up; a step is forward + backward + AdamW on a batch already on the device.",
@@ -123,7 +123,7 @@ def _write(path: Path, reports: list[dict]) -> None:
     for rep in ran:
         if "results" in rep:
             md += [format_speed_table(rep), "", f"targets: {json.dumps(rep['targets'])}", ""]
-    path.with_suffix(".md").write_text("\n".join(md))
+    write_record(path, record, md)
     write_results_page(path.parent)
 
 
@@ -154,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     keep = tuple(float(v) for v in args.keep.split(","))
     extra = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.model_kwargs)}
     out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
     reports: list[dict] = []
     path = None
     for name in models:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from results_page import write as write_results_page  # noqa: E402
 from pss.models.vit import ARCHS  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.runtime import synchronize  # noqa: E402
+from pss.study import write_record  # noqa: E402
 
 
 def ref_model_class(ref: str) -> type:
@@ -109,11 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     rec = dict(kind="speed_vs_ref", ref=args.ref, model=args.model, pos_embed=args.pos_embed, batch_size=args.batch,
                attention=new.attention_impl(), iters=args.iters, **info, date=dt.date.today().isoformat(), results=rows)
     out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if dev.type == "cpu" else "cuda"
-    path = out / f"speed_vs_ref_{tag}_{args.pos_embed}_{rec['date']}.json"
-    path.write_text(json.dumps(rec, indent=2) + "\n")
-    path.with_suffix(".md").write_text(to_markdown(rec))
+    path = write_record(out / f"speed_vs_ref_{tag}_{args.pos_embed}_{rec['date']}.json", rec, to_markdown(rec))
     write_results_page(out)
     print(f"wrote {path} and {path.with_suffix('.md')}")
     return 0

@@ -4,7 +4,7 @@
     python benchmarks/token_study.py --data PATH --record-only      # record what has finished so far
 
 PATH is a CIFAR-10 ImageNet-style folder or archive (`cifar10/{train,test}/<class>/*.jpg`). Every run uses
-the budget study's CPU set-up (benchmarks/budget_study.py `SETUP`: the 4-block ViT of width 96 with rotary
+the budget study's CPU set-up (`pss.study.STUDY_CPU_ROPE`: the 4-block ViT of width 96 with rotary
 position embedding, 32 px, batch 64, one keep-ratio grid of 0.1, 15 epochs, each run's LR schedule fully
 decayed over its own length) at one of two token scales, fixed before any run of this study trained:
 
@@ -55,19 +55,36 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from pss.equal_time import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
-from pss.study import PlannedRun, add_study_arguments, derive, planned_run, run_plan, run_state  # noqa: E402
-import budget_study  # noqa: E402
-from budget_study import MODEL, RECIPE, SETUP, TOKENS_FOR_EPOCHS, arm_overrides  # noqa: E402
+from pss.runfolder import RunDir  # noqa: E402
+from pss.study import (  # noqa: E402
+    CPU_REDUCED_MODEL,
+    RECORD_SUMMARY_KEYS,
+    STUDY_CPU_ROPE,
+    STUDY_RECIPE,
+    TOKENS_FOR_EPOCHS,
+    PlannedRun,
+    add_study_arguments,
+    derive,
+    per_seed,
+    planned_run,
+    recorded_summaries as recorded_rows,
+    run_plan,
+    run_state,
+    study_arm,
+    write_record,
+)
 
 log = logging.getLogger("pss.study")
+
+RECIPE = STUDY_RECIPE
 
 HORIZON = 15
 FULL_FROM = 0.8  # the resolution arms' last 20 % of the epochs at full side
 LINEAR_FLOOR = 0.55  # below this share of a run's own budget, the curriculum is a step, not a ramp
 SCALES: dict[str, list[str]] = {
-    "t64": SETUP,
-    "t256": derive(SETUP, {"data.max_train_per_class": 500,
-                           "model.kwargs": json.dumps({**MODEL, "pos_embed": "rope", "patch_size": 2})}),
+    "t64": STUDY_CPU_ROPE,
+    "t256": derive(STUDY_CPU_ROPE, {"data.max_train_per_class": 500,
+                                    "model.kwargs": json.dumps({**CPU_REDUCED_MODEL, "pos_embed": "rope", "patch_size": 2})}),
 }
 ARMS = ("full", "equal_time", "fixed", "tokens_for_epochs", "res_curriculum", "res_for_epochs", "both")
 DROP_ARMS = ("fixed", "tokens_for_epochs")
@@ -105,7 +122,7 @@ def resolution_arm(budget: float, factor: float, lever: str) -> list[str]:
     own = budget / factor
     share = math.sqrt(own) if lever == "both" else own
     res = f"resolution={{name: {resolution_shape(share)}, start: 0.5, full_from: {FULL_FROM}}}"
-    drop = [FIXED, "select=random"] if lever == "both" else arm_overrides("full", 1.0)
+    drop = [FIXED, "select=random"] if lever == "both" else study_arm("full", 1.0)
     extra = [f"budget_epochs={factor}"] if factor != 1 else []
     return [*drop, res, f"budget={budget}", f"budget_lever={lever}", *extra]
 
@@ -113,9 +130,9 @@ def resolution_arm(budget: float, factor: float, lever: str) -> list[str]:
 def overrides(arm: str, budget: float, reused: bool = False) -> list[str]:
     """An arm's overrides at `budget` (`reused`: the budget study's t64 runs at 0.6, on its 0.1 grid)."""
     if arm == "full":
-        return arm_overrides("full", 1.0)
+        return study_arm("full", 1.0)
     if arm in DROP_ARMS and reused:
-        return arm_overrides(arm, budget)
+        return study_arm(arm, budget)
     if arm in DROP_ARMS:
         extra = [f"budget_epochs={TOKENS_FOR_EPOCHS}"] if arm == "tokens_for_epochs" else []
         return [FIXED, "select=random", f"budget={budget}", *extra]
@@ -188,7 +205,7 @@ def plan(args: argparse.Namespace) -> list[PlannedRun]:
 def recorded_summaries(results: Path) -> dict[tuple[int, tuple[str, ...]], dict[str, Any]]:
     """(seed, overrides) -> summary of the runs kept in the budget study's and this study's records (the
     newest record wins): the t64 runs at 0.6 are the budget study's, whatever they were named there."""
-    rows = budget_study.recorded_summaries(results, ("budget_study_*.json", "token_study_*.json"))
+    rows = recorded_rows(results, ("budget_study_*.json", "token_study_*.json"))
     return {(seed, overrides): s for (_, seed, overrides), s in rows.items()}
 
 
@@ -208,13 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     recorded = recorded_summaries(Path(args.results))
     runs = plan(args)
-    todo = [r for r in runs if _key(r) not in recorded or (r.folder / "summary.json").exists()]
+    todo = [r for r in runs if _key(r) not in recorded or RunDir(r.folder).is_finished()]
     for r in runs:
         if r not in todo:
             log.info("study: %s (seed %d) is in a record already", r.name, r.seed)
     if args.dial:
         run_dial(args)
-        todo = [r for r in todo if (r.folder / "summary.json").exists()]  # record what exists, train nothing
+        todo = [r for r in todo if RunDir(r.folder).is_finished()]  # record what exists, train nothing
     for r in todo:
         if args.record_only or args.dial:
             run_state(r.folder, r.settings, False)  # a folder of other settings is refused, as when training
@@ -254,7 +271,7 @@ def run_dial(args: argparse.Namespace) -> None:
             if (out / "sweep.json").exists():
                 log.info("dial: %s seed %d swept already (%s)", scale, seed, out)
                 continue
-            missing = [r.label for r in pair if not (r.folder / "summary.json").exists()]
+            missing = [r.label for r in pair if not RunDir(r.folder).is_finished()]
             if missing:
                 log.info("dial: %s seed %d waits for %s to finish", scale, seed, ", ".join(missing))
                 continue
@@ -312,10 +329,6 @@ def dial_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 # the record
 
-SUMMARY_KEYS = ("train_time_s", "data_wait_fraction", "best_acc1", "final_acc1", "best_epoch", "mean_keep_ratio",
-                "schedule", "budget", "epochs", "steps", "images_per_s", "device", "torch", "timm", "commit")
-
-
 def _parse(name: str) -> tuple[str, float, str]:
     """(scale, budget, arm) of a run name (`group`'s inverse)."""
     scale = "t64"
@@ -335,7 +348,7 @@ def _row(run: PlannedRun, s: dict[str, Any], horizon: int) -> dict[str, Any]:
             "train_time_s": s["train_time_s"], "best_acc1": s["best_acc1"], "final_acc1": s["final_acc1"],
             "mean_keep_ratio": s.get("mean_keep_ratio"), "schedule": s.get("schedule"),
             "resolution": plan_.get("resolution") if isinstance(plan_, dict) else None,
-            "overrides": list(run.settings["overrides"]), "summary": {k: s.get(k) for k in SUMMARY_KEYS}}
+            "overrides": list(run.settings["overrides"]), "summary": {k: s.get(k) for k in RECORD_SUMMARY_KEYS}}
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -375,11 +388,9 @@ def _sides(r: dict[str, Any]) -> str:
 
 
 def to_markdown(rec: dict[str, Any]) -> str:
-    from recipe_study import per_seed
-
     lines = ["# The best way to spend a token budget: drop, resize or both (CPU study set-up)", "",
              f"device: {rec['device']}; torch {rec['torch']}, timm {rec['timm']}; commit {rec['commit']}; {rec['date']}",
-             f"set-up: recipe {rec['recipe']} + budget_study.py SETUP; t64: 4 px patches, 1,000 images per class; t256: "
+             f"set-up: recipe {rec['recipe']} + pss.study STUDY_CPU_ROPE; t64: 4 px patches, 1,000 images per class; t256: "
              "2 px patches, 500 images per class; 15 epochs; every arm and rule in benchmarks/token_study.py", "",
              "Means over seeds; differences in top-1 points against the run of the same scale and seed, per seed in "
              "brackets. Cost: FLOPs of the training steps relative to the scale's full run (side and keep ratio counted). "
@@ -422,13 +433,11 @@ def record(every: list[PlannedRun], recorded: dict, args: argparse.Namespace) ->
     import datetime as dt
 
     from pss.runinfo import run_info
-    from pss.study import write_record
 
     rows = []
     horizon = {_parse(r.name)[0]: r.cfg.epochs for r in every if _parse(r.name)[2] == "full"}
     for r in every:
-        done = r.folder / "summary.json"
-        s = json.loads(done.read_text()) if done.exists() else recorded.get(_key(r))
+        s = RunDir(r.folder).read_summary() or recorded.get(_key(r))
         if s is not None:
             rows.append(_row(r, s, horizon[_parse(r.name)[0]]))
     if not rows:

@@ -1,7 +1,7 @@
 """PSS in a Hugging Face Accelerate loop: a timm ViT, `pss.attach`, `pss.KeepRatioScheduler`.
 
-    pip install "pss[accelerate]"
-    python examples/accelerate_train.py --epochs 2                  # CPU or one GPU
+    pip install -e ".[accelerate]"                                  # in a clone of pss
+    python examples/accelerate_train.py --epochs 3                  # CPU or one GPU
     accelerate launch examples/accelerate_train.py --epochs 10      # any accelerate config (DDP, bf16, ...)
     python examples/accelerate_train.py --epochs 4 --resume         # continue from <output>/state
 
@@ -29,8 +29,11 @@ import pss
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--schedule", default="cyclic:low=0.2,high=1.0", help="keep-ratio schedule spec")
+    ap.add_argument("--epochs", type=int, default=3, help="1.5x the epochs you would train at every token")
+    # the recommended recipe: a fixed 0.4 at random (over 1.5x the epochs); the paper's: cyclic:low=0.2,high=1.0
+    # with --select magnitude
+    ap.add_argument("--schedule", default="0.4", help="keep-ratio schedule spec (default 0.4, fixed)")
+    ap.add_argument("--select", default="random", help="selection rule (default random)")
     ap.add_argument("--output", default="runs/accelerate", help="folder for state/ and checkpoint.pt")
     ap.add_argument("--resume", action="store_true", help="continue from <output>/state (saved after every epoch)")
     ap.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N epochs (as if interrupted)")
@@ -50,7 +53,8 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     # PSS: steps per epoch of *this* process's loader (sharded under DDP)
-    keep_sched = pss.KeepRatioScheduler(model, args.schedule, steps_per_epoch=len(train_loader), epochs=args.epochs)
+    keep_sched = pss.KeepRatioScheduler(model, args.schedule, steps_per_epoch=len(train_loader), epochs=args.epochs,
+                                        select=args.select)
     accelerator.register_for_checkpointing(keep_sched)  # PSS: saved / restored by save_state / load_state
 
     start = 0

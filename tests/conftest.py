@@ -8,14 +8,22 @@ tests/integration/  commands and training runs end to end (subprocesses, signals
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from pss.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n N` runs N worker processes: one thread each (and in the commands they start), so N workers
+    # share N cores instead of each taking every core and all of them slowing to a crawl.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -5,7 +5,7 @@ Importing pss registers its models with timm (`timm.create_model("pss_vit_small_
 In your own loop (README, "Use it in your own loop"):
 
     model = pss.attach(timm.create_model("deit_small_patch16_224"))
-    keep = pss.KeepRatioScheduler(model, "cyclic:low=0.2,high=1.0", steps_per_epoch, epochs)
+    keep = pss.KeepRatioScheduler(model, 0.4, steps_per_epoch, epochs, select="random")  # the recommended recipe
     ... keep.step() after each optimizer step; eval() runs every token unless pss.use_keep_ratio(model, rho)
 """
 from pss.control import get_keep_ratio, recording, samplers, set_keep_ratio, use_keep_ratio

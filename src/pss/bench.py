@@ -37,6 +37,7 @@ from pss.flops import check_batch_fits, count_flops, example_input
 from pss.models import attention_impl
 from pss.models.attention import ATTN_IMPLS
 from pss.runinfo import run_info
+from pss.preflight import MIN_QUANTILE_BATCHES
 from pss.runtime import resolve_amp, resolve_device, synchronize
 from pss.select import check_keep_ratio
 
@@ -110,7 +111,7 @@ class TrainingStep:
                  warmup: int, iters: int) -> None:
         self.model, self.dev, self.amp, self.warmup, self.iters = model, dev, amp_mode, warmup, iters
         self.x = example_input(model, batch_size)
-        self.y = torch.randint(0, 1000, (batch_size,), device=dev)
+        self.y = torch.randint(0, getattr(model, "num_classes", 1000), (batch_size,), device=dev)
         self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
         self.scaler = torch.amp.GradScaler(dev.type, enabled=amp_mode.dtype == torch.float16)
         # dynamic=False: one static graph per sequence length (as training compiles), not one symbolic graph
@@ -267,7 +268,7 @@ def format_speed_table(report: dict) -> str:
 
 
 def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: int = 3, batches: int = 20,
-                   device: str | None = None, sides: tuple[float, ...] = (1.0,)) -> dict:
+                   device: str | None = None, sides: tuple[float, ...] = (1.0,), model_iters: int = 5) -> dict:
     """Time the training loader a recipe builds (its dataset, transforms, batch size, sampler; each batch
     moved to the device), for each worker count in `workers` (default: the recipe's). Every check on the
     input runs first: a missing or empty dataset, or a worker sweep of in-memory data, is one line.
@@ -277,23 +278,28 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
     does nothing else, so this is what the loader can supply; `pss train` compares it with the model's
     step time (pss.preflight). `sides`: fractions of img_size to time each at (a lower training resolution,
     pss.resolution: a folder of images decodes and augments at the side in its workers, JPEGs through
-    PIL's draft; other loaders deliver the recipe's size and the loop resizes on the device)."""
+    PIL's draft; other loaders deliver the recipe's size and the loop resizes on the device).
+
+    Will it pay (`model_iters` > 0, `will_it_pay`): the recipe's model is timed `model_iters` training steps
+    at each keep ratio its run needs, and each loader row at the full side gets the run's predicted
+    wall-clock ratio to the full-token run (pss.preflight.predict), as `pss train`'s pre-flight gives it."""
     import dataclasses
 
     from pss.data import build_datasets, build_loader, check_data
     from pss.preflight import data_pipeline, time_loader
 
-    if warmup < 0 or batches < 1:
-        raise ConfigError("--warmup must be >= 0 and --batches >= 1")
+    if warmup < 0 or batches < 1 or model_iters < 0:
+        raise ConfigError("--warmup and --model-iters must be >= 0 and --batches >= 1")
     if workers is not None:
         if any(w < 0 for w in workers) or not workers:
             raise ConfigError(f"--workers takes worker counts >= 0, e.g. 2,4,8; got {workers}")
         if cfg.data.in_memory:
             raise ConfigError("data.in_memory batches are cut and augmented on the device in the training process, "
-                              "so worker counts do not apply: drop --workers, or --set data.in_memory=false to "
-                              "time a worker pipeline")
+                              "so worker counts do not apply (with in_memory, num_workers only decode the set once, "
+                              "before training): drop --workers, or --set data.in_memory=false to time a worker pipeline")
     dev = resolve_device(device or cfg.device)
-    report = check_data(cfg.data)  # a missing or empty dataset fails here, before any decoding
+    # a missing or empty dataset, or a batch larger than it, fails here: before the scan and any decoding
+    report = check_data(cfg.data, cfg.batch_size)
     workers = (cfg.data.num_workers,) if workers is None or cfg.data.in_memory else tuple(workers)
     train_ds, _, _ = build_datasets(cfg.data, dev if cfg.data.in_memory else None, report=report)
     from pss.resolution import patch_side
@@ -304,6 +310,7 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
     for w in workers:
         data_cfg = dataclasses.replace(cfg.data, num_workers=w)
         loader = build_loader(train_ds, cfg.batch_size, True, data_cfg, seed=cfg.seed)
+        steps_per_epoch = len(loader)
         for f in sides:
             side = patch_side(f, cfg.data.img_size, 1)
             in_workers = bool(getattr(loader, "set_side", lambda s: False)(None if side == cfg.data.img_size else side))
@@ -312,6 +319,10 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
             name = "in memory" if cfg.data.in_memory else f"{ran} workers" + (f" (asked {w})" if ran != w else "")
             rows.append({"num_workers": w, "loader": name, "side": side, "decoded_at_side": in_workers, **stats,
                          "images_per_s_per_worker": stats["images_per_s"] / ran if ran and not cfg.data.in_memory else None})
+    full_side = any(r["side"] == cfg.data.img_size for r in rows)
+    model = will_it_pay(cfg, len(report.classes), rows, steps_per_epoch, dev, model_iters) \
+        if model_iters and full_side else None
+    why_not = None if model else "--model-iters 0" if not model_iters else "no loader row at the full side (--sides 1.0)"
     return {
         "kind": "data",
         "pipeline": data_pipeline(cfg.data, cfg.batch_size, report.root),
@@ -321,7 +332,61 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
         "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "date": time.strftime("%Y-%m-%d"),
         "results": rows,
+        "model": model,  # the recipe's model step times and schedule behind each row's prediction (None: not timed)
+        "not_predicted": why_not,
     }
+
+
+def will_it_pay(cfg: Any, num_classes: int, rows: list[dict], steps_per_epoch: int, dev: torch.device, iters: int,
+                warmup: int = 2) -> dict:
+    """Time the recipe's model (a training step: forward, backward, AdamW, as `pss bench speed`; `iters` steps
+    after `warmup` at each keep ratio the run needs) and give each loader row at the full side its predicted
+    wall-clock ratio to the full-token run (`prediction`: pss.preflight.predict on the model's step times and the
+    row's time per batch, the loader beside or inside the training process as the run would place it). The
+    run's schedule is the one it trains (pss.analysis.viz.trained_schedule: budget_epochs applied, a budget
+    solved; `budget_cost: measured` on each row's own measurements). Returns what the predictions rest on."""
+    import dataclasses
+
+    from pss.analysis.viz import trained_schedule
+    from pss.preflight import Measurements, loader_placement, predict, ratios_to_time, with_loader_named
+    from pss.train import build_model_for, resolve_data_geometry
+
+    cfg = resolve_data_geometry(cfg, num_classes)
+    model = build_model_for(cfg, num_classes).to(dev)
+    micro = cfg.batch_size // cfg.accum_steps  # a step of accum_steps micro-batches: timed as that many of one
+    check_batch_fits(model, micro)
+    total = cfg.epochs * steps_per_epoch
+    on_times = cfg.budget is not None and cfg.budget_cost.kind == "measured"  # solved on the times, per row
+    run = None if on_times else trained_schedule(cfg, steps_per_epoch, model=model)
+    ratios = ratios_to_time(cfg.schedule if on_times else run.schedule, steps_per_epoch, total, whole_grid=on_times)
+    step = TrainingStep(model, micro, dev, resolve_amp(cfg.amp, dev), False, warmup, iters)
+    times = {}
+    for rho in ratios:
+        pss.set_keep_ratio(model, rho, cfg.select)
+        times[rho] = cfg.accum_steps * step.time(step.train_step)
+    for row in rows:
+        if row["side"] != cfg.data.img_size:  # the model is timed at the full side only
+            continue
+        overlap, where = loader_placement(dataclasses.replace(cfg.data, num_workers=row["num_workers"]), dev)
+        meas = Measurements(times, row["mean_batch_s"], cfg.batch_size, overlap, source="pss bench data", loader=where)
+        if on_times:
+            try:
+                run = trained_schedule(cfg, steps_per_epoch, model=model, measurements=meas)
+            except ConfigError as e:  # this loader cannot feed the budget; another row's may
+                row["prediction"] = {"time_ratio": None, "model_time_ratio": None, "bound": None, "schedule": None,
+                                     "message": f"no run: {with_loader_named(e, meas)}"}
+                continue
+        counts = run.schedule.counts(steps_per_epoch, total)
+        pred = predict(meas, (r for r, n in counts.items() for _ in range(n)))
+        row["prediction"] = {"time_ratio": pred.time_ratio, "model_time_ratio": pred.model_time_ratio,
+                             "bound": pred.bound, "message": pred.message, "schedule": run.schedule.to_dict()}
+    sched = None if run is None else run.schedule  # None: no loader could feed a budget measured with it
+    return {"name": cfg.model.name, "batch_size": cfg.batch_size, "amp": resolve_amp(cfg.amp, dev).name,
+            "warmup": warmup, "iters": iters, "step_time_s": {f"{r:g}": t for r, t in times.items()},
+            "schedule": None if sched is None else sched.to_dict(), "epochs": cfg.epochs,
+            "steps_per_epoch": steps_per_epoch, "budget": None if run is None else run.note or None,
+            "mean_keep_ratio": None if sched is None else sched.mean(steps_per_epoch, total),
+            "resolution": None if cfg.resolution is None else cfg.resolution.to_dict()}
 
 
 def format_data_table(report: dict) -> str:
@@ -332,10 +397,38 @@ def format_data_table(report: dict) -> str:
             f"to {report['device']} ({report['cpu_cores']} CPU cores)")
     lines = [head, "", "| loader | side (px) | img/s | img/s per worker | mean wait per batch (ms) | median (ms) | p90 (ms) |",
              "|---|---|---|---|---|---|---|"]
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{1000 * v:.1f}"
+
     for r in report["results"]:
         per = f"{r['images_per_s_per_worker']:.0f}" if r["images_per_s_per_worker"] else "-"
         side = r.get("side", p["img_size"])
         where = "" if side == p["img_size"] or r.get("decoded_at_side") else " (resized in the loop)"
-        lines.append(f"| {r['loader']} | {side}{where} | {r['images_per_s']:.0f} | {per} | {1000 * r['mean_batch_s']:.1f} | "
-                     f"{1000 * r['median_wait_s']:.1f} | {1000 * r['p90_wait_s']:.1f} |")
-    return "\n".join(lines)
+        lines.append(f"| {r['loader']} | {side}{where} | {r['images_per_s']:.0f} | {per} | {ms(r['mean_batch_s'])} | "
+                     f"{ms(r['median_wait_s'])} | {ms(r['p90_wait_s'])} |")
+    few = min(r["batches"] for r in report["results"])
+    if few < MIN_QUANTILE_BATCHES:
+        lines.append(f"\nmedian and p90: not given from {few} timed batches (they need {MIN_QUANTILE_BATCHES}; "
+                     f"--batches {MIN_QUANTILE_BATCHES}, or a larger data set)")
+    return "\n".join(lines + _prediction_lines(report))
+
+
+def _prediction_lines(report: dict) -> list[str]:
+    """Will it pay: the run's predicted time ratio per loader row (`will_it_pay`), or why there is none."""
+    m = report.get("model")
+    if m is None:
+        return ["", f"will it pay: not predicted ({report.get('not_predicted') or '--model-iters 0'})"]
+    sched = m["schedule"]
+    if sched is None:  # a budget on measured times that no loader's times can meet
+        run = f"no run meets the budget with these loaders ({m['epochs']} epochs of {m['steps_per_epoch']} steps)"
+    else:
+        params = ", ".join(f"{k}={v:g}" for k, v in sched.items() if k != "name" and isinstance(v, (int, float)) and v)
+        run = (f"the run trains {sched['name']}({params}), mean keep ratio {m['mean_keep_ratio']:.3f} over "
+               f"{m['epochs']} epochs of {m['steps_per_epoch']} steps")
+    lines = ["", f"will it pay: {run}"
+                 + (f" ({m['budget']})" if m.get("budget") else "")
+                 + f"; {m['name']} timed {m['iters']} training steps per keep ratio at batch {m['batch_size']}, {m['amp']}"
+                 + (" (at the full side: a resolution schedule's smaller sides cost less)" if m.get("resolution") else "")]
+    lines += [f"  {r['loader']}: {r['prediction']['message']}" for r in report["results"] if r.get("prediction")]
+    return lines

@@ -4,7 +4,8 @@ The keep ratio decides the sequence length, so torch.compile (dynamo) guards on 
 training keep ratio is one graph, and evaluation (every token, or each explicit `pss.use_keep_ratio`)
 one more each. Past `torch._dynamo.config.recompile_limit` (8 by default) dynamo stops compiling
 that function and silently runs it eagerly. The schedules round rho to a grid (0.2: five values),
-so the number is small and known in advance:
+so the number is small and known in advance (the recommended fixed keep ratio needs one graph; a
+cyclic schedule, as here, one per grid value):
 
     keep = pss.KeepRatioScheduler(model, "cyclic:low=0.2,high=1.0", steps_per_epoch, epochs)
     pss.compile_friendly(keep)           # or pss.compile_friendly(schedule, steps_per_epoch=..., epochs=...)

@@ -59,6 +59,7 @@ __all__ = [
     "predict",
     "predict_run",
     "probe",
+    "ratios_to_time",
     "read_data_report",
     "time_loader",
     "time_steps",
@@ -70,6 +71,8 @@ _BOUND_MARGIN = 1.02
 # Runs shorter than this skip the pre-flight under `preflight: auto` (its few dozen steps would be a
 # visible share of the run).
 PREFLIGHT_MIN_STEPS = 500
+# The loader's median and p90 wait per batch are given from this many timed batches on (fewer: the mean only).
+MIN_QUANTILE_BATCHES = 10
 
 
 @dataclass
@@ -247,6 +250,16 @@ def measurements_from_files(spec: Any, cfg: Any, root: str | None, batch_size: i
                         batch_size, placement[0], source=f"{speed_path} + {data_path}", loader=placement[1])
 
 
+def ratios_to_time(schedule: Any, steps_per_epoch: int, total_steps: int, whole_grid: bool = False) -> list[float]:
+    """The keep ratios to time for a run of `schedule` (`measurement_ratios` of its keep ratios), or with
+    `whole_grid` every value a budget solver may pick: the schedule's grid, or a spread of keep ratios."""
+    if whole_grid:
+        grid = schedule.grid or 0.2
+        values = [round(k * grid, 6) for k in range(1, round(1 / grid) + 1)]
+        return measurement_ratios(values, at_most=len(values) if schedule.grid else 5)
+    return measurement_ratios(schedule.counts(steps_per_epoch, total_steps))
+
+
 def measurement_ratios(values: Iterable[float], at_most: int = 5) -> list[float]:
     """Keep ratios to time: every distinct one of the run if there are few (a gridded schedule), else
     1.0, the smallest and evenly spaced ones between (the rest is interpolated)."""
@@ -264,7 +277,8 @@ def measurement_ratios(values: Iterable[float], at_most: int = 5) -> list[float]
 def time_loader(loader: Any, device: Any, *, warmup: int = 2, batches: int = 10) -> tuple[dict[str, Any], Any]:
     """Time `batches` batches of `loader` (after `warmup`, which pays worker start-up), each moved to
     `device` and synchronised, from a fresh iterator; the consumer does nothing else, so this is the
-    loader's supply alone. Returns (the median and mean seconds per batch, images/s; the last batch)."""
+    loader's supply alone. Returns (the mean seconds per batch, images/s, and the median and p90
+    (interpolated) wait per batch where at least MIN_QUANTILE_BATCHES were timed, else None; the last batch)."""
     from pss.runtime import to_device
     from pss.runtime import synchronize
 
@@ -287,9 +301,11 @@ def time_loader(loader: Any, device: Any, *, warmup: int = 2, batches: int = 10)
     finally:
         del it  # shuts the workers down
     total = time.perf_counter() - t_start
+    enough = len(waits) >= MIN_QUANTILE_BATCHES  # a p90 of 2 batches is the faster one: no quantile at all
     stats = {"batches": len(waits), "warmup": warmup, "images": images, "seconds": total,
              "images_per_s": images / total, "mean_batch_s": total / len(waits),
-             "median_wait_s": statistics.median(waits), "p90_wait_s": sorted(waits)[int(0.9 * (len(waits) - 1))]}
+             "median_wait_s": statistics.median(waits) if enough else None,
+             "p90_wait_s": statistics.quantiles(waits, n=10, method="inclusive")[8] if enough else None}
     return stats, batch
 
 
@@ -397,12 +413,7 @@ def measure_run(run: Any, whole_grid: bool = False) -> Measurements:
     import torch.distributed as dist
 
     cfg, spe = run.cfg, run.steps_per_epoch
-    if whole_grid:
-        grid = cfg.schedule.grid or 0.2
-        values = [round(k * grid, 6) for k in range(1, round(1 / grid) + 1)]
-        ratios = measurement_ratios(values, at_most=len(values) if cfg.schedule.grid else 5)
-    else:
-        ratios = measurement_ratios(cfg.schedule.values(spe, cfg.epochs * spe))
+    ratios = ratios_to_time(cfg.schedule, spe, cfg.epochs * spe, whole_grid)
     if cfg.compile_options() is not None:
         import torch._dynamo
 

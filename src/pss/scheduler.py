@@ -1,7 +1,9 @@
 """`pss.KeepRatioScheduler`: a keep-ratio schedule driving a model in your own training loop.
 
     model = pss.attach(timm.create_model("deit_small_patch16_224"))
-    keep = pss.KeepRatioScheduler(model, "cyclic:low=0.2,high=1.0", steps_per_epoch=len(loader), epochs=epochs)
+    # the recommended recipe: a fixed 0.4 at random over 1.5x the epochs of a full-token run (its budget
+    # of 0.6 spent as tokens for epochs); the paper's: "cyclic:low=0.2,high=1.0" with select="magnitude"
+    keep = pss.KeepRatioScheduler(model, 0.4, steps_per_epoch=len(loader), epochs=epochs, select="random")
     for x, y in loader:                      # every epoch
         loss = criterion(model(x), y)        # train() mode: keep.keep_ratio of the patches
         loss.backward(); optimizer.step(); optimizer.zero_grad()
@@ -36,7 +38,8 @@ class KeepRatioScheduler:
     Args:
         model: a PSS model (ours, or a timm ViT after `pss.attach`); DDP / compiled / accelerate-
             prepared wrappers work too, attach before wrapping.
-        schedule: a `pss.Schedule`, a spec ("cyclic:low=0.2,high=1.0", "0.5"), or a recipe mapping.
+        schedule: a `pss.Schedule`, a number or spec ("0.4", fixed: the recommended recipe, with
+            select="random"; "cyclic:low=0.2,high=1.0", the paper's), or a recipe mapping.
         steps_per_epoch: optimizer steps per epoch (`len(loader) // accum_steps`).
         epochs: length of the run in epochs (may be fractional).
         select: selection rule to set as well (magnitude, random, l2, grid); None keeps the model's.

@@ -25,10 +25,10 @@ DETERMINISTIC_RULES = ("magnitude", "l2", "grid")
 # The rule used at inference (eval mode, no rule asked for), by the rule the weights were trained with
 # (None: trained at every token -- a baseline, or a timm model attached after its training). Measured by
 # the protocol of benchmarks/inference_select.py (best mean top-1 over keep ratios 0.8-0.2 on held-out
-# training images, per run; docs/dial.md, with the evidence in benchmarks/results/inference_select_*.md).
+# training images, per run; docs/dial.md, with the evidence in benchmarks/results/inference_select_cpu_2026-12-01.md).
 # The data decides more than the training rule: grid wins on every natural-image run (baselines and
 # random-trained, by 5-8 points), magnitude / l2 on the synthetic built-in set, whose classes live in a
-# few high-contrast patches by construction (by 17-31). The protocol's plain average, dominated by the
+# few high-contrast patches by construction (by 17-33 over grid). The protocol's plain average, dominated by the
 # synthetic set, would pick l2; the None and random rows ship grid because users' images are natural
 # images (docs/dial.md says so and gives both figures). magnitude ties l2 for magnitude-trained models.
 # Rows without runs follow the training rule.
@@ -73,6 +73,23 @@ def check_keep_ratio(keep_ratio: float) -> float:
 def check_select(select: str) -> None:
     if select not in SELECT_RULES:
         raise ConfigError(f"unknown selection rule {select!r}; choose one of {', '.join(SELECT_RULES)}")
+
+
+def describe_inference_defaults() -> str:
+    """`DEFAULT_INFERENCE_SELECT` in words, for help texts: "grid for models trained at every token
+    (baselines) and those trained with random, grid, mixed or jitter; magnitude for magnitude-trained ones; ..."."""
+    by_rule: dict[str, list[str | None]] = {}
+    for trained, rule in DEFAULT_INFERENCE_SELECT.items():
+        by_rule.setdefault(rule, []).append(trained)
+    parts = []
+    for rule, trained in by_rule.items():
+        who = ["models trained at every token (baselines)"] if None in trained else []
+        named = [t for t in trained if t is not None]
+        if named:
+            rest = ", ".join(named[:-1]) + (" or " if len(named) > 1 else "") + named[-1]
+            who.append(f"{'those' if who else 'models'} trained with {rest}")
+        parts.append(f"{rule} for {' and '.join(who)}")
+    return "; ".join(parts)
 
 
 def default_inference_select(trained_select: str | None) -> str:

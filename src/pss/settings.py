@@ -104,7 +104,7 @@ _AUTO_AUGMENT_PREFIXES = ("rand", "augmix", "original", "v0", "3a")
 class DataConfig:
     """The ``data:`` section of a recipe (read by `pss.data`). Validated on construction (raises `ConfigError`)."""
 
-    path: str | None = None  # folder, .tar.gz archive, hf:NAME[:CONFIG] (pss.data.hf), or None for the built-in glyph set
+    path: str | None = None  # folder, .tar.gz archive, hf:NAME[:CONFIG] (pss.data.sources), or None for the built-in glyph set
     train_split: str = "train"
     val_split: str = "val"  # the CIFAR-10 archive uses "test"
     img_size: int = 32
@@ -396,7 +396,7 @@ class TrainConfig:
     # schedule runs beside every token, both beside a keep-ratio schedule, drop without one (pss.budget)
     budget_lever: str = "auto"
     # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget);
-    # auto: the factor the budget study measured at this budget (pss.evidence: 1.5 from scratch at 0.4-0.8), else 1
+    # auto: the factor the budget study measured at this budget (pss.evidence: 1.5 at 0.6), else 1
     budget_epochs: Any = None  # a number >= 1, auto or null: checked by pss.budget_spec.check_budget_epochs
     budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs
     # predict the run's wall-clock ratio to the full-token run from measured step and loader times

@@ -3,18 +3,20 @@
     plan = [planned_run("baseline", 0, "cifar10_baseline", overrides, data, out), ...]
     summaries = run_plan(plan)                     # the same call again continues where it stopped
 
-Used by every script under `benchmarks/` (`cifar10.py`, `recipe_study.py`, `pretrain_finetune.py`),
-which share its CPU-reduced set-up (`CPU_REDUCED`, adjusted with `derive`). A run whose folder holds
+Used by every script under `benchmarks/`, which share its set-ups (`CPU_REDUCED`, adjusted with `derive`;
+the studies' `STUDY_CPU` and `STUDY_CPU_ROPE` and their arms, `study_arm`), its reading of committed records
+(`recorded_summaries`) and its one way of writing a record (`write_record`). A run whose folder holds
 summary.json is done (its summary is re-read), one holding checkpoint-last.pt is resumed exactly
-(`pss train --resume`), anything else starts afresh. Each run's settings are kept in its folder's
-`e2e_run.json`; a folder holding a run of other settings is refused before anything trains, so nothing
-already in the output folder is lost. An equal-time baseline's length depends on the run it matches
+(`pss train --resume`), anything else starts afresh. Each run's settings are kept in its folder
+(`RunDir.write_study_settings`: e2e_run.json); a folder holding a run of other settings is refused before
+anything trains, so nothing already in the output folder is lost. An equal-time baseline's length depends on the run it matches
 (`equal_time_ratio`): its settings are planned once that run's cost is known.
 """
 from __future__ import annotations
 
 import json
 import logging
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +31,23 @@ __all__ = [
     "CPU_REDUCED",
     "CPU_REDUCED_MODEL",
     "PlannedRun",
+    "RECORD_SUMMARY_KEYS",
+    "STUDY_CPU",
+    "STUDY_CPU_ROPE",
+    "STUDY_GRID",
+    "STUDY_RECIPE",
+    "TOKENS_FOR_EPOCHS",
     "add_study_arguments",
     "derive",
     "equal_time_ratio",
+    "per_seed",
     "planned_equal_time",
     "planned_run",
     "record_header",
+    "recorded_summaries",
     "run_plan",
     "run_state",
+    "study_arm",
     "write_record",
 ]
 
@@ -74,6 +85,39 @@ def derive(base: list[str], changes: dict[str, Any]) -> list[str]:
     if unknown:
         raise ConfigError(f"derive: {', '.join(unknown)} not in the set-up; add it as an override instead")
     return [o if k not in changes else f"{k}={changes[k]}" for o, k in zip(base, keys) if changes.get(k, o) is not None]
+
+
+# The set-up of the recipe, budget and token studies (benchmarks/recipe_study.py, budget_study.py,
+# token_study.py): the CPU-reduced set-up with twice the training images (1,000 per class), 15 epochs, a
+# checkpoint every epoch, on the full-token CIFAR-10 recipe; the model's kwargs are given per arm. A run's
+# overrides are the key by which a study recognises it (in its folder, in a committed record): change none
+# of these values without re-recording every study that used them.
+STUDY_RECIPE = "cifar10_baseline"
+STUDY_CPU = derive(CPU_REDUCED, {"model.kwargs": None, "data.max_train_per_class": 1000, "epochs": 15,
+                                 "log_interval": 20, "checkpoint_interval_epochs": 1})
+# The budget and token studies': the same with rotary position embedding, every arm on one keep-ratio grid.
+STUDY_CPU_ROPE = [*STUDY_CPU, "model.kwargs=" + json.dumps({**CPU_REDUCED_MODEL, "pos_embed": "rope"})]
+STUDY_GRID = 0.1
+TOKENS_FOR_EPOCHS = 1.5  # the studies' epochs factor of tokens for epochs (`budget_epochs`)
+
+
+def study_arm(arm: str, budget: float) -> list[str]:
+    """The overrides of one arm of the budget study (which the token study reuses), on top of
+    `STUDY_CPU_ROPE` and its horizon: full, recommended (= cyclic), jitter, paper, fixed, tokens_for_epochs."""
+    cyclic = f"schedule={{name: cyclic, low: 0.2, high: 1.0, grid: {STUDY_GRID}}}"
+    fixed = f"schedule={{name: fixed, rho: 0.6, grid: {STUDY_GRID}}}"
+    arms = {
+        "full": [f"schedule={{name: fixed, rho: 1.0, grid: {STUDY_GRID}}}"],
+        "recommended": [cyclic, "select=random", f"budget={budget}"],
+        "cyclic": [cyclic, "select=random", f"budget={budget}"],
+        "jitter": [cyclic, "select=jitter", f"budget={budget}"],  # trained on jittered grids, for the grid dial
+        "paper": [cyclic, "select=magnitude", f"budget={budget}"],
+        "fixed": [fixed, "select=random", f"budget={budget}"],
+        "tokens_for_epochs": [fixed, "select=random", f"budget={budget}", f"budget_epochs={TOKENS_FOR_EPOCHS}"],
+    }
+    if arm not in arms:
+        raise ConfigError(f"unknown arm {arm!r}; choose from {', '.join(arms)}")
+    return arms[arm]
 
 
 def add_study_arguments(p: Any, output: Path, results: Path) -> None:
@@ -120,16 +164,16 @@ def planned_run(name: str, seed: int, recipe: str, overrides: list[str], data: s
 
 def run_state(folder: Path, settings: dict[str, Any], fresh: bool) -> str:
     """"done", "resume" or "fresh" for one planned run; a folder holding other settings is refused."""
-    marker = folder / "e2e_run.json"
-    if fresh or not marker.exists():
+    run = RunDir(folder)
+    before = None if fresh else run.read_study_settings()
+    if before is None:
         return "fresh"
-    before = json.loads(marker.read_text())
     if before != settings:
         raise ConfigError(f"{folder} holds a run of other settings ({before}; now {settings}): "
-                         "run with --fresh to start over, or choose another --output")
-    if RunDir(folder).is_finished():
+                          "run with --fresh to start over, or choose another --output")
+    if run.is_finished(settings):
         return "done"
-    return "resume" if RunDir(folder).last.exists() else "fresh"
+    return "resume" if run.last.exists() else "fresh"
 
 
 def equal_time_ratio(pss_run: PlannedRun, summaries: dict[tuple[str, int], dict[str, Any]], full: str = "baseline") -> float:
@@ -200,8 +244,7 @@ def run_plan(plan: list[PlannedRun], *, fresh: bool = False, quiet: bool = False
             warmed = True
         log.info("study: %s %s (seed %d) -> %s", "resuming" if state == "resume" else "training", run.name, run.seed,
                  run.folder)
-        run.folder.mkdir(parents=True, exist_ok=True)
-        (run.folder / "e2e_run.json").write_text(json.dumps(run.settings, indent=1) + "\n")
+        RunDir(run.folder).write_study_settings(run.settings)
         if state == "resume":
             summaries[(run.name, run.seed)] = train(run.cfg, resume_from=RunDir(run.folder).last, quiet=quiet)
         else:
@@ -216,9 +259,40 @@ def record_header(title: str, rec: dict[str, Any]) -> list[str]:
             f"{rec.get('date')}. Command: `{rec.get('command')}`.{note}", ""]
 
 
-def write_record(path: Path, rec: dict[str, Any], markdown: list[str]) -> Path:
-    """A benchmark record: `path` (.json) and the same name with .md; the folder is created."""
+def per_seed(v: list[float] | None) -> str:
+    """A difference in points as the study records print it: mean over seeds, then each seed's in brackets."""
+    if not v:
+        return "-"
+    return f"{statistics.fmean(v):+.2f} ({' / '.join(f'{x:+.1f}' for x in v)})"
+
+
+# What a study's record keeps of each run's summary.json: enough to rebuild its row without the run folder.
+RECORD_SUMMARY_KEYS = ("train_time_s", "data_wait_fraction", "best_acc1", "final_acc1", "best_epoch",
+                       "mean_keep_ratio", "schedule", "budget", "epochs", "steps", "images_per_s", "device", "torch",
+                       "timm", "commit")
+
+
+def recorded_summaries(results: Path, patterns: tuple[str, ...]) -> dict[tuple[str, int, tuple[str, ...]], dict[str, Any]]:
+    """(name, seed, overrides) -> summary of every run kept in the records under `results` that `patterns`
+    name (globs; within a pattern the newest record wins): what a study need not train again."""
+    out: dict[tuple[str, int, tuple[str, ...]], dict[str, Any]] = {}
+    for path in [p for pattern in patterns for p in sorted(Path(results).glob(pattern))]:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"record {path} is unreadable ({e}); restore it from version control") from None
+        for row in rec.get("runs", []):
+            if "summary" in row and "overrides" in row:
+                out[(row["name"], row["seed"], tuple(row["overrides"]))] = row["summary"]
+    return out
+
+
+def write_record(path: Path, rec: dict[str, Any], markdown: str | list[str]) -> Path:
+    """A benchmark record, the one way every script under `benchmarks/` writes one: `path` (.json) and the
+    same name with .md (`markdown`: the text, or its lines), which is what the results page shows
+    (benchmarks/results_page.py); the folder is created. Records are written by scripts, never by hand."""
+    text = markdown if isinstance(markdown, str) else "\n".join(markdown) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec, indent=2) + "\n")
-    path.with_suffix(".md").write_text("\n".join(markdown) + "\n")
+    path.with_suffix(".md").write_text(text)
     return path

@@ -10,9 +10,9 @@ device sync to the training step.
   * csv: `summary.csv` in the run folder, one row per epoch as timm's train.py writes it (epoch,
     train_loss, eval_loss, eval_top1, eval_top5, lr) plus step, keep_ratio, train_time_s;
   * tensorboard: event files under `<output>/tensorboard` (torch.utils.tensorboard; needs the
-    `tensorboard` package: pip install "pss[tensorboard]"): train/loss, train/lr, train/keep_ratio,
+    `tensorboard` package; in a clone of pss: pip install -e ".[tensorboard]"): train/loss, train/lr, train/keep_ratio,
     train/num_tokens per step, val/* per evaluation;
-  * wandb: the same scalars to Weights & Biases (pip install "pss[wandb]"); `logging.wandb_mode:
+  * wandb: the same scalars to Weights & Biases (in a clone of pss: pip install -e ".[wandb]"); `logging.wandb_mode:
     offline` needs no network (sync later with `wandb sync`);
   * progress lines: when stderr is not a terminal (SLURM, nohup, CI), one log line per
     `log_interval` steps instead of the progress bar.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 
 from pss.checkpoint import atomic_write
 from pss.config import LoggingConfig
-from pss.runfolder import RunDir, RunWriter
+from pss.runfolder import RunDir, RunWriter, read_jsonl
 from pss.errors import ConfigError
 
 log = logging.getLogger("pss.train")
@@ -74,7 +73,7 @@ class TrackingWriter(RunWriter):
             return
         # the resumed epoch's earlier steps, for its summary row
         if self.train_log.exists():
-            recs = [json.loads(x) for x in self.train_log.read_text().splitlines() if x.strip()]
+            recs = read_jsonl(self.train_log)
             epoch = recs[-1]["epoch"] if recs and recs[-1]["step"] == step - 1 else None
             self._epoch_records = [r for r in recs if r["epoch"] == epoch] if epoch is not None else []
         for t in self.trackers:
@@ -172,8 +171,8 @@ class TensorBoardTracker(Tracker):
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
             raise ConfigError(
-                "logging.tensorboard: true needs the tensorboard package: pip install \"pss[tensorboard]\" "
-                "(or set logging.tensorboard: false)"
+                "logging.tensorboard: true needs the tensorboard package: pip install tensorboard (in a clone of pss: "
+                "pip install -e \".[tensorboard]\"), or set logging.tensorboard: false"
             ) from e
         # purge_step: a resumed run drops the events logged after its checkpoint
         # fresh run (also --overwrite): earlier events in the folder are discarded too
@@ -208,7 +207,8 @@ class WandbTracker(Tracker):
             import wandb
         except ImportError as e:
             raise ConfigError(
-                "logging.wandb: true needs the wandb package: pip install \"pss[wandb]\" (or set logging.wandb: false)"
+                "logging.wandb: true needs the wandb package: pip install wandb (in a clone of pss: "
+                "pip install -e \".[wandb]\"), or set logging.wandb: false"
             ) from e
         self.wandb = wandb
         id_file = Path(folder) / "wandb_run_id.txt"

@@ -6,11 +6,11 @@
 `train` joins the process group, sets determinism and holds the run folder's lock; `Run.setup()` checks
 every input and builds each piece once, in this order (every check before the first write and the
 first step): device and precision -> the config's checks above its floor (`check_config`: names known
-to timm, the task's) -> output folder (locked) -> checkpoint to resume -> data check -> class count and
-image size from the data -> batch per process -> task -> model (+ --init weights) -> loaders -> budget
-(the schedule solved, pss.budget.plan) -> optimisation state (restored on resume) -> DDP / torch.compile
--> pre-flight (pss.preflight; a `budget_cost: measured` budget is solved here, on its measurements) ->
-run header (config.yaml, logs, trackers) -> engine.
+to timm, the task's) -> output folder (locked) -> checkpoint to resume -> batch per process -> data
+check -> class count and image size from the data -> task -> model (+ --init weights) -> loaders ->
+budget (the schedule solved, pss.budget.plan) -> optimisation state (restored on resume) -> DDP /
+torch.compile -> pre-flight (pss.preflight; a `budget_cost: measured` budget is solved here, on its
+measurements) -> run header (config.yaml, logs, trackers) -> engine.
 `Run.fit()` trains and writes summary.json. What the run folder holds and what a resume restores:
 docs/run-folder.md.
 """
@@ -133,11 +133,12 @@ class Run:
         check_config(cfg)
         self.folder = self._prepare_output()
         ckpt = self._checkpoint_to_resume()
-        self.data_report = check_data(cfg.data)  # paths, class folders, unreadable images: quick, before decoding
+        self.per_rank = batch_per_process(cfg, self.dist.world_size)
+        # paths, class folders, the batch against the images, unreadable images: quick, before decoding
+        self.data_report = check_data(cfg.data, self.per_rank, self.dist.world_size)
         log.info("data: %s", self.data_report.describe())
         self.class_names = list(self.data_report.classes)
         self.cfg = resolve_data_geometry(cfg, len(self.class_names))
-        self.per_rank = batch_per_process(self.cfg, self.dist.world_size)
         self.task: Task = task_kind(self.cfg.task).build(self.cfg, self.class_names)
         self.model = self._build_model(init=self.cfg.init if ckpt is None else None)
         self.geometry = check_resolution(self.cfg.resolution, self.model, self.task)  # before any data is decoded

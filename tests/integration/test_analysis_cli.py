@@ -43,8 +43,11 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
     argv = ["sweep", *checkpoints, "--keep", "1.0,0.5,0.25", "--batch-size", "4", "--warmup", "1",
             "--iters", "1", "--device", "cpu", "--output", str(out)]
     assert main(argv) == 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
     assert "picture:" in printed
+    # progress on stderr, one bar over every batch: 2 models x 3 keep ratios, each timed (1 + 1 batches) and
+    # evaluated on the 6 validation images (2 batches of 4)
+    assert "sweep: pss" in err and "24/24" in err
     result = json.loads((out / "sweep.json").read_text())
     assert result["keep_ratios"] == [1.0, 0.5, 0.25] and result["select"] == "default"
     # each model at the deterministic default for the rule it was trained with, said in the output
@@ -66,11 +69,21 @@ def test_sweep_command(checkpoints, tmp_path, capsys):
     assert img.shape[:2] == (500, 1200) and img[..., :3].std() > 0.05
 
 
+def test_sweep_help_names_the_default_rules_the_code_uses(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert pss.select.DEFAULT_INFERENCE_SELECT[None] == "grid"
+    assert "grid for models trained at every token (baselines) and those trained with random" in text
+    assert "magnitude for models trained with magnitude" in text and "--quiet" in text
+
+
 def test_sweep_reduce_both_and_every_rule(checkpoints, tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["sweep", *checkpoints, "--keep", "1.0,0.5", "--batch-size", "4", "--warmup", "0", "--iters", "1",
-            "--device", "cpu", "--select", "all", "--reduce", "both", "--merge-r", "0,4,8", "--output", str(out)]
+            "--device", "cpu", "--select", "all", "--reduce", "both", "--merge-r", "0,4,8", "--quiet", "--output", str(out)]
     assert main(argv) == 0
+    assert capsys.readouterr().err == ""  # --quiet: no progress bar
     result = json.loads((out / "sweep.json").read_text())
     entries = result["checkpoints"]
     assert result["reduce"] == "both" and result["select"] == "all"
@@ -145,12 +158,27 @@ def test_viz_schedule_command(tmp_path, capsys):
             "--output", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "cyclic:low=0.2,high=1.0: mean keep ratio 0.600" in printed
+    assert "cyclic:low=0.2,high=1.0: mean keep ratio 0.600 over 4 epochs" in printed  # the first recipe's length
     assert "recipe.yaml (linear): mean keep ratio" in printed
-    assert "demo (cyclic): mean keep ratio" in printed  # a shipped recipe, by name
+    # a shipped recipe, by name, drawn as it trains: its budget solved (a cyclic low = 0.2222 on the 0.2 grid)
+    assert "demo (cyclic, budget 0.6): mean keep ratio 0.600 over 10 epochs (" in printed and "low = 0.2222" in printed
+    assert "(keep ratios drawn per step)" in printed
     assert mpimg.imread(out).shape[:2] == (450, 900)
     assert main(["viz", "schedule", "wavy:low=1", "--output", str(out)]) == 2
     assert "unknown schedule" in capsys.readouterr().err
+
+
+def test_viz_schedule_draws_a_budget_recipe_as_it_trains(tmp_path, capsys):
+    """The recommended recipe: 200 epochs' budget 0.6 spent as 300 epochs at the solved fixed keep ratio, drawn
+    per epoch (a cyclic wave per epoch over 300 epochs would fill the plot); --epochs as pss train takes it."""
+    out = tmp_path / "sched.png"
+    assert main(["viz", "schedule", "cifar10_pss", "cyclic", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cifar10_pss (fixed, budget 0.6): mean keep ratio 0.398 over 300 epochs (budget 0.6 of 200 epochs spent " \
+           "as 300 epochs; " in printed and "rho = 0.3984" in printed
+    assert "cyclic: mean keep ratio 0.600 over 300 epochs" in printed and "drawn per epoch" in printed
+    assert main(["viz", "schedule", "cifar10_pss", "--epochs", "20", "--output", str(out)]) == 0
+    assert "over 30 epochs" in capsys.readouterr().out  # --epochs 20 x budget_epochs auto (1.5)
 
 
 def test_sweep_checks_the_data_classes_against_the_checkpoint(checkpoints, tmp_path, capsys):

@@ -394,12 +394,22 @@ def test_extending_a_run_rebuilds_the_lr_schedule(finished_run, tmp_path):
         assert max(r["lr"] for r in log[done_steps:]) > 10 * min(r["lr"] for r in log[: done_steps])
 
 
-def test_a_resume_reads_past_junk_in_its_logs(finished_run, tmp_path, capsys):
-    """Binary junk in val_log.jsonl made --resume a UnicodeDecodeError."""
+def test_a_resume_names_junk_in_its_logs_and_reads_past_a_torn_last_line(finished_run, tmp_path, capsys):
+    """Binary junk in val_log.jsonl made --resume a UnicodeDecodeError. A damaged log is now read as every
+    reader reads it (pss.runfolder.read_jsonl): corruption is refused in one line naming the file, the line
+    and the fix, before anything is written; a last line cut short by a kill is skipped."""
     _, done = finished_run
     run = _copy(done, tmp_path / "run")
+    good = (run / "val_log.jsonl").read_bytes()
+    files = lambda: {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != LOCK_NAME}  # noqa: E731
+    before = files()
     with (run / "val_log.jsonl").open("ab") as f:
         f.write(b"\xff\xfe\x00junk\n[1, 2]\n{\"no_step\": 1}\n")
+    assert pss_train("--output", run, "--resume", "--set", "epochs=2") == 2
+    err = one_line(capsys.readouterr().err)
+    assert "val_log.jsonl' is malformed: line 2 is not JSON" in err and "remove the line" in err
+    assert files() == {**before, "val_log.jsonl": good + b"\xff\xfe\x00junk\n[1, 2]\n{\"no_step\": 1}\n"}  # nothing written
+    (run / "val_log.jsonl").write_bytes(good + b'{"epoch": 1, "st')  # torn by a kill: skipped, then cut away
     assert pss_train("--output", run, "--resume", "--set", "epochs=2") == 0
     assert [r["step"] for r in read_jsonl(run / "val_log.jsonl")] == [8, 16]
 

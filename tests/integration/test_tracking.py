@@ -78,7 +78,7 @@ def test_wandb_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import fails
     recipe = write_recipe(tmp_path, epochs=1, logging={"wandb": True})
     assert pss_train("--config", recipe, "--output", tmp_path / "run") == 2
-    assert 'pip install "pss[wandb]"' in capsys.readouterr().err
+    assert 'pip install wandb (in a clone of pss: pip install -e ".[wandb]")' in capsys.readouterr().err
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, caplog):

@@ -58,8 +58,10 @@ def test_data_without_class_folders(tmp_path, capsys):
 
 
 def test_wrong_split_name(image_folder, tmp_path, capsys):
-    fails(tmp_path, capsys, "--data", str(image_folder), "--set", "data.val_split=test",
-          words=("test", "does not exist", "data.val_split"))
+    """A training split that is not there is named (an evaluation split falls back to the first of validation /
+    val / valid / test the data has: tests/unit/test_data.py)."""
+    fails(tmp_path, capsys, "--data", str(image_folder), "--set", "data.train_split=training",
+          words=("training", "does not exist", "data.train_split"))
 
 
 def test_class_folder_without_images(image_folder, tmp_path, capsys):
@@ -97,7 +99,7 @@ def test_corrupt_image_skipped_and_counted(image_folder, tmp_path):
         (["epochs=0"], ("epochs must be >= 1",)),
         (["optim.lr=-1"], ("optim.lr must be > 0",)),
         (["optim.lrr=1"], ("unknown config key 'optim.lrr'", "did you mean 'lr'")),
-        (["batch_size=128"], ("batch_size 128", "64 images")),
+        (["batch_size=128"], ("batch_size 128", "64 training images")),
         (["model.num_classes=5"], ("num_classes is 5", "10 classes")),
         (["model.img_size=64"], ("model.img_size 64", "data.img_size 32")),
         (["model.kwargs.num_heads=3"], ("embed_dim 32 is not divisible by num_heads 3",)),

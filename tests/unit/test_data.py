@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import shutil
@@ -152,9 +153,27 @@ def test_missing_path_is_a_helpful_error(tmp_path):
         check_data(DataConfig(path=str(tmp_path / "nope")))
 
 
-def test_missing_split_suggests_the_folder_that_is_there(tiny_image_folder):
+def test_one_evaluation_split_rule_for_every_source(tiny_image_folder, caplog):
+    """data.val_split where the data has it, else the first of validation / val / valid / test it has, logged:
+    the CIFAR recipes (val_split: test) read a folder holding val/, as they read a Hugging Face copy."""
+    caplog.set_level(logging.INFO, logger="pss.data")
+    report = check_data(DataConfig(path=str(tiny_image_folder), val_split="test"))
+    assert report.splits == ("train", "val") and report.num_val == 6
+    assert "has no 'test' split: evaluating on 'val', the first of validation / val / valid / test" in caplog.text
+    train, val, _ = build_datasets(DataConfig(path=str(tiny_image_folder), val_split="test"), report=report)
+    assert Path(val.root).name == "val" and len(val) == 6
     (tiny_image_folder / "val").rename(tiny_image_folder / "test")
-    with pytest.raises(DataError, match=r"val does not exist; folders present: test, train: set data.val_split: test"):
+    assert check_data(DataConfig(path=str(tiny_image_folder))).splits == ("train", "test")
+    (tiny_image_folder / "test").rename(tiny_image_folder / "holdout")  # no evaluation split by any of the names
+    with pytest.raises(DataError, match=r"split folder .*val does not exist; folders present: holdout, train: set "
+                                        r"data.val_split to the name of your val folder"):
+        check_data(DataConfig(path=str(tiny_image_folder)))
+
+
+def test_missing_train_split_suggests_the_folder_that_is_there(tiny_image_folder):
+    (tiny_image_folder / "train").rename(tiny_image_folder / "training")
+    with pytest.raises(DataError, match=r"train does not exist; folders present: training, val: set data.train_split: "
+                                        r"training"):
         check_data(DataConfig(path=str(tiny_image_folder)))
 
 

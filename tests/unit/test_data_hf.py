@@ -1,4 +1,4 @@
-"""Hugging Face datasets as a data source (`pss.data.hf`): built locally, nothing downloads."""
+"""Hugging Face datasets as a data source (`pss.data.sources.hf`): built locally, nothing downloads."""
 from __future__ import annotations
 
 import random
@@ -12,7 +12,7 @@ from PIL import Image  # noqa: E402
 
 from pss.config import DataConfig  # noqa: E402
 from pss.data import build_datasets, build_loader, check_data  # noqa: E402
-from pss.data.hf import is_hf_source  # noqa: E402
+from pss.data.sources.hf import is_hf_source  # noqa: E402
 from pss.errors import DataError  # noqa: E402
 
 CLASSES = ["ant", "bee", "cat"]
@@ -54,8 +54,8 @@ def test_local_forms_found_from_features(saved, form):
     path = ("hf:" if form.startswith("hf:") else "") + str(root / form.removeprefix("hf:"))
     assert is_hf_source(path)
     report = check_data(cfg(path))  # val_split "val" is absent: the dataset's only eval split, "test", is used
-    assert report.source == "hf" and report.classes == CLASSES and report.hf["splits"] == ("train", "test")
-    assert report.hf["image_column"] == "img"
+    assert report.source == "hf" and report.classes == CLASSES and report.splits == ("train", "test")
+    assert report.opened["image_column"] == "img"
     assert report.train_counts == {"ant": 4, "bee": 4, "cat": 4} and report.val_counts == {"ant": 2, "bee": 2, "cat": 2}
     # Class-major order, row order within a class (what a folder written in row order gives).
     assert report.train_samples == [(r, r % 3) for c in range(3) for r in range(12) if r % 3 == c]
@@ -112,8 +112,8 @@ def test_label_column_without_classlabel_and_named_columns(tmp_path):
     with pytest.raises(DataError, match=r"no ClassLabel column .*set data.hf_label_column"):
         check_data(cfg(tmp_path / "d"))
     report = check_data(cfg(tmp_path / "d", hf_label_column="y"))
-    assert report.classes == ["0", "1", "2"] and report.hf["splits"] == ("train", "validation")
-    assert report.hf["image_column"] == "picture"
+    assert report.classes == ["0", "1", "2"] and report.splits == ("train", "validation")
+    assert report.opened["image_column"] == "picture"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -130,11 +130,11 @@ def test_bad_settings_one_line(saved, change, message):
 
 
 def test_empty_split_classes_differ_and_unlabelled_rows(tmp_path, monkeypatch):
-    import pss.data.hf
+    import pss.data.sources.hf
 
     empty = {"train": make_split(6, 0), "test": make_split(3, 0).select([])}  # datasets' loaders refuse to write one
     with monkeypatch.context() as m:
-        m.setattr(pss.data.hf, "open_hf", lambda spec: ("mem", empty))
+        m.setattr(pss.data.sources.hf, "open_hf", lambda spec: ("mem", empty))
         with pytest.raises(DataError, match="split 'test' of mem is empty: choose another with data.val_split"):
             check_data(cfg("hf:anything"))
     datasets.DatasetDict({"train": make_split(6, 0), "test": make_split(3, 1, names=["ant", "bee", "dog"])}

@@ -384,7 +384,8 @@ def test_one_class_data_is_named_as_the_problem(tmp_path, capsys):
         (tmp_path / "one" / split / "a").mkdir(parents=True)
         for i in range(4):
             Image.new("RGB", (32, 32), (60 * i, 0, 0)).save(tmp_path / "one" / split / "a" / f"{i}.png")
-    assert main(["train", "--config", "demo", "--data", str(tmp_path / "one"), "--output", str(tmp_path / "run")]) == 2
+    assert main(["train", "--config", "demo", "--data", str(tmp_path / "one"), "--output", str(tmp_path / "run"),
+                 "--set", "batch_size=4"]) == 2  # (a batch larger than the 4 images is refused first, as such)
     err = _one_line(capsys.readouterr().err, "train")
     assert "the data has 1 class (a): a classifier needs at least 2 class folders" in err and "budget" not in err
 

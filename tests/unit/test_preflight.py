@@ -129,3 +129,46 @@ def test_data_report_of_another_pipeline_is_refused(tmp_path):
     (tmp_path / "speed.json").write_text('{"kind": "speed"}')
     with pytest.raises(ConfigError, match="is not a pss bench data report"):
         read_data_report(tmp_path / "speed.json", mine, 2)
+
+
+def test_loader_quantiles_come_from_enough_batches(monkeypatch):
+    """The median and the p90 (interpolated) wait per batch from MIN_QUANTILE_BATCHES timed batches on; from
+    fewer, none (a p90 of 2 batches was the faster one, below the median). A fake clock gives each batch its wait."""
+    import torch
+
+    import pss.preflight as pf
+
+    clock = [0.0]
+
+    class Loader:
+        def __init__(self, waits_ms):
+            self.waits = waits_ms
+
+        def __len__(self):
+            return len(self.waits)
+
+        def __iter__(self):
+            for w in self.waits:
+                clock[0] += w / 1000
+                yield torch.zeros(2, 3), torch.zeros(2)
+
+    monkeypatch.setattr(pf.time, "perf_counter", lambda: clock[0])
+    stats, _ = pf.time_loader(Loader([50.0] + [float(w) for w in range(1, 11)]), "cpu", warmup=1, batches=10)
+    assert stats["batches"] == 10 == pf.MIN_QUANTILE_BATCHES and stats["images"] == 20
+    assert stats["mean_batch_s"] == pytest.approx(0.0055) and stats["median_wait_s"] == pytest.approx(0.0055)
+    assert stats["p90_wait_s"] == pytest.approx(0.0091)  # between the 9th and 10th batch, not the 9th
+    stats, _ = pf.time_loader(Loader([50.0, 1.0, 9.0]), "cpu", warmup=1, batches=2)
+    assert stats["batches"] == 2 and stats["median_wait_s"] is None and stats["p90_wait_s"] is None
+    assert stats["mean_batch_s"] == pytest.approx(0.005)
+
+
+def test_ratios_to_time_follow_the_schedule_or_the_whole_grid():
+    from pss.preflight import ratios_to_time
+
+    cyc = schedule_from_dict({"name": "cyclic", "low": 0.2, "high": 1.0})
+    assert ratios_to_time(cyc, 10, 100) == [1.0, 0.8, 0.6, 0.4, 0.2]
+    assert ratios_to_time(schedule_from_dict(0.4), 10, 100) == [1.0, 0.4]
+    # a budget solved on the times: every grid value (the fixed schedule has none: a spread of five)
+    assert ratios_to_time(schedule_from_dict(0.4), 10, 100, whole_grid=True) == [1.0, 0.8, 0.6, 0.4, 0.2]
+    grid = schedule_from_dict({"name": "cyclic", "grid": 0.25})
+    assert ratios_to_time(grid, 10, 100, whole_grid=True) == [1.0, 0.75, 0.5, 0.25]

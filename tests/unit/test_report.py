@@ -155,3 +155,34 @@ def test_report_shows_the_recipes_budget_and_marks_unfinished_runs(tmp_path, cap
     assert "| eq (unfinished: 3 of 6 epochs) |" in printed
     pss_line = next(line for line in printed.splitlines() if line.startswith("| pss |"))
     assert "+3.00 *" in pss_line and "did not finish" in printed
+
+
+def test_the_run_folder_reads_its_logs_with_one_policy_for_a_cut_short_line(tmp_path):
+    """`RunDir` reads what a run folder holds; a torn last line (a kill mid-write) is skipped by every reader
+    (reports and a resume alike), a corrupt line elsewhere is refused, never dropped silently."""
+    from pss.runfolder import RunDir, RunWriter
+
+    folder = RunDir(tmp_path / "run")
+    assert folder.read_train_log() == [] and folder.read_summary() == {} and folder.read_config() == {}
+    assert not folder.is_finished() and folder.read_study_settings() is None
+    folder.path.mkdir()
+    rows = [{"epoch": 0, "step": s, "loss": 1.0 / (s + 1)} for s in range(4)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    folder.train_log.write_text(text + '{"epoch": 0, "st')  # killed while writing step 4
+    assert folder.read_train_log() == rows
+    folder.val_log.write_text(json.dumps({"step": 2, "acc1": 1.0}) + "\n" + json.dumps({"step": 2, "acc1": 2.0}) + "\n")
+    assert folder.read_val_log() == [{"step": 2, "acc1": 2.0}]  # a step logged twice: read once, as last written
+    RunWriter(folder.path).truncate(3)  # a resume from step 3: the torn line goes with the steps past it
+    assert folder.train_log.read_text() == "".join(json.dumps(r) + "\n" for r in rows[:3])
+    folder.train_log.write_text(text.replace(json.dumps(rows[1]), '{"epoch": 0, "st'))
+    for read in (folder.read_train_log, lambda: RunWriter(folder.path).truncate(3)):
+        with pytest.raises(DataError, match=r"train_log.jsonl' is malformed: line 2 is not JSON .*remove the line"):
+            read()
+    folder.summary.write_text(json.dumps({"final_acc1": 50.0}))
+    folder.config.write_text("epochs: 3\n")
+    assert folder.read_summary() == {"final_acc1": 50.0} and folder.read_config() == {"epochs": 3}
+    settings = {"recipe": "demo", "overrides": ["seed=0"], "data": None}
+    assert folder.is_finished() and not folder.is_finished(settings)  # no study planned it
+    folder.write_study_settings(settings)
+    assert folder.read_study_settings() == settings and folder.is_finished(settings)
+    assert not folder.is_finished({**settings, "overrides": ["seed=1"]})

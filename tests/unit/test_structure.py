@@ -234,3 +234,44 @@ def test_every_package_is_shipped():
     listed = set(tomllib.loads((SRC.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {_module_name(p) for p in PKG.rglob("__init__.py")}
     assert packages <= listed, sorted(packages - listed)
+
+
+BENCHMARKS = SRC.parent / "benchmarks"
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+
+
+def run_folder_names_spelled(paths: list[Path], names: set[str]) -> list[str]:
+    """Strings in code (docstrings aside) that name a run-folder file as a path: the name alone or a path
+    ending in it (an f-string's ``f"{folder}/summary.json"`` too). Prose that mentions a file is not one."""
+    found = []
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        skip = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+                text = node.value.strip()
+                if any(text == n or text.endswith("/" + n) for n in names):
+                    found.append(f"{path}:{node.lineno}: {text!r}")
+    return found
+
+
+def test_no_run_folder_file_name_outside_rundir(tmp_path):
+    """`pss.runfolder.RunDir` names (and reads) a run folder's files; nobody else spells them. The lock
+    file's name is `pss.outputs`'s (the lock is held beneath RunDir), which RunDir.LOCK repeats."""
+    from pss.runfolder import RunDir
+
+    names = {v for k, v in vars(RunDir).items() if k.isupper() and isinstance(v, str)}
+    assert {"summary.json", "train_log.jsonl", "encoder.safetensors", "e2e_run.json"} <= names
+    files = [p for p in sorted(PKG.rglob("*.py")) + sorted(BENCHMARKS.glob("*.py"))
+             if p != PKG / "runfolder.py" and p != PKG / "outputs.py"]
+    assert not run_folder_names_spelled(files, names), "\n".join(run_folder_names_spelled(files, names))
+    # the check sees a name built into a path, and lets prose and docstrings be
+    probe = tmp_path / "probe.py"
+    probe.write_text('"""Writes summary.json."""\nA = run / "summary.json"\nB = f"{run}/train_log.jsonl"\n'
+                     'C = "prose that mentions config.yaml"\n')
+    assert [h.split(": ", 1)[0].rsplit(":", 1)[1] for h in run_folder_names_spelled([probe], names)] == ["2", "3"]

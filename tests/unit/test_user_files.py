@@ -68,3 +68,46 @@ def test_results_page_is_generated_from_the_records():
     assert (results / "README.md").read_text() == page.render(results), (
         "benchmarks/results/README.md is stale: run python benchmarks/results_page.py")
     assert "recipe_study_cpu-study_2026-11-24.json" in page.render(results)
+
+
+def test_install_lines_install_this_clone():
+    """`pss` on the package index is another project: every install line installs this clone's extras
+    (`pip install -e ".[hf]"`), never `pip install "pss[hf]"`."""
+    pat = re.compile(r"""pip install \\?["']?pss\[""")
+    assert pat.search('pip install "pss[hf]"') and pat.search("pip install pss[lightning]")
+    assert not pat.search('pip install -e ".[hf]"')
+    hits = []
+    for name in _user_files():
+        path = ROOT / name
+        if path.suffix not in (".md", ".py", ".yaml", ".toml", ".txt", ""):
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        hits += [f"{name}:{i}" for i, line in enumerate(text.splitlines(), 1) if pat.search(line)]
+    assert not hits, "install lines naming the package index's pss: " + ", ".join(hits)
+
+
+# A pointer to a section: (README, "Use it in your own loop") or (docs/findings.md, "Which recipe").
+SECTION_POINTER = re.compile(r'\((README|docs/[\w-]+\.md), "([^"]+)"\)')
+
+
+def test_section_pointers_name_a_section_of_that_file():
+    """Recipe headers, comments and docstrings that send the reader to a section name one that is there
+    (a section that moved to another file leaves its pointers stale)."""
+    pointers, stale = 0, []
+    for name in _user_files():
+        path = ROOT / name
+        if path.suffix not in (".py", ".md", ".yaml", ".yml"):
+            continue
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            for target, section in SECTION_POINTER.findall(line):
+                pointers += 1
+                doc = ROOT / ("README.md" if target == "README" else target)
+                headings = [h.lstrip("#").strip() for h in doc.read_text().splitlines() if h.startswith("#")] \
+                    if doc.is_file() else []
+                if not any(h.startswith(section) for h in headings):
+                    stale.append(f"{name}:{i}: ({target}, {section!r})")
+    assert pointers >= 5  # the pattern finds the recipes' pointers
+    assert not stale, "pointers to sections that are not there:\n" + "\n".join(stale)

@@ -1,19 +1,18 @@
 """Reading a finished (or stopped) training run from its folder alone: `train_log.jsonl`, `val_log.jsonl`,
-`summary.json` and `config.yaml` (see pss.train's docstring), into a `ReportedRun`, for `pss report` and the
+`summary.json` and `config.yaml`, read by `pss.runfolder.RunDir`, into a `ReportedRun`, for `pss report` and the
 benchmarks. A torn last log line (a run killed while writing) is skipped, a resumed run's repeated steps
 are read once, and a malformed file is named as such (DataError), not taken for a missing one.
 """
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pss.config import load_yaml
 from pss.errors import DataError
+from pss.runfolder import RunDir
 
 __all__ = ["ReportedRun", "load_run", "load_runs"]
 
@@ -85,65 +84,16 @@ class ReportedRun:
         return f"{self.epochs_done} of {planned if planned is not None else '?'} epochs"
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines log; a torn last line (run killed while writing) is skipped. DataError when
-    another line is not a JSON object: the log is malformed, which is not the same as missing."""
-    if not path.is_file():
-        return []
-    lines = [(i, line.strip()) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)]
-    lines = [(i, line) for i, line in lines if line]
-    rows = []
-    for n, (i, line) in enumerate(lines):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if n == len(lines) - 1 and rows:
-                continue  # torn last line
-            raise DataError(f"{str(path)!r} is malformed: line {i} is not JSON ({e.msg}); "
-                            "restore the file from the run, or remove the line") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{str(path)!r} is malformed: line {i} holds a {type(row).__name__}, "
-                            "not a record; restore the file from the run, or remove the line")
-        rows.append(row)
-    return rows
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        obj = json.loads(path.read_text(errors="replace"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{str(path)!r} is malformed ({e.msg} at line {e.lineno}); restore it from the run, "
-                        "or remove it to report from the logs alone") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{str(path)!r} is malformed: it holds a {type(obj).__name__}, not an object")
-    return obj
-
-
-def _dedupe_by_step(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Keep the last record per step (a resumed run may repeat steps), in step order."""
-    if not rows or "step" not in rows[0]:
-        return rows
-    by_step = {r["step"]: r for r in rows if "step" in r}
-    return [by_step[s] for s in sorted(by_step)]
-
-
 def load_run(path: str | Path, name: str | None = None) -> ReportedRun:
-    """Read a run folder. Raises DataError when it holds neither a train log nor a summary."""
-    path = Path(path)
-    if not path.is_dir():
+    """Read a run folder (`pss.runfolder.RunDir`). Raises DataError when it holds neither a log nor a summary."""
+    folder = RunDir(path)
+    if not folder.path.is_dir():
         raise DataError(f"run folder {str(path)!r} does not exist")
-    train_log = _dedupe_by_step(_read_jsonl(path / "train_log.jsonl"))
-    val_log = _dedupe_by_step(_read_jsonl(path / "val_log.jsonl"))
-    summary = _read_json(path / "summary.json")
+    train_log, val_log, summary = folder.read_train_log(), folder.read_val_log(), folder.read_summary()
     if not train_log and not val_log and not summary:
-        raise DataError(
-            f"{str(path)!r} is not a training run: no train_log.jsonl, val_log.jsonl or summary.json in it"
-        )
-    config_path = path / "config.yaml"
-    config = load_yaml(config_path) if config_path.is_file() else {}
-    return ReportedRun(name or path.resolve().name, path, config, summary, train_log, val_log)
+        raise DataError(f"{str(path)!r} is not a training run: no {RunDir.TRAIN_LOG}, {RunDir.VAL_LOG} or "
+                        f"{RunDir.SUMMARY} in it")
+    return ReportedRun(name or folder.path.resolve().name, folder.path, folder.read_config(), summary, train_log, val_log)
 
 
 def load_runs(paths: list[str | Path], names: list[str] | None = None) -> list[ReportedRun]:

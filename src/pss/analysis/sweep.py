@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import textwrap
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
 import pss
 from pss.control import inference_select, num_tokens
+from pss.analysis.labels import annotate_apart
 from pss.analysis.evaldata import labelled_loader
 from pss.errors import ConfigError
 from pss.models.merge import TokenMerging, merge_rates
@@ -62,8 +65,10 @@ def evaluate(
     select: str | None = None,
     amp_dtype: torch.dtype | None = None,
     max_batches: int | None = None,
+    on_batch: Callable[[int], Any] | None = None,
 ) -> dict[str, float]:
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy of `model` on `loader` at `keep_ratio`."""
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy of `model` on `loader` at `keep_ratio`
+    (`on_batch(1)` after each batch: a progress bar's update)."""
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -81,6 +86,8 @@ def evaluate(
                 top1, top5 = topk_correct(logits, targets, (1, 5))
                 sums += torch.stack([F.cross_entropy(logits, targets, reduction="sum"), top1, top5]).double()
                 n += targets.shape[0]
+                if on_batch is not None:
+                    on_batch(1)
     finally:
         model.train(was_training)
     if n == 0:
@@ -96,9 +103,10 @@ def measure_throughput_points(
     amp_dtype: torch.dtype | None = None,
     warmup: int = 3,
     iters: int = 10,
+    on_batch: Callable[[int], Any] | None = None,
 ) -> list[float]:
     """Images per second of each point (model, keep ratio, selection rule or None for the model's
-    default) alone (no data loading), on a random batch.
+    default) alone (no data loading), on a random batch (`on_batch(1)` after each batch, warm-up included).
 
     After `warmup` batches per point, `iters` rounds each time one batch per point (round-robin),
     every batch between device synchronisations; the median is used. Interleaving and the median keep
@@ -117,6 +125,8 @@ def measure_throughput_points(
             with autocast(model_device(m), amp_dtype), pss.use_keep_ratio(m, rho, select):
                 for _ in range(warmup):  # allocator, kernel selection / autotuning, lazy init
                     m(inputs[id(m)])
+                    if on_batch is not None:
+                        on_batch(1)
         for _ in range(iters):
             for (m, rho, select), t in zip(points, times):
                 device = model_device(m)
@@ -126,6 +136,8 @@ def measure_throughput_points(
                     m(inputs[id(m)])
                     synchronize(device)
                     t.append(time.perf_counter() - t0)
+                if on_batch is not None:
+                    on_batch(1)
     finally:
         for m in models:
             m.train(states[id(m)])
@@ -143,13 +155,9 @@ def measure_throughput_models(
 ) -> list[dict[float, float]]:
     """Images per second of each model at each keep ratio (`measure_throughput_points`, interleaved)."""
     rhos = [float(r) for r in keep_ratios]
-    points = [(m, rho, select) for rho in rhos for m in models]
-    speed = iter(measure_throughput_points(points, batch_size, amp_dtype, warmup, iters))
-    out: list[dict[float, float]] = [{} for _ in models]
-    for rho in rhos:
-        for d in out:
-            d[rho] = next(speed)
-    return out
+    points = {(i, rho): (m, rho, select) for rho in rhos for i, m in enumerate(models)}  # ratio by ratio
+    speed = _timed(points, batch_size, amp_dtype, warmup, iters)
+    return [{rho: speed[(i, rho)] for rho in rhos} for i in range(len(models))]
 
 
 def ensure_sampler(model: nn.Module) -> nn.Module:
@@ -170,12 +178,13 @@ def sweep_model(
     iters: int = 10,
     max_batches: int | None = None,
     speed: dict[float, float] | None = None,
+    on_batch: Callable[[int], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per keep ratio: acc1, acc5, loss (None without a loader), images/s, GFLOPs/image, tokens.
 
     `select`: the selection rule; None = the model's deterministic default for the rule it was trained
     with (`pss.control.inference_select`). `speed`: images/s per keep ratio measured beforehand (e.g.
-    interleaved with other models); measured here when not given."""
+    interleaved with other models); measured here when not given. `on_batch`: see `evaluate`."""
     ensure_sampler(model)
     select = inference_select(model, select)
     keep_ratios = [float(r) for r in keep_ratios]
@@ -185,7 +194,7 @@ def sweep_model(
     for rho in keep_ratios:
         row: dict[str, Any] = {"keep_ratio": rho}
         if loader is not None:
-            row.update(evaluate(model, loader, rho, select, amp_dtype, max_batches))
+            row.update(evaluate(model, loader, rho, select, amp_dtype, max_batches, on_batch))
         row["images_per_s"] = speed[rho]
         row["gflops_per_image"] = _gflops(model, rho, select)
         row["tokens"] = num_tokens(model, rho)
@@ -199,6 +208,7 @@ def merge_model_rows(
     speeds: list[float],
     amp_dtype: torch.dtype | None = None,
     max_batches: int | None = None,
+    on_batch: Callable[[int], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per merge rate (token merging at every patch, `pss.models.merge`): like `sweep_model`'s,
     with `merge_r` and `tokens` = mean tokens entering a block."""
@@ -206,7 +216,7 @@ def merge_model_rows(
     for m, ips in zip(merged, speeds):
         row: dict[str, Any] = {"merge_r": m.r, "keep_ratio": 1.0}
         if loader is not None:
-            row.update(evaluate(m, loader, 1.0, None, amp_dtype, max_batches))
+            row.update(evaluate(m, loader, 1.0, None, amp_dtype, max_batches, on_batch))
         row["images_per_s"] = ips
         row["gflops_per_image"] = _gflops(m, 1.0, None)
         row["tokens"] = round(m.mean_tokens(), 2)
@@ -226,16 +236,22 @@ def _gflops(model: nn.Module, rho: float, select: str | None) -> float:
 # ----------------------------------------------------------------------------- plot
 
 
-def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
-    """Left: top-1 vs keep ratio (token merging: vs its mean share of tokens per block), one line per
-    model and mechanism, images/s annotated; right: top-1 vs measured images/s (the Pareto view)."""
-    fig = Figure(figsize=(12.0, 5.0), dpi=100, layout="constrained")
+def sweep_figure(result: dict[str, Any]) -> Figure:
+    """The figure `plot_sweep` saves. Left: top-1 vs keep ratio (token merging: vs its mean share of tokens
+    per block), one line per model and mechanism, images/s by the points; right: top-1 vs measured images/s
+    (the Pareto view), the keep ratio or merge rate by the points. Point labels that would print on top of
+    another label or a marker are left out (`pss.analysis.labels`); sweep.json has every figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    entries = [e for e in result["checkpoints"] if any(r.get("acc1") is not None for r in e["results"])]
+    legend_cols = min(4, max(1, len(entries)))
+    legend_rows = -(-len(entries) // legend_cols)
+    fig = Figure(figsize=(12.0, 5.0 + 0.2 * max(0, legend_rows - 1)), dpi=100, layout="constrained")  # legend below
+    FigureCanvasAgg(fig)  # a renderer to measure the labels with
     ax, ax2 = fig.subplots(1, 2)
-    entries = result["checkpoints"]
+    labels: dict[Axes, list[tuple[tuple[float, float], str, str]]] = {ax: [], ax2: []}
     for i, entry in enumerate(entries):
         rows = [r for r in entry["results"] if r.get("acc1") is not None]
-        if not rows:
-            continue
         color, merge = f"C{i % 10}", entry.get("reduce") == "merge"
         style = dict(marker="s" if merge else "o", linestyle="--" if merge else "-", color=color, label=entry["name"])
         if merge:  # share of the full model's tokens per block, comparable with a keep ratio
@@ -251,30 +267,44 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
         acc = [r["acc1"] for r in rows]
         ips = [r["images_per_s"] for r in rows]
         ax.plot(xs, acc, **style)
-        # throughput under (even lines) / over (odd lines) each point, so the labels do not collide
-        dy = -12 if i % 2 == 0 else 8
-        for x, y, t in zip(xs, acc, ips):
-            ax.annotate(f"{t:.0f}/s", (x, y), textcoords="offset points", xytext=(0, dy), ha="center",
-                        fontsize=7, color=color)
         ax2.plot(ips, acc, **style)
-        for x, y, tag in zip(ips, acc, tags):
-            ax2.annotate(tag, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+        labels[ax] += [((x, y), f"{t:.0f}/s", color) for x, y, t in zip(xs, acc, ips)]
+        labels[ax2] += [((x, y), tag, color) for x, y, tag in zip(ips, acc, tags)]
     select = result.get("select", result.get("method", ""))  # records before 2026-11-24 say "method"
     select = "each model's default" if select == "default" else select
-    ax.set_title(f"Dynamic inference: accuracy vs tokens kept ({select} selection)")
-    ax.set_xlabel("keep ratio rho (ToMe, dashed: mean share of tokens per block; labels: images/s)")
+    ax.set_title(_wrapped("Top-1 against tokens kept", f"{select} selection"))
+    ax.set_xlabel("keep ratio rho (ToMe, dashed: mean share of tokens per block); labels: images/s")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.invert_xaxis()  # fewer patches (faster) to the right
-    ax.margins(y=0.08)  # room for the throughput labels
-    ax.grid(alpha=0.3)
-    ax2.set_title(f"Accuracy vs measured throughput ({result.get('device', '')}, batch {result.get('batch_size', '')})")
-    ax2.set_xlabel("throughput (images/s, model only; labels: keep ratio or merge rate r)")
+    ax2.set_title(_wrapped("Top-1 against measured throughput",
+                           f"{result.get('device', '')}, batch {result.get('batch_size', '')}"))
+    ax2.set_xlabel("images/s (model only); labels: keep ratio or merge rate r")
     ax2.set_ylabel("top-1 accuracy (%)")
-    ax2.grid(alpha=0.3)
     for a in (ax, ax2):
-        if a.get_legend_handles_labels()[0]:
-            a.legend(title="model", fontsize=7)
-    fig.savefig(path)
+        a.margins(x=0.06, y=0.1)  # room for the labels of the outer points
+        a.grid(alpha=0.3)
+    legend = fig.legend(*ax.get_legend_handles_labels(), title="model", loc="outside lower center",
+                        ncols=legend_cols, fontsize=8) if entries else None
+    fig.draw_without_rendering()  # the constrained layout, once; then the axes stay where they are
+    fig.set_layout_engine("none")
+    left_out = 0
+    for a, items in labels.items():
+        if items:
+            points, texts, colors = zip(*items)
+            left_out += annotate_apart(a, points, texts, colors, obstacles=points)
+    if left_out and legend is not None:  # said where it takes no room from the plots
+        legend.set_title(f"model ({left_out} point labels left out where they would overlap; sweep.json has every figure)")
+    return fig
+
+
+def _wrapped(title: str, detail: str, width: int = 62) -> str:
+    """A panel title on its first line, its details below (wrapped), so two panels' titles never meet."""
+    return "\n".join([title, *textwrap.wrap(f"({detail})", width)])
+
+
+def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
+    """Draw `sweep_figure(result)` into `path` (sweep.png)."""
+    sweep_figure(result).savefig(path)
     return Path(path)
 
 
@@ -341,14 +371,24 @@ def _checkpoint_info(path: str | Path, model: nn.Module, config: dict[str, Any])
     }
 
 
-def _points(models: list[nn.Module], drops: list[list[str | None]], merged: list[list[TokenMerging]],
-            keep_ratios: list[float]) -> list[tuple[nn.Module, float, str | None]]:
-    """Every (model, keep ratio, rule) a sweep times: each model's drop dial, then its merging variants."""
-    points: list[tuple[nn.Module, float, str | None]] = []
-    for m, used, wrapped in zip(models, drops, merged):
-        points += [(m, rho, rule) for rule in used for rho in keep_ratios]
-        points += [(w, 1.0, None) for w in wrapped]  # merging and resizing variants
+def _points(models: list[nn.Module], drops: list[list[str | None]], variants: list[list[nn.Module]],
+            keep_ratios: list[float]) -> dict[tuple[Any, ...], tuple[nn.Module, float, str | None]]:
+    """Every (model, keep ratio, rule) a sweep times, keyed by what it is: ``(i, "drop", j, rho)`` for model i's
+    j-th rule at keep ratio rho, ``(i, "variant", k)`` for its k-th merging or resizing variant."""
+    points: dict[tuple[Any, ...], tuple[nn.Module, float, str | None]] = {}
+    for i, (m, used, wrapped) in enumerate(zip(models, drops, variants)):
+        points.update({(i, "drop", j, rho): (m, rho, rule) for j, rule in enumerate(used) for rho in keep_ratios})
+        points.update({(i, "variant", k): (w, 1.0, None) for k, w in enumerate(wrapped)})
     return points
+
+
+def _timed(points: dict[tuple[Any, ...], tuple[nn.Module, float, str | None]], batch_size: int,
+           amp_dtype: torch.dtype | None, warmup: int, iters: int,
+           on_batch: Callable[[int], Any] | None = None) -> dict[tuple[Any, ...], float]:
+    """Images per second of each point, under the point's key (`measure_throughput_points`, interleaved)."""
+    keys = list(points)
+    return dict(zip(keys, measure_throughput_points([points[k] for k in keys], batch_size, amp_dtype, warmup, iters,
+                                                    on_batch=on_batch)))
 
 
 def _resized_variants(paths: list[str | Path], models: list[nn.Module], reduce: str,
@@ -365,13 +405,14 @@ def _resized_variants(paths: list[str | Path], models: list[nn.Module], reduce: 
 
 
 def resize_model_rows(resized: list[InputResize], loader: Iterable | None, speeds: list[float],
-                      amp_dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
+                      amp_dtype: torch.dtype | None = None,
+                      on_batch: Callable[[int], Any] | None = None) -> list[dict[str, Any]]:
     """One row per input side: like `sweep_model`'s, with `side` and `keep_ratio` = the share of patches."""
     rows = []
     for m, ips in zip(resized, speeds):
         row: dict[str, Any] = {"side": m.side, "keep_ratio": round(m.token_share, 4)}
         if loader is not None:
-            row.update(evaluate(m, loader, 1.0, None, amp_dtype))
+            row.update(evaluate(m, loader, 1.0, None, amp_dtype, on_batch=on_batch))
         row["images_per_s"] = ips
         row["gflops_per_image"] = _gflops(m, 1.0, None)
         row["tokens"] = int(getattr(m.model, "num_prefix_tokens", 0)) + (m.side // m.patch_size) ** 2
@@ -409,6 +450,7 @@ def sweep_checkpoints(
     classes: str = "exact",
     reduce: str = "drop",
     merge_r: Iterable[int] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Sweep every checkpoint on its validation set; the result `write_sweep` saves.
 
@@ -418,7 +460,11 @@ def sweep_checkpoints(
     "resize" runs the model at lower input sides (one per keep ratio's share of the patches); "all"
     does drop, merge and resize. All
     points of all checkpoints are timed interleaved, on the same batch size.
-    `classes`: how data whose classes differ from the checkpoint's is treated (see `pss.analysis.evaldata.match_classes`)."""
+    `classes`: how data whose classes differ from the checkpoint's is treated (see `pss.analysis.evaldata.match_classes`).
+    `progress`: one bar on stderr over every batch the sweep runs (the timing, then each checkpoint's
+    points on its validation set)."""
+    from tqdm.auto import tqdm
+
     from pss.models.hub import load_model
     from pss.runinfo import run_info
 
@@ -441,24 +487,34 @@ def sweep_checkpoints(
     drops = [[inference_select(m, rule) for rule in rules] if reduce in ("drop", "both", "all") else []
              for m in models]
     resized = _resized_variants(paths, models, reduce, keep_ratios)
-    variants = [[*mv, *rv] for mv, rv in zip(merged, resized)]
-    speeds = iter(measure_throughput_points(_points(models, drops, variants, keep_ratios), batch_size, amp_dtype,
-                                            warmup, iters))
-    entries = []
-    for i, (path, (model, config), loader) in enumerate(zip(paths, loaded, loaders)):
-        label = names[i] if names else checkpoint_label(path)
-        common = _checkpoint_info(path, model, config)
-        for rule in drops[i]:
-            speed = {rho: next(speeds) for rho in keep_ratios}
-            rows = sweep_model(model, loader, keep_ratios, rule, batch_size, amp_dtype, speed=speed)
-            name = label if len(rules) == 1 and reduce == "drop" else f"{label} ({rule})"
-            entries.append({"name": name, **common, "reduce": "drop", "select": rule, "results": rows})
-        if merged[i]:
-            rows = merge_model_rows(merged[i], loader, [next(speeds) for _ in merged[i]], amp_dtype)
-            entries.append({"name": f"{label} (ToMe)", **common, "reduce": "merge", "select": None, "results": rows})
-        if resized[i]:
-            rows = resize_model_rows(resized[i], loader, [next(speeds) for _ in resized[i]], amp_dtype)
-            entries.append({"name": f"{label} (resize)", **common, "reduce": "resize", "select": None, "results": rows})
+    variants = [[*mv, *rv] for mv, rv in zip(merged, resized)]  # variant k: merging first, then resizing
+    points = _points(models, drops, variants, keep_ratios)
+    labels = names or [checkpoint_label(path) for path in paths]
+    # every batch: each point's warm-up and timed batches, then each point on its model's validation set
+    total = len(points) * (warmup + iters) + sum(sum(1 for k in points if k[0] == i) * len(loader)
+                                                 for i, loader in enumerate(loaders))
+    with tqdm(total=total, desc=f"sweep: timing {len(points)} points", unit="batch", disable=not progress,
+              dynamic_ncols=True) as bar:
+        speeds = _timed(points, batch_size, amp_dtype, warmup, iters, on_batch=bar.update)
+        entries = []
+        for i, (path, (model, config), loader) in enumerate(zip(paths, loaded, loaders)):
+            label = labels[i]
+            bar.set_description(f"sweep: {label}")
+            common = _checkpoint_info(path, model, config)
+            for j, rule in enumerate(drops[i]):
+                speed = {rho: speeds[(i, "drop", j, rho)] for rho in keep_ratios}
+                rows = sweep_model(model, loader, keep_ratios, rule, batch_size, amp_dtype, speed=speed,
+                                   on_batch=bar.update)
+                name = label if len(rules) == 1 and reduce == "drop" else f"{label} ({rule})"
+                entries.append({"name": name, **common, "reduce": "drop", "select": rule, "results": rows})
+            tome = [speeds[(i, "variant", k)] for k in range(len(merged[i]))]
+            lower = [speeds[(i, "variant", len(merged[i]) + k)] for k in range(len(resized[i]))]
+            if merged[i]:
+                rows = merge_model_rows(merged[i], loader, tome, amp_dtype, on_batch=bar.update)
+                entries.append({"name": f"{label} (ToMe)", **common, "reduce": "merge", "select": None, "results": rows})
+            if resized[i]:
+                rows = resize_model_rows(resized[i], loader, lower, amp_dtype, on_batch=bar.update)
+                entries.append({"name": f"{label} (resize)", **common, "reduce": "resize", "select": None, "results": rows})
     precision = "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
     return {"keep_ratios": keep_ratios, "select": "default" if select is None else select, "reduce": reduce,
             "batch_size": batch_size, "precision": precision, **run_info(device), "checkpoints": entries}

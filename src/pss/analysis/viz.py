@@ -2,11 +2,14 @@
 
 `plot_patch_grid` runs the model itself and greys out the patches it dropped, using the keep
 indices its PatchSampler recorded in that very forward pass (`pss.recording`), so the picture shows
-exactly what the model used. `plot_schedules` draws rho against the iteration for several schedules.
+exactly what the model used. `plot_schedules` draws rho against the epoch for several schedules, each as its
+run trains it (`trained_schedule`: a recipe's budget solved, its training sides beside).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -189,35 +192,126 @@ def class_names(config: dict[str, Any], checkpoint: str | Path | None = None) ->
 
 # ----------------------------------------------------------------------------- schedules
 
+# Runs up to this many epochs are drawn step by step (a cyclic wave per epoch stays readable); longer ones
+# per epoch: a band from each epoch's lowest to its highest keep ratio and a line through its mean.
+PER_STEP_EPOCHS = 30
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """A keep-ratio schedule as a run trains it: its `schedule`, the run's `total_steps` (None: the
+    length the picture is given) and, with a resolution schedule, the training side of each epoch
+    (`sides`, pixels) of a model of `img_size` px."""
+
+    schedule: Schedule
+    total_steps: int | None = None
+    sides: list[int] | None = None
+    img_size: int | None = None
+    note: str = ""  # what was solved, for the command's output
+
+
+def trained_schedule(cfg: Any, steps_per_epoch: int, model: nn.Module | None = None,
+                     measurements: Any = None) -> ScheduleRun:
+    """The keep-ratio schedule (and sides per epoch) a resolved training config (pss.resolve.resolve_config:
+    budget_epochs applied) trains with: with a `budget`, solved by the entry a run and `pss schedule` use
+    (pss.budget.plan) on the cost model the recipe names; `budget_cost: measured` on `measurements` (a
+    pss.preflight.Measurements), which the run times itself: without them, on the FLOP cost. `model`: the
+    recipe's model where already built (else built here when a budget or resolution needs it)."""
+    import dataclasses
+
+    from pss.budget import describe_budget_epochs, plan
+    from pss.budget_spec import CostSpec
+    from pss.resolution import model_geometry
+    from pss.train import build_model_for
+
+    total = cfg.epochs * steps_per_epoch
+    schedule, resolution, note = cfg.schedule, cfg.resolution, ""
+    if model is None and (cfg.budget is not None or resolution is not None):
+        # the model's FLOPs and patch grid at the data's side (the class count barely moves the cost)
+        m = dataclasses.replace(cfg.model, img_size=cfg.model.img_size or cfg.data.img_size)
+        model = build_model_for(dataclasses.replace(cfg, model=m), cfg.model.num_classes or 10)
+    if cfg.budget is not None:
+        how = ""
+        if measurements is None and cfg.budget_cost.kind == "measured":
+            how = f"; budget_cost {cfg.budget_cost} is solved in the run on its timed steps, here by FLOPs"
+            cfg = dataclasses.replace(cfg, budget_cost=CostSpec("flops"))
+        solved = plan(cfg, model, steps_per_epoch, measurements)
+        schedule, resolution = solved.schedule, solved.resolution or resolution
+        longer = describe_budget_epochs(cfg) if (cfg.budget_reference or {}).get("epochs_factor", 1) != 1 else None
+        note = (f"{longer}; " if longer else "") + solved.describe() + how
+    sides = img = None
+    geometry = model_geometry(model) if resolution is not None else None
+    if geometry is not None:
+        img = geometry[0]
+        sides = resolution.epoch_sides(math.ceil(total / steps_per_epoch), *geometry)
+    return ScheduleRun(schedule, total, sides, img, note)
+
+
+def _per_epoch(values: list[float], steps_per_epoch: int) -> tuple[list[float], list[float], list[float]]:
+    """(mean, lowest, highest) keep ratio of each epoch (the last one may be partial)."""
+    chunks = [values[i:i + steps_per_epoch] for i in range(0, len(values), steps_per_epoch)]
+    return [sum(c) / len(c) for c in chunks], [min(c) for c in chunks], [max(c) for c in chunks]
+
 
 def plot_schedules(
-    schedules: dict[str, Schedule],
+    schedules: dict[str, Schedule | ScheduleRun],
     steps_per_epoch: int,
     total_steps: int,
     path: str | Path,
     figsize: tuple[float, float] = (9.0, 4.5),
     dpi: int = 100,
 ) -> dict[str, Any]:
-    """Keep ratio against iteration for each schedule on one plot; returns mean rho per schedule."""
+    """Keep ratio against the epoch for each schedule on one plot, each over its own run (a `ScheduleRun`
+    with its `total_steps`; a plain Schedule runs `total_steps`); runs of up to PER_STEP_EPOCHS epochs
+    step by step, longer ones per epoch (band: the epoch's lowest to highest keep ratio; line: its mean).
+    Training sides (`ScheduleRun.sides`) go on a second axis. Returns mean rho and epochs per schedule
+    and how the keep ratios were drawn ("per step" or "per epoch")."""
+    runs = {k: v if isinstance(v, ScheduleRun) else ScheduleRun(v) for k, v in schedules.items()}
+    totals = {k: r.total_steps or total_steps for k, r in runs.items()}
+    longest = max(totals.values()) / steps_per_epoch
+    per_step = longest <= PER_STEP_EPOCHS
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     ax = fig.subplots()
-    means = {}
-    for i, (label, sched) in enumerate(schedules.items()):
-        values = sched.values(steps_per_epoch, total_steps)
+    side_ax = ax.twinx() if any(r.sides for r in runs.values()) else None
+    means, epochs = {}, {}
+    for i, (label, run) in enumerate(runs.items()):
+        total = totals[label]
+        values = run.schedule.values(steps_per_epoch, total)
         means[label] = sum(values) / len(values)
+        epochs[label] = total / steps_per_epoch
         # distinct dash patterns, widest first, so identical schedules stay visible on top of each other
-        ax.plot(range(total_steps), values, drawstyle="steps-post", linewidth=max(0.8, 2.4 - 0.5 * i),
-                linestyle=("-", "--", ":", "-.")[i % 4], label=f"{label} (mean rho {means[label]:.2f})")
-    epochs = total_steps / steps_per_epoch
-    if epochs <= 30:  # epoch boundaries, while they are few enough to read
-        for e in range(1, int(epochs) + (0 if epochs == int(epochs) else 1)):
-            ax.axvline(e * steps_per_epoch, color="0.8", linewidth=0.8, linestyle=":", zorder=0)
-    ax.set_title(f"Keep-ratio schedules ({epochs:g} epochs x {steps_per_epoch} steps/epoch)")
-    ax.set_xlabel("iteration (optimizer step)")
+        style = dict(color=f"C{i % 10}", linewidth=max(0.8, 2.4 - 0.5 * i), linestyle=("-", "--", ":", "-.")[i % 4],
+                     label=f"{label} (mean rho {means[label]:.2f}, {epochs[label]:g} epochs)")
+        if per_step:
+            ax.plot([s / steps_per_epoch for s in range(total)], values, drawstyle="steps-post", **style)
+        else:
+            mean, low, high = _per_epoch(values, steps_per_epoch)
+            edges = [min(e, total / steps_per_epoch) for e in range(len(mean) + 1)]
+            ax.fill_between(edges, [*low, low[-1]], [*high, high[-1]], step="post", color=style["color"], alpha=0.18,
+                            linewidth=0)
+            ax.plot(edges, [*mean, mean[-1]], drawstyle="steps-post", **style)
+        if run.sides and side_ax is not None:
+            side_ax.plot(range(len(run.sides) + 1), [*run.sides, run.sides[-1]], drawstyle="steps-post",
+                         color=style["color"], linewidth=1.0, linestyle=(0, (1, 2)),
+                         label=f"{label}: training side (px)")
+    if per_step:  # epoch boundaries, while they are few enough to read
+        for e in range(1, math.ceil(longest)):
+            ax.axvline(e, color="0.8", linewidth=0.8, linestyle=":", zorder=0)
+    how = "every step" if per_step else "per epoch: band = each epoch's lowest to highest keep ratio, line = its mean"
+    ax.set_title(f"Keep-ratio schedules ({steps_per_epoch} steps/epoch)\n({how})", fontsize=11)
+    ax.set_xlabel("epoch")
     ax.set_ylabel("keep ratio rho (fraction of patches kept)")
     ax.set_ylim(0, 1.05)
-    ax.set_xlim(0, total_steps)
+    ax.set_xlim(0, longest)
     ax.grid(alpha=0.3)
-    fig.legend(title="schedule", loc="outside lower center", ncols=min(2, len(schedules)), fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()
+    if side_ax is not None:
+        full = max(r.img_size or max(r.sides or [0]) for r in runs.values())
+        side_ax.set_ylim(0, 1.05 * full)
+        side_ax.set_ylabel("training side (px, dotted)")
+        more = side_ax.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    cols = 2 if len(labels) > 1 and max(map(len, labels)) <= 48 else 1  # two columns of long labels overflow
+    fig.legend(handles, labels, title="schedule", loc="outside lower center", ncols=cols, fontsize=9)
     fig.savefig(path)
-    return {"path": str(path), "mean_keep_ratio": means}
+    return {"path": str(path), "mean_keep_ratio": means, "epochs": epochs, "drawn": "per step" if per_step else "per epoch"}

@@ -53,18 +53,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="write the results to this JSON file (--json: the old spelling)")
     p.set_defaults(func=run_speed)
 
-    d = kinds.add_parser("data", help="images/s the recipe's training loader delivers, per worker count")
+    d = kinds.add_parser("data", help="images/s the recipe's training loader delivers, per worker count, and whether "
+                         "PSS will pay with it",
+                         description="Time the recipe's training loader (per worker count), then its model's training "
+                         "step at the keep ratios its run trains (a budget solved as in pss train), and predict the "
+                         "run's wall-clock time against the full-token run with this loader (will it pay).")
     d.add_argument("--config", "-c", default=None, help="recipe (default: the built-in defaults)")
     d.add_argument("--data", default=None, help="data path (overrides the recipe's data.path)")
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override, e.g. --set batch_size=256")
-    d.add_argument("--workers", type=_ints, default=None, help="worker counts to sweep, e.g. 2,4,8 (default: the recipe's)")
+    d.add_argument("--workers", type=_ints, default=None,
+                   help="worker counts to sweep, e.g. 2,4,8 (default: the recipe's); not for data.in_memory recipes, "
+                   "whose batches are made on the device (their workers only decode the set once)")
     d.add_argument("--sides", type=_floats, default=(1.0,),
                    help="training sides to time, as fractions of img_size, e.g. 1.0,0.5: a lower resolution's "
                         "decode saving (folders decode JPEGs at the side in their workers)")
     d.add_argument("--device", default=None, help="where batches go (default: the recipe's device)")
     d.add_argument("--warmup", type=int, default=3, help="batches before timing (they pay the workers' start-up)")
-    d.add_argument("--batches", type=int, default=20, help="batches timed per worker count")
+    d.add_argument("--batches", type=int, default=20,
+                   help="batches timed per worker count (default 20; the median and p90 wait need at least 10)")
+    d.add_argument("--model-iters", type=int, default=5,
+                   help="training steps of the recipe's model timed per keep ratio, for the time prediction "
+                   "(default 5; 0: no model, no prediction)")
     d.add_argument("--output", "-o", "--json", dest="json", default=None, metavar="FILE.json",
                    help="write the results to this JSON file (for budget_cost: measured:SPEED.json,DATA.json)")
     d.set_defaults(func=run_data)
@@ -102,7 +112,7 @@ def run_data(args: argparse.Namespace) -> int:
     output = check_output_file(args.json, "data.json") if args.json else None  # before the benchmark, not after
     cfg, _ = resolve_config(args.config, args.overrides, data=args.data, output="-")
     report = data_benchmark(cfg, workers=args.workers, warmup=args.warmup, batches=args.batches, device=args.device,
-                            sides=args.sides)
+                            sides=args.sides, model_iters=args.model_iters)
     print(format_data_table(report))
     _write_json(output, report)
     return 0

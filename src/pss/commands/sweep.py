@@ -15,7 +15,7 @@ from pss.bounds import bounded, check_count
 from pss.errors import ConfigError
 from pss.outputs import check_output_folder
 from pss.runtime import PRECISIONS
-from pss.select import SELECT_RULES
+from pss.select import SELECT_RULES, describe_inference_defaults
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated keep ratios (default 1,0.9,...,0.1)")
     p.add_argument("--select", default=None, metavar="RULE",
                    help=f"token selection rule: {', '.join(SELECT_RULES)}, or all (every rule, one line each); default: "
-                   "each model's deterministic default for the rule it was trained with (grid for baselines and "
-                   "random-trained models, magnitude for magnitude-trained ones; pss.select.DEFAULT_INFERENCE_SELECT, "
+                   f"each model's deterministic default for the rule it was trained with ({describe_inference_defaults()}; "
                    "docs/dial.md)")
     p.add_argument("--reduce", choices=REDUCE_MODES, default="drop",
                    help="drop: keep ratios (the PSS dial); merge: token merging (ToMe) at every patch, r tokens per "
@@ -58,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", **bounded(check_count, low=0), default=3, help="throughput: warm-up batches per keep ratio (default 3)")
     p.add_argument("--iters", **bounded(check_count), default=10, help="throughput: timed batches per keep ratio (default 10)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for sweep.json and sweep.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (on stderr: batches timed and evaluated)")
     p.set_defaults(func=run)
 
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoints, data=args.data, keep_ratios=parse_keep_ratios(args.keep), select=args.select,
         batch_size=args.batch_size, device=args.device, precision=args.precision, names=names,
         warmup=args.warmup, iters=args.iters, max_images=args.max_images, classes=args.classes,
-        reduce=args.reduce, merge_r=parse_merge_rates(args.merge_r),
+        reduce=args.reduce, merge_r=parse_merge_rates(args.merge_r), progress=not args.quiet,
     )
     paths = write_sweep(result, args.output)
     for entry in result["checkpoints"]:

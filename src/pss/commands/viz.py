@@ -43,16 +43,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     s = kinds.add_parser(
         "schedule",
-        help="keep ratio against iteration for one or more schedules",
-        description="Plot keep ratio against iteration for schedules given as specs "
+        help="keep ratio against the epoch for one or more schedules",
+        description="Plot keep ratio against the epoch for schedules given as specs "
         "(cyclic:low=0.2,high=1.0, linear:start=0.4,end=1, cosine:start=0.2,end=1,grid=none, 0.5 for fixed) "
-        "and/or YAML recipes, by path or shipped name such as demo (their `schedule` and `epochs`).",
+        "and/or YAML recipes, by path or shipped name such as demo, drawn as pss train runs them: their "
+        "epochs (budget_epochs applied), a budget's solved schedule, and a resolution schedule's training "
+        f"side on a second axis. Runs of up to {viz.PER_STEP_EPOCHS} epochs are drawn step by step, longer "
+        "ones per epoch (the range and mean of each epoch's keep ratios).",
     )
     s.add_argument("schedules", nargs="+", metavar="SPEC_OR_YAML", help="schedule specs and/or recipe files")
     s.add_argument("--epochs", **bounded(check_epochs), default=None,
-                   help="run length in epochs (default: the first recipe's epochs, else 3)")
+                   help="run length in epochs, for recipes as pss train --epochs (default: each recipe's; specs: "
+                   "as long as the first recipe trains, else 3)")
     s.add_argument("--steps-per-epoch", **bounded(check_count, high=MAX_STEPS_PER_EPOCH), default=100,
-                   help="optimizer steps per epoch (default 100)")
+                   help="optimizer steps per epoch (default 100; in a run the data sets it: images / batch size)")
     s.add_argument("--output", "-o", required=True, metavar="FILE.png",
                    help="picture to write (a folder: FOLDER/schedules.png)")
     s.set_defaults(func=run_schedule)
@@ -74,35 +78,50 @@ def run_patches(args: argparse.Namespace) -> int:
     return 0
 
 
-def _schedule_from_recipe(path: str) -> tuple[Schedule, int]:
-    """(schedule, epochs) of a YAML training recipe, with the same defaults and checks as `pss train`."""
-    from pss.config import find_recipe, load_config
+def _recipe_run(item: str, epochs: int | None, steps_per_epoch: int) -> tuple[str, viz.ScheduleRun]:
+    """A YAML training recipe (file or shipped name) as `pss train` would run it (its epochs, or `epochs`
+    as --epochs gives them, with budget_epochs applied; a budget solved): its label and ScheduleRun."""
+    from pss.resolve import resolve_config
 
-    cfg = load_config(find_recipe(path))
-    return cfg.schedule, cfg.epochs
+    cfg, _ = resolve_config(item, [f"epochs={epochs:g}"] if epochs is not None else [], output="-")
+    _check_length(cfg.epochs, steps_per_epoch)
+    run = viz.trained_schedule(cfg, steps_per_epoch)
+    budget = f", budget {(cfg.budget_reference or {}).get('budget', cfg.budget):g}" if cfg.budget is not None else ""
+    return f"{Path(item).name} ({run.schedule.name}{budget})", run
+
+
+def _check_length(epochs: float, steps_per_epoch: int) -> int:
+    """The run's steps, refused in one line when there is nothing or too much to draw."""
+    if not epochs > 0 or steps_per_epoch < 1:
+        raise ConfigError("--epochs must be > 0 and --steps-per-epoch >= 1")
+    total = max(1, int(epochs * steps_per_epoch + 0.5))
+    if total > MAX_LISTED_STEPS:
+        raise ConfigError(f"{total} steps are too many to draw (at most {MAX_LISTED_STEPS}); give fewer --epochs or "
+                          "--steps-per-epoch (the shape repeats), or see the counts with pss schedule")
+    return total
 
 
 def run_schedule(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, "schedules.png")
-    schedules, epochs = {}, None
+    spe = args.steps_per_epoch
+    recipes = {item: _recipe_run(item, args.epochs, spe) for item in args.schedules if not is_schedule_spec(item)}
+    # specs run --epochs, else as long as the first recipe trains, else 3 epochs
+    first = next(iter(recipes.values()), None)
+    epochs = args.epochs if args.epochs is not None else first[1].total_steps / spe if first else 3
+    total = _check_length(epochs, spe)
+    schedules: dict[str, Schedule | viz.ScheduleRun] = {}
     for item in args.schedules:
-        if is_schedule_spec(item):
+        if item in recipes:  # a recipe file, or a shipped recipe's name (demo, cifar10_pss, ...)
+            label, run = recipes[item]
+            schedules[label] = run
+        else:
             schedules[item] = schedule_from_spec(item)
-        else:  # a recipe file, or a shipped recipe's name (demo, cifar10_pss, ...)
-            sched, recipe_epochs = _schedule_from_recipe(item)
-            schedules[f"{Path(item).name} ({sched.name})"] = sched
-            epochs = recipe_epochs if epochs is None else epochs
-    epochs = args.epochs if args.epochs is not None else (epochs or 3)
-    if not epochs > 0 or args.steps_per_epoch < 1:
-        raise ConfigError("--epochs must be > 0 and --steps-per-epoch >= 1")
-    total = max(1, int(epochs * args.steps_per_epoch + 0.5))
-    if total > MAX_LISTED_STEPS:
-        raise ConfigError(f"{total} steps are too many to draw (at most {MAX_LISTED_STEPS}); give fewer --epochs or "
-                          "--steps-per-epoch (the shape repeats), or see the counts with pss schedule")
-    for sched in schedules.values():
-        sched.check_run(args.steps_per_epoch, total)
-    result = viz.plot_schedules(schedules, args.steps_per_epoch, total, output)
+    for s in schedules.values():
+        (s.schedule if isinstance(s, viz.ScheduleRun) else s).check_run(
+            spe, s.total_steps if isinstance(s, viz.ScheduleRun) else total)
+    result = viz.plot_schedules(schedules, spe, total, output)
     for label, mean in result["mean_keep_ratio"].items():
-        print(f"{label}: mean keep ratio {mean:.3f}")
-    print(f"picture: {result['path']}")
+        note = schedules[label].note if isinstance(schedules[label], viz.ScheduleRun) else ""
+        print(f"{label}: mean keep ratio {mean:.3f} over {result['epochs'][label]:g} epochs" + (f" ({note})" if note else ""))
+    print(f"picture: {result['path']} (keep ratios drawn {result['drawn']})")
     return 0

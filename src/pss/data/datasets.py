@@ -1,5 +1,6 @@
 """Datasets: per-image transforms (timm's factory), checked image folders, and images decoded once
-into one uint8 tensor (`InMemoryDataset`, ``data.in_memory``); `build_datasets` picks among them."""
+into one uint8 tensor (`InMemoryDataset`, ``data.in_memory``, `decode_all`); the sources
+(`pss.data.sources`) build them and `pss.data.build.build_datasets` picks among them."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,10 +9,8 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -21,8 +20,6 @@ from torchvision.datasets import ImageFolder
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from pss.config import DataConfig
-from pss.data.builtin import builtin_class_names, builtin_split
-from pss.data.checks import DataReport, check_data
 from pss.data.readable import first_readable, load_rgb
 from pss.errors import DataError
 
@@ -191,7 +188,7 @@ def _check_memory(num: int, size: int, device: torch.device) -> None:
                         "(or a smaller img_size)")
 
 
-def _decode_all(ds: Dataset, size: int, num_workers: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_all(ds: Dataset, size: int, num_workers: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every item (a uint8 (3, size, size) tensor) once into one (N, 3, size, size) tensor."""
     from tqdm.auto import tqdm
 
@@ -205,46 +202,3 @@ def _decode_all(ds: Dataset, size: int, num_workers: int, device: torch.device) 
         targets[start : start + len(x)] = y
         start += len(x)
     return images.to(device), targets.to(device)
-
-
-def build_datasets(cfg: DataConfig, device: torch.device | str | None = None,
-                   report: DataReport | None = None) -> tuple[Dataset, Dataset, list[str]]:
-    """Build (train, val, class names) for ``cfg``; runs `check_data` unless a ``report`` is given.
-
-    ``device`` only matters with ``in_memory``: the uint8 tensors are placed there (e.g. cuda).
-    """
-    device = torch.device(device or "cpu")
-    train_tf, eval_tf = build_transforms(cfg)
-    if cfg.path is None:
-        names = builtin_class_names(cfg.builtin_num_classes)
-        (xt, yt), (xv, yv) = builtin_split(cfg, "train"), builtin_split(cfg, "val")
-        if cfg.in_memory:
-            return (InMemoryDataset(xt.to(device), yt, names, cfg.mean, cfg.std),
-                    InMemoryDataset(xv.to(device), yv, names, cfg.mean, cfg.std), names)
-        return (InMemoryDataset(xt, yt, names, cfg.mean, cfg.std, transform=train_tf),
-                InMemoryDataset(xv, yv, names, cfg.mean, cfg.std, transform=eval_tf), names)
-
-    report = report or check_data(cfg)
-    if report.source == "hf":
-        from pss.data.hf import hf_datasets
-
-        per_image = lambda train_tf, val_tf: hf_datasets(report, train_tf, val_tf, cfg.on_corrupt)  # noqa: E731
-    else:
-        root = Path(report.root)
-        train_root, val_root = str(root / cfg.train_split), str(root / cfg.val_split)
-        per_image = lambda train_tf, val_tf: (  # noqa: E731
-            CheckedImageFolder(train_root, report.train_samples, train_tf, cfg.on_corrupt,
-                               side_transform=functools.partial(train_transform_at, cfg)),
-            CheckedImageFolder(val_root, report.val_samples, val_tf, cfg.on_corrupt))
-    if not cfg.in_memory:
-        train, val = per_image(train_tf, eval_tf)
-        return train, val, report.classes
-    # Decode once at img_size: train images resized + centre-cropped to img_size (random crops and flips
-    # happen on the device later), val images exactly as the eval transform would, minus normalisation.
-    interp = T.InterpolationMode.BICUBIC if cfg.interpolation == "random" else T.InterpolationMode(cfg.interpolation)
-    to_u8 = T.Compose([T.Resize(cfg.img_size, interpolation=interp), T.CenterCrop(cfg.img_size), T.PILToTensor()])
-    out = []
-    for ds in per_image(to_u8, timm_eval_transform(cfg, normalize=False)):
-        x, y = _decode_all(ds, cfg.img_size, cfg.num_workers, device)
-        out.append(InMemoryDataset(x, y, report.classes, cfg.mean, cfg.std))
-    return out[0], out[1], report.classes

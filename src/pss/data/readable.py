@@ -1,5 +1,6 @@
-"""Reading images: any file as 8-bit RGB (`load_rgb`), and from a dataset that may hold unreadable
-images the first readable one from an index on (`first_readable`)."""
+"""Reading images: any file as 8-bit RGB (`load_rgb`), whether one parses at all (`image_error`, the scan's
+question), and from a dataset that may hold unreadable images the first readable one from an index on
+(`first_readable`)."""
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +16,7 @@ from pss.errors import DataError
 
 log = logging.getLogger("pss.data")
 
-__all__ = ["WIDE_GREY_MODES", "first_readable", "load_rgb"]
+__all__ = ["WIDE_GREY_MODES", "first_readable", "image_error", "load_rgb"]
 
 
 WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -55,3 +56,17 @@ def first_readable(read: Callable[[int], Any], index: int, num: int, where: Call
                 raise DataError(f"cannot read image {where(i)} ({e}): {fix}, or set data.on_corrupt: skip") from e
             log.warning("skipping unreadable image %s (%s)", where(i), e)
     raise DataError(f"no readable image in {source}")
+
+
+def image_error(source: str | os.PathLike | BinaryIO) -> str | None:
+    """None if PIL can parse the image's header and structure (a file path or open binary file), else the
+    reason: what every source's unreadable-image scan asks (cheap: `verify` decodes no pixels, but checks
+    the structure and PNG CRCs). A floating-point image is refused here, as `load_rgb` would refuse it."""
+    try:
+        with Image.open(source) as im:
+            if im.mode == "F":
+                return "a floating-point image (mode F): save it as 8- or 16-bit"
+            im.verify()
+    except Exception as e:  # noqa: BLE001 - any failure means "unreadable"; the reason is reported
+        return f"{type(e).__name__}: {e}"
+    return None

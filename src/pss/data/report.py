@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["DataReport"]
 
@@ -10,17 +11,19 @@ __all__ = ["DataReport"]
 class DataReport:
     """What `check_data` found. ``corrupt`` lists unreadable files (left out when on_corrupt='skip')."""
 
-    source: str  # "builtin", "folder" or "hf" (a Hugging Face dataset, `pss.data.hf`)
-    root: str | None  # the folder; for "hf" the dataset's name
+    source: str  # the kind of data (`pss.data.sources`): "builtin", "folder", "archive", "hf", ...
+    root: str | None  # the folder (an archive's: where it was extracted); for "hf" the dataset's name
     classes: list[str]
     train_counts: dict[str, int]  # readable images per class
     val_counts: dict[str, int]
     corrupt: list[str] = field(default_factory=list)
     scanned: int = 0  # files opened by the corrupt-image scan
     sampled: bool = False  # True when only a sample was scanned (large datasets)
-    train_samples: list[tuple[str, int]] = field(default_factory=list, repr=False)  # "hf": (row, label)
-    val_samples: list[tuple[str, int]] = field(default_factory=list, repr=False)
-    hf: dict | None = field(default=None, repr=False)  # "hf": the opened splits and the image column
+    # (what the source reads an image by: a file path, a row; class index), class-major
+    train_samples: list[tuple[Any, int]] = field(default_factory=list, repr=False)
+    val_samples: list[tuple[Any, int]] = field(default_factory=list, repr=False)
+    splits: tuple[str, str] = ("train", "val")  # the (train, evaluation) splits read (data.val_split, or the fallback)
+    opened: dict[str, Any] = field(default_factory=dict, repr=False)  # what the source opened for its datasets()
 
     @property
     def num_train(self) -> int:

@@ -1,7 +1,8 @@
-"""`KeepRatioCallback`: a patch sampling schedule in a Lightning run (pip install "pss[lightning]").
+"""`KeepRatioCallback`: a patch sampling schedule in a Lightning run (in a clone of pss: pip install -e ".[lightning]").
 
     model = pss.attach(timm.create_model("deit_small_patch16_224"))     # inside your LightningModule
-    trainer = L.Trainer(max_epochs=30, callbacks=[KeepRatioCallback("cyclic:low=0.2,high=1.0")])
+    # the recommended recipe: a fixed 0.4 at random over 1.5x the epochs (45 for a 30-epoch full-token run)
+    trainer = L.Trainer(max_epochs=45, callbacks=[KeepRatioCallback(0.4, select="random")])
 
 Before every training batch the callback sets the training keep ratio of every PatchSampler in the
 LightningModule from the trainer's global step (optimizer steps, so gradient accumulation is
@@ -18,7 +19,8 @@ from typing import Any
 try:
     import lightning.pytorch as pl
 except ImportError as e:  # pragma: no cover - exercised only without the extra
-    raise ImportError('pss.integrations.lightning needs Lightning: pip install "pss[lightning]"') from e
+    raise ImportError('pss.integrations.lightning needs Lightning: pip install lightning '
+                      '(in a clone of pss: pip install -e ".[lightning]")') from e
 
 from pss.schedule import Schedule
 from pss.scheduler import KeepRatioScheduler
@@ -30,7 +32,8 @@ class KeepRatioCallback(pl.Callback):
     """Drive the LightningModule's keep ratio from `schedule` (a Schedule, spec string or mapping).
 
     Args:
-        schedule: e.g. "cyclic:low=0.2,high=1.0" or `pss.CyclicSchedule(low=0.2)`.
+        schedule: e.g. 0.4 (fixed: the recommended recipe, with select="random"), or the paper's
+            "cyclic:low=0.2,high=1.0" (`pss.CyclicSchedule(low=0.2)`, with select="magnitude").
         select: selection rule to set as well (None: the model's).
         log: log `pss/keep_ratio` at every step.
     """

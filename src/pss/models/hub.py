@@ -32,7 +32,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     `path`: a `pss train` output folder (uses model.safetensors + config.yaml, else the
     checkpoints), one of our .pt checkpoints, or a .safetensors file with config.yaml beside it.
     """
-    from pss.config import config_from_dict, load_yaml
+    from pss.config import config_from_dict
     from pss.control import set_keep_ratio, set_trained_select
     from pss.models import build_model
 
@@ -43,10 +43,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         meta = safetensors_metadata(path)  # a missing or unreadable file: one line saying so
         config = meta.get("pss_config")
         if config is None:
-            cfg_file = path.parent / RunDir.CONFIG
-            if not cfg_file.is_file():
-                raise CheckpointError(f"{str(path)!r} has no config in its metadata and no config.yaml beside it")
-            config = load_yaml(cfg_file)
+            config = RunDir(path.parent).read_config()
+            if not config:
+                raise CheckpointError(f"{str(path)!r} has no config in its metadata and no {RunDir.CONFIG} beside it")
         sd = load_safetensors(path)
     else:
         ckpt = check_training_checkpoint(load_checkpoint(path), path)
@@ -56,7 +55,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     except ConfigError as e:  # a checkpoint's config is checked as a recipe is (sizes bounded: pss.bounds)
         raise CheckpointError(f"the config recorded in {str(path)!r} is refused: {e}") from None
     if cfg.task != "classification":
-        enc = path.parent / "encoder.safetensors"
+        enc = RunDir(path.parent).encoder
         raise CheckpointError(
             f"{str(path)!r} is from a pre-training run (task: {cfg.task}), not a classifier: fine-tune it first, "
             f"e.g. pss train --config configs/cifar10_finetune_pss.yaml --init {enc}"

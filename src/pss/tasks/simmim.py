@@ -3,9 +3,9 @@ engine: random square regions of `mim.mask_patch_size` pixels are replaced by a 
 linear decoder predicts raw (normalised) pixels, the loss is the L1 error on masked pixels only. The
 recipe is a `pss.settings.PretrainConfig`; `pss pretrain` (pss.pretrain) runs it.
 
-At the end of pre-training the run folder gets `ENCODER_FILE` (the encoder under the classifier's
-parameter names, what `pss train --init` loads) and `RECON_FILE` (input / masked input / prediction /
-prediction pasted into the visible pixels, for a few validation images with fixed masks).
+At the end of pre-training the run folder gets `RunDir.ENCODER` (the encoder under the classifier's
+parameter names, what `pss train --init` loads) and `RunDir.RECONSTRUCTIONS` (input / masked input /
+prediction / prediction pasted into the visible pixels, for a few validation images with fixed masks).
 """
 from __future__ import annotations
 
@@ -22,23 +22,20 @@ from pss.engine import BaseTask
 from pss.errors import ConfigError
 from pss.models.simmim import SimMIM, check_mask_args
 from pss.models.vit import ARCHS, PssVisionTransformer
+from pss.runfolder import RunDir
 from pss.runtime import Amp, DistInfo, unwrap_model
 from pss.settings import PretrainConfig, TrainConfig
 
 log = logging.getLogger("pss.pretrain")
 
 __all__ = [
-    "ENCODER_FILE",
     "MIMTask",
-    "RECON_FILE",
     "build",
     "check",
     "check_mim_geometry",
     "save_reconstructions",
 ]
 
-ENCODER_FILE = "encoder.safetensors"
-RECON_FILE = "reconstructions.png"
 MIN_MASK_REGIONS = 4  # fewer regions per image and a "share" of masked regions means little
 
 
@@ -142,22 +139,23 @@ class MIMTask(BaseTask):
         if not dist_info.is_main:
             return {}
         bare: SimMIM = unwrap_model(model)
+        run = RunDir(folder)
         m = self.cfg.model
         arch = {"name": m.name, "img_size": m.img_size, **m.kwargs}
         export_safetensors(
-            bare.encoder_state_dict(), folder / ENCODER_FILE,
+            bare.encoder_state_dict(), run.encoder,
             metadata={"pss_encoder": arch, "pss_pretrain_config": config, "step": step, "format": "pss-simmim-encoder"},
         )
-        out: dict[str, Any] = {"encoder": ENCODER_FILE}
-        log.info("encoder for fine-tuning: %s  (pss train --init %s)", folder / ENCODER_FILE, folder / ENCODER_FILE)
+        out: dict[str, Any] = {"encoder": RunDir.ENCODER}
+        log.info("encoder for fine-tuning: %s  (pss train --init %s)", run.encoder, run.encoder)
         if self.mim.num_recon_images and val_loader is not None:
             images = _spread_images(val_loader, self.mim.num_recon_images)
             if images is not None:
                 loss = save_reconstructions(
-                    bare, images, self.cfg.data.mean, self.cfg.data.std, folder / RECON_FILE, amp=amp,
+                    bare, images, self.cfg.data.mean, self.cfg.data.std, run / RunDir.RECONSTRUCTIONS, amp=amp,
                     seed=self.mim.eval_seed, title=f"SimMIM reconstructions after {step} steps",
                 )
-                out.update(reconstructions=RECON_FILE, reconstruction_loss=loss)
+                out.update(reconstructions=RunDir.RECONSTRUCTIONS, reconstruction_loss=loss)
         return out
 
 

@@ -1,4 +1,4 @@
-"""Hugging Face datasets as a data source (``pip install "pss[hf]"``).
+"""Hugging Face datasets as a data source (in a clone of pss: ``pip install -e ".[hf]"``).
 
 ``data.path`` (or ``--data``) names the dataset:
 
@@ -12,8 +12,8 @@
 The image column is the dataset's `datasets.Image` feature and the label column its `datasets.ClassLabel`
 feature (override with ``data.hf_image_column`` / ``data.hf_label_column``); class names come from the
 ClassLabel (labels of another type: their sorted distinct values). The train split is
-``data.train_split``; the evaluation split is ``data.val_split`` if the dataset has it, else its only
-one of validation / val / valid / test. Images are read as bytes (``Image(decode=False)``) and decoded
+``data.train_split``; the evaluation split is ``data.val_split`` if the dataset has it, else the first of
+validation / val / valid / test it has (the rule of every source, `pss.data.sources.base.eval_split`). Images are read as bytes (``Image(decode=False)``) and decoded
 by `HFImageDataset` in the loader workers. Samples are ordered class by class, row order within a
 class - the order an ImageNet-style folder written from the dataset in row order gives - so a folder
 and its hub form give the same images for the same seed. Nothing is ever unpickled.
@@ -23,8 +23,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import random
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,20 +32,22 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from pss.config import DataConfig
-from pss.data.readable import first_readable, load_rgb
+from pss.data.readable import first_readable, image_error, load_rgb
 from pss.data.report import DataReport
+from pss.data.sources.base import Found, Source, eval_split, missing_classes, same_classes
 from pss.errors import DataError
 
 log = logging.getLogger("pss.data")
 
+__all__ = ["HFImageDataset", "HFSource", "is_hf_source", "open_hf"]
+
 HF_PREFIX = "hf:"
-EVAL_SPLITS = ("validation", "val", "valid", "test")  # preferred in this order when data.val_split is absent
 _SAVED_MARKERS = ("dataset_dict.json", "state.json")  # what save_to_disk writes (DatasetDict / Dataset)
 _SCAN_CHUNK = 4096  # rows read at a time by the unreadable-image scan
 
 
 def is_hf_source(path: str | None) -> bool:
-    """True for what `check_hf` reads: ``hf:...``, a save_to_disk folder, parquet files."""
+    """True for what `HFSource` reads: ``hf:...``, a save_to_disk folder, parquet files."""
     if path is None:
         return False
     if path.startswith(HF_PREFIX):
@@ -66,8 +66,8 @@ def _import_datasets() -> Any:
     try:
         import datasets
     except ImportError as e:
-        raise DataError('Hugging Face datasets need the `datasets` package: pip install "pss[hf]" '
-                        "(or pass an ImageNet-style folder)") from e
+        raise DataError('Hugging Face datasets need the `datasets` package: pip install datasets (in a clone of pss: '
+                        'pip install -e ".[hf]"), or pass an ImageNet-style folder') from e
     return datasets
 
 
@@ -135,17 +135,6 @@ def open_hf(spec: str) -> tuple[str, dict[str, Any]]:
     return name, dict(loaded)
 
 
-def _pick_split(splits: list[str], wanted: str, key: str, name: str, eval_kind: bool) -> str:
-    if wanted in splits:
-        return wanted
-    if eval_kind:
-        alt = next((s for s in EVAL_SPLITS if s in splits), None)
-        if alt is not None:
-            log.info("%s has no split %r: evaluating on %r (set data.val_split to choose)", name, wanted, alt)
-            return alt
-    raise DataError(f"{name} has no split {wanted!r} (splits: {', '.join(splits)}): set data.{key} to one of them")
-
-
 def _columns(ds: Any, cfg: DataConfig, name: str) -> tuple[str, str]:
     """(image column, label column) from the features, or the configured names (checked)."""
     datasets = _import_datasets()
@@ -175,16 +164,6 @@ def _columns(ds: Any, cfg: DataConfig, name: str) -> tuple[str, str]:
         raise DataError(f"column {label!r} of {name} holds {type(feats[label]).__name__}, not class "
                         "labels: set data.hf_label_column to the label column")
     return image, label
-
-
-def _image_error(item: Any) -> str | None:
-    """None if the encoded image (``{"bytes", "path"}``) parses, else the reason."""
-    try:
-        with Image.open(_image_source(item)) as im:
-            im.verify()
-    except Exception as e:  # noqa: BLE001 - any failure means "unreadable"; the reason is reported
-        return f"{type(e).__name__}: {e}"
-    return None
 
 
 def _image_source(item: Any) -> str | io.BytesIO:
@@ -224,74 +203,99 @@ class HFImageDataset(Dataset):
         image = self.load(index)
         return (self.transform(image) if self.transform is not None else image), self.samples[index][1]
 
-    def read(self, index: int) -> tuple[Any, int]:
-        image = self.load(index)
-        return (self.transform(image) if self.transform is not None else image), self.samples[index][1]
-
     def __getitem__(self, index: int) -> tuple[Any, int]:
         return first_readable(self.read, index, len(self.samples), lambda i: f"{self.name} row {self.samples[i][0]}",
                               self.on_corrupt, "fix the dataset", self.name)
 
 
-def check_hf(cfg: DataConfig) -> DataReport:
-    """`check_data` for a Hugging Face dataset: splits, columns, classes (the same in both splits),
-    labels in range, unreadable images (all, or a seeded sample past ``scan_max_files``)."""
-    datasets = _import_datasets()
-    name, splits = open_hf(os.fspath(cfg.path))
-    train_split, val_split, image_col, label_col = _splits_and_columns(cfg, name, splits)
-    classes = _class_names(splits[train_split], label_col, datasets)
-    val_classes = _class_names(splits[val_split], label_col, datasets)
-    if classes != val_classes:
-        only_train = sorted(set(classes) - set(val_classes))
-        only_val = sorted(set(val_classes) - set(classes))
-        if only_val or isinstance(splits[val_split].features[label_col], datasets.ClassLabel):
-            raise DataError(f"train and val classes differ in {name}: only in {train_split}: {only_train[:10] or '-'}; "
-                            f"only in {val_split}: {only_val[:10] or '-'}; both splits need the same classes")
-    train = _first_per_class(_labelled(splits, train_split, label_col, classes, name, datasets), cfg.max_train_per_class)
-    val = _first_per_class(_labelled(splits, val_split, label_col, classes, name, datasets), cfg.max_val_per_class)
-    for split, samples in ((train_split, train), (val_split, val)):
-        empty = _missing_classes(samples, classes)
-        if empty:
-            raise DataError(f"split {split!r} of {name} has no images of class(es) {empty}: use a split with every "
-                            "class, or a dataset without them")
+class HFSource(Source):
+    """A Hugging Face dataset: ``hf:NAME[:CONFIG]``, ``hf:path``, a save_to_disk folder, parquet files."""
 
-    corrupt, scanned, sampled = _scan(cfg, splits, image_col, name, ((train_split, train), (val_split, val)))
-    bad = {split: {r for s, r in corrupt if s == split} for split in (train_split, val_split)}
-    train = [s for s in train if s[0] not in bad[train_split]]
-    val = [s for s in val if s[0] not in bad[val_split]]
-    for split, samples in ((train_split, train), (val_split, val)):  # the folder rule: a class keeps an image
-        empty = _missing_classes(samples, classes)
-        if empty:
-            hint = "" if isinstance(splits[split].features[image_col], datasets.Image) else \
-                f"; column {image_col!r} is no datasets.Image column: is data.hf_image_column the image column?"
-            raise DataError(f"every image of class(es) {empty} in split {split!r} of {name} is unreadable "
-                            f"({len(bad[split])} of {len(bad[split]) + len(samples)} rows left out){hint}; fix the "
-                            "dataset, or choose another split or column")
+    kind = "hf"
+    items = "rows"
+    unreadable_fix = "fix the dataset"
+    empty_class_fix = "fix the dataset, or choose another split or column"
 
-    def counts(samples: list[tuple[int, int]]) -> dict[str, int]:
-        per_label = Counter(y for _, y in samples)
-        return {c: per_label[i] for i, c in enumerate(classes)}
+    @staticmethod
+    def claims(path: str | None) -> bool:
+        return is_hf_source(path)
 
-    return DataReport("hf", name, classes, counts(train), counts(val), [f"{name} {s}[{r}]" for s, r in corrupt], scanned,
-                      sampled, train, val, hf={"train": splits[train_split], "val": splits[val_split],
-                                               "image_column": image_col, "splits": (train_split, val_split)})
+    def find(self) -> Found:
+        """Splits, columns, classes (the same in both splits), every row with a valid label, class-major."""
+        cfg, datasets = self.cfg, _import_datasets()
+        name, splits = open_hf(os.fspath(cfg.path))
+        train_split, val_split, image_col, label_col = _splits_and_columns(cfg, name, splits)
+        classes = _class_names(splits[train_split], label_col, datasets)
+        val_classes = _class_names(splits[val_split], label_col, datasets)
+        # labels that are not a ClassLabel name classes by value: a split may lack some of the training classes
+        if set(val_classes) - set(classes) or isinstance(splits[val_split].features[label_col], datasets.ClassLabel):
+            same_classes(name, (train_split, val_split), classes, val_classes, "both splits need the same classes")
+        found = Found(name, name, (train_split, val_split), classes,
+                      _labelled(splits, train_split, label_col, classes, name, datasets),
+                      _labelled(splits, val_split, label_col, classes, name, datasets),
+                      opened={"train": splits[train_split], "val": splits[val_split], "image_column": image_col})
+        for split, samples in zip(found.splits, (found.train, found.val)):
+            empty = missing_classes(samples, classes)
+            if empty:
+                raise DataError(f"split {split!r} of {name} has no images of class(es) {empty}: use a split with every "
+                                "class, or a dataset without them")
+        self.found = found  # what the scan reads and names
+        return found
+
+    def where(self, split: str, key: Any) -> str:
+        return f"{self.found.name} {split}[{key}]"
+
+    def unreadable_hint(self, split: str, found: Found) -> str:
+        table = found.opened["train" if split == found.splits[0] else "val"]
+        col = found.opened["image_column"]
+        if isinstance(table.features[col], _import_datasets().Image):
+            return ""
+        return f"; column {col!r} is no datasets.Image column: is data.hf_image_column the image column?"
+
+    def unreadable(self, keys: list[tuple[str, Any]], pool: ThreadPoolExecutor) -> list[str | None]:
+        """The images read as bytes in chunks of rows, so memory stays flat."""
+        datasets, found = _import_datasets(), self.found
+        col = found.opened["image_column"]
+        reasons: dict[tuple[str, Any], str | None] = {}
+        for split in dict.fromkeys(s for s, _ in keys):
+            table = found.opened["train" if split == found.splits[0] else "val"].select_columns([col])
+            if isinstance(table.features[col], datasets.Image):
+                table = table.cast_column(col, datasets.Image(decode=False))
+            rows = sorted(r for s, r in keys if s == split)
+            for start in range(0, len(rows), _SCAN_CHUNK):
+                chunk = rows[start : start + _SCAN_CHUNK]
+                errors = pool.map(_cell_error, table.select(chunk)[col], chunksize=64)
+                reasons.update(((split, r), e) for r, e in zip(chunk, errors))
+        return [reasons[k] for k in keys]
+
+    def datasets(self, report: DataReport, train_transform: Callable, eval_transform: Callable) -> tuple[HFImageDataset, HFImageDataset]:
+        o, (train_split, val_split) = report.opened, report.splits
+        return (HFImageDataset(o["train"], o["image_column"], report.train_samples, train_transform, self.cfg.on_corrupt,
+                               f"{report.root} {train_split}"),
+                HFImageDataset(o["val"], o["image_column"], report.val_samples, eval_transform, self.cfg.on_corrupt,
+                               f"{report.root} {val_split}"))
 
 
-def _missing_classes(samples: list[tuple[int, int]], classes: list[str]) -> str:
-    """The classes without a sample, named for a message ('' when every class has one)."""
-    present = {y for _, y in samples}
-    empty = [c for i, c in enumerate(classes) if i not in present]
-    return ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
+def _cell_error(item: Any) -> str | None:
+    """None if one cell of the image column (``{"bytes", "path"}``, bytes or a path) holds a readable image."""
+    try:
+        source = _image_source(item)
+    except ValueError as e:
+        return f"ValueError: {e}"
+    return image_error(source)
 
 
 def _splits_and_columns(cfg: DataConfig, name: str, splits: dict[str, Any]) -> tuple[str, str, str, str]:
     """The train and evaluation splits and the image and label columns; each split non-empty, with both."""
     names = list(splits)
-    train_split = _pick_split(names, cfg.train_split, "train_split", name, eval_kind=False)
-    val_split = _pick_split(names, cfg.val_split, "val_split", name, eval_kind=True)
-    if train_split == val_split:
-        raise DataError(f"{name}: train and evaluation split are both {train_split!r} "
-                        f"(splits: {', '.join(names)}): set data.val_split to another one")
+    if cfg.train_split not in names:
+        raise DataError(f"{name} has no split {cfg.train_split!r} (splits: {', '.join(names)}): set data.train_split "
+                        "to one of them")
+    train_split = cfg.train_split
+    val_split = eval_split(names, cfg.val_split, train_split, name)
+    if val_split is None:
+        raise DataError(f"{name} has no split {cfg.val_split!r} (splits: {', '.join(names)}): set data.val_split "
+                        "to one of them")
     image_col, label_col = _columns(splits[train_split], cfg, name)
     for split in (train_split, val_split):
         table = splits[split]
@@ -326,58 +330,3 @@ def _labelled(splits: dict[str, Any], split: str, label_col: str, classes: list[
         raise DataError(f"split {split!r} of {name} has {len(bad)} row(s) without a valid label (e.g. row {bad[0]}: "
                         f"{raw[bad[0]]!r}); it cannot be used for training or evaluation: choose another split")
     return sorted(((r, y) for r, y in enumerate(labels)), key=lambda s: s[1])
-
-
-def _first_per_class(samples: list[tuple[int, int]], cap: int | None) -> list[tuple[int, int]]:
-    """The first `cap` samples of each class (all with None): data.max_*_per_class."""
-    if cap is None:
-        return samples
-    seen: dict[int, int] = {}
-    out = []
-    for r, y in samples:
-        seen[y] = seen.get(y, 0) + 1
-        if seen[y] <= cap:
-            out.append((r, y))
-    return out
-
-
-def _scan(cfg: DataConfig, splits: dict[str, Any], image_col: str, name: str,
-          chosen: tuple[tuple[str, list[tuple[int, int]]], ...]) -> tuple[list[tuple[str, int]], int, bool]:
-    """Unreadable images as (split, row), with the folder scan's rules (``scan_images``,
-    ``scan_max_files``, ``scan_sample_size``, ``on_corrupt``); read in chunks, so memory stays flat."""
-    datasets = _import_datasets()
-    if not cfg.scan_images:
-        return [], 0, False
-    keys = [(split, r) for split, samples in chosen for r, _ in samples]
-    sampled = len(keys) > cfg.scan_max_files
-    if sampled:
-        keys = random.Random(cfg.seed).sample(keys, min(cfg.scan_sample_size, len(keys)))
-    errors: list[tuple[tuple[str, int], str]] = []
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        for split, _ in chosen:
-            rows = sorted(r for s, r in keys if s == split)
-            table = splits[split].select_columns([image_col])
-            if isinstance(table.features[image_col], datasets.Image):
-                table = table.cast_column(image_col, datasets.Image(decode=False))
-            for start in range(0, len(rows), _SCAN_CHUNK):
-                chunk = rows[start : start + _SCAN_CHUNK]
-                found = pool.map(_image_error, table.select(chunk)[image_col], chunksize=64)
-                errors += [((split, r), e) for r, e in zip(chunk, found) if e is not None]
-    if errors and cfg.on_corrupt == "fail":
-        shown = "; ".join(f"{name} {s}[{r}] ({e})" for (s, r), e in errors[:5]) + (" ..." if len(errors) > 5 else "")
-        raise DataError(f"{len(errors)} unreadable image(s): {shown}; fix the dataset, or set data.on_corrupt: skip "
-                        "to leave them out")
-    for (s, r), e in errors[:20]:
-        log.warning("skipping unreadable image %s %s[%d] (%s)", name, s, r, e)
-    if len(errors) > 20:
-        log.warning("... and %d more unreadable images skipped", len(errors) - 20)
-    return sorted(k for k, _ in errors), len(keys), sampled
-
-
-def hf_datasets(report: DataReport, train_tf: Callable, val_tf: Callable, on_corrupt: str) -> tuple[HFImageDataset, HFImageDataset]:
-    """Per-image (train, val) datasets over what `check_hf` accepted."""
-    h = report.hf
-    return (HFImageDataset(h["train"], h["image_column"], report.train_samples, train_tf, on_corrupt,
-                           f"{report.root} {h['splits'][0]}"),
-            HFImageDataset(h["val"], h["image_column"], report.val_samples, val_tf, on_corrupt,
-                           f"{report.root} {h['splits'][1]}"))
