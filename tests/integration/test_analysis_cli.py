@@ -175,7 +175,7 @@ def test_viz_schedule_draws_a_budget_recipe_as_it_trains(tmp_path, capsys):
     assert main(["viz", "schedule", "cifar10_pss", "cyclic", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "cifar10_pss (fixed, budget 0.6): mean keep ratio 0.398 over 300 epochs (budget 0.6 of 200 epochs spent " \
-           "as 300 epochs; " in printed and "rho = 0.3984" in printed
+           "as 300 epochs (budget_epochs auto: from scratch" in printed and "rho = 0.3984" in printed
     assert "cyclic: mean keep ratio 0.600 over 300 epochs" in printed and "drawn per epoch" in printed
     assert main(["viz", "schedule", "cifar10_pss", "--epochs", "20", "--output", str(out)]) == 0
     assert "over 30 epochs" in capsys.readouterr().out  # --epochs 20 x budget_epochs auto (1.5)
