@@ -202,3 +202,26 @@ def test_a_resume_with_a_changed_resolution_schedule_follows_the_new_one(tmp_pat
     log, ref = read_jsonl(run / "train_log.jsonl"), read_jsonl(fresh / "train_log.jsonl")
     # 8 patches x (0.25 + 0.75 e / 3): epoch 1 at 16 px, epoch 2 at 24 px, epoch 3 (0.75 x 4) on at full side
     assert [r["side"] for r in log[4:]] == [r["side"] for r in ref[4:]] == [16] * 4 + [24] * 4 + [32] * 4
+
+
+def test_a_resume_reads_its_checkpoint_once(tmp_path, monkeypatch):
+    """`--resume` read checkpoint-last.pt twice (for its config, then for the state); the command hands the
+    checkpoint it read to the run (pss.checkpoint.ResumePoint). A path given in Python is read by the run."""
+    recipe = write_recipe(tmp_path, epochs=1)
+    out = tmp_path / "run"
+    assert pss_train("--config", recipe, "--output", out) == 0
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(Path(f).name) or real(f, *a, **k))
+    assert pss_train("--output", out, "--resume", "--set", "epochs=2") == 0
+    assert reads.count("checkpoint-last.pt") == 1
+    assert json.loads((out / "summary.json").read_text())["resumed"] == 1
+
+    from pss.resolve import resolve_config
+    from pss.train import train
+
+    reads.clear()
+    cfg, point = resolve_config(None, ["epochs=3"], resume=True, output=str(out))
+    assert Path(point) == out / "checkpoint-last.pt" and point.config["epochs"] == 2
+    train(cfg, resume_from=Path(point), quiet=True)  # a plain path: the run reads it itself, once more
+    assert reads.count("checkpoint-last.pt") == 2 and point.take() is not None
