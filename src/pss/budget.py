@@ -31,13 +31,8 @@ decays fully over the shorter run. That cost, against the full run (the recipe's
 (under tokens for epochs a run's own `budget` is the per-run share of the longer run, not its cost against
 the full run).
 
-Tokens for epochs (`budget_epochs: 1.5` beside `budget: 0.6`, `apply_budget_epochs`): spend the same
-budget on more epochs at fewer tokens. The run trains round(1.5 x epochs) epochs (LR warm-up and cool-down
-scaled alike, the LR schedule decaying over the longer run), and its schedule is solved for the budget
-that keeps the total at 0.6 of the recipe's epochs at keep ratio 1.0 (0.6 x epochs / new epochs of the
-longer run). The recipe's values stay in the config as `budget_reference`. `budget_epochs: auto` takes the
-factor from the budget study's evidence (`pss.evidence`): 1.5 at the budgets where it was measured to pay
-or to do no worse, from scratch or when fine-tuning (`starts_trained`), 1 (the epochs stay) elsewhere.
+Tokens for epochs (`budget_epochs`: more epochs at fewer tokens for the same budget) resolves a config
+before it is planned: pss.tokens_for_epochs.
 """
 from __future__ import annotations
 
@@ -49,9 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pss.budget_spec import FREE_PARAMETER, CostSpec, check_budget, check_budget_epochs, resolve_lever
+from pss.budget_spec import FREE_PARAMETER, CostSpec, check_budget, resolve_lever
 from pss.errors import ConfigError
-from pss.evidence import auto_budget_epochs
 from pss.resolution import ResolutionSchedule, joint_counts, model_geometry
 from pss.schedule import FixedSchedule, Schedule
 from pss.select import num_kept
@@ -62,17 +56,12 @@ __all__ = [
     "FlopCost",
     "TableCost",
     "BudgetFloorError",
-    "apply_budget_epochs",
-    "budget_epochs_plan",
     "cost_model",
-    "describe_budget_epochs",
-    "epochs_factor",
     "plan",
     "plan_budget",
     "predicted_cost",
     "solve_budget",
     "solve_resolution",
-    "starts_trained",
 ]
 
 # Free parameters are solved to this many decimals (rounded down, so the budget is never exceeded).
@@ -498,7 +487,7 @@ def plan(cfg: Any, model: Any, steps_per_epoch: int, measurements: Any = None) -
     schedule --budget` alike: None without a budget; else the plan of `plan_budget` on the cost model
     `cfg.budget_cost` names (`cost_model`; `model`: the built model, None where a speed report needs no
     model, and a speed report is then read unchecked), over `cfg.epochs` epochs of `steps_per_epoch` steps, its cost model kept as `plan.cost`.
-    `cfg` is resolved (tokens for epochs applied: `apply_budget_epochs`); when `budget_epochs` made the run
+    `cfg` is resolved (tokens for epochs applied: pss.tokens_for_epochs.apply_budget_epochs); when `budget_epochs` made the run
     longer (its `budget_reference`), a refusal is told in the recipe's numbers (`blame_budget_epochs`)."""
     if cfg.budget is None:
         return None
@@ -512,69 +501,3 @@ def plan(cfg: Any, model: Any, steps_per_epoch: int, measurements: Any = None) -
             raise
         raise blame_budget_epochs(e, ref["budget"], ref["epochs"], ref["budget_epochs"], cfg.epochs) from None
     return dataclasses.replace(solved, cost=cost)
-
-
-def starts_trained(cfg: Any) -> bool:
-    """Is the run fine-tuning: does it start from trained weights (`init`, or timm's `pretrained` weights)?"""
-    return cfg.init is not None or bool((cfg.model.kwargs or {}).get("pretrained"))
-
-
-def epochs_factor(asked: Any, budget: float | None, fine_tuning: bool) -> tuple[float, str | None]:
-    """(the epochs factor, why when `auto` chose it) of `budget_epochs: asked`, checked against the budget."""
-    check_budget_epochs(asked, budget)
-    if asked != "auto":
-        return asked, None
-    if budget is None:
-        raise ConfigError("budget_epochs auto needs a budget to choose the factor for (e.g. --budget 0.6)")
-    return auto_budget_epochs(budget, fine_tuning)
-
-
-def apply_budget_epochs(cfg: Any, fine_tuning: bool | None = None) -> Any:
-    """The config of a tokens-for-epochs run: epochs x `budget_epochs` (rounded half up to whole epochs),
-    LR warm-up / cool-down scaled alike, and the budget of the longer run such that its total cost is
-    `budget` of the recipe's epochs at keep ratio 1.0. The recipe's values go to `budget_reference`;
-    `budget_epochs` is cleared, so applying it again changes nothing (resolved configs stay resolved);
-    `auto` is resolved to a factor first (`auto_budget_epochs`, its reason kept in `budget_reference`), for
-    a run that starts from trained weights when `fine_tuning` says so (None: when the config does,
-    `starts_trained`)."""
-    asked = getattr(cfg, "budget_epochs", None)
-    if asked is None:
-        return cfg
-    if asked == "auto" and cfg.budget is None:  # a full-token baseline of an auto recipe: the recipe's epochs
-        return dataclasses.replace(cfg, budget_epochs=None)
-    trained = starts_trained(cfg) if fine_tuning is None else fine_tuning
-    factor, why = epochs_factor(asked, cfg.budget, fine_tuning=trained)
-    epochs, budget = budget_epochs_plan(cfg.epochs, cfg.budget, factor)
-    scale = epochs / cfg.epochs
-    lr_sched = dataclasses.replace(cfg.lr_sched, warmup_epochs=round(cfg.lr_sched.warmup_epochs * scale, 4),
-                                   cooldown_epochs=round(cfg.lr_sched.cooldown_epochs * scale, 4))
-    reference = {"epochs": cfg.epochs, "budget": cfg.budget, "budget_epochs": asked, "epochs_factor": round(scale, 6)}
-    if why is not None:
-        reference["auto"] = why
-    return dataclasses.replace(cfg, epochs=epochs, lr_sched=lr_sched, budget=budget,
-                               budget_epochs=None, budget_reference=reference)
-
-
-def describe_budget_epochs(cfg: Any) -> str | None:
-    """Tokens for epochs in words, from a resolved config's `budget_reference` (a run's log and `pss schedule
-    --budget` say it alike); None when the run keeps the recipe's epochs and budget."""
-    ref = cfg.budget_reference
-    if ref is None:
-        return None
-    asked = ref["budget_epochs"]
-    how = f"auto: {ref['auto']}" if "auto" in ref else (asked if isinstance(asked, str) else f"{asked:g}")
-    return (f"budget {ref['budget']:g} of {ref['epochs']:g} epochs spent as {cfg.epochs} epochs (budget_epochs {how}): "
-            f"{cfg.budget:g} of each of them")
-
-
-def budget_epochs_plan(epochs: float, budget: float | None, factor: Any) -> tuple[int, float]:
-    """(epochs of the longer run, its budget relative to itself) for `budget_epochs: factor`: the epochs
-    rounded half up to whole ones (never fewer than `epochs`), the budget scaled down so that the total
-    stays `budget` of `epochs` at keep ratio 1.0."""
-    check_budget_epochs(factor, budget)
-    longer = max(math.ceil(epochs), math.floor(epochs * factor + 0.5))
-    each = round(budget / (longer / epochs), 6)
-    if each <= 0:
-        raise ConfigError(f"budget_epochs {factor:g} spreads budget {budget:g} of {epochs:g} epochs over {longer:g} epochs, "
-                          "leaving nothing of each; budget_epochs is a small factor (e.g. 1.5, or auto)")
-    return longer, each

@@ -110,10 +110,10 @@ def resolve_lever(lever: str, schedule: Schedule, resolution: ResolutionSchedule
         return lever
     if resolution is None:
         return "drop"
-    return "resize" if every_token(schedule) else "both"
+    return "resize" if _every_token(schedule) else "both"
 
 
-def every_token(schedule: Schedule) -> bool:
+def _every_token(schedule: Schedule) -> bool:
     """Does the schedule run every token at every step (a keep ratio fixed at 1.0)?"""
     return isinstance(schedule, FixedSchedule) and schedule.rho >= 1.0
 

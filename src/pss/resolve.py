@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pss.budget import apply_budget_epochs
 from pss.budget_spec import FREE_PARAMETER
 from pss.checkpoint import ResumePoint, check_training_checkpoint, load_checkpoint
 from pss.config import TrainConfig, apply_overrides, config_from_dict, config_to_dict, diff_configs, find_recipe, load_yaml
 from pss.errors import CheckpointError, ConfigError
 from pss.runfolder import RunDir, recovery_hint
+from pss.tokens_for_epochs import apply_budget_epochs
 
 log = logging.getLogger("pss.train")
 

@@ -395,7 +395,7 @@ class TrainConfig:
     # both (resize takes sqrt of the budget, the keep ratio the rest), or auto: resize when a resolution
     # schedule runs beside every token, both beside a keep-ratio schedule, drop without one (pss.budget)
     budget_lever: str = "auto"
-    # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.budget);
+    # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.tokens_for_epochs);
     # auto: the factor the budget study measured at this budget (pss.evidence: 1.5 at 0.6), else 1
     budget_epochs: Any = None  # a number >= 1, auto or null: checked by pss.budget_spec.check_budget_epochs
     budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pss.budget import TableCost, apply_budget_epochs, describe_budget_epochs, plan
+from pss.budget import TableCost, plan
 from pss.checkpoint import ResumePoint, check_training_checkpoint, load_checkpoint, remove_stale_temp_files
 from pss.config import TrainConfig, config_to_dict, save_config
 from pss.dynamo import check_compile_options
@@ -45,6 +45,7 @@ from pss.runfolder import Checkpointer, RunDir, StepLogger
 from pss.runtime import DistInfo, agree, init_distributed, resolve_amp, resolve_device, seed_everything
 from pss.state import Progress
 from pss.tasks import task_kind
+from pss.tokens_for_epochs import apply_budget_epochs, describe_budget_epochs
 from pss.tracking import TrackingWriter, build_trackers
 
 log = logging.getLogger("pss.train")

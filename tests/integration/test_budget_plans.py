@@ -15,7 +15,7 @@ import yaml
 
 import pss.budget
 from conftest import ROOT
-from pss.budget import starts_trained
+from pss.tokens_for_epochs import describe_budget_epochs, starts_trained
 from pss.cli import main
 from pss.config import load_config, load_yaml
 from pss.resolve import resolve_config
@@ -81,5 +81,5 @@ def test_pss_schedule_plans_what_a_run_plans(recipe, tmp_path, capsys, monkeypat
     assert plan == run.budget and plan.to_dict() == run.budget.to_dict()  # the schedule, resolution and costs
     assert f"steps: {run.cfg.epochs * run.steps_per_epoch} ({run.cfg.epochs} epochs x {run.steps_per_epoch}" in out
     if run.cfg.budget_reference is not None:  # tokens for epochs, said alike
-        assert out.splitlines()[0] == pss.budget.describe_budget_epochs(run.cfg)
+        assert out.splitlines()[0] == describe_budget_epochs(run.cfg)
     assert f"predicted cost {run.budget.predicted_cost:.4f}" in out

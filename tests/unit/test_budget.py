@@ -206,7 +206,7 @@ def test_schedule_command_solves_a_budget(capsys, tmp_path):
     (15, 0.6, 1.5, 23, 0.391304), (10, 0.6, 1.5, 15, 0.4), (45, 0.6, 1.5, 68, 0.397059), (100, 0.5, 2.0, 200, 0.25),
     (3, 0.6, 1.1, 3, 0.6), (2, 0.9, 1.25, 3, 0.6)])
 def test_budget_epochs_plan_by_value(epochs, budget, factor, longer, share):
-    from pss.budget import budget_epochs_plan
+    from pss.tokens_for_epochs import budget_epochs_plan
 
     assert budget_epochs_plan(epochs, budget, factor) == (longer, pytest.approx(share, abs=1e-6))
 
@@ -234,7 +234,7 @@ def test_recommended_shape_names_the_nearest_measured_budget():
 
 
 def test_budget_epochs_trades_tokens_for_epochs_by_value():
-    from pss.budget import apply_budget_epochs
+    from pss.tokens_for_epochs import apply_budget_epochs
 
     cfg = load_config(None, ["epochs=15", "budget=0.6", "budget_epochs=1.5", "lr_sched.warmup_epochs=2",
                              "schedule={name: fixed, rho: 0.6, grid: 0.1}"])
@@ -269,7 +269,7 @@ def test_budget_epochs_trades_tokens_for_epochs_by_value():
      "budget 0.4 is outside where tokens for epochs was measured when fine-tuning (budgets 0.6): the epochs stay"),
 ])
 def test_budget_epochs_auto_follows_the_evidence(overrides, epochs, budget, why):
-    from pss.budget import apply_budget_epochs
+    from pss.tokens_for_epochs import apply_budget_epochs
 
     run = apply_budget_epochs(load_config(None, ["epochs=15", "budget_epochs=auto", "schedule={name: fixed, rho: 0.6}",
                                                  *overrides]))
@@ -286,7 +286,7 @@ def test_budget_epochs_auto_follows_the_evidence(overrides, epochs, budget, why)
 
 
 def test_budget_epochs_auto_without_a_budget_is_the_recipes_full_token_run():
-    from pss.budget import apply_budget_epochs
+    from pss.tokens_for_epochs import apply_budget_epochs
 
     base = apply_budget_epochs(load_config(None, ["epochs=15", "budget_epochs=auto", "budget=null", "schedule=1.0"]))
     assert (base.epochs, base.budget, base.budget_epochs, base.budget_reference) == (15, None, None, None)
@@ -355,7 +355,7 @@ def test_a_grid_that_leaves_much_of_the_budget_unspent_is_named_with_the_fix():
 
 
 def test_cost_vs_full_reads_the_recipes_budget_and_the_realised_cost_against_the_full_run():
-    from pss.budget import apply_budget_epochs
+    from pss.tokens_for_epochs import apply_budget_epochs
     from pss.equal_time import cost_vs_full
 
     run = apply_budget_epochs(load_config(None, ["epochs=30", "budget=0.6", "budget_epochs=1.5",
@@ -391,7 +391,8 @@ def test_a_refused_longer_run_is_said_in_the_users_numbers(capsys):
     schedule can reach": neither the budget given nor budget_epochs nor the fix."""
     from types import SimpleNamespace
 
-    from pss.budget import apply_budget_epochs, plan
+    from pss.budget import plan
+    from pss.tokens_for_epochs import apply_budget_epochs
 
     assert main(["schedule", "cyclic", "--budget", "0.6", "--budget-epochs", "auto", "--model", "pss_vit_tiny_patch4_32",
                  "--epochs", "10", "--steps-per-epoch", "10"]) == 2

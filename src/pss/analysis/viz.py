@@ -219,9 +219,10 @@ def trained_schedule(cfg: Any, steps_per_epoch: int, model: nn.Module | None = N
     recipe's model where already built (else built here when a budget or resolution needs it)."""
     import dataclasses
 
-    from pss.budget import describe_budget_epochs, plan
+    from pss.budget import plan
     from pss.budget_spec import CostSpec
     from pss.resolution import model_geometry
+    from pss.tokens_for_epochs import describe_budget_epochs
     from pss.train import build_model_for
 
     total = cfg.epochs * steps_per_epoch

@@ -152,7 +152,7 @@ def budget_config(args: argparse.Namespace, sched: Schedule, resolution: Any = N
     """The recipe `--budget` plans: the flags' model (name, --img-size, --set options), schedule, resolution
     schedule, epochs and budget settings as a TrainConfig, resolved as `pss train` resolves a recipe (tokens
     for epochs applied, for a run from trained weights with --fine-tuning)."""
-    from pss.budget import apply_budget_epochs
+    from pss.tokens_for_epochs import apply_budget_epochs
     from pss.config import ModelConfig, TrainConfig, parse_kwargs
 
     if not float(args.epochs).is_integer():
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         print("[\n" + ",\n".join(rows) + "\n]")
     else:
         if plan is not None:
-            from pss.budget import describe_budget_epochs
+            from pss.tokens_for_epochs import describe_budget_epochs
             from pss.evidence import recommended_shape
 
             if cfg.budget_reference is not None:
