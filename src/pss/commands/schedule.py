@@ -152,8 +152,8 @@ def budget_config(args: argparse.Namespace, sched: Schedule, resolution: Any = N
     """The recipe `--budget` plans: the flags' model (name, --img-size, --set options), schedule, resolution
     schedule, epochs and budget settings as a TrainConfig, resolved as `pss train` resolves a recipe (tokens
     for epochs applied, for a run from trained weights with --fine-tuning)."""
-    from pss.tokens_for_epochs import apply_budget_epochs
     from pss.config import ModelConfig, TrainConfig, parse_kwargs
+    from pss.tokens_for_epochs import apply_budget_epochs
 
     if not float(args.epochs).is_integer():
         raise ConfigError(f"--budget plans a run as pss train does, in whole epochs: give --epochs as a whole number "
@@ -226,8 +226,8 @@ def run(args: argparse.Namespace) -> int:
         print("[\n" + ",\n".join(rows) + "\n]")
     else:
         if plan is not None:
-            from pss.tokens_for_epochs import describe_budget_epochs
             from pss.evidence import recommended_shape
+            from pss.tokens_for_epochs import describe_budget_epochs
 
             if cfg.budget_reference is not None:
                 print(describe_budget_epochs(cfg))
