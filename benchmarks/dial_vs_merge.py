@@ -23,19 +23,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from pss.analysis.sweep import parse_keep_ratios, sweep_checkpoints, write_sweep  # noqa: E402
+from pss.analysis.sweep import interpolate, parse_keep_ratios, sweep_checkpoints, write_sweep  # noqa: E402
 from pss.study import write_record  # noqa: E402
 
 KEEP = "1,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2"
 
-
-def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
-    """Linear interpolation of y at x through (x, y) points; None outside their range."""
-    pts = sorted(points)
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return None
 
 
 def _entry(result: dict, name: str, reduce: str) -> dict:

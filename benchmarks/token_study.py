@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from pss.equal_time import equal_time_overrides  # noqa: E402
 from pss.demo import warm_up  # noqa: E402
 from pss.errors import ConfigError  # noqa: E402
+from pss.analysis.sweep import interpolate  # noqa: E402
 from pss.runfolder import RunDir  # noqa: E402
 from pss.study import (  # noqa: E402
     CPU_REDUCED_MODEL,
@@ -279,14 +280,6 @@ def run_dial(args: argparse.Namespace) -> None:
                                        names=["full", SHIPPED], max_images=args.dial_images, reduce="all")
             write_sweep(result, out)
 
-
-def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
-    """y at x, linear between the measured (x, y) points; None outside their range (never extrapolated)."""
-    pts = sorted(points)
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return None
 
 
 def dial_columns(result: dict[str, Any], scale: str, seed: int) -> dict[str, Any]:

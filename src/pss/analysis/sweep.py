@@ -39,6 +39,16 @@ DEFAULT_KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 REDUCE_MODES = ("drop", "merge", "both", "resize", "all")
 
 
+def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
+    """y at x, linear between the measured (x, y) points (e.g. top-1 against measured images/s along one reduce
+    rule's curve); None outside their range: a dial is never extrapolated."""
+    pts = sorted(points)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
+
+
 def parse_keep_ratios(text: str) -> list[float]:
     """"1.0,0.8,0.6" -> [1.0, 0.8, 0.6]; each value must be in (0, 1]."""
     try:
