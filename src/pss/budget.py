@@ -277,6 +277,9 @@ class BudgetPlan:
     resolution: ResolutionSchedule | None = None  # the run's resolution schedule (its start solved where lever says)
     lever: str = "drop"  # what the budget solved: drop (keep ratio), resize (resolution start) or both
     recipe_start: float | None = None  # the recipe's resolution start, where the budget solved it
+    # the run's epochs over the recipe's, where tokens for epochs made the run longer (`plan` sets it): the
+    # budget above is then each epoch's, and the cost against the recipe's full run is predicted_cost x this
+    epochs_factor: float = 1.0
     # the cost model it was solved on (`plan` keeps it: a run's realised cost is counted on it); not compared
     cost: Callable[..., float] | None = field(default=None, compare=False, repr=False)
 
@@ -305,8 +308,17 @@ class BudgetPlan:
         if self.lever in ("drop", "both"):
             solved.append(f"{self.schedule.name} {self.parameter} = {self.value:g} solved (the recipe's {self.parameter}: "
                           f"{self.recipe_value:g})")
-        return (f"budget {self.budget:g}: {' and '.join(solved)}, predicted cost {self.predicted_cost:.4f} "
-                f"of the full-token run (cost model: {self.cost_model})")
+        budget, cost = self.headline()
+        return f"{budget}: {' and '.join(solved)}, {cost} (cost model: {self.cost_model})"
+
+    def headline(self) -> tuple[str, str]:
+        """(the budget, the predicted cost) in words. Under tokens for epochs the solved budget is each epoch's
+        of the longer run, so the cost is also said against the recipe's full run, the figure a user asked for."""
+        cost = f"predicted cost {self.predicted_cost:.4f} of the full-token run"
+        if math.isclose(self.epochs_factor, 1.0):
+            return f"budget {self.budget:g}", cost
+        return (f"each epoch's budget {self.budget:g}", f"predicted cost {self.predicted_cost:.4f} of a full-token epoch, "
+                f"{self.predicted_cost * self.epochs_factor:.4f} of the recipe's full run")
 
 
 def _with(schedule: Schedule, param: str, value: float) -> Schedule:
@@ -500,4 +512,5 @@ def plan(cfg: Any, model: Any, steps_per_epoch: int, measurements: Any = None) -
         if ref.get("epochs_factor", 1) == 1:  # the recipe's own budget: its own problem
             raise
         raise blame_budget_epochs(e, ref["budget"], ref["epochs"], ref["budget_epochs"], cfg.epochs) from None
-    return dataclasses.replace(solved, cost=cost)
+    factor = float((cfg.budget_reference or {}).get("epochs_factor", 1.0))
+    return dataclasses.replace(solved, cost=cost, epochs_factor=factor)

@@ -218,7 +218,11 @@ def test_schedule_command_spends_a_budget_on_epochs_and_names_the_evidence(capsy
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "budget 0.6 of 10 epochs spent as 15 epochs (budget_epochs 1.5): 0.4 of each of them"
-    assert lines[1].startswith("budget 0.4: runs keep ratios ") and "steps: 60 (15 epochs x 4 steps/epoch)" in lines
+    assert lines[1].startswith("each epoch's budget 0.4: runs keep ratios ") and "steps: 60 (15 epochs x 4 steps/epoch)" in lines
+    # the cost said against the recipe's 10-epoch full run too: each epoch's cost x 15 / 10
+    each = float(lines[1].split("predicted cost ")[1].split(" ")[0])
+    whole = float(lines[1].split("of a full-token epoch, ")[1].split(" ")[0])
+    assert "of the recipe's full run" in lines[1] and whole == pytest.approx(each * 1.5, abs=2e-4) and 0.55 < whole <= 0.6
     assert lines[2].startswith("recommended: budget study at budget 0.6,") and "docs/budgets.md" in lines[2]
     assert main([*argv[:-10], "--budget-epochs", "0.5", *argv[-8:]]) == 2
     assert "budget_epochs must be >= 1" in capsys.readouterr().err

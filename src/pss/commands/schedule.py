@@ -247,8 +247,8 @@ def budget_header(plan: Any, counts: dict[float, int], grid: float | None) -> st
     runs = ", ".join(f"{v:g}" for v in distinct) if len(distinct) <= 6 else f"{distinct[0]:g} to {distinct[-1]:g}"
     where = f" on the {grid:g} grid (solved {plan.parameter} = {plan.value:.4g} before rounding)" if grid else \
         f" (solved {plan.parameter} = {plan.value:.4g})"
-    return (f"budget {plan.budget:g}: runs keep ratios {runs}{where}, predicted cost {plan.predicted_cost:.4f} "
-            f"of the full-token run (cost model: {plan.cost_model})")
+    budget, cost = plan.headline()
+    return f"{budget}: runs keep ratios {runs}{where}, {cost} (cost model: {plan.cost_model})"
 
 
 def summary(sched: Schedule, counts: dict[float, int], steps_per_epoch: int, total: int) -> str:
