@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 import speed  # noqa: E402  (benchmarks/speed.py: targets and the side-by-side table)
-from pss.bench import data_benchmark, format_data_table, speed_benchmark  # noqa: E402
+from pss.bench import data_benchmark, speed_benchmark  # noqa: E402
 from pss.errors import PssError  # noqa: E402
 from pss.runinfo import run_info  # noqa: E402
 from pss.study import record_header, write_record  # noqa: E402

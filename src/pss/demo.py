@@ -104,7 +104,8 @@ def run_demo(
     log.info("demo: sweeping keep ratios %s", ", ".join(f"{r:g}" for r in keep_ratios))
     device = resolve_device(cfgs["pss"].device)
     sweep = sweep_checkpoints(runs, data=data, keep_ratios=keep_ratios,
-                              batch_size=min(64, cfgs["pss"].batch_size), device=device, names=list(RUNS))
+                              batch_size=min(64, cfgs["pss"].batch_size), device=device, names=list(RUNS),
+                              progress=not quiet)
     sweep_paths = write_sweep(sweep, out / "sweep")
     report = write_report(runs, out / "report", names=list(RUNS))
     patches, schedules, num_val = _pictures(out, cfgs, summaries, keep_ratios, device)

@@ -23,7 +23,7 @@ from pss.cli import main
 from pss.config import load_config, load_yaml
 from pss.data.checks import check_data
 from pss.data.readable import load_rgb
-from pss.errors import CheckpointError, ConfigError, DataError, OutputError
+from pss.errors import CheckpointError, ConfigError, OutputError
 from pss.schedule import SCHEDULES, CosineSchedule, CyclicSchedule, FixedSchedule, LinearSchedule, schedule_from_spec
 from pss.select import select_tokens
 from pss.train import check_config

@@ -31,7 +31,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN, IMAGENET_DEFAULT_S
 from pss.data.archives import extract_archive, is_archive
 from pss.data.augment import random_crop_flip, random_erase
 from pss.data.builtin import builtin_class_names, glyph_patterns, make_glyph_images, write_builtin_folder
-from pss.data.checks import DataReport, check_augment, check_data
+from pss.data.checks import DataReport, check_data
 from pss.data.build import build_datasets
 from pss.data.datasets import CheckedImageFolder, InMemoryDataset, build_transforms
 from pss.data.loaders import FolderLoader, InMemoryLoader, ShardSampler, build_loader
