@@ -1,5 +1,6 @@
-"""What the budget study measured (benchmarks/budget_study.py, docs/budgets.md), in one place: the
-evidence behind `budget_epochs: auto` and the `recommended:` line of `pss schedule --budget`.
+"""What the budget study and the token study measured (benchmarks/budget_study.py, benchmarks/token_study.py,
+docs/budgets.md), in one place: the evidence behind `budget_epochs: auto`, the `recommended:` line of `pss
+schedule --budget` and its `how to spend:` line (drop tokens, lower the resolution, or both).
 
 The figures are the rows of one record, `RECORD`; this module says what they mean, citing the rows by
 name, and copies none of their accuracies. Update it with the record; nothing here is measured at run time. "Beat"
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["BUDGET_EVIDENCE", "EPOCHS_FACTOR_EVIDENCE", "FINETUNE_EPOCHS_FACTOR_EVIDENCE", "RECORD", "auto_budget_epochs",
-           "recommended_shape"]
+__all__ = ["BUDGET_EVIDENCE", "EPOCHS_FACTOR_EVIDENCE", "FINETUNE_EPOCHS_FACTOR_EVIDENCE", "LEVER_EVIDENCE", "RECORD",
+           "TOKEN_RECORD", "auto_budget_epochs", "recommended_lever", "recommended_shape"]
 
 RECORD = "benchmarks/results/budget_study_cpu_2026-12-02.md"  # the budget study's record: every row cited here
+# the token study's record (drop, resize or both; 64 and 256 tokens): rows h15_* and b0.33_* at 64 tokens (its
+# h15_full, h15_equal_time, h15_fixed, h15_tokens_for_epochs are the budget study's runs), t256_* at 256
+TOKEN_RECORD = "benchmarks/results/token_study_cpu_2026-12-06.md"
 
 _TOL = 1e-9
 
@@ -24,7 +28,11 @@ _TOL = 1e-9
 # equal-time run on every seed and was within noise of the full run. Its runs at 0.4 and 0.8
 # (b0.4_tokens_for_epochs, b0.8_tokens_for_epochs) ran on a 0.1 keep-ratio grid that rounded their ratios
 # down, so they spent 0.31 and 0.74 of the full run: unmeasured as a recipe without a grid trains them.
-EPOCHS_FACTOR_EVIDENCE: tuple[tuple[float, float, float], ...] = ((0.6, 0.6, 1.5),)
+# At 0.33 the token study (TOKEN_RECORD, rows b0.33_*) measured it as the recipes train it (no grid; 64
+# tokens, 2 seeds): it was the best arm on the mean, beat the equal-time run on both seeds and was within
+# noise of the full run and of a fixed ratio at the recipe's epochs. Between 0.33 and 0.6 auto takes the
+# verdict both ends share (so did the grid-rounded run at 0.4, which spent 0.31); above 0.6 it is unmeasured.
+EPOCHS_FACTOR_EVIDENCE: tuple[tuple[float, float, float], ...] = ((0.33, 0.6, 1.5),)
 # The same when fine-tuning (a run that starts from trained weights: `init`, or timm's `pretrained`): at 0.6
 # (rows ft15_*) 1.5x the epochs was the best PSS arm on the mean, beat the equal-time run on both seeds and was
 # within noise of the full run and of the cyclic schedule at the recipe's epochs (SimMIM encoder, 15 epochs).
@@ -40,7 +48,9 @@ def auto_budget_epochs(budget: float, fine_tuning: bool) -> tuple[float, str]:
         if low - _TOL <= budget <= high + _TOL:
             paid = ("as the best PSS arm on the mean, within noise of the full run" if fine_tuning
                     else "as the best arm on the mean, within noise of the full run")
-            return factor, f"{setting} at budget {budget:g}, where the budget study measured {factor:g}x the epochs {paid}"
+            study = "the budget study" if fine_tuning else "the budget and token studies"
+            span = "" if math.isclose(low, high) else f" (budgets {low:g}-{high:g})"
+            return factor, f"{setting} at budget {budget:g}, where {study} measured {factor:g}x the epochs {paid}{span}"
     where = ", ".join(f"{low:g}" if math.isclose(low, high) else f"{low:g}-{high:g}" for low, high, _ in table) or "none"
     when = "when fine-tuning" if fine_tuning else "from scratch"
     return 1.0, f"budget {budget:g} is outside where tokens for epochs was measured {when} (budgets {where}): the epochs stay"
@@ -73,3 +83,28 @@ def recommended_shape(budget: float) -> str:
     nearest = min(BUDGET_EVIDENCE, key=lambda b: (abs(b - budget), b))
     where = f"at budget {nearest:g}" + ("" if math.isclose(nearest, budget) else f" (the nearest measured to {budget:g})")
     return f"budget study {where}, CIFAR-10 subset, small ViT: {BUDGET_EVIDENCE[nearest]}; see docs/budgets.md, {RECORD}"
+
+
+# What benchmarks/token_study.py measured (TOKEN_RECORD, docs/budgets.md "Drop, resize or both"), by budget:
+# which lever to spend a budget on (from scratch, 15 epochs; CIFAR-10 subsets, small ViTs at 64 and 256
+# tokens). `budget_lever: auto` drops tokens unless a recipe sets a resolution schedule, as this evidence
+# says; `pss schedule --budget` prints the entry of the nearest measured budget.
+LEVER_EVIDENCE: dict[float, str] = {
+    0.6: ("drop tokens: at 64 tokens, tokens for epochs and both levers together (1.5x the epochs) were the two best "
+          "arms on the mean and within noise of each other (3 and 2 seeds); a resolution curriculum at the recipe's "
+          "epochs (EfficientTrain++-like, the last 20 % at full side) was within noise of the full run and of a fixed "
+          "ratio, and resolution for epochs came last. At 256 tokens (one seed so far) tokens for epochs led every "
+          "other arm measured, the resolution curriculum and a fixed ratio among them (rows h15_*, t256_h15_*). "
+          "Both levers together need a resolution schedule and were no better than dropping alone beyond the noise, "
+          "so the recipes drop"),
+    0.33: ("drop tokens: tokens for epochs was the best arm on the mean (64 tokens, 2 seeds); the resolution "
+           "curriculum, which reaches 0.33 only as a low side until the last 20 % of the epochs, came more than 10 "
+           "points below it on both seeds, and both levers together came below it on both seeds (rows b0.33_*)"),
+}
+
+
+def recommended_lever(budget: float) -> str:
+    """One line for `pss schedule --budget`: which lever the token study found best at the nearest measured budget."""
+    nearest = min(LEVER_EVIDENCE, key=lambda b: (abs(b - budget), b))
+    where = f"at budget {nearest:g}" + ("" if math.isclose(nearest, budget) else f" (the nearest measured to {budget:g})")
+    return f"token study {where}: {LEVER_EVIDENCE[nearest]}; see docs/budgets.md, {TOKEN_RECORD}"

@@ -261,11 +261,14 @@ def test_budget_epochs_trades_tokens_for_epochs_by_value():
 
 
 @pytest.mark.parametrize("overrides, epochs, budget, why", [
-    (["budget=0.6"], 23, 0.6 * 15 / 23, "from scratch at budget 0.6"),   # where tokens for epochs was measured
-    # at 0.4 and 0.8 the study's runs spent less than their budget (a 0.1 grid): unmeasured as recipes train them
-    (["budget=0.4"], 15, 0.4, "budget 0.4 is outside where tokens for epochs was measured from scratch (budgets 0.6)"),
-    (["budget=0.8"], 15, 0.8, "budget 0.8 is outside where tokens for epochs was measured from scratch (budgets 0.6)"),
-    (["budget=0.3"], 15, 0.3, "budget 0.3 is outside where tokens for epochs was measured from scratch (budgets 0.6)"),
+    # where tokens for epochs was measured as recipes train it (0.6: budget and token studies; 0.33: token study)
+    # and between those two budgets, whose verdicts agree
+    (["budget=0.6"], 23, 0.6 * 15 / 23, "from scratch at budget 0.6, where the budget and token studies measured 1.5x"),
+    (["budget=0.33"], 23, 0.33 * 15 / 23, "from scratch at budget 0.33"),
+    (["budget=0.4"], 23, 0.4 * 15 / 23, "from scratch at budget 0.4"),
+    # at 0.8 the budget study's run spent less than its budget (a 0.1 grid): unmeasured as recipes train it
+    (["budget=0.8"], 15, 0.8, "budget 0.8 is outside where tokens for epochs was measured from scratch (budgets 0.33-0.6)"),
+    (["budget=0.3"], 15, 0.3, "budget 0.3 is outside where tokens for epochs was measured from scratch (budgets 0.33-0.6)"),
     # fine-tuning (init, or timm's pretrained weights) follows its own evidence: measured at 0.6 only
     (["budget=0.6", "init=weights.safetensors"], 23, 0.6 * 15 / 23, "fine-tuning (the run starts from trained weights) at budget 0.6"),
     (["budget=0.6", "model.kwargs={pretrained: true}"], 23, 0.6 * 15 / 23, "fine-tuning"),

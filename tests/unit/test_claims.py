@@ -34,6 +34,7 @@ DIAL = "dial_vs_merge_cpu-study_2026-12-01"
 JITTER = "dial_vs_merge_cpu-study-jitter_2026-12-01"
 SELECT = "inference_select_cpu_2026-12-01"
 PREFLIGHT = "preflight_check_2026-12-01"
+TOKEN = "token_study_cpu_2026-12-06"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +150,25 @@ def finetuning() -> bool:
 
 def all_within(names: list[str], n: float) -> bool:
     return all(within(B(a, b), n) for i, a in enumerate(names) for b in names[i + 1:])
+
+
+# the token study, by row name (its seed noise: the spread of its 64-token full run, the budget study's h15_full)
+def T(a: str, b: str) -> list[float]:
+    return gaps(TOKEN, a, b)
+
+
+def NT() -> float:
+    return noise(TOKEN, "h15_full")
+
+
+def token_arms(scale: str, budget: float) -> dict[str, float]:
+    """Mean final top-1 of each arm of the token study at one scale and budget."""
+    return {a["arm"]: a["final_acc1"] for a in record(TOKEN)["arms"] if a["scale"] == scale and a["budget"] == budget}
+
+
+def token_best(scale: str, budget: float) -> str:
+    arms = token_arms(scale, budget)
+    return max(arms, key=arms.get)
 
 
 def dial_margins(seed: int) -> list[float]:
@@ -394,6 +414,34 @@ CLAIMS = [
     Claim("src/pss/evidence.py", "1.5x the epochs was the best arm on the mean at 15 and 45 epochs: it beat the equal-time run on "
           "every seed and was within noise of the full run", BUDGET,
           lambda: best_on_mean("h15_", "tokens_for_epochs") and best_on_mean("h45_", "tokens_for_epochs") and tokens_for_epochs_at_0_6()),
+    Claim("src/pss/evidence.py", "it was the best arm on the mean, beat the equal-time run on both seeds and was within noise of "
+          "the full run and of a fixed ratio at the recipe's epochs", TOKEN,
+          lambda: token_best("t64", 0.33) == "tokens_for_epochs"
+          and len(T("b0.33_tokens_for_epochs", "b0.33_equal_time")) == 2
+          and beat(T("b0.33_tokens_for_epochs", "b0.33_equal_time"), NT())
+          and within(T("b0.33_tokens_for_epochs", "h15_full"), NT()) and within(T("b0.33_tokens_for_epochs", "b0.33_fixed"), NT())),
+    Claim("src/pss/evidence.py", "at 64 tokens, tokens for epochs and both levers together (1.5x the epochs) were the two best arms "
+          "on the mean and within noise of each other (3 and 2 seeds)", TOKEN,
+          lambda: sorted(token_arms("t64", 0.6), key=token_arms("t64", 0.6).get)[-2:] in (["tokens_for_epochs", "both"],
+                                                                                        ["both", "tokens_for_epochs"])
+          and len(seeds(TOKEN, "h15_tokens_for_epochs")) == 3 and len(seeds(TOKEN, "h15_both")) == 2
+          and within(T("h15_both", "h15_tokens_for_epochs"), NT())),
+    Claim("src/pss/evidence.py", "a resolution curriculum at the recipe's epochs (EfficientTrain++-like, the last 20 % at full side) "
+          "was within noise of the full run and of a fixed ratio, and resolution for epochs came last", TOKEN,
+          lambda: within(T("h15_res_curriculum", "h15_full"), NT()) and within(T("h15_res_curriculum", "h15_fixed"), NT())
+          and min(token_arms("t64", 0.6), key=token_arms("t64", 0.6).get) == "res_for_epochs"),
+    Claim("src/pss/evidence.py", "At 256 tokens (one seed so far) tokens for epochs led every other arm measured, the resolution "
+          "curriculum and a fixed ratio among them", TOKEN,
+          lambda: token_best("t256", 0.6) == "tokens_for_epochs" and {"res_curriculum", "fixed"} <= set(token_arms("t256", 0.6))
+          and all(final(TOKEN, "t256_h15_tokens_for_epochs", s) > final(TOKEN, "t256_h15_full", s) for s in seeds(TOKEN, "t256_h15_full"))
+          and seeds(TOKEN, "t256_h15_tokens_for_epochs") == [0]),
+    Claim("src/pss/evidence.py", "tokens for epochs was the best arm on the mean (64 tokens, 2 seeds); the resolution curriculum, "
+          "which reaches 0.33 only as a low side until the last 20 % of the epochs, came more than 10 points below it on both seeds, "
+          "and both levers together came below it on both seeds", TOKEN,
+          lambda: token_best("t64", 0.33) == "tokens_for_epochs"
+          and len(T("b0.33_res_curriculum", "b0.33_tokens_for_epochs")) == 2
+          and all(g < -10 for g in T("b0.33_res_curriculum", "b0.33_tokens_for_epochs"))
+          and len(T("b0.33_both", "b0.33_tokens_for_epochs")) == 2 and all(g < 0 for g in T("b0.33_both", "b0.33_tokens_for_epochs"))),
     Claim("src/pss/evidence.py", "so they spent 0.31 and 0.74 of the full run", BUDGET,
           lambda: near([flop_cost("b0.4_tokens_for_epochs"), flop_cost("b0.8_tokens_for_epochs")], [0.31, 0.74], 0.005)),
     Claim("src/pss/evidence.py", "1.5x the epochs was the best PSS arm on the mean, beat the equal-time run on both seeds and was "
@@ -432,7 +480,8 @@ def _text(where: str) -> str:
         import pss.evidence as ev
 
         comments = [line.strip().lstrip("#").strip() for line in path.read_text().splitlines() if line.strip().startswith("#")]
-        return " ".join(" ".join([ev.__doc__ or "", *comments, *ev.BUDGET_EVIDENCE.values(), ev.RECORD]).split())
+        return " ".join(" ".join([ev.__doc__ or "", *comments, *ev.BUDGET_EVIDENCE.values(), ev.RECORD,
+                                  *ev.LEVER_EVIDENCE.values(), ev.TOKEN_RECORD]).split())
     return path.read_text()
 
 

@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         print("[\n" + ",\n".join(rows) + "\n]")
     else:
         if plan is not None:
-            from pss.evidence import recommended_shape
+            from pss.evidence import recommended_lever, recommended_shape
             from pss.tokens_for_epochs import describe_budget_epochs
 
             if cfg.budget_reference is not None:
@@ -235,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
             if plan.unspent():
                 print("warning: " + plan.unspent())
             print("recommended: " + recommended_shape(args.budget))
+            print("how to spend: " + recommended_lever(args.budget))
         print(summary(sched, counts, spe, total))
         if resolution is not None:
             print("\n".join(resolution_lines(resolution, sched, spe, total, geometry)))
