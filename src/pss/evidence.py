@@ -78,11 +78,17 @@ BUDGET_EVIDENCE: dict[float, str] = {
 }
 
 
+def _nearest(table: dict[float, str], budget: float) -> tuple[str, str]:
+    """(where, finding): the entry of `table` at the measured budget nearest to `budget` (the lower on a tie)."""
+    nearest = min(table, key=lambda b: (abs(b - budget), b))
+    where = f"at budget {nearest:g}" + ("" if math.isclose(nearest, budget) else f" (the nearest measured to {budget:g})")
+    return where, table[nearest]
+
+
 def recommended_shape(budget: float) -> str:
     """One line for `pss schedule --budget`: what the budget study found at the nearest measured budget."""
-    nearest = min(BUDGET_EVIDENCE, key=lambda b: (abs(b - budget), b))
-    where = f"at budget {nearest:g}" + ("" if math.isclose(nearest, budget) else f" (the nearest measured to {budget:g})")
-    return f"budget study {where}, CIFAR-10 subset, small ViT: {BUDGET_EVIDENCE[nearest]}; see docs/budgets.md, {RECORD}"
+    where, finding = _nearest(BUDGET_EVIDENCE, budget)
+    return f"budget study {where}, CIFAR-10 subset, small ViT: {finding}; see docs/budgets.md, {RECORD}"
 
 
 # What benchmarks/token_study.py measured (TOKEN_RECORD, docs/budgets.md "Drop, resize or both"), by budget:
@@ -105,6 +111,5 @@ LEVER_EVIDENCE: dict[float, str] = {
 
 def recommended_lever(budget: float) -> str:
     """One line for `pss schedule --budget`: which lever the token study found best at the nearest measured budget."""
-    nearest = min(LEVER_EVIDENCE, key=lambda b: (abs(b - budget), b))
-    where = f"at budget {nearest:g}" + ("" if math.isclose(nearest, budget) else f" (the nearest measured to {budget:g})")
-    return f"token study {where}: {LEVER_EVIDENCE[nearest]}; see docs/budgets.md, {TOKEN_RECORD}"
+    where, finding = _nearest(LEVER_EVIDENCE, budget)
+    return f"token study {where}: {finding}; see docs/budgets.md, {TOKEN_RECORD}"

@@ -224,6 +224,7 @@ def test_schedule_command_spends_a_budget_on_epochs_and_names_the_evidence(capsy
     whole = float(lines[1].split("of a full-token epoch, ")[1].split(" ")[0])
     assert "of the recipe's full run" in lines[1] and whole == pytest.approx(each * 1.5, abs=2e-4) and 0.55 < whole <= 0.6
     assert lines[2].startswith("recommended: budget study at budget 0.6,") and "docs/budgets.md" in lines[2]
+    assert lines[3].startswith("how to spend: token study at budget 0.6: drop tokens") and "token_study_cpu_" in lines[3]
     assert main([*argv[:-10], "--budget-epochs", "0.5", *argv[-8:]]) == 2
     assert "budget_epochs must be >= 1" in capsys.readouterr().err
 
@@ -420,3 +421,14 @@ def test_a_refused_longer_run_is_said_in_the_users_numbers(capsys):
     assert plan(load_config(None, ["epochs=10", "schedule=cyclic"]), None, SPE) is None  # no budget, no plan
     with pytest.raises(ConfigError, match="timed with the run's data loader"):
         plan(plain, None, SPE)  # measured, and nothing measured
+
+
+@pytest.mark.parametrize("budget, entry, nearest", [(0.6, 0.6, ""), (0.33, 0.33, ""), (0.45, 0.33, " (the nearest measured to 0.45)"),
+                                                    (0.5, 0.6, " (the nearest measured to 0.5)"), (0.9, 0.6, " (the nearest measured to 0.9)")])
+def test_how_to_spend_names_the_token_studys_nearest_budget(budget, entry, nearest):
+    from pss.evidence import LEVER_EVIDENCE, TOKEN_RECORD, recommended_lever
+
+    line = recommended_lever(budget)
+    assert line == f"token study at budget {entry:g}{nearest}: {LEVER_EVIDENCE[entry]}; see docs/budgets.md, {TOKEN_RECORD}"
+    assert all(text.startswith("drop tokens") for text in LEVER_EVIDENCE.values())  # what the study found at every budget
+
