@@ -100,7 +100,7 @@ LEVER_EVIDENCE: dict[float, str] = {
           "arms on the mean and within noise of each other (3 and 2 seeds); a resolution curriculum at the recipe's "
           "epochs (EfficientTrain++-like, the last 20 % at full side) was within noise of the full run and of a fixed "
           "ratio, and resolution for epochs came last. At 256 tokens tokens for epochs led every other arm measured "
-          "(the resolution curriculum, a fixed ratio and both levers on one seed so far) and was above the full run "
+          "(the resolution curriculum and a fixed ratio on two seeds, above both on each; both levers on one seed so far) and was above the full run "
           "on both seeds it has (rows h15_*, t256_h15_*). "
           "Both levers together need a resolution schedule and were no better than dropping alone beyond the noise, "
           "so the recipes drop"),
