@@ -438,7 +438,7 @@ def solve_resolution(resolution: ResolutionSchedule, schedule: Schedule, budget:
         shapes = [n for n in ("step",) if n != resolution.name
                   and predicted_cost(schedule, cost, steps_per_epoch, total_steps,
                                      dataclasses.replace(resolution, name=n).with_start(lo)) <= budget + _TOL]
-        fix = (f"the step shape reaches it (resolution.name: step)" if shapes else
+        fix = ("the step shape reaches it (resolution.name: step)" if shapes else
                "lower resolution.full_from (fewer epochs at full side), add the drop lever (budget_lever: both with a "
                "keep-ratio schedule), or raise the budget")
         raise BudgetFloorError(

@@ -11,7 +11,7 @@ Every optimizer step runs, in this order (see `Trainer.train_epoch`):
 
 What is learned is the `Task`'s business (`loss(model, batch)` and `evaluate(model, loader)`):
 classification and masked-image modelling (pss.tasks), on the same loop. What the run writes
-(log lines, checkpoints) is pss.runfolder's: the Trainer holds a StepLogger and a Checkpointer.
+(log lines, checkpoints) is pss.runwriter's: the Trainer holds a StepLogger and a Checkpointer.
 
 Host syncs: the loop never calls `.item()` on the hot path. Losses stay on the device and are
 synchronised every `log_interval` steps (`StepLogger.flush`: one `torch.stack(...).tolist()`,
@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 
 from pss.control import num_tokens, samplers, set_train_keep_ratio, use_keep_ratio
-from pss.runfolder import Checkpointer, StepLogger
+from pss.runwriter import Checkpointer, StepLogger
 from pss.runtime import Amp, DistInfo, to_device, unwrap_model, wraps_ddp
 from pss.schedule import Schedule
 from pss.state import Progress, TrainState

@@ -5,7 +5,7 @@
                  goes into every checkpoint as a dict (`to_dict` / `from_dict`)
 
 Built by `pss.optim.build_optimisation`, advanced by `pss.engine.Trainer`, saved by
-`pss.runfolder.Checkpointer`.
+`pss.runwriter.Checkpointer`.
 """
 from __future__ import annotations
 

@@ -31,7 +31,8 @@ from typing import Any
 
 from pss.checkpoint import atomic_write
 from pss.config import LoggingConfig
-from pss.runfolder import RunDir, RunWriter, read_jsonl
+from pss.runfolder import RunDir, read_jsonl
+from pss.runwriter import RunWriter
 from pss.errors import ConfigError
 
 log = logging.getLogger("pss.train")

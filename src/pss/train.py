@@ -41,7 +41,8 @@ from pss.optim import build_optimisation, check_optimizer, restore
 from pss.outputs import hold_run_folder
 from pss.preflight import measure_run, measurements_for_run, predict_run, with_loader_named
 from pss.resolution import check_resolution, describe_sides
-from pss.runfolder import Checkpointer, RunDir, StepLogger
+from pss.runfolder import RunDir
+from pss.runwriter import Checkpointer, StepLogger
 from pss.runtime import DistInfo, agree, init_distributed, resolve_amp, resolve_device, seed_everything
 from pss.state import Progress
 from pss.tasks import task_kind

@@ -75,7 +75,8 @@ def test_engine_eval_keep_ratio_still_wins(tmp_path):
     """pss train evaluates at eval.keep_ratio (explicit) although eval() alone would run every token."""
     from pss.engine import LoopConfig, Progress, Trainer
     from pss.tasks.classification import ClassificationTask
-    from pss.runfolder import Checkpointer, RunWriter, StepLogger, TrainState
+    from pss.runwriter import Checkpointer, RunWriter, StepLogger
+    from pss.state import TrainState
     from pss.runtime import Amp
     from pss.schedule import FixedSchedule
 

@@ -502,7 +502,8 @@ def test_far_too_many_loader_workers_are_refused_before_any_start(tiny_image_fol
 def test_the_advice_after_a_resumed_run_diverges_names_a_file_that_exists(tmp_path):
     """After `--resume CKPT -o NEWFOLDER` diverged, the message named NEWFOLDER/checkpoint-last.pt, which the
     new run had not written."""
-    from pss.runfolder import Checkpointer, RunDir
+    from pss.runfolder import RunDir
+    from pss.runwriter import Checkpointer
 
     old = _save_tiny_checkpoint(tmp_path / "old" / "checkpoint-last.pt")
     new = tmp_path / "new"

@@ -160,7 +160,8 @@ def test_report_shows_the_recipes_budget_and_marks_unfinished_runs(tmp_path, cap
 def test_the_run_folder_reads_its_logs_with_one_policy_for_a_cut_short_line(tmp_path):
     """`RunDir` reads what a run folder holds; a torn last line (a kill mid-write) is skipped by every reader
     (reports and a resume alike), a corrupt line elsewhere is refused, never dropped silently."""
-    from pss.runfolder import RunDir, RunWriter
+    from pss.runfolder import RunDir
+    from pss.runwriter import RunWriter
 
     folder = RunDir(tmp_path / "run")
     assert folder.read_train_log() == [] and folder.read_summary() == {} and folder.read_config() == {}
