@@ -432,3 +432,21 @@ def test_how_to_spend_names_the_token_studys_nearest_budget(budget, entry, neare
     assert line == f"token study at budget {entry:g}{nearest}: {LEVER_EVIDENCE[entry]}; see docs/budgets.md, {TOKEN_RECORD}"
     assert all(text.startswith("drop tokens") for text in LEVER_EVIDENCE.values())  # what the study found at every budget
 
+
+
+def test_pss_schedule_plans_on_the_head_it_is_told(capsys, monkeypatch):
+    """`pss schedule --budget` counts the head's FLOPs for --num-classes classes (a run takes them from its
+    data); the default is 10 and a count below 1 is one line."""
+    import pss.budget
+
+    heads = []
+    real = pss.budget.plan
+    monkeypatch.setattr(pss.budget, "plan", lambda cfg, model, *a, **k: heads.append(
+        (cfg.model.num_classes, model.head.out_features)) or real(cfg, model, *a, **k))
+    base = ["schedule", "fixed", "--budget", "0.6", "--model", "pss_vit_tiny_patch4_32", "--epochs", "10",
+            "--steps-per-epoch", "10"]
+    assert main(base) == 0 and main([*base, "--num-classes", "1000"]) == 0
+    assert heads == [(10, 10), (1000, 1000)]
+    capsys.readouterr()
+    assert main([*base, "--num-classes", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "pss schedule: error: --num-classes must be an integer >= 1 (classes), got 0"

@@ -105,6 +105,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             "so auto follows what the budget study measured when fine-tuning")
         k.add_argument("--model", default=None, help="with --budget: the model whose FLOPs set the cost")
         k.add_argument("--img-size", **bounded(check_img_size), default=None, help="with --budget: the model's input size")
+        k.add_argument("--num-classes", **bounded(check_count, what="classes"), default=10,
+                       help="with --budget: the classes of the model's head, whose FLOPs count in the cost (a run "
+                            "takes them from its data; default %(default)s)")
         k.add_argument("--set", dest="model_kwargs", action="append", default=[], metavar="KEY=VALUE",
                        help="with --budget: a model option, e.g. --set pos_embed=rope")
         k.add_argument("--resolution", default=None, metavar="MAPPING",
@@ -145,7 +148,7 @@ def _model(args: argparse.Namespace, why: str) -> Any:
 
     if not args.model:
         raise ConfigError(f"{why} needs --model NAME (the model whose FLOPs set the cost and whose patches set the sides)")
-    return pss.build_model(args.model, num_classes=10, img_size=args.img_size, **parse_kwargs(args.model_kwargs))
+    return pss.build_model(args.model, num_classes=args.num_classes, img_size=args.img_size, **parse_kwargs(args.model_kwargs))
 
 
 def budget_config(args: argparse.Namespace, sched: Schedule, resolution: Any = None) -> Any:
@@ -163,7 +166,7 @@ def budget_config(args: argparse.Namespace, sched: Schedule, resolution: Any = N
         raise ConfigError(f"--budget-cost {args.budget_cost} is timed in a training run, with its data loader (pss "
                           "train --set budget_cost=measured); here give flops (with --model) or a pss bench speed "
                           "--json file")
-    model = ModelConfig(name=args.model or ModelConfig.name, img_size=args.img_size,
+    model = ModelConfig(name=args.model or ModelConfig.name, img_size=args.img_size, num_classes=args.num_classes,
                         kwargs=parse_kwargs(args.model_kwargs))
     cfg = TrainConfig(model=model, schedule=sched, resolution=resolution, epochs=int(args.epochs), budget=args.budget,
                       budget_epochs=args.budget_epochs, budget_lever=args.budget_lever, budget_cost=spec)
