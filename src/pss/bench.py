@@ -39,7 +39,7 @@ from pss.models.attention import ATTN_IMPLS
 from pss.runinfo import run_info
 from pss.preflight import MIN_QUANTILE_BATCHES
 from pss.runtime import resolve_amp, resolve_device, synchronize
-from pss.select import check_keep_ratio
+from pss.select import DEFAULT_SELECT, check_keep_ratio
 
 
 @dataclass
@@ -191,7 +191,7 @@ def speed_benchmark(
     warmup: int = 3,
     iters: int = 10,
     inference: bool = False,
-    select: str = "magnitude",
+    select: str = DEFAULT_SELECT,
     model_kwargs: dict | None = None,
     attn_impl: str | None = None,
 ) -> dict:

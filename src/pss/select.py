@@ -22,6 +22,12 @@ from pss.errors import ConfigError
 SELECT_RULES = ("magnitude", "random", "l2", "grid", "mixed", "jitter")
 # Rules that pick the same tokens for the same image at every call (what inference needs).
 DETERMINISTIC_RULES = ("magnitude", "l2", "grid")
+# The training rule wherever none is given (a recipe without `select`, a model, pss.attach, pss bench speed):
+# random. In the recipe study (docs/findings.md, "Which recipe") random was above the equal-time baseline on all
+# three seeds while the paper's magnitude came below it on both (by 4.65) and l2 likewise: on the images we
+# measured, a model trained on its highest-norm patches rarely sees the others. The paper's recipes say
+# `select: magnitude`.
+DEFAULT_SELECT = "random"
 # The rule used at inference (eval mode, no rule asked for), by the rule the weights were trained with
 # (None: trained at every token -- a baseline, or a timm model attached after its training). Measured by
 # the protocol of benchmarks/inference_select.py (best mean top-1 over keep ratios 0.8-0.2 on held-out
@@ -118,7 +124,7 @@ def token_scores(patches: torch.Tensor, select: str, generator: torch.Generator 
 def select_indices(
     patches: torch.Tensor,
     keep_ratio: float,
-    select: str = "magnitude",
+    select: str = DEFAULT_SELECT,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Indices (B, K) of the patch tokens to keep, sorted ascending. `patches` is (B, N, C)."""
@@ -188,7 +194,7 @@ def select_tokens(
     tokens: torch.Tensor,
     keep_ratio: float,
     num_prefix_tokens: int = 1,
-    select: str = "magnitude",
+    select: str = DEFAULT_SELECT,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Keep a fraction of the patch tokens of `tokens` (B, P + N, C).
@@ -232,7 +238,7 @@ class PatchSampler(nn.Module):
         self,
         num_prefix_tokens: int = 1,
         keep_ratio: float = 1.0,
-        select: str = "magnitude",
+        select: str = DEFAULT_SELECT,
         return_indices: bool = False,
     ) -> None:
         super().__init__()

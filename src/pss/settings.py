@@ -25,7 +25,7 @@ from pss.errors import ConfigError
 from pss.runtime import PRECISIONS
 from pss.resolution import ResolutionSchedule
 from pss.schedule import FixedSchedule, Schedule, from_dict as schedule_from_dict
-from pss.select import SELECT_RULES
+from pss.select import DEFAULT_SELECT, SELECT_RULES
 
 __all__ = [
     "DataConfig",
@@ -362,7 +362,7 @@ class TrainConfig:
     schedule: Schedule = field(default_factory=_default_schedule)  # keep ratio per step
     # training side per epoch (pss.resolution), e.g. {name: linear, start: 0.5, full_from: 0.8}; null: img_size
     resolution: ResolutionSchedule | None = None
-    select: str = "magnitude"  # token selection rule: magnitude | random | l2 | grid | mixed | jitter
+    select: str = DEFAULT_SELECT  # token selection rule in training: random (pss.select) | magnitude | l2 | grid | mixed | jitter
     optim: OptimConfig = field(default_factory=OptimConfig)
     lr_sched: LRSchedConfig = field(default_factory=LRSchedConfig)
     mixup: MixupConfig = field(default_factory=MixupConfig)

@@ -144,9 +144,9 @@ def test_magnitude_keeps_largest_embedded_tokens():
 def test_keep_ratio_control_and_recording():
     model = pss.build_model("pss_vit_tiny_patch4_32", 10, **TINY)
     assert pss.get_keep_ratio(model) == 1.0
-    with pss.use_keep_ratio(model, 0.5, "random"):
-        assert pss.get_keep_ratio(model) == 0.5 and model.patch_drop.effective_select == "random"
-        assert model.patch_drop.select == "magnitude"  # the training rule is not the dial's
+    with pss.use_keep_ratio(model, 0.5, "grid"):
+        assert pss.get_keep_ratio(model) == 0.5 and model.patch_drop.effective_select == "grid"
+        assert model.patch_drop.select == "random"  # the training rule (the default) is not the dial's
         with pss.recording(model) as samplers:
             model(torch.randn(2, 3, 32, 32))
             assert samplers[0].last_keep_idx.shape == (2, 32)

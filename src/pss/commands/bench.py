@@ -12,6 +12,7 @@ from pss.errors import ConfigError
 from pss.models.attention import ATTN_IMPLS
 from pss.outputs import check_output_file
 from pss.runtime import PRECISIONS, resolve_device
+from pss.select import DEFAULT_SELECT, SELECT_RULES
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -43,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attn-impl", default=None, choices=ATTN_IMPLS,
                    help="attention of pss_vit_* models: flex (FlexAttention), sdpa, or auto (flex on CUDA); "
                         "default: the model's (auto)")
-    p.add_argument("--select", default="magnitude", help="selection rule")
+    p.add_argument("--select", default=DEFAULT_SELECT, choices=SELECT_RULES,
+                   help="the selection rule timed (default %(default)s, the training default)")
     p.add_argument("--warmup", **bounded(check_count, low=0), default=3)
     p.add_argument("--iters", **bounded(check_count), default=10)
     p.add_argument("--inference", action="store_true", help="also measure eval-mode images/s per keep ratio")

@@ -18,7 +18,7 @@ from timm.layers import PatchDropout
 from torch import nn
 
 from pss.errors import ConfigError
-from pss.select import PatchSampler, check_keep_ratio, check_select
+from pss.select import DEFAULT_SELECT, PatchSampler, check_keep_ratio, check_select
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def attach(model: nn.Module, keep_ratio: float | None = None, select: str | None
     model.patch_drop = PatchSampler(
         num_prefix_tokens=model.num_prefix_tokens,
         keep_ratio=1.0 if keep_ratio is None else keep_ratio,
-        select=select or "magnitude",
+        select=select or DEFAULT_SELECT,
         return_indices=kind == "eva",  # Eva gathers its rotary embedding with the returned indices
     )
     if hasattr(type(model), "forward_intermediates"):

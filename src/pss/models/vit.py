@@ -34,7 +34,7 @@ from pss.errors import ConfigError
 from pss.models.attention import (
     AttnImpl, check_attn_impl, flex_attention, key_bias_score_mod, rel_bias_score_mod, resolve_attn_impl,
 )
-from pss.select import PatchSampler
+from pss.select import DEFAULT_SELECT, PatchSampler
 
 PosEmbed = Literal["learned", "rel_bias", "rope"]
 POS_EMBEDS = ("learned", "rel_bias", "rope")
@@ -234,7 +234,7 @@ class PssVisionTransformer(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         keep_ratio: float = 1.0,
-        select: str = "magnitude",
+        select: str = DEFAULT_SELECT,
         weight_init: WeightInit = "timm",
         attn_impl: AttnImpl = "auto",
         rope_coords: RopeCoords = "integer",
