@@ -223,6 +223,44 @@ def test_corrupt_image_found_mid_epoch_never_crashes(tiny_image_folder):
         train[0]
 
 
+def test_a_failing_augmentation_is_not_blamed_on_the_image(tiny_image_folder, caplog):
+    """Only the decode is guarded: an error raised by the transform reaches the caller as it is, never
+    logged as an unreadable image and replaced by the next one (which would quietly change the data)."""
+    train, _, _ = build_datasets(DataConfig(path=str(tiny_image_folder), scan_images=False, num_workers=0))
+
+    def broken(img):
+        raise ValueError("augmentation broke")
+
+    train.transform = broken
+    with caplog.at_level(logging.WARNING, logger="pss.data"), pytest.raises(ValueError, match="augmentation broke"):
+        train[0]
+    assert "unreadable" not in caplog.text
+
+
+@pytest.mark.parametrize("policy", ["rand-m10-n2-inc1", "augmix-m10-w2"])
+def test_posterize_to_zero_bits_is_a_black_image_not_an_error(policy):
+    """timm's posterize at the top magnitude keeps 0 bits (RandAugment with inc1; the DeiT recipe's
+    magnitude noise reaches it), which recent Pillow refuses: pss's train transform gives the black image
+    Pillow used to, at 224 px and on the small-image path alike."""
+    from timm.data.auto_augment import AugmentOp
+
+    from pss.data.datasets import timm_train_transform
+
+    for size in (32, 224):
+        transform = timm_train_transform(DataConfig(img_size=size, auto_augment=policy))
+        ops = [op for t in transform.transforms for op in getattr(t, "ops", None) or []
+               if isinstance(op, AugmentOp) and op.name.startswith("Posterize")]
+        assert ops, f"no posterize operation in {policy}"
+        op = ops[0]
+        op.prob, op.magnitude_std = 1.0, 0.0
+        img = Image.new("RGB", (size, size), (200, 120, 40))
+        assert op.level_fn(op.magnitude, op.hparams) == (0,)  # the case: 0 bits kept
+        out = op(img)
+        assert out.size == img.size and out.getextrema() == ((0, 0),) * 3
+        op.magnitude = 5  # 2 bits: timm's posterize as it is
+        assert op(img).getextrema() == ((192, 192), (64, 64), (0, 0))
+
+
 def test_large_sets_scan_only_a_sample(tiny_image_folder):
     report = check_data(DataConfig(path=str(tiny_image_folder), scan_max_files=10, scan_sample_size=5))
     assert report.sampled and report.scanned == 5 and report.num_train == 12

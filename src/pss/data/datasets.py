@@ -109,9 +109,19 @@ class CheckedImageFolder(ImageFolder):
                      is_valid_file: Any = None, allow_empty: bool = False) -> list[tuple[str, int]]:
         return list(self._checked)
 
+    def _load(self, index: int) -> tuple[Any, int]:
+        path, target = self.samples[index]
+        return self.loader(path), target
+
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        return first_readable(super().__getitem__, index, len(self.samples), lambda i: self.samples[i][0],
-                              self.on_corrupt, "remove or replace it", self.root)
+        # only the decode is guarded: an augmentation that fails is the augmentation's error, not the image's
+        image, target = first_readable(self._load, index, len(self.samples), lambda i: self.samples[i][0],
+                                       self.on_corrupt, "remove or replace it", self.root)
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
 
 
 def timm_train_transform(cfg: DataConfig) -> Callable:
@@ -128,14 +138,38 @@ def timm_train_transform(cfg: DataConfig) -> Callable:
                   color_jitter=cfg.color_jitter or None, interpolation=cfg.interpolation,
                   mean=cfg.mean, std=cfg.std, re_prob=cfg.re_prob, re_mode=cfg.re_mode, re_count=cfg.re_count)
     if cfg.img_size > SMALL_IMAGE_MAX:
-        return create_transform(**common, hflip=cfg.hflip, scale=cfg.scale)
+        return posterize_to_zero_bits(create_transform(**common, hflip=cfg.hflip, scale=cfg.scale))
     _, secondary, final = create_transform(**common, hflip=0.0, separate=True)
     interp = T.InterpolationMode.BICUBIC if cfg.interpolation == "random" else T.InterpolationMode(cfg.interpolation)
     primary = [T.Resize(cfg.img_size, interpolation=interp), T.CenterCrop(cfg.img_size),  # no-ops at native size
                T.RandomCrop(cfg.img_size, padding=cfg.crop_padding)]
     if cfg.hflip > 0:
         primary.append(T.RandomHorizontalFlip(cfg.hflip))
-    return T.Compose(primary + list(secondary.transforms) + list(final.transforms))
+    return posterize_to_zero_bits(T.Compose(primary + list(secondary.transforms) + list(final.transforms)))
+
+
+def _posterize(img: Image.Image, bits_to_keep: int, **kwargs: Any) -> Image.Image:
+    from timm.data.auto_augment import posterize
+
+    if bits_to_keep <= 0:  # what Pillow's posterize gave for 0 bits before it refused them: every pixel 0
+        return Image.new(img.mode, img.size)
+    return posterize(img, bits_to_keep, **kwargs)
+
+
+def posterize_to_zero_bits(transform: Callable) -> Callable:
+    """`transform` with timm's posterize operations (RandAugment, AutoAugment, AugMix) taking 0 bits as Pillow
+    used to: a black image. With `inc1` timm maps the top magnitude (10, which RandAugment's magnitude noise
+    reaches: the DeiT recipe's rand-m9-mstd0.5-inc1 in about one of 44 of its posterize operations) to 0 bits
+    kept, and recent Pillow refuses 0 bits with a ValueError, which would stop the loader mid-epoch. Set once,
+    when the transform is built."""
+    for t in getattr(transform, "transforms", [transform]):
+        ops = list(getattr(t, "ops", None) or [])
+        for sub in getattr(t, "policy", None) or []:  # AutoAugment: sub-policies of ops
+            ops += list(sub)
+        for op in ops:
+            if str(getattr(op, "name", "")).startswith("Posterize"):
+                op.aug_fn = _posterize
+    return transform
 
 
 def train_transform_at(cfg: DataConfig, side: int) -> Callable:

@@ -44,7 +44,8 @@ def load_rgb(path: str | os.PathLike | BinaryIO, draft: int | None = None) -> Im
 
 def first_readable(read: Callable[[int], Any], index: int, num: int, where: Callable[[int], str], on_corrupt: str,
                    fix: str, source: str) -> Any:
-    """``read(index)``, or with ``on_corrupt='skip'`` that of the next readable item (wrapping round):
+    """``read(index)`` (the decode alone: a transform's error is not the image's), or with ``on_corrupt='skip'``
+    that of the next readable item (wrapping round):
     an image that fails to decode mid-epoch is logged and replaced, and with ``on_corrupt='fail'`` it
     raises `DataError` (naming ``where(i)`` and the ``fix``) - never a PIL traceback."""
     for attempt in range(num):

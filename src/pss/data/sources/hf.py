@@ -199,13 +199,15 @@ class HFImageDataset(Dataset):
         row, _ = self.samples[index]
         return load_rgb(_image_source(self.table[row][self.column]))  # as folders: 16-bit grey scaled, float refused
 
-    def read(self, index: int) -> tuple[Any, int]:
-        image = self.load(index)
-        return (self.transform(image) if self.transform is not None else image), self.samples[index][1]
+    def _load(self, index: int) -> tuple[Image.Image, int]:
+        return self.load(index), self.samples[index][1]
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        return first_readable(self.read, index, len(self.samples), lambda i: f"{self.name} row {self.samples[i][0]}",
-                              self.on_corrupt, "fix the dataset", self.name)
+        # only the decode is guarded: an augmentation that fails is the augmentation's error, not the image's
+        image, target = first_readable(self._load, index, len(self.samples),
+                                       lambda i: f"{self.name} row {self.samples[i][0]}", self.on_corrupt,
+                                       "fix the dataset", self.name)
+        return (self.transform(image) if self.transform is not None else image), target
 
 
 class HFSource(Source):
