@@ -100,6 +100,13 @@ STUDIES: dict[str, tuple[str, str, str]] = {
         "after its cuts, side by side in one process with interleaved repeats.",
         "OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/fixed_cost.py --repeats 5",
     ),
+    "data_sides": (
+        "A lower training side in the input pipeline",
+        "The recipe's training loader on a JPEG folder at the full side and at a lower one (decoded at it through "
+        "JPEG draft and augmented at it in the workers), repeats alternating the order: what the resolution lever "
+        "saves before the model.",
+        "OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/data_sides.py --data JPEG_FOLDER --repeats 4",
+    ),
     "preflight_check": (
         "How good the pre-flight is",
         "The pre-flight's predicted wall-clock ratio against the realised one, with a slow and a fast loader, and "

@@ -410,3 +410,34 @@ def test_token_study_dial_reads_top1_at_each_speedup_by_value(tmp_path):
     (tmp_path / "dial_t64_s0").mkdir()
     (tmp_path / "dial_t64_s0" / "sweep.json").write_text(json.dumps(_dial_sweep()))
     assert study.dial_rows(args) == [d]
+
+
+def test_data_sides_times_each_side_in_alternating_order_and_records_the_folder_not_its_path(tmp_path, capsys):
+    """benchmarks/data_sides.py: the recipe's loader at the full and half side, the order alternating per
+    repeat; the record holds each side's images/s per repeat and its ratio to the full side (1.0 for the
+    full side itself), what the folder holds, and not where it is."""
+    from PIL import Image
+
+    folder = tmp_path / "jpegs"
+    for split, n in (("train", 4), ("val", 2)):
+        for c in range(3):
+            (folder / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (96, 64), (40 * c, 20 * i, 90)).save(folder / split / f"c{c}" / f"{i}.jpg", quality=90)
+    sides = _load("data_sides")
+    with pytest.raises(SystemExit):
+        sides.main(["--data", str(folder), "--sides", "0.5,0.25"])  # no full side to compare with
+    assert "1.0 (the full side) among them" in capsys.readouterr().err
+    sides.main(["--data", str(folder), "--set", "batch_size=4", "--workers", "0", "--repeats", "2", "--batches", "2",
+                "--warmup", "0", "--results", str(tmp_path / "res"), "--tag", "t", "--note", "a tiny folder"])
+    rec = json.loads(next((tmp_path / "res").glob("data_sides_cpu-t_*.json")).read_text())
+    assert [t["order"] for t in rec["timings"]] == [[1.0, 0.5], [0.5, 1.0]]
+    assert [[r["side"] for r in t["rows"]] for t in rec["timings"]] == [[224, 112], [112, 224]]
+    full, half = rec["sides"]
+    assert (full["side"], half["side"]) == (224, 112) and full["ratios"] == [1.0, 1.0]
+    assert half["decoded_at_side"] and len(half["images_per_s"]) == 2
+    assert half["ratios"] == [t["rows"][i]["images_per_s"] / t["rows"][1 - i]["images_per_s"]
+                              for t, i in zip(rec["timings"], (1, 0))]
+    assert rec["folder"]["images"] == 12 and rec["folder"]["mean_width"] == 96 and rec["folder"]["mean_height"] == 64
+    assert str(tmp_path) not in json.dumps(rec) and str(tmp_path) not in capsys.readouterr().out
+    assert "| 112 |" in (tmp_path / "res" / f"data_sides_cpu-t_{rec['date']}.md").read_text()
