@@ -35,6 +35,7 @@ JITTER = "dial_vs_merge_cpu-study-jitter_2026-12-01"
 SELECT = "inference_select_cpu_2026-12-01"
 PREFLIGHT = "preflight_check_2026-12-01"
 TOKEN = "token_study_cpu_2026-12-06"
+SIDES = "data_sides_cpu_2026-12-06"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +227,11 @@ FINETUNE_HEADER = ("it beat the equal-time baseline (the full run shortened to t
                    "selection came below even the equal-time baseline on both seeds")
 
 CLAIMS = [
+    # the resolution lever in the input pipeline
+    Claim("docs/usage.md", "delivered 2.16x the images/s at half side on ImageNet-sized JPEGs: one worker, 4 repeats", SIDES,
+          lambda: [(s["side"], round(s["ratio_to_full_side"], 2)) for s in record(SIDES)["sides"]] == [(224, 1.0), (112, 2.16)]
+          and len(record(SIDES)["timings"]) == 4 and record(SIDES)["workers"] == 1
+          and 400 <= record(SIDES)["folder"]["mean_width"] and record(SIDES)["recipe"] == "deit_small_224_pss"),
     # README: the headline, one sentence
     Claim("README.md", "beat the baseline given the same compute on every seed and was within noise of the full run, at "
           "15 and 45 epochs", BUDGET, tokens_for_epochs_at_0_6),
