@@ -26,6 +26,7 @@ __all__ = [
     "CostSpec",
     "check_budget",
     "check_budget_epochs",
+    "check_settings",
     "resolve_lever",
 ]
 
@@ -153,3 +154,20 @@ def check_budget_epochs(budget_epochs: Any, budget: float | None) -> None:
     if budget is None and budget_epochs != "auto":  # auto without a budget: nothing to spend, nothing to do
         raise ConfigError(f"budget_epochs {budget_epochs} needs a budget to spend (e.g. budget: 0.6); set both or neither, "
                           "or budget_epochs: auto (a budget: null baseline then trains the recipe's epochs)")
+
+
+def check_settings(cfg: Any) -> CostSpec:
+    """Every budget setting of a recipe (`budget`, `budget_lever`, `budget_epochs`, `budget_cost`), checked
+    together against its task, schedule and resolution schedule; returns the parsed `budget_cost`. A bad
+    cost form is refused with or without a budget. Called by `TrainConfig` on construction."""
+    if cfg.budget_lever not in BUDGET_LEVERS:
+        raise ConfigError(f"unknown budget_lever {cfg.budget_lever!r}; choose one of {', '.join(BUDGET_LEVERS)}")
+    if cfg.budget_lever in ("resize", "both") and cfg.resolution is None:
+        raise ConfigError(f"budget_lever {cfg.budget_lever} needs a resolution schedule to solve, e.g. "
+                          "--set resolution={name: linear, start: 0.5}; or budget_lever: drop")
+    if cfg.budget is not None:
+        if cfg.task != "classification":
+            raise ConfigError(f"budget applies to classification training, not task {cfg.task!r}; set budget: null")
+        check_budget(cfg.budget, cfg.schedule, resolve_lever(cfg.budget_lever, cfg.schedule, cfg.resolution))
+    check_budget_epochs(cfg.budget_epochs, cfg.budget)
+    return CostSpec.parse(cfg.budget_cost)

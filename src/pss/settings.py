@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pss.bounds import MAX_EPOCHS, check_count, check_img_size
-from pss.budget_spec import BUDGET_LEVERS, CostSpec, check_budget, check_budget_epochs, resolve_lever
+from pss.budget_spec import CostSpec, check_settings as check_budget_settings
 from pss.errors import ConfigError
 from pss.runtime import PRECISIONS
 from pss.resolution import ResolutionSchedule
@@ -397,7 +397,7 @@ class TrainConfig:
     budget_lever: str = "auto"
     # Tokens for epochs: train budget_epochs x the epochs at fewer tokens for the same budget (pss.tokens_for_epochs);
     # auto: the factor the budget study measured at this budget (pss.evidence: 1.5 at 0.6), else 1
-    budget_epochs: Any = None  # a number >= 1, auto or null: checked by pss.budget_spec.check_budget_epochs
+    budget_epochs: Any = None  # a number >= 1, auto or null: checked by pss.budget_spec.check_settings
     budget_reference: dict[str, Any] | None = None  # informational: the recipe's epochs / budget before budget_epochs
     # predict the run's wall-clock ratio to the full-token run from measured step and loader times
     # before it trains (pss.preflight): auto (runs of >= 500 steps), true, false
@@ -429,17 +429,7 @@ class TrainConfig:
                 self.checkpoint_interval_steps >= 1,
                 f"checkpoint_interval_steps must be >= 1 (or null: only at epoch ends), got {self.checkpoint_interval_steps}",
             )
-        if self.budget is not None:
-            _check(self.task == "classification",
-                   f"budget applies to classification training, not task {self.task!r}; set budget: null")
-            check_budget(self.budget, self.schedule, resolve_lever(self.budget_lever, self.schedule, self.resolution))
-        check_budget_epochs(self.budget_epochs, self.budget)
-        self.budget_cost = CostSpec.parse(self.budget_cost)  # a bad form refused, with or without a budget
-        _check(self.budget_lever in BUDGET_LEVERS,
-               f"unknown budget_lever {self.budget_lever!r}; choose one of {', '.join(BUDGET_LEVERS)}")
-        if self.budget_lever in ("resize", "both"):
-            _check(self.resolution is not None, f"budget_lever {self.budget_lever} needs a resolution schedule to solve, "
-                                                "e.g. --set resolution={name: linear, start: 0.5}; or budget_lever: drop")
+        self.budget_cost = check_budget_settings(self)  # budget, budget_lever, budget_epochs, budget_cost
         _check(self.preflight in (True, False, "auto"), f"preflight must be auto, true or false, got {self.preflight!r}")
         if self.mixup.enabled:
             _check(
