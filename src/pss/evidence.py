@@ -99,9 +99,9 @@ LEVER_EVIDENCE: dict[float, str] = {
     0.6: ("drop tokens: at 64 tokens, tokens for epochs and both levers together (1.5x the epochs) were the two best "
           "arms on the mean and within noise of each other (3 and 2 seeds); a resolution curriculum at the recipe's "
           "epochs (EfficientTrain++-like, the last 20 % at full side) was within noise of the full run and of a fixed "
-          "ratio, and resolution for epochs came last. At 256 tokens tokens for epochs led every other arm measured "
-          "(the resolution curriculum and a fixed ratio on two seeds, above both on each; both levers on one seed so far) and was above the full run "
-          "on both seeds it has (rows h15_*, t256_h15_*). "
+          "ratio, and resolution for epochs came last. At 256 tokens tokens for epochs was the best arm on both seeds, "
+          "above the full run, a fixed ratio, the resolution curriculum and both levers together on each (2 seeds; "
+          "resolution for epochs, measured on seed 0 only, came last on it) (rows h15_*, t256_h15_*). "
           "Both levers together need a resolution schedule and were no better than dropping alone beyond the noise, "
           "so the recipes drop"),
     0.33: ("drop tokens: tokens for epochs was the best arm on the mean (64 tokens, 2 seeds); the resolution "

@@ -42,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reduce", choices=REDUCE_MODES, default="drop",
                    help="drop: keep ratios (the PSS dial); merge: token merging (ToMe) at every patch, r tokens per "
                    "block; both: each model with both; resize: the model at lower input sides (one per keep ratio, "
-                   "sqrt(rho) of the side: the same share of patches); all: drop, merge and resize (default drop)")
+                   "sqrt(rho) of the side: the same share of patches); all: drop, merge and resize (default drop: the best rule "
+                   "at 2x and 3x the images/s for full and PSS models in the token study's dial, docs/budgets.md)")
     p.add_argument("--merge-r", default=None, metavar="R,R,...",
                    help="merge rates for --reduce merge/both (tokens merged per block; default: 0 and six rates up to "
                    "the largest the model allows)")
