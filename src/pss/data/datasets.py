@@ -18,6 +18,7 @@ from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.data.auto_augment import posterize as timm_posterize
 
 from pss.config import DataConfig
 from pss.data.readable import first_readable, load_rgb
@@ -149,11 +150,9 @@ def timm_train_transform(cfg: DataConfig) -> Callable:
 
 
 def _posterize(img: Image.Image, bits_to_keep: int, **kwargs: Any) -> Image.Image:
-    from timm.data.auto_augment import posterize
-
     if bits_to_keep <= 0:  # what Pillow's posterize gave for 0 bits before it refused them: every pixel 0
         return Image.new(img.mode, img.size)
-    return posterize(img, bits_to_keep, **kwargs)
+    return timm_posterize(img, bits_to_keep, **kwargs)
 
 
 def posterize_to_zero_bits(transform: Callable) -> Callable:
