@@ -161,11 +161,12 @@ def _unknown(kind: str, name: str, known: dict) -> list[str]:
 
 def sweep_run(run: PlannedRun, device: str = "cpu") -> dict[str, float]:
     """Top-1 by keep ratio at inference with the model's default rule for its training rule
-    (`pss.select.DEFAULT_INFERENCE_SELECT`), cached in the run folder."""
+    (`pss.select.DEFAULT_INFERENCE_SELECT`), cached in the run folder under that rule's name: a later
+    version that changes the default sweeps again instead of reading the other rule's figures."""
     from pss.analysis.sweep import sweep_checkpoints
+    from pss.select import default_inference_select
 
-    # (records before the per-model default cached magnitude-at-inference figures in study_sweep.json)
-    cache = run.folder / "study_sweep_default.json"
+    cache = run.folder / f"study_sweep_{default_inference_select(run.cfg.trained_select)}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     res = sweep_checkpoints([run.folder], keep_ratios=SWEEP_KEEP, device=device,

@@ -123,6 +123,15 @@ def test_recipe_study_plans_resumes_and_records(tiny_image_folder, tmp_path):
     assert set(runs["pss_cyclic_random"]["sweep"]) == {"1", "0.8", "0.6", "0.5", "0.4", "0.2"}
     assert path.with_suffix(".png").stat().st_size > 10_000
     assert "| pss_cyclic_mixed | 0 |" in path.with_suffix(".md").read_text()
+    # The inference sweep is cached under the rule it ran with (random- and mixed-trained: grid); a cache
+    # of another rule (an older default) is not read as this one's.
+    cached = tmp_path / "runs" / "pss_cyclic_random_s0"
+    assert json.loads((cached / "study_sweep_grid.json").read_text()) == runs["pss_cyclic_random"]["sweep"]
+    (cached / "study_sweep_grid.json").rename(cached / "study_sweep_magnitude.json")
+    (cached / "study_sweep_magnitude.json").write_text(json.dumps({k: -1.0 for k in runs["pss_cyclic_random"]["sweep"]}))
+    assert study.main([*argv, "--record-only"]) == 0
+    assert json.loads(path.read_text())["runs"][list(runs).index("pss_cyclic_random")]["sweep"] == \
+        runs["pss_cyclic_random"]["sweep"]
     # Again: everything is re-read, nothing retrained; a study folder of other settings is refused.
     log = (tmp_path / "runs" / "pss_cyclic_mixed_s0" / "train_log.jsonl").read_text()
     assert study.main([*argv, "--record-only"]) == 0 and study.main(argv) == 0
