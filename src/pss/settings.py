@@ -164,8 +164,7 @@ class DataConfig:
                f"data.train_split and data.val_split are both {self.val_split!r}: evaluating on the training images "
                "measures memory, not accuracy; set data.val_split to the evaluation split (e.g. val or test)")
         for name, low in [("img_size", 1), ("num_workers", 0), ("scan_max_files", 1), ("scan_sample_size", 1),
-                          ("builtin_num_train", 1), ("builtin_num_val", 1), ("seed", 0), ("re_count", 1),
-                          ("crop_padding", 0)]:
+                          ("builtin_num_train", 1), ("builtin_num_val", 1), ("seed", 0)]:
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
                    f"data.{name} must be an integer >= {low}, got {value!r}")
@@ -183,6 +182,15 @@ class DataConfig:
             _check(self.img_size >= GLYPH_IMG_SIZE,
                    f"the built-in set is drawn at {GLYPH_IMG_SIZE} px and shrinking it would blur "
                    f"the glyphs: set data.img_size >= {GLYPH_IMG_SIZE} (got {self.img_size})")
+        self._check_augmentation()
+
+    def _check_augmentation(self) -> None:
+        """The augmentation and normalisation keys (the DeiT recipe's names; read by `pss.data.datasets`
+        for folders, archives and Hugging Face sets, by `pss.data.augment` in memory)."""
+        for name, low in [("re_count", 1), ("crop_padding", 0)]:
+            value = getattr(self, name)
+            _check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
+                   f"data.{name} must be an integer >= {low}, got {value!r}")
         for name in ("re_prob", "hflip"):
             _check(0.0 <= float(getattr(self, name)) <= 1.0, f"data.{name} must be in [0, 1], got {getattr(self, name)!r}")
         _check(self.re_mode in ("const", "rand", "pixel"),
