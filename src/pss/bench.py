@@ -290,6 +290,8 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
 
     if warmup < 0 or batches < 1 or model_iters < 0:
         raise ConfigError("--warmup and --model-iters must be >= 0 and --batches >= 1")
+    if not sides or any(not 0 < f <= 1 for f in sides):
+        raise ConfigError(f"--sides takes fractions of img_size in (0, 1], e.g. 1.0,0.5; got {sides}")
     if workers is not None:
         if any(w < 0 for w in workers) or not workers:
             raise ConfigError(f"--workers takes worker counts >= 0, e.g. 2,4,8; got {workers}")
@@ -304,8 +306,6 @@ def data_benchmark(cfg: Any, *, workers: tuple[int, ...] | None = None, warmup: 
     train_ds, _, _ = build_datasets(cfg.data, dev if cfg.data.in_memory else None, report=report)
     from pss.resolution import patch_side
 
-    if not sides or any(not 0 < f <= 1 for f in sides):
-        raise ConfigError(f"--sides takes fractions of img_size in (0, 1], e.g. 1.0,0.5; got {sides}")
     rows = []
     for w in workers:
         data_cfg = dataclasses.replace(cfg.data, num_workers=w)

@@ -37,6 +37,9 @@ def test_bench_data_sweeps_workers_and_refuses_bad_input(tmp_path, tiny_image_fo
 
     assert main(["bench", "data", "--data", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # the arguments are checked before the data: a bad --sides is named even when the folder is missing too
+    assert main(["bench", "data", "--data", str(tmp_path / "missing"), "--sides", "1.0,1.5"]) == 2
+    assert "--sides takes fractions of img_size in (0, 1]" in capsys.readouterr().err
     (tmp_path / "empty" / "train").mkdir(parents=True)
     (tmp_path / "empty" / "val").mkdir()
     assert main(["bench", "data", "--data", str(tmp_path / "empty")]) == 2
