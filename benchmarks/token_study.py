@@ -215,9 +215,12 @@ def _key(run: PlannedRun) -> tuple[int, tuple[str, ...]]:
 
 
 def every_run(args: argparse.Namespace) -> list[PlannedRun]:
-    """Every run of this study (what a record may cover), whatever --scales / --arms / --seeds say."""
+    """Every run of this study (what a record may cover), whatever --scales / --arms say: seeds 0-2 (the
+    study's plan), any seed asked for, and any seed a record of this study holds (a later record keeps it)."""
+    held = {seed for (_, seed, _) in recorded_rows(Path(args.results), ("token_study_*.json",))}
+    seeds = sorted({0, 1, 2} | set(_list(args.seeds, int)) | held)
     every = argparse.Namespace(**{**vars(args), "scales": ",".join(SCALES), "arms": ",".join(ARMS),
-                                  "budgets": "0.6,0.33", "seeds": "0,1,2"})
+                                  "budgets": "0.6,0.33", "seeds": ",".join(map(str, seeds))})
     return plan(every)
 
 

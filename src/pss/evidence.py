@@ -100,9 +100,9 @@ LEVER_EVIDENCE: dict[float, str] = {
     0.6: ("drop tokens: at 64 tokens, tokens for epochs and both levers together (1.5x the epochs) were the two best "
           "arms on the mean and within noise of each other (3 seeds each); a resolution curriculum at the recipe's "
           "epochs (EfficientTrain++-like, the last 20 % at full side) was within noise of the full run and of a fixed "
-          "ratio, and resolution for epochs came last. At 256 tokens (3 seeds) tokens for epochs was the best arm on the "
-          "mean and beat the resolution curriculum and the equal-time run on every seed; it was within noise of both "
-          "levers together, the full run and a fixed ratio (above them on two seeds, below them on the third); "
+          "ratio, and resolution for epochs came last. At 256 tokens (3 seeds; 4 for it and the full run) tokens for "
+          "epochs was the best arm on the mean and beat the resolution curriculum and the equal-time run on every seed; "
+          "it was within noise of both levers together, the full run and a fixed ratio (below each of them on one seed); "
           "resolution for epochs and the equal-time run came last (rows h15_*, t256_h15_*). "
           "Both levers together need a resolution schedule and were no better than dropping alone beyond the noise, "
           "so the recipes drop"),

@@ -465,14 +465,14 @@ CLAIMS = [
           "was within noise of the full run and of a fixed ratio, and resolution for epochs came last", TOKEN,
           lambda: within(T("h15_res_curriculum", "h15_full"), NT()) and within(T("h15_res_curriculum", "h15_fixed"), NT())
           and min(token_arms("t64", 0.6), key=token_arms("t64", 0.6).get) == "res_for_epochs"),
-    Claim("src/pss/evidence.py", "At 256 tokens (3 seeds) tokens for epochs was the best arm on the mean and beat the resolution "
-          "curriculum and the equal-time run on every seed; it was within noise of both levers together, the full run and a fixed "
-          "ratio (above them on two seeds, below them on the third); resolution for epochs and the equal-time run came last",
+    Claim("src/pss/evidence.py", "At 256 tokens (3 seeds; 4 for it and the full run) tokens for epochs was the best arm on the mean "
+          "and beat the resolution curriculum and the equal-time run on every seed; it was within noise of both levers together, "
+          "the full run and a fixed ratio (below each of them on one seed); resolution for epochs and the equal-time run came last",
           TOKEN, lambda: token_best("t256", 0.6) == "tokens_for_epochs"
-          and all(len(T("t256_h15_tokens_for_epochs", f"t256_h15_{a}")) == 3 for a in T256_ARMS)
+          and all(len(T("t256_h15_tokens_for_epochs", f"t256_h15_{a}")) == (4 if a == "full" else 3) for a in T256_ARMS)
           and beat(T("t256_h15_tokens_for_epochs", "t256_h15_res_curriculum"), NT())
           and beat(T("t256_h15_tokens_for_epochs", "t256_h15_equal_time"), NT())
-          and all(within(g, NT()) and sum(x > 0 for x in g) == 2 and sum(x < 0 for x in g) == 1
+          and all(within(g, NT()) and sum(x < 0 for x in g) == 1
                   for g in (T("t256_h15_tokens_for_epochs", f"t256_h15_{a}") for a in ("both", "full", "fixed")))
           and sorted(token_arms("t256", 0.6), key=token_arms("t256", 0.6).get)[:2] in (["equal_time", "res_for_epochs"],
                                                                                     ["res_for_epochs", "equal_time"])),
@@ -491,15 +491,16 @@ CLAIMS = [
     Claim("docs/findings.md", "at 0.33 it was again the best arm, above the full run on all three seeds", TOKEN,
           lambda: token_best("t256", 0.33) == "tokens_for_epochs" and len(T("t256_b0.33_tokens_for_epochs", "t256_h15_full")) == 3
           and all(g > 0 for g in T("t256_b0.33_tokens_for_epochs", "t256_h15_full"))),
-    Claim("docs/findings.md", "at 256 tokens (budget 0.6, 3 seeds) tokens for epochs was the best arm on the mean and beat the "
+    Claim("docs/findings.md", "at 256 tokens (budget 0.6, 3 seeds; 4 for it and the full run) tokens for epochs was the best arm on the mean and beat the "
           "curriculum on every seed (by 4.40 / 6.25 / 2.40 points), though its third seed came below the full run, the fixed drop "
           "and both levers together", TOKEN,
           lambda: token_best("t256", 0.6) == "tokens_for_epochs"
           and near(T("t256_h15_tokens_for_epochs", "t256_h15_res_curriculum"), [4.40, 6.25, 2.40], 0.006)
           and beat(T("t256_h15_tokens_for_epochs", "t256_h15_res_curriculum"), NT())
           and all(T("t256_h15_tokens_for_epochs", f"t256_h15_{a}")[2] < 0 for a in ("full", "fixed", "both"))),
-    Claim("docs/budgets.md", "tokens for epochs was the best arm on the mean (52.60) and on seeds 0 and 1, not on seed 2. Its gaps "
-          "(seeds 0 / 1 / 2): +2.65 / +4.05 / -0.85 over the full run (51.20 / 50.45 / 50.30, a spread of 0.9), +6.8 / +8.3 / +5.1 "
+    Claim("docs/budgets.md", "tokens for epochs was the best arm on the mean (52.67 over 4 seeds, 52.60 over the 3 the others have) "
+          "and on seeds 0 and 1, not on seed 2. Its gaps (seeds 0 / 1 / 2, and 3 against the full run): +2.65 / +4.05 / -0.85 / "
+          "+3.70 over the full run (51.20 / 50.45 / 50.30 / 49.20, a spread of 2.0), +6.8 / +8.3 / +5.1 "
           "over the equal-time run and +4.40 / +6.25 / +2.40 over the resolution curriculum (both beyond the noise), +3.50 / +4.25 / "
           "-0.10 over the fixed drop and +1.90 / +2.05 / -2.95 over both levers together (51.95 / 52.45 / 52.40; within noise). "
           "Seed 2 was the shipped arm's weak seed (49.45; best epoch 49.95): below the full run, level with the fixed drop, and "
@@ -507,14 +508,15 @@ CLAIMS = [
           "+2.1, within noise) and above the curriculum. The curriculum came below the full run on every seed (-1.75 / -2.2 / -3.25) "
           "and below the fixed drop (-0.9 / -2.0 / -2.5)", TOKEN,
           lambda: token_best("t256", 0.6) == "tokens_for_epochs"
-          and near([token_arms("t256", 0.6)["tokens_for_epochs"], token_arms("t256", 0.6)["both"]], [52.60, 52.27], 0.006)
+          and near([token_arms("t256", 0.6)["tokens_for_epochs"], token_arms("t256", 0.6)["both"]], [52.67, 52.27], 0.006)
+          and near([mean([final(TOKEN, "t256_h15_tokens_for_epochs", s) for s in (0, 1, 2)])], [52.60], 0.006)
           and sorted(token_arms("t256", 0.6), key=token_arms("t256", 0.6).get)[-2:] == ["both", "tokens_for_epochs"]
           and [max(T256_ARMS + ("tokens_for_epochs",), key=lambda a: final(TOKEN, f"t256_h15_{a}", s)) for s in (0, 1, 2)][:2]
           == ["tokens_for_epochs", "tokens_for_epochs"]
           and max(T256_ARMS + ("tokens_for_epochs",), key=lambda a: final(TOKEN, f"t256_h15_{a}", 2)) != "tokens_for_epochs"
-          and near([final(TOKEN, "t256_h15_full", s) for s in (0, 1, 2)], [51.20, 50.45, 50.30], 0.001)
-          and near([noise(TOKEN, "t256_h15_full")], [0.9], 0.001)
-          and near(T("t256_h15_tokens_for_epochs", "t256_h15_full"), [2.65, 4.05, -0.85], 0.006)
+          and near([final(TOKEN, "t256_h15_full", s) for s in (0, 1, 2, 3)], [51.20, 50.45, 50.30, 49.20], 0.001)
+          and near([noise(TOKEN, "t256_h15_full")], [2.0], 0.001)
+          and near(T("t256_h15_tokens_for_epochs", "t256_h15_full"), [2.65, 4.05, -0.85, 3.70], 0.006)
           and near(T("t256_h15_tokens_for_epochs", "t256_h15_equal_time"), [6.8, 8.3, 5.1], 0.006)
           and near(T("t256_h15_tokens_for_epochs", "t256_h15_res_curriculum"), [4.40, 6.25, 2.40], 0.006)
           and beat(T("t256_h15_tokens_for_epochs", "t256_h15_equal_time"), NT())
@@ -596,11 +598,13 @@ CLAIMS = [
           lambda: near(T("b0.33_res_curriculum", "b0.33_tokens_for_epochs"), [-14.55, -11.25, -15.95], 0.006)
           and near(T("b0.33_both", "b0.33_tokens_for_epochs"), [-2.3, -2.45, -3.7], 0.006)),
     Claim("docs/budgets.md", "it came within 0.3 of the full run at 0.6 on the mean at both scales (above it by 1.52 at 64 tokens, "
-          "on every seed, and by 1.95 at 256 tokens, where seed 2 missed by 0.55 at -0.85) and within 1.0 of it at 0.33 (64 "
+          "on every seed, and by 2.39 at 256 tokens over 4 seeds, where seed 2 missed by 0.55 at -0.85) and within 1.0 of it at "
+          "0.33 (64 "
           "tokens: -0.17 on the mean, seed 0 missed by 0.45; 256 tokens: above it on all three seeds); +6.1 (64 tokens) and +11.8 "
           "(256) over the equal-time run at 0.33 (the +3 target holds on every seed)", TOKEN,
           lambda: near([mean(T("h15_tokens_for_epochs", "h15_full")), mean(T("t256_h15_tokens_for_epochs", "t256_h15_full"))],
-                       [1.52, 1.95], 0.006)
+                       [1.52, 2.39], 0.006)
+          and len(T("t256_h15_tokens_for_epochs", "t256_h15_full")) == 4
           and all(g > 0 for g in T("h15_tokens_for_epochs", "h15_full"))
           and near([T("t256_h15_tokens_for_epochs", "t256_h15_full")[2]], [-0.85], 0.006)
           and near([mean(T("b0.33_tokens_for_epochs", "h15_full")), T("b0.33_tokens_for_epochs", "h15_full")[0]], [-0.17, -1.45], 0.006)
@@ -608,9 +612,11 @@ CLAIMS = [
           and near([mean(T("b0.33_tokens_for_epochs", "b0.33_equal_time")), mean(T("t256_b0.33_tokens_for_epochs", "t256_b0.33_equal_time"))],
                    [6.1, 11.8], 0.06)
           and all(g >= 3 for g in T("b0.33_tokens_for_epochs", "b0.33_equal_time") + T("t256_b0.33_tokens_for_epochs", "t256_b0.33_equal_time"))),
-    Claim("docs/budgets.md", "At 256 tokens and 0.6 the shipped arm's own spread over its 3 seeds (53.85 / 54.50 / 49.45: 5.05 "
-          "points) is more than twice the 64-token seed noise the verdicts above use", TOKEN,
-          lambda: near([final(TOKEN, "t256_h15_tokens_for_epochs", s) for s in (0, 1, 2)], [53.85, 54.50, 49.45], 0.001)
+    Claim("docs/budgets.md", "At 256 tokens and 0.6 the shipped arm's own spread over its 4 seeds (53.85 / 54.50 / 49.45 / 52.90: "
+          "5.05 points) is more than twice the 64-token seed noise the verdicts above use; its fourth seed (52.90 against the full "
+          "run's 49.20)", TOKEN,
+          lambda: near([final(TOKEN, "t256_h15_tokens_for_epochs", s) for s in (0, 1, 2, 3)], [53.85, 54.50, 49.45, 52.90], 0.001)
+          and near([final(TOKEN, "t256_h15_full", 3)], [49.20], 0.001)
           and near([noise(TOKEN, "t256_h15_tokens_for_epochs")], [5.05], 0.006)
           and noise(TOKEN, "t256_h15_tokens_for_epochs") > 2 * NT()),
     Claim("docs/budgets.md", "the recipe's epochs was above the full run too (+0.9 / +0.45 / +0.45 on seeds 0 / 1 / 2, within "
