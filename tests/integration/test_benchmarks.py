@@ -329,12 +329,18 @@ def test_budget_study_budget_curve_plans_a_reachable_schedule_arm(tiny_image_fol
         study.parse_args(["--data", "x", "--part", "budgets", "--budget-arms", "fixed,nope"])
 
 
-def test_token_study_plan_is_fixed_before_any_run_and_reuses_the_budget_study():
+def test_token_study_plan_is_fixed_before_any_run_and_reuses_the_budget_study(tmp_path):
     """The token study's arms by value: epochs, names, the curriculum's shape rule, the arms planned out; the
     t64 drop arms at 0.6 are the budget study's recorded runs (same seed and overrides), not trained again."""
     study = _load("token_study")
     args = study.parse_args(["--data", "DATA", "--output", "/nonexistent"])
     runs = {r.label: r for r in study.plan(args)}
+    # What a record may cover: seeds 0-2, any seed asked for, any seed a record of the study holds (the
+    # committed record holds a fourth seed at 256 tokens), so a later record never drops one.
+    assert {"t256_h15_full_s3", "t256_h15_tokens_for_epochs_s3"} <= {r.label for r in study.every_run(args)}
+    empty = ["--data", "DATA", "--output", "/nonexistent", "--results", str(tmp_path)]
+    assert {r.seed for r in study.every_run(study.parse_args(empty))} == {0, 1, 2}
+    assert {r.seed for r in study.every_run(study.parse_args([*empty, "--seeds", "5"]))} == {0, 1, 2, 5}
     assert runs["t256_h15_full_s0"].cfg.epochs == 15 and runs["t256_h15_equal_time_s0"].cfg.epochs == 9
     assert runs["t256_b0.33_equal_time_s0"].cfg.epochs == 5
     assert "t256_b0.33_res_for_epochs_s0" not in runs and "b0.33_res_for_epochs_s1" not in runs  # unreachable
