@@ -59,6 +59,14 @@ def _positive(name: str, v: float, allow_zero: bool = False) -> None:
     _check(math.isfinite(v) and ok, f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
 
 
+def _integers_at_least(section: str, obj: Any, bounds: list[tuple[str, int]]) -> None:
+    """Each named field of `obj` an integer (not a bool) >= its bound."""
+    for name, low in bounds:
+        value = getattr(obj, name)
+        _check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
+               f"{section}.{name} must be an integer >= {low}, got {value!r}")
+
+
 def _fraction(name: str, v: float, hi_open: bool = False) -> None:
     ok = 0.0 <= v < 1.0 if hi_open else 0.0 <= v <= 1.0
     _check(ok, f"{name} must be in [0, 1{')' if hi_open else ']'}, got {v!r}")
@@ -163,11 +171,9 @@ class DataConfig:
         _check(self.train_split != self.val_split,
                f"data.train_split and data.val_split are both {self.val_split!r}: evaluating on the training images "
                "measures memory, not accuracy; set data.val_split to the evaluation split (e.g. val or test)")
-        for name, low in [("img_size", 1), ("num_workers", 0), ("scan_max_files", 1), ("scan_sample_size", 1),
-                          ("builtin_num_train", 1), ("builtin_num_val", 1), ("seed", 0)]:
-            value = getattr(self, name)
-            _check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
-                   f"data.{name} must be an integer >= {low}, got {value!r}")
+        _integers_at_least("data", self, [("img_size", 1), ("num_workers", 0), ("scan_max_files", 1),
+                                          ("scan_sample_size", 1), ("builtin_num_train", 1), ("builtin_num_val", 1),
+                                          ("seed", 0)])
         for name in ("max_train_per_class", "max_val_per_class"):
             value = getattr(self, name)
             _check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
@@ -187,10 +193,7 @@ class DataConfig:
     def _check_augmentation(self) -> None:
         """The augmentation and normalisation keys (the DeiT recipe's names; read by `pss.data.datasets`
         for folders, archives and Hugging Face sets, by `pss.data.augment` in memory)."""
-        for name, low in [("re_count", 1), ("crop_padding", 0)]:
-            value = getattr(self, name)
-            _check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
-                   f"data.{name} must be an integer >= {low}, got {value!r}")
+        _integers_at_least("data", self, [("re_count", 1), ("crop_padding", 0)])
         for name in ("re_prob", "hflip"):
             _check(0.0 <= float(getattr(self, name)) <= 1.0, f"data.{name} must be in [0, 1], got {getattr(self, name)!r}")
         _check(self.re_mode in ("const", "rand", "pixel"),

@@ -130,8 +130,8 @@ def test_recipe_study_plans_resumes_and_records(tiny_image_folder, tmp_path):
     (cached / "study_sweep_grid.json").rename(cached / "study_sweep_magnitude.json")
     (cached / "study_sweep_magnitude.json").write_text(json.dumps({k: -1.0 for k in runs["pss_cyclic_random"]["sweep"]}))
     assert study.main([*argv, "--record-only"]) == 0
-    assert json.loads(path.read_text())["runs"][list(runs).index("pss_cyclic_random")]["sweep"] == \
-        runs["pss_cyclic_random"]["sweep"]
+    again = {r["name"]: r for r in json.loads(path.read_text())["runs"]}
+    assert again["pss_cyclic_random"]["sweep"] == runs["pss_cyclic_random"]["sweep"]
     # Again: everything is re-read, nothing retrained; a study folder of other settings is refused.
     log = (tmp_path / "runs" / "pss_cyclic_mixed_s0" / "train_log.jsonl").read_text()
     assert study.main([*argv, "--record-only"]) == 0 and study.main(argv) == 0
